@@ -1,0 +1,5 @@
+import sys
+
+from migrationbox.cli import main
+
+sys.exit(main())

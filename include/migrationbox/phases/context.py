@@ -1,0 +1,78 @@
+"""What every phase receives and returns.
+
+A phase is a module in ``migrationbox.phases`` with ``run(ctx) -> PhaseResult`` and,
+where it changes anything, ``rollback(ctx) -> PhaseResult``. Both are idempotent: the
+wave DAG may call them again after any failure or success.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from migrationbox.config import AWS_CONN_ID
+from migrationbox.planning.models import PlanDocument, ServerPlan, Wave
+
+
+@dataclass
+class PhaseContext:
+    plan: PlanDocument
+    wave_number: int
+    run_id: str = "manual"
+    dry_run: bool = False
+    aws_conn_id: str = AWS_CONN_ID
+    artifacts_dir: Path = field(default_factory=lambda: Path(".runtime/artifacts"))
+    options: dict[str, Any] = field(default_factory=dict)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("migrationbox.phase"))
+
+    @property
+    def estate(self) -> str:
+        return self.plan.estate
+
+    @property
+    def wave(self) -> Wave:
+        return self.plan.wave(self.wave_number)
+
+    @property
+    def servers(self) -> list[ServerPlan]:
+        wanted = set(self.wave.server_ids)
+        return [s for s in self.plan.servers if s.server_id in wanted]
+
+    @property
+    def wave_tag(self) -> str:
+        """Deterministic tag value that marks every cloud resource this wave creates."""
+        return f"{self.plan.estate}/wave-{self.wave_number:02d}"
+
+    def run_artifacts(self) -> Path:
+        path = self.artifacts_dir / self.plan.estate / f"wave_{self.wave_number:02d}" / _safe(
+            self.run_id
+        )
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def _safe(value: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in value)
+
+
+class PhaseResult(BaseModel):
+    """Small, JSON-able summary of a phase run (it travels through XCom)."""
+
+    phase: str
+    ok: bool
+    summary: str
+    details: dict[str, Any] = Field(default_factory=dict)
+    failures: list[str] = Field(default_factory=list)
+
+
+class PhaseFailed(RuntimeError):
+    """A phase found a problem it must not continue past; the message says what to do."""
+
+    def __init__(self, phase: str, message: str, details: dict[str, Any] | None = None):
+        super().__init__(f"{phase}: {message}")
+        self.phase = phase
+        self.details = details or {}

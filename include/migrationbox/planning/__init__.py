@@ -1,0 +1,1 @@
+"""Dependency graph, criticality, move groups, waves and the plan document."""
