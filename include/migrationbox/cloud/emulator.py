@@ -1,0 +1,167 @@
+"""The local AWS emulator: a real moto server process on loopback.
+
+The embedded default (``make demo``, ``make up``, the integration tests) reaches "AWS"
+through the ordinary ``aws_default`` Airflow connection whose ``endpoint_url`` points
+here. The emulator is a separate process in its own process group so that stopping it
+(``os.killpg``) never leaves an orphan, and so that phase code exercises the same HTTP
+path it would against the real cloud.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+LOOPBACK = "127.0.0.1"
+
+
+class EmulatorError(RuntimeError):
+    """The emulator could not be started, reached or reset."""
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A port that was free on ``host`` a moment ago (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class EmulatorProcess:
+    """Start, probe, reset and stop one moto server.
+
+    ``port=None`` picks a free port at start time (retrying if another process grabs
+    it first). ``log_path`` receives the server's stdout and stderr; without it the
+    output is discarded.
+    """
+
+    port: int | None = None
+    host: str = LOOPBACK
+    log_path: Path | str | None = None
+    startup_timeout: float = 30.0
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _log: IO[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise EmulatorError("emulator has no port yet: call start() first")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> EmulatorProcess:
+        """Start the server and return once it answers HTTP; idempotent."""
+        if self.is_running():
+            return self
+        fixed = self.port is not None
+        attempts = 1 if fixed else 3
+        last_error = ""
+        for _ in range(attempts):
+            if not fixed:
+                self.port = free_port(self.host)
+            self._spawn()
+            try:
+                self._wait_ready()
+                return self
+            except EmulatorError as exc:
+                last_error = str(exc)
+                self._kill()
+        raise EmulatorError(f"moto server did not start on {self.host}: {last_error}")
+
+    def _spawn(self) -> None:
+        cmd = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+        if self.log_path is not None:
+            path = Path(self.log_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = path.open("ab")
+            out: Any = self._log
+        else:
+            out = subprocess.DEVNULL
+        env = dict(os.environ)
+        # The server must never try real AWS for anything it proxies.
+        env.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        self._proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._proc is None or self._proc.poll() is not None:
+                code = self._proc.returncode if self._proc else None
+                raise EmulatorError(f"process exited with code {code} (port {self.port} busy?)")
+            try:
+                response = httpx.get(f"{self.url}/moto-api/data.json", timeout=1.0)
+                if response.status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise EmulatorError(f"no answer on {self.url} within {self.startup_timeout:.0f}s")
+
+    def reset(self) -> None:
+        """Forget every emulated resource (moto's ``/moto-api/reset``)."""
+        if not self.is_running():
+            raise EmulatorError("cannot reset: emulator is not running")
+        response = httpx.post(f"{self.url}/moto-api/reset", timeout=10.0)
+        if response.status_code != 200:
+            raise EmulatorError(f"reset failed: HTTP {response.status_code} {response.text[:200]}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the whole process group: TERM, then KILL after ``timeout``; idempotent."""
+        self._kill(timeout)
+
+    def _kill(self, timeout: float = 10.0) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=timeout)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=timeout)
+        self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def airflow_connection(self, region: str = "us-east-1") -> str:
+        """The ``AIRFLOW_CONN_AWS_DEFAULT`` JSON value that points the AWS hook here."""
+        return json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"region_name": region, "endpoint_url": self.url},
+            }
+        )
+
+    def __enter__(self) -> EmulatorProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,208 @@
+"""Read discovery records from disk without judging them.
+
+Loading and validating are separate steps so that one malformed file cannot hide the
+good records beside it: the loader returns every record it could parse, each tagged
+with where it came from, plus a list of files (or JSON Lines lines) it could not parse,
+with line and column. Validation (``validation.py``) then decides what is acceptable.
+
+Accepted inputs:
+
+* a folder: every ``*.json``, ``*.jsonl`` and ``*.ndjson`` file below it, in sorted
+  order; hidden files/folders and folders holding a ``.migrationbox-quarantine``
+  marker (written by ``migrationbox validate --quarantine-dir``) are skipped;
+* a ``.json`` file holding one record, a list of records, or an object with a
+  ``servers`` list (an exported estate);
+* a JSON Lines file (``.jsonl`` / ``.ndjson``): one record per non-blank line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+JSON_SUFFIXES = frozenset({".json"})
+JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
+QUARANTINE_MARKER = ".migrationbox-quarantine"
+
+_decoder = msgspec.json.Decoder()
+
+
+class UnreadablePath(OSError):
+    """The input path does not exist, cannot be read, or holds no record files."""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a record came from: the file and its position inside it.
+
+    ``index`` is the position of the record in the file (0 for a single-record file,
+    the list index for a list file, the record's ordinal for JSON Lines); ``line`` is the
+    1-based line number for JSON Lines records and ``None`` otherwise.
+    """
+
+    file: str
+    index: int
+    line: int | None = None
+
+    def __str__(self) -> str:
+        if self.line is not None:
+            return f"{self.file}:{self.line}"
+        return f"{self.file}#{self.index}"
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A parsed but unvalidated record (any JSON value) with its origin."""
+
+    origin: Origin
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ParseError:
+    """Text that is not JSON: the file (and line/column) and the parser's message."""
+
+    file: str
+    line: int | None
+    column: int | None
+    message: str
+    text: str | None = None  # the offending JSON Lines line, kept for quarantine
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        return f"{where}: {self.message}"
+
+
+@dataclass(slots=True)
+class LoadResult:
+    records: list[RawRecord]
+    errors: list[ParseError]
+    files: list[str]
+
+
+def _decode(text: bytes) -> Any:
+    """Parse JSON quickly; on failure re-parse with the stdlib to get line/column.
+
+    Raises ``json.JSONDecodeError`` (with line and column) or ``UnicodeDecodeError``.
+    """
+    try:
+        return _decoder.decode(text)
+    except msgspec.DecodeError:
+        decoded = text.decode("utf-8")  # raises UnicodeDecodeError for non-UTF-8 input
+        return json.loads(decoded)  # raises JSONDecodeError with line/column
+
+
+def _json_error(file: str, exc: json.JSONDecodeError, line_offset: int = 0) -> ParseError:
+    return ParseError(
+        file=file,
+        line=exc.lineno + line_offset,
+        column=exc.colno,
+        message=f"malformed JSON: {exc.msg}",
+    )
+
+
+def record_files(path: Path) -> list[Path]:
+    """The record files a path stands for, in a stable order."""
+    if not path.exists():
+        raise UnreadablePath(f"{path}: no such file or folder")
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise UnreadablePath(f"{path}: not a regular file or folder")
+    found: list[Path] = []
+    skipped_dirs: set[Path] = set()
+    for candidate in sorted(path.rglob("*")):
+        rel = candidate.relative_to(path)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if candidate.is_dir():
+            if (candidate / QUARANTINE_MARKER).exists():
+                skipped_dirs.add(candidate)
+            continue
+        if any(parent in skipped_dirs for parent in candidate.parents):
+            continue
+        if candidate.suffix.lower() in JSON_SUFFIXES | JSONL_SUFFIXES:
+            found.append(candidate)
+    if (path / QUARANTINE_MARKER).exists():
+        raise UnreadablePath(f"{path}: is a quarantine folder, not an estate")
+    return found
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UnreadablePath(f"{path}: {exc.strerror or exc}") from exc
+
+
+def iter_file(path: Path) -> Iterator[RawRecord | ParseError]:
+    """Yield the records of one file, or parse errors naming file and line."""
+    name = str(path)
+    raw = _read_bytes(path)
+    if path.suffix.lower() in JSONL_SUFFIXES:
+        ordinal = 0
+        for lineno, line in enumerate(raw.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                data = _decode(line)
+            except json.JSONDecodeError as exc:
+                err = _json_error(name, exc, line_offset=lineno - 1)
+                yield ParseError(err.file, err.line, err.column, err.message,
+                                 text=line.decode("utf-8", errors="replace"))
+            except UnicodeDecodeError as exc:
+                yield ParseError(name, lineno, exc.start + 1, f"not UTF-8 text: {exc.reason}",
+                                 text=line.decode("utf-8", errors="replace"))
+            else:
+                yield RawRecord(Origin(name, ordinal, lineno), data)
+            ordinal += 1
+        return
+    if not raw.strip():
+        yield ParseError(name, None, None, "empty file: expected a JSON record or list")
+        return
+    try:
+        data = _decode(raw)
+    except json.JSONDecodeError as exc:
+        yield _json_error(name, exc)
+        return
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        yield ParseError(name, line, None, f"not UTF-8 text at byte {exc.start}: {exc.reason}")
+        return
+    if isinstance(data, dict) and "server_id" not in data and isinstance(
+        data.get("servers"), list
+    ):
+        data = data["servers"]  # an exported estate: {"name": ..., "servers": [...]}
+    if isinstance(data, list):
+        for index, item in enumerate(data):
+            yield RawRecord(Origin(name, index), item)
+    else:
+        yield RawRecord(Origin(name, 0), data)
+
+
+def iter_records(path: str | Path) -> Iterator[RawRecord | ParseError]:
+    """Stream records and parse errors from a file or folder (see module docstring)."""
+    for file in record_files(Path(path)):
+        yield from iter_file(file)
+
+
+def load_records(path: str | Path) -> LoadResult:
+    """Load every record under ``path``; raises ``UnreadablePath`` if it cannot be read."""
+    files = record_files(Path(path))
+    if not files:
+        raise UnreadablePath(f"{path}: no .json, .jsonl or .ndjson files found")
+    records: list[RawRecord] = []
+    errors: list[ParseError] = []
+    for file in files:
+        for item in iter_file(file):
+            (records if isinstance(item, RawRecord) else errors).append(item)
+    return LoadResult(records=records, errors=errors, files=[str(f) for f in files])

@@ -1,0 +1,127 @@
+"""DAG integrity: the wave-DAG file imports cleanly and every DAG has the promised shape."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from migrationbox.orchestration.spec import SpecError, read_spec
+from migrationbox.orchestration.wave_dag import PHASE_GROUPS, BuildSettings, build_all
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _spec(estate="lab", waves=2, cost=1000.0, env="production"):
+    return {
+        "estate": estate,
+        "version": 3,
+        "created_at": "2026-11-25T00:00:00+00:00",
+        "waves": [
+            {
+                "number": n,
+                "name": f"Wave {n}",
+                "server_count": 3,
+                "environment": env,
+                "needs_approval": True,
+                "approval_reasons": ["production database"],
+                "predicted_monthly_usd": cost,
+                "depends_on_waves": list(range(1, n)),
+                "estimated_hours": 4.0,
+            }
+            for n in range(1, waves + 1)
+        ],
+    }
+
+
+@pytest.fixture()
+def plans(tmp_path, monkeypatch):
+    folder = tmp_path / "plans"
+    folder.mkdir()
+    monkeypatch.setenv("MIGRATIONBOX_PLANS_DIR", str(folder))
+    return folder
+
+
+def _dagbag(dags_folder: Path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(dags_folder), safe_mode=False)
+
+
+def test_dag_file_imports_and_builds_one_dag_per_wave(plans):
+    (plans / "lab.json").write_text(json.dumps(_spec(waves=3)))
+    bag = _dagbag(REPO / "dags")
+    assert bag.import_errors == {}
+    ids = sorted(d for d in bag.dag_ids if d.startswith("migrate__"))
+    assert ids == ["migrate__lab__wave_01", "migrate__lab__wave_02", "migrate__lab__wave_03"]
+    for dag_id in ids:
+        dag = bag.dags[dag_id]
+        assert dag.tags and "migrationbox" in dag.tags
+        assert dag.doc_md and "wave" in dag.doc_md
+        for t in dag.tasks:
+            assert t.owner == "migration-engineering"
+        assert any(t.retries > 0 for t in dag.tasks)
+
+
+def test_seven_groups_in_order_with_gates_and_rollback(plans):
+    dags = build_all(plans_dir=_write(plans, _spec()))
+    dag = dags["migrate__lab__wave_01"]
+    groups = [g for g in dag.task_group.children if g in PHASE_GROUPS]
+    assert groups == list(PHASE_GROUPS)
+    # each group's tasks come after every task of the previous group
+    order = {t.task_id: i for i, t in enumerate(dag.topological_sort())}
+    for before, after in zip(PHASE_GROUPS, PHASE_GROUPS[1:], strict=False):
+        last = max(order[t.task_id] for t in dag.tasks if t.task_id.startswith(before + "."))
+        first = min(order[t.task_id] for t in dag.tasks if t.task_id.startswith(after + "."))
+        assert last < first, (before, after)
+    task = dag.get_task
+    assert task("cutover.approve_cutover").downstream_task_ids == {"cutover.canary_shift"}
+    assert task("validate.approve_decommission").downstream_task_ids == {
+        "validate.decommission_sources"
+    }
+    for sensor_id in (
+        "preflight.wait_for_previous_wave",
+        "provision.instances_running",
+        "replicate.replication_converged",
+        "smoke_test.smoke_tests_green",
+    ):
+        assert task(sensor_id).mode == "reschedule"
+    restore = task("rollback.restore_dns")
+    assert restore.trigger_rule == "one_failed"
+    assert restore.upstream_task_ids == {"cutover.canary_shift", "validate.verify_data"}
+    assert "budget.approve_budget" not in dag.task_dict
+
+
+def test_budget_gate_only_above_threshold(plans):
+    dags = build_all(plans_dir=_write(plans, _spec(cost=50_000)))
+    dag = dags["migrate__lab__wave_01"]
+    gate = dag.get_task("budget.approve_budget")
+    assert gate.upstream_task_ids == {"preflight.checks"}
+    assert dag.get_task("provision.infrastructure").upstream_task_ids == {"budget.approve_budget"}
+    assert BuildSettings().budget_threshold_usd < 50_000
+
+
+def test_parsing_context_builds_only_the_requested_dag(plans):
+    dags = build_all(plans_dir=_write(plans, _spec(waves=5)), only_dag_id="migrate__lab__wave_04")
+    assert list(dags) == ["migrate__lab__wave_04"]
+
+
+def test_broken_spec_is_an_import_error_not_a_missing_dag(plans):
+    bad = _spec()
+    bad["waves"][1]["depends_on_waves"] = [7]
+    (plans / "lab.json").write_text(json.dumps(bad))
+    with pytest.raises(SpecError, match=r"depends_on_waves"):
+        read_spec(plans / "lab.json")
+    bag = _dagbag(REPO / "dags")
+    assert len(bag.import_errors) == 1
+    assert "depends_on_waves" in next(iter(bag.import_errors.values()))
+
+    (plans / "lab.json").write_text("{not json")
+    bag = _dagbag(REPO / "dags")
+    assert "not valid JSON" in next(iter(bag.import_errors.values()))
+
+
+def _write(folder: Path, spec: dict) -> Path:
+    (folder / f"{spec['estate']}.json").write_text(json.dumps(spec))
+    return folder
