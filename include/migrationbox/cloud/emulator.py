@@ -9,6 +9,7 @@ path it would against the real cloud.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,6 +24,18 @@ from typing import IO, Any
 import httpx
 
 LOOPBACK = "127.0.0.1"
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if ``pid`` is our child (so it does not linger as a zombie)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
 
 
 class EmulatorError(RuntimeError):
@@ -75,6 +88,10 @@ class EmulatorProcess:
         for _ in range(attempts):
             if not fixed:
                 self.port = free_port(self.host)
+            if _listening(self.host, int(self.port or 0)):
+                # Someone else answers there: waiting would mistake it for our server.
+                last_error = f"port {self.port} is already in use"
+                continue
             self._spawn()
             try:
                 self._wait_ready()
@@ -148,6 +165,30 @@ class EmulatorProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    @staticmethod
+    def stop_group(pid: int, timeout: float = 10.0) -> bool:
+        """Stop the process group led by ``pid`` (e.g. from a pid file written by ``make up``).
+
+        For a supervisor that outlives no ``EmulatorProcess`` object: TERM, then KILL
+        after ``timeout``. Returns False when no such group exists.
+        """
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                return True
+            _reap(pid)
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        _reap(pid)
+        return True
 
     def airflow_connection(self, region: str = "us-east-1") -> str:
         """The ``AIRFLOW_CONN_AWS_DEFAULT`` JSON value that points the AWS hook here."""

@@ -15,9 +15,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from ipaddress import ip_address
 from typing import Any
 
+from migrationbox.inventory.loaders import gc_paused
 from migrationbox.inventory.models import NetworkDependency, ServerRecord
 
 _HOST_PORT_RE = re.compile(r"^(?P<host>[A-Za-z0-9._-]+|\[[0-9a-fA-F:.]+\]):(?P<port>\d{1,5})$")
@@ -37,7 +39,9 @@ def looks_like_host_port(value: str) -> bool:
     return _HOST_PORT_RE.match(value.strip()) is not None
 
 
+@lru_cache(maxsize=1 << 16)
 def _ip_key(value: str) -> str | None:
+    """Canonical text of an IP address, or None (cached: estates repeat a few IPs a lot)."""
     if not value or not (value[0].isdigit() or ":" in value):
         return None  # cheap reject: hostnames rarely start with a digit
     try:
@@ -67,9 +71,10 @@ class AddressBook:
     @classmethod
     def from_servers(cls, servers: Iterable[ServerRecord]) -> AddressBook:
         book = cls()
-        for server in servers:
-            book.add(server.server_id, server.hostname, server.ip_addresses)
-            book.ports[server.server_id] = tuple(server.listening_ports)
+        with gc_paused():
+            for server in servers:
+                book.add(server.server_id, server.hostname, server.ip_addresses)
+                book.ports[server.server_id] = tuple(server.listening_ports)
         return book
 
     @classmethod
@@ -182,8 +187,13 @@ def dependency_edges(
     peers outside the estate are left out. Validation reports the unresolvable ones.
     """
     servers = list(servers)
-    if book is None:
-        book = AddressBook.from_servers(servers)
+    with gc_paused():
+        if book is None:
+            book = AddressBook.from_servers(servers)
+        return _edges(servers, book)
+
+
+def _edges(servers: list[ServerRecord], book: AddressBook) -> list[Edge]:
     edges: list[Edge] = []
     for server in servers:
         source = server.server_id

@@ -131,12 +131,21 @@ def _current_heads(connection: Connection) -> tuple[str, ...]:
     return ctx.get_current_heads()
 
 
+@contextmanager
+def _reader(eng: Engine) -> Iterator[Connection]:
+    """A connection for a read that must not queue behind writers (plain BEGIN on SQLite)."""
+    with eng.connect() as conn:
+        conn = conn.execution_options(**{_READ_ONLY: True})
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+
+
 def current_revision(url: str | None = None) -> str | None:
     """The revision the database is at (``None`` for an empty database). Never migrates."""
-    eng = engine(url, migrate=False)
-    with eng.connect() as conn:
+    with _reader(engine(url, migrate=False)) as conn:
         heads = _current_heads(conn)
-        conn.rollback()
     return heads[0] if heads else None
 
 
@@ -184,9 +193,8 @@ def engine(url: str | None = None, *, migrate: bool = True) -> Engine:
         if eng is None:
             eng = _engines[url] = _create_engine(url)
         if migrate and url not in _migrated:
-            with eng.connect() as conn:
+            with _reader(eng) as conn:
                 heads = _current_heads(conn)
-                conn.rollback()
             if heads and heads[0] == head_revision():
                 _migrated.add(url)
             else:

@@ -56,7 +56,7 @@ class PhaseStatus(StrEnum):
 class WaveStatus(StrEnum):
     pending = "pending"
     running = "running"
-    success = "success"
+    completed = "completed"
     failed = "failed"
     rolled_back = "rolled_back"
     skipped = "skipped"
@@ -74,6 +74,7 @@ class ApprovalDecision(StrEnum):
     approved = "approved"
     rejected = "rejected"
     timed_out = "timed_out"
+    failed = "failed"  # the gate task itself errored
 
 
 class EndpointKind(StrEnum):

@@ -1,0 +1,243 @@
+"""The one interface every cloud adapter implements, and the value types it speaks.
+
+Phases talk to a ``CloudAdapter`` only, never to boto3/Azure/GCP SDKs, so that the
+same phase code provisions on AWS today and on Azure or GCP when their adapters land.
+Every adapter obeys the same three rules, because the wave DAG may re-run any task:
+
+* every resource it creates carries the MigrationBox tags (estate, wave, server where
+  relevant, Name), so that ``resources_by_tag`` and ``teardown`` can find exactly
+  what a wave made and nothing else;
+* every ``ensure_*`` call looks the resource up (by tags or deterministic name) before
+  creating it, so that re-running creates no duplicates;
+* calls return provider ids, which the store ledger records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+TAG_ESTATE = "migrationbox:estate"
+TAG_WAVE = "migrationbox:wave"
+TAG_SERVER = "migrationbox:server"
+TAG_NAME = "Name"
+
+#: the wave-tag value of estate-wide resources (network, private DNS zone) that every
+#: wave shares; they are torn down only when no wave of the estate still has resources.
+LANDING_ZONE = "landing-zone"
+
+
+def wave_tag(estate: str, wave: int | str) -> str:
+    """The ``migrationbox:wave`` value: same format as ``PhaseContext.wave_tag``.
+
+    ``wave`` may be a wave number, an already formatted tag, or ``LANDING_ZONE``.
+    """
+    if isinstance(wave, int):
+        return f"{estate}/wave-{wave:02d}"
+    if wave.startswith(f"{estate}/"):
+        return wave
+    if wave.isdigit():
+        return f"{estate}/wave-{int(wave):02d}"
+    return f"{estate}/{wave}"
+
+
+def landing_zone_tag(estate: str) -> str:
+    return wave_tag(estate, LANDING_ZONE)
+
+
+def resource_tags(
+    estate: str, wave: int | str, name: str, server: str | None = None
+) -> dict[str, str]:
+    """The tag set for one resource."""
+    tags = {TAG_ESTATE: estate, TAG_WAVE: wave_tag(estate, wave), TAG_NAME: name}
+    if server:
+        tags[TAG_SERVER] = server
+    return tags
+
+
+def dns_record_id(zone_id: str, name: str, record_type: str, set_identifier: str = "") -> str:
+    """Ledger id of a DNS record set (records carry no tags and no provider id)."""
+    fqdn = name if name.endswith(".") else f"{name}."
+    return f"{zone_id}|{fqdn.lower()}|{record_type}|{set_identifier}"
+
+
+@dataclass(frozen=True)
+class Identity:
+    account: str
+    arn: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A service limit and where its value came from (API, configuration, ...)."""
+
+    name: str
+    limit: float
+    source: str
+
+
+@dataclass(frozen=True)
+class SubnetSpec:
+    """One subnet of the target network: its tier, zone and address block."""
+
+    tier: str  # public, private or data
+    az: str
+    cidr: str
+    name: str
+
+
+@dataclass(frozen=True)
+class IngressRule:
+    """Allow TCP/UDP ``port`` from a CIDR or from members of another security group."""
+
+    port: int
+    protocol: str = "tcp"
+    cidr: str | None = None
+    source_group: str | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.cidr is None) == (self.source_group is None):
+            raise ValueError(
+                f"ingress rule for port {self.port}: give exactly one of cidr or source_group"
+            )
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    instance_id: str
+    state: str
+    instance_type: str
+    private_ip: str | None
+    subnet_id: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoadBalancer:
+    arn: str
+    name: str
+    dns_name: str
+
+
+@dataclass(frozen=True)
+class WeightedRecord:
+    set_identifier: str
+    value: str
+    weight: int
+    record_type: str
+
+
+@dataclass(frozen=True)
+class CloudResource:
+    """Something a wave created, as found by its tags (or, for DNS records, its zone)."""
+
+    type: str  # vpc, subnet, internet_gateway, route_table, security_group, instance,
+    #            load_balancer, target_group, hosted_zone, dns_record, secret, alarm
+    id: str
+    name: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class CloudAdapter(Protocol):
+    """What phases need from a cloud. AWS implements it in ``cloud.aws``."""
+
+    cloud: str
+
+    @property
+    def region(self) -> str: ...
+
+    # -- pre-flight -------------------------------------------------------------
+    def whoami(self) -> Identity: ...
+    def availability_zones(self) -> list[str]: ...
+    def vcpu_quota(self) -> Quota | None: ...
+    def vcpus_in_use(self) -> int: ...
+    def instance_type_vcpus(self, instance_types: list[str]) -> dict[str, int]: ...
+    def network_quotas(self) -> dict[str, Quota]: ...
+    def network_usage(self) -> dict[str, int]: ...
+    def existing_networks(self) -> dict[str, str]: ...
+
+    # -- network ----------------------------------------------------------------
+    def ensure_vpc(self, cidr: str, tags: dict[str, str]) -> str: ...
+    def ensure_subnets(
+        self, vpc_id: str, specs: list[SubnetSpec], tags: dict[str, str]
+    ) -> dict[str, str]: ...
+    def ensure_internet_access(
+        self, vpc_id: str, public_subnet_ids: list[str], tags: dict[str, str]
+    ) -> str: ...
+    def ensure_security_group(
+        self,
+        name: str,
+        vpc_id: str,
+        ingress_rules: list[IngressRule],
+        tags: dict[str, str],
+        prune: bool = True,
+    ) -> str: ...
+    def security_group_id(self, name: str, vpc_id: str) -> str | None: ...
+
+    # -- compute ----------------------------------------------------------------
+    def ensure_instances(
+        self,
+        server_id: str,
+        instance_type: str,
+        subnet_id: str,
+        sg_ids: list[str],
+        tags: dict[str, str],
+        count: int = 1,
+        root_volume_gb: int | None = None,
+        wait: bool = True,
+    ) -> list[str]: ...
+    def wait_running(self, ids: list[str]) -> None: ...
+    def instances_state(self, ids: list[str]) -> dict[str, InstanceInfo]: ...
+
+    # -- load balancing ---------------------------------------------------------
+    def ensure_load_balancer(
+        self,
+        name: str,
+        subnet_ids: list[str],
+        sg_ids: list[str],
+        tags: dict[str, str],
+        internal: bool = False,
+    ) -> LoadBalancer: ...
+    def ensure_target_group(
+        self, name: str, vpc_id: str, port: int, tags: dict[str, str], health_check_path: str = "/"
+    ) -> str: ...
+    def ensure_listener(
+        self, lb_arn: str, port: int, target_group_arn: str, tags: dict[str, str]
+    ) -> str: ...
+    def register_targets(
+        self, tg_arn: str, instance_ids: list[str], port: int | None = None
+    ) -> None: ...
+    def target_health(self, tg_arn: str) -> dict[str, str]: ...
+
+    # -- DNS ----------------------------------------------------------------------
+    def ensure_hosted_zone(
+        self, name: str, tags: dict[str, str], vpc_id: str | None = None
+    ) -> str: ...
+    def upsert_record(
+        self, zone_id: str, name: str, value: str, record_type: str | None = None, ttl: int = 60
+    ) -> None: ...
+    def get_records(self, zone_id: str, name: str | None = None) -> list[dict]: ...
+    def upsert_weighted_records(
+        self,
+        zone_id: str,
+        record_name: str,
+        source_value: str,
+        target_value: str,
+        target_weight_pct: int,
+    ) -> None: ...
+    def get_weighted_records(self, zone_id: str, name: str) -> list[WeightedRecord]: ...
+
+    # -- secrets and monitoring ---------------------------------------------------
+    def put_secret(self, name: str, value: str, tags: dict[str, str]) -> str: ...
+    def ensure_cpu_alarm(
+        self, name: str, instance_id: str, tags: dict[str, str], threshold_pct: float = 80.0
+    ) -> str: ...
+
+    # -- inventory and teardown ---------------------------------------------------
+    def resources_by_tag(
+        self, estate: str, wave: int | str | None = None
+    ) -> list[CloudResource]: ...
+    def teardown(self, estate: str, wave: int | str) -> list[CloudResource]: ...

@@ -1,0 +1,571 @@
+"""Anomaly detection: a fast causal z-score confirmed by a Prophet forecast interval.
+
+**Causality.** Every decision at time *t* uses only data up to *t*:
+
+* Model 1 (rolling z-score) compares the value at *t* with the mean and standard
+  deviation of the ``window`` points strictly *before* *t* (so a spike does not inflate
+  its own baseline). It needs ``min_history`` earlier points before it says anything.
+* Model 2 (Prophet) is retrained once per ``retrain_every`` chunk (one day by default),
+  on at most ``train_window`` of history strictly before the chunk starts, and forecasts
+  every point of the chunk. Its forecasts are therefore up to one chunk stale: that is
+  the real retraining cadence, chosen because a Prophet fit costs ~0.3-1 s and fitting
+  per point would cost that much per sample. Points that both models already flagged are
+  left out of later training sets, so a past incident does not widen future intervals.
+  A point counts as outside the forecast when ``|value - yhat|`` exceeds
+  ``interval_scale`` times the interval's half-width on that side
+  (``forecast_score = residual / half-width``; ``|score| > interval_scale``).
+
+**Confidence** (the plan's combined logic): both models flag the point -> ``high``
+(the healer may act); only model 1 flags it -> ``low`` (alert only). A point only model 2
+flags is reported as a ``low`` confidence ``pattern`` anomaly. When model 2 has too
+little history (less than ``min_train_history``) it abstains, and model 1 alone can only
+raise low-confidence alerts.
+
+**Categories**, decided per flagged point (``sigma`` is model 1's baseline std):
+
+* ``pattern``: only model 2 flagged it: the value is ordinary for the recent window but
+  wrong for this time of day/week (e.g. night-time traffic at noon).
+* ``trend``: over the last ``trend_points`` points a straight line fits well
+  (R² >= ``trend_min_r2``), rises (or falls) in the direction of the deviation by at least
+  ``trend_min_sigma`` sigma, and the last step is at most ``trend_max_step_fraction`` of
+  the deviation: a gradual degradation (memory leak, disk fill), not a jump.
+* ``spike``: otherwise, value above the baseline (sudden increase).
+* ``drop``: otherwise, value below the baseline (sudden decrease).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from prophet import Prophet
+
+log = logging.getLogger(__name__)
+
+
+class Category(StrEnum):
+    spike = "spike"
+    drop = "drop"
+    trend = "trend"
+    pattern = "pattern"
+
+
+class Confidence(StrEnum):
+    high = "high"
+    low = "low"
+
+
+@dataclass(frozen=True)
+class ZScoreConfig:
+    """Model 1. ``window`` and ``min_history`` count points, not time."""
+
+    window: int = 288  # one day of 5-minute samples
+    threshold: float = 3.0
+    min_history: int = 30
+    #: floor of the baseline std, as a fraction of |mean| (and an absolute floor), so that
+    #: a perfectly flat metric does not turn every wobble into an infinite z-score
+    min_std_fraction: float = 0.01
+    min_std: float = 1e-9
+
+    def __post_init__(self) -> None:
+        if self.window < 2:
+            raise ValueError(f"window: must be at least 2 points, got {self.window}")
+        if not 2 <= self.min_history <= self.window:
+            raise ValueError(f"min_history: must be between 2 and window ({self.window}), "
+                             f"got {self.min_history}")
+        if self.threshold <= 0:
+            raise ValueError(f"threshold: must be positive, got {self.threshold}")
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    """Model 2 (Prophet)."""
+
+    retrain_every: timedelta = timedelta(days=1)
+    train_window: timedelta = timedelta(days=14)
+    min_train_history: timedelta = timedelta(days=1)
+    interval_width: float = 0.95
+    interval_scale: float = 1.0
+    uncertainty_samples: int = 300
+    exclude_confirmed: bool = True
+
+    def __post_init__(self) -> None:
+        if self.retrain_every <= timedelta(0):
+            raise ValueError("retrain_every: must be positive")
+        if not 0 < self.interval_width < 1:
+            raise ValueError(f"interval_width: must be in (0, 1), got {self.interval_width}")
+
+
+@dataclass(frozen=True)
+class CategoryConfig:
+    trend_points: int = 12
+    trend_min_r2: float = 0.6
+    trend_min_sigma: float = 2.0
+    trend_max_step_fraction: float = 0.5
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    zscore: ZScoreConfig = field(default_factory=ZScoreConfig)
+    forecast: ForecastConfig = field(default_factory=ForecastConfig)
+    category: CategoryConfig = field(default_factory=CategoryConfig)
+    #: run model 2 only on chunks where model 1 flagged something. High-confidence
+    #: results are identical (they need model 1), model-2-only ``pattern`` anomalies and
+    #: model 2 scores elsewhere are not computed.
+    lazy_forecast: bool = False
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    timestamp: pd.Timestamp
+    value: float
+    z_score: float | None
+    baseline_mean: float | None
+    baseline_std: float | None
+    forecast: float | None
+    forecast_lower: float | None
+    forecast_upper: float | None
+    forecast_score: float | None
+    model1: bool
+    model2: bool | None  # None: model 2 had too little history and abstained
+    category: Category
+    confidence: Confidence
+    position: int
+
+    @property
+    def high_confidence(self) -> bool:
+        return self.confidence is Confidence.high
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["timestamp"] = self.timestamp.isoformat()
+        out["category"] = self.category.value
+        out["confidence"] = self.confidence.value
+        return out
+
+
+@dataclass
+class DetectionResult:
+    """All scores per point (``frame``) and the flagged points (``anomalies``)."""
+
+    frame: pd.DataFrame
+    anomalies: list[Anomaly]
+    forecast_fits: int
+    config: DetectorConfig
+
+    def high(self) -> list[Anomaly]:
+        return [a for a in self.anomalies if a.high_confidence]
+
+    @property
+    def cadence(self) -> str:
+        f = self.config.forecast
+        return (f"model 1 per point (window {self.config.zscore.window} points); model 2 "
+                f"retrained every {_human(f.retrain_every)} on up to "
+                f"{_human(f.train_window)} of earlier history ({self.forecast_fits} fits)")
+
+
+def _human(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+class SeriesError(ValueError):
+    """The input is not a usable time series; the message names the row and field."""
+
+
+# --------------------------------------------------------------------------- input
+
+
+def as_series(data: pd.Series | pd.DataFrame, *, timestamp_col: str = "timestamp",
+              value_col: str = "value") -> pd.Series:
+    """Normalise input to a float Series on a strictly increasing UTC DatetimeIndex.
+
+    Accepts a Series indexed by time, or a DataFrame with ``timestamp`` and ``value``
+    columns. NaN values are kept (a missing sample is scored as nothing and skipped by the
+    baselines); non-numeric values and unordered or duplicate timestamps are errors.
+    """
+    if isinstance(data, pd.DataFrame):
+        missing = [c for c in (timestamp_col, value_col) if c not in data.columns]
+        if missing:
+            raise SeriesError(f"missing column(s) {', '.join(missing)}; found "
+                              f"{', '.join(map(str, data.columns)) or 'none'}")
+        index = pd.DatetimeIndex(pd.to_datetime(data[timestamp_col], utc=True))
+        values = pd.to_numeric(data[value_col], errors="coerce")
+        bad = values.isna() & data[value_col].notna()
+        if bad.any():
+            pos = int(np.flatnonzero(bad.to_numpy())[0])
+            raise SeriesError(f"row {pos}: value {data[value_col].iloc[pos]!r} is not a number")
+        series = pd.Series(values.to_numpy(dtype=float), index=index, name=value_col)
+    elif isinstance(data, pd.Series):
+        if not isinstance(data.index, pd.DatetimeIndex):
+            raise SeriesError("a Series must be indexed by timestamps (DatetimeIndex)")
+        index = data.index.tz_localize("UTC") if data.index.tz is None else (
+            data.index.tz_convert("UTC"))
+        try:
+            series = pd.Series(data.to_numpy(dtype=float), index=index, name=data.name)
+        except (TypeError, ValueError) as exc:
+            raise SeriesError(f"values are not numeric: {exc}") from exc
+    else:
+        raise SeriesError(f"expected a pandas Series or DataFrame, got {type(data).__name__}")
+    if index.hasnans:
+        pos = int(np.flatnonzero(index.isna())[0])
+        raise SeriesError(f"row {pos}: timestamp is missing")
+    if len(index) > 1:
+        steps = np.diff(index.asi8)
+        if (steps <= 0).any():
+            pos = int(np.flatnonzero(steps <= 0)[0]) + 1
+            raise SeriesError(f"row {pos}: timestamp {index[pos].isoformat()} is not after the "
+                              f"previous row's {index[pos - 1].isoformat()} (timestamps must "
+                              "be strictly increasing)")
+    return series
+
+
+@dataclass(frozen=True)
+class MetricCsv:
+    series: pd.Series
+    raw_timestamps: list[str]  # as written in the file, for echoing back to the user
+
+
+class MetricCsvError(ValueError):
+    def __init__(self, path: str | Path, line: int | None, message: str) -> None:
+        where = f"{path}" + (f" line {line}" if line is not None else "")
+        super().__init__(f"{where}: {message}")
+        self.path, self.line = str(path), line
+
+
+def read_metric_csv(path: str | Path) -> MetricCsv:
+    """Read a ``timestamp,value`` CSV (header required; other columns are ignored).
+
+    Timestamps are ISO 8601 (with or without offset; naive means UTC) or Unix epoch
+    seconds. Errors name the file line (the header is line 1).
+    """
+    path = Path(path)
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise MetricCsvError(path, None, f"cannot read: {exc.strerror or exc}") from exc
+    with handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise MetricCsvError(path, None, "empty file (expected a header "
+                                 "'timestamp,value')") from None
+        names = [h.strip().lower() for h in header]
+        missing = [c for c in ("timestamp", "value") if c not in names]
+        if missing:
+            raise MetricCsvError(path, 1, f"missing column(s) {', '.join(missing)} in the "
+                                 f"header; found {', '.join(header) or 'none'}")
+        ti, vi = names.index("timestamp"), names.index("value")
+        stamps: list[str] = []
+        values: list[float] = []
+        lines: list[int] = []
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) <= max(ti, vi):
+                raise MetricCsvError(path, line, f"expected at least {max(ti, vi) + 1} "
+                                     f"columns, got {len(row)}")
+            stamp, raw = row[ti].strip(), row[vi].strip()
+            if not stamp:
+                raise MetricCsvError(path, line, "timestamp is empty")
+            if not raw:
+                raise MetricCsvError(path, line, "value is empty")
+            try:
+                value = float(raw)
+            except ValueError:
+                raise MetricCsvError(path, line, f"value {raw!r} is not a number") from None
+            if not math.isfinite(value):
+                raise MetricCsvError(path, line, f"value {raw!r} is not a finite number")
+            stamps.append(stamp)
+            values.append(value)
+            lines.append(line)
+    if not stamps:
+        raise MetricCsvError(path, None, "no data rows after the header")
+    index = _parse_timestamps(path, stamps, lines)
+    steps = np.diff(index.asi8)
+    if (steps <= 0).any():
+        pos = int(np.flatnonzero(steps <= 0)[0]) + 1
+        raise MetricCsvError(path, lines[pos], f"timestamp {stamps[pos]!r} is not after the "
+                             f"previous row's {stamps[pos - 1]!r} (line {lines[pos - 1]}); "
+                             "rows must be in strictly increasing time order")
+    return MetricCsv(pd.Series(values, index=index, name="value", dtype=float), stamps)
+
+
+def _parse_timestamps(path: Path, stamps: list[str], lines: list[int]) -> pd.DatetimeIndex:
+    numeric = pd.to_numeric(pd.Series(stamps), errors="coerce")
+    if numeric.notna().all():
+        return pd.DatetimeIndex(pd.to_datetime(numeric.to_numpy(dtype=float), unit="s",
+                                               utc=True))
+    parsed = pd.to_datetime(pd.Series(stamps), utc=True, errors="coerce", format="ISO8601")
+    if parsed.isna().any():
+        pos = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        raise MetricCsvError(path, lines[pos], f"timestamp {stamps[pos]!r} is not ISO 8601 "
+                             "(e.g. 2026-05-15T14:23:45Z) or Unix epoch seconds")
+    return pd.DatetimeIndex(parsed)
+
+
+# --------------------------------------------------------------------------- model 1
+
+
+def zscore_scores(series: pd.Series, config: ZScoreConfig) -> pd.DataFrame:
+    """Causal rolling baseline: mean/std of the ``window`` points strictly before each t."""
+    before = series.shift(1)
+    roll = before.rolling(config.window, min_periods=config.min_history)
+    mean = roll.mean()
+    std = roll.std(ddof=1)
+    floor = np.maximum(config.min_std, config.min_std_fraction * mean.abs())
+    std = std.where(std > floor, floor)
+    z = (series - mean) / std
+    flag = z.abs() > config.threshold
+    return pd.DataFrame({"mean": mean, "std": std, "z": z, "model1": flag.fillna(False)})
+
+
+# --------------------------------------------------------------------------- model 2
+
+
+def _quiet_prophet() -> None:
+    for name in ("cmdstanpy", "prophet", "prophet.plot"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@dataclass
+class Forecaster:
+    """A Prophet model fitted on history ending at ``trained_until`` (exclusive of later data).
+
+    Serialisable with :meth:`to_json` / :meth:`from_json` so that a scheduled retraining
+    DAG can track it in MLflow and the sensing path can load it instead of fitting.
+    """
+
+    model: Prophet
+    trained_until: pd.Timestamp
+    n_train: int
+    interval_width: float
+
+    @classmethod
+    def fit(cls, history: pd.Series, config: ForecastConfig) -> Forecaster:
+        """Fit on ``history`` (NaN dropped). Daily seasonality needs at least a day of data,
+        weekly at least two weeks; shorter histories fit trend + noise only."""
+        _quiet_prophet()
+        from prophet import Prophet
+
+        clean = history.dropna()
+        if len(clean) < 3:
+            raise ValueError(f"need at least 3 points to fit a forecast, got {len(clean)}")
+        # the span a sample covers includes its own interval: 288 five-minute samples
+        # are one day of data even though the first and last are 23:55 apart
+        span = clean.index[-1] - clean.index[0] + pd.Timedelta(
+            int(np.median(np.diff(clean.index.as_unit("ns").asi8))), "ns")
+        model = Prophet(
+            interval_width=config.interval_width,
+            uncertainty_samples=config.uncertainty_samples,
+            daily_seasonality=bool(span >= pd.Timedelta(days=1)),
+            weekly_seasonality=bool(span >= pd.Timedelta(days=14)),
+            yearly_seasonality=False,
+        )
+        frame = pd.DataFrame({"ds": clean.index.tz_convert("UTC").tz_localize(None),
+                              "y": clean.to_numpy()})
+        model.fit(frame)
+        return cls(model=model, trained_until=clean.index[-1], n_train=len(clean),
+                   interval_width=config.interval_width)
+
+    def predict(self, timestamps: pd.DatetimeIndex) -> pd.DataFrame:
+        """``yhat``, ``lower``, ``upper`` per timestamp (UTC index)."""
+        naive = timestamps.tz_convert("UTC").tz_localize(None)
+        out = self.model.predict(pd.DataFrame({"ds": naive}))
+        return pd.DataFrame({"yhat": out["yhat"].to_numpy(),
+                             "lower": out["yhat_lower"].to_numpy(),
+                             "upper": out["yhat_upper"].to_numpy()}, index=timestamps)
+
+    def to_json(self) -> str:
+        import json
+
+        from prophet.serialize import model_to_json
+
+        return json.dumps({"model": model_to_json(self.model),
+                           "trained_until": self.trained_until.isoformat(),
+                           "n_train": self.n_train, "interval_width": self.interval_width})
+
+    @classmethod
+    def from_json(cls, text: str) -> Forecaster:
+        import json
+
+        from prophet.serialize import model_from_json
+
+        _quiet_prophet()
+        data = json.loads(text)
+        return cls(model=model_from_json(data["model"]),
+                   trained_until=pd.Timestamp(data["trained_until"]),
+                   n_train=int(data["n_train"]), interval_width=float(data["interval_width"]))
+
+
+def forecast_scores(pred: pd.DataFrame, values: pd.Series, scale: float) -> pd.DataFrame:
+    """Signed residual in units of the interval half-width on the residual's side."""
+    resid = values.to_numpy() - pred["yhat"].to_numpy()
+    half = np.where(resid >= 0, pred["upper"].to_numpy() - pred["yhat"].to_numpy(),
+                    pred["yhat"].to_numpy() - pred["lower"].to_numpy())
+    half = np.maximum(half, 1e-9)
+    score = resid / half
+    out = pred.copy()
+    out["fscore"] = score
+    out["model2"] = np.abs(score) > scale
+    return out
+
+
+def _chunks(index: pd.DatetimeIndex, every: timedelta) -> Iterator[tuple[pd.Timestamp, np.ndarray]]:
+    """Positions grouped by chunk of length ``every``, chunks aligned to midnight UTC of
+    the first timestamp (so daily chunks are calendar days)."""
+    origin = index[0].floor("D")
+    step = pd.Timedelta(every).as_unit("ns").value
+    keys = (index.as_unit("ns").asi8 - origin.as_unit("ns").value) // step
+    bounds = np.flatnonzero(np.diff(keys)) + 1
+    starts = np.concatenate([[0], bounds])
+    ends = np.concatenate([bounds, [len(index)]])
+    for s, e in zip(starts, ends, strict=True):
+        yield origin + pd.Timedelta(int(keys[s]) * step), np.arange(s, e)
+
+
+# --------------------------------------------------------------------------- categories
+
+
+def categorize(values: np.ndarray, pos: int, *, deviation: float, sigma: float,
+               model1: bool, config: CategoryConfig) -> Category:
+    """Category of a flagged point (rules in the module docstring)."""
+    if not model1:
+        return Category.pattern
+    k = config.trend_points
+    if pos >= k - 1 and sigma > 0 and deviation != 0:
+        window = values[pos - k + 1: pos + 1]
+        if np.isfinite(window).all():
+            x = np.arange(k, dtype=float)
+            slope, intercept = np.polyfit(x, window, 1)
+            fitted = slope * x + intercept
+            ss_tot = float(((window - window.mean()) ** 2).sum())
+            r2 = 1.0 - float(((window - fitted) ** 2).sum()) / ss_tot if ss_tot > 0 else 0.0
+            rise = slope * (k - 1)
+            last_step = abs(window[-1] - window[-2])
+            if (r2 >= config.trend_min_r2 and np.sign(rise) == np.sign(deviation)
+                    and abs(rise) >= config.trend_min_sigma * sigma
+                    and last_step <= config.trend_max_step_fraction * abs(deviation)):
+                return Category.trend
+    return Category.spike if deviation > 0 else Category.drop
+
+
+# --------------------------------------------------------------------------- detector
+
+
+def _opt(value: Any) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else (
+        float(value))
+
+
+class Detector:
+    """Model 1 + model 2 over one metric series.
+
+    ``detect`` is a batch, causal replay: each point is judged only on what came before it,
+    as the sensing loop would have judged it live. Pass ``forecaster`` (e.g. loaded from
+    MLflow by the sensing DAG) to use a pre-trained model 2 for the points after its
+    ``trained_until`` instead of retraining per chunk.
+    """
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        self.config = config or DetectorConfig()
+
+    def detect(self, data: pd.Series | pd.DataFrame, *,
+               forecaster: Forecaster | None = None) -> DetectionResult:
+        series = as_series(data)
+        cfg = self.config
+        frame = zscore_scores(series, cfg.zscore)
+        frame.insert(0, "value", series)
+        for col in ("yhat", "lower", "upper", "fscore"):
+            frame[col] = np.nan
+        frame["model2"] = pd.array([pd.NA] * len(frame), dtype="boolean")
+        fits = 0
+        if len(series):
+            fits = self._run_forecasts(series, frame, forecaster)
+        anomalies = self._collect(frame)
+        return DetectionResult(frame=frame, anomalies=anomalies, forecast_fits=fits, config=cfg)
+
+    def _run_forecasts(self, series: pd.Series, frame: pd.DataFrame,
+                       forecaster: Forecaster | None) -> int:
+        fc = self.config.forecast
+        confirmed = np.zeros(len(series), dtype=bool)
+        model1 = frame["model1"].to_numpy(dtype=bool)
+        fits = 0
+        values = series.to_numpy()
+        for start, positions in _chunks(series.index, fc.retrain_every):
+            if self.config.lazy_forecast and not model1[positions].any():
+                continue
+            model = None
+            if forecaster is not None and forecaster.trained_until < series.index[positions[0]]:
+                model = forecaster
+            else:
+                lo = start - pd.Timedelta(fc.train_window)
+                mask = (series.index < start) & (series.index >= lo)
+                if fc.exclude_confirmed:
+                    mask &= ~confirmed
+                history = series[mask].dropna()
+                if len(history) < 3 or (start - history.index[0]
+                                        < pd.Timedelta(fc.min_train_history)):
+                    continue  # model 2 abstains: too little history
+                model = Forecaster.fit(history, fc)
+                fits += 1
+            live = positions[~np.isnan(values[positions])]
+            if not len(live):
+                continue
+            scored = forecast_scores(model.predict(series.index[live]), series.iloc[live],
+                                     fc.interval_scale)
+            for col in ("yhat", "lower", "upper", "fscore"):
+                frame.iloc[live, frame.columns.get_loc(col)] = scored[col].to_numpy()
+            frame.iloc[live, frame.columns.get_loc("model2")] = scored["model2"].to_numpy()
+            confirmed[live] = model1[live] & scored["model2"].to_numpy(dtype=bool)
+        return fits
+
+    def _collect(self, frame: pd.DataFrame) -> list[Anomaly]:
+        cc = self.config.category
+        values = frame["value"].to_numpy(dtype=float)
+        m1 = frame["model1"].to_numpy(dtype=bool)
+        m2_raw = frame["model2"]
+        m2 = m2_raw.fillna(False).to_numpy(dtype=bool)
+        out: list[Anomaly] = []
+        for pos in np.flatnonzero(m1 | m2):
+            row = frame.iloc[pos]
+            mean, std = _opt(row["mean"]), _opt(row["std"])
+            yhat = _opt(row["yhat"])
+            if m1[pos]:
+                deviation = values[pos] - (mean if mean is not None else 0.0)
+            else:
+                deviation = values[pos] - (yhat if yhat is not None else 0.0)
+            category = categorize(values, int(pos), deviation=deviation, sigma=std or 0.0,
+                                  model1=bool(m1[pos]), config=cc)
+            m2_value = None if pd.isna(m2_raw.iloc[pos]) else bool(m2_raw.iloc[pos])
+            out.append(Anomaly(
+                timestamp=frame.index[pos], value=float(values[pos]), z_score=_opt(row["z"]),
+                baseline_mean=mean, baseline_std=std, forecast=yhat,
+                forecast_lower=_opt(row["lower"]), forecast_upper=_opt(row["upper"]),
+                forecast_score=_opt(row["fscore"]), model1=bool(m1[pos]), model2=m2_value,
+                category=category,
+                confidence=Confidence.high if (m1[pos] and m2[pos]) else Confidence.low,
+                position=int(pos)))
+        return out
+
+
+def detect(data: pd.Series | pd.DataFrame, config: DetectorConfig | None = None
+           ) -> DetectionResult:
+    """Shortcut for ``Detector(config).detect(data)``."""
+    return Detector(config).detect(data)

@@ -1,0 +1,76 @@
+"""Rollback of provision: delete what this wave created in the cloud, and nothing else.
+
+Resources are found by their ``migrationbox:wave`` tag, so the rollback works even if
+provision stopped half-way or the store's ledger is behind. The estate's landing zone
+(VPC, subnets, private DNS zone) is shared by every wave; it goes too only when no
+other wave of the estate still has resources, unless ``options['keep_landing_zone']``.
+A dry run lists what would be deleted.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from migrationbox.cloud.base import LANDING_ZONE, TAG_WAVE, CloudResource, landing_zone_tag
+from migrationbox.phases._cloud import adapter_for, progress, wave_dir, write_json
+from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
+from migrationbox.phases.provision import STATE_FILE
+
+PHASE = "teardown"
+
+
+def _brief(resources: list[CloudResource]) -> list[str]:
+    return [f"{r.type}:{r.name or r.id}" for r in resources]
+
+
+def rollback(ctx: PhaseContext) -> PhaseResult:
+    adapter = adapter_for(ctx, PHASE)
+    estate = ctx.estate
+    lz = landing_zone_tag(estate)
+    if ctx.dry_run:
+        doomed = adapter.resources_by_tag(estate, ctx.wave_number)
+        return PhaseResult(
+            phase=PHASE, ok=True,
+            summary=f"dry run: would delete {len(doomed)} resources tagged {ctx.wave_tag}",
+            details={"dry_run": True, "would_delete": _brief(doomed)},
+        )
+    progress(ctx, f"tearing down everything tagged {ctx.wave_tag}")
+    try:
+        deleted = adapter.teardown(estate, ctx.wave_number)
+        landing: list[CloudResource] = []
+        remaining = [r for r in adapter.resources_by_tag(estate) if r.tags.get(TAG_WAVE) != lz]
+        keep = bool(ctx.options.get("keep_landing_zone", False))
+        if not remaining and not keep:
+            landing = adapter.teardown(estate, LANDING_ZONE)
+    except Exception as exc:
+        raise PhaseFailed(
+            PHASE,
+            f"teardown of {ctx.wave_tag} stopped: {type(exc).__name__}: {exc}. Re-run it: "
+            f"it only looks at what is still tagged {ctx.wave_tag}",
+        ) from exc
+    on_deleted = ctx.options.get("on_resource_deleted")
+    if on_deleted is not None:
+        for res in deleted + landing:
+            on_deleted(res.type, res.id, res.name, res.tags)
+    state = wave_dir(ctx) / STATE_FILE
+    state.unlink(missing_ok=True)
+    report = {
+        "estate": estate, "wave": ctx.wave_number, "run_id": ctx.run_id,
+        "finished_at": datetime.now(UTC).isoformat(),
+        "deleted": [{"type": r.type, "id": r.id, "name": r.name} for r in deleted],
+        "landing_zone_deleted": [{"type": r.type, "id": r.id, "name": r.name} for r in landing],
+        "other_waves_remaining": len(remaining),
+    }
+    path = write_json(ctx.run_artifacts() / "teardown.json", report)
+    return PhaseResult(
+        phase=PHASE,
+        ok=True,
+        summary=(f"deleted {len(deleted)} resources of {ctx.wave_tag}"
+                 + (f" and the landing zone ({len(landing)})" if landing else
+                    f"; landing zone kept ({len(remaining)} resources of other waves)")),
+        details={"deleted": _brief(deleted), "landing_zone_deleted": _brief(landing),
+                 "report": str(path)},
+    )
+
+
+run = rollback

@@ -1,0 +1,218 @@
+"""Phase 7, validate and decommission.
+
+``run(ctx)`` proves the target holds the source's data and records what it costs:
+
+* disks: the target is re-hashed against its manifest and the source; config files the
+  configure phase rewrote must equal the rewrite applied to the *source* file now (so a
+  change at the source after configure is caught, and so is tampering on the target);
+* databases: row counts and ordered row checksums per table, both sides;
+* cost: predicted (the plan's sizing of the wave's servers) against actual (the
+  instances the cloud reports for this wave, priced with the plan's own prices per
+  instance type), monthly.
+
+``decommission(ctx)``, called after the approval gate, marks each source disk with a
+``.migrationbox/DECOMMISSIONED.json`` marker (kept on re-runs) and returns the servers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from migrationbox.lab.endpoints import Endpoint, by_server, target_dns_name
+from migrationbox.phases._cloud import adapter_for, progress, write_json
+from migrationbox.phases.configure import (
+    host_map,
+    host_pattern,
+    load_configured,
+    read_text_file,
+    rewrite_text,
+    secret_name,
+)
+from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
+from migrationbox.phases.replicate import endpoints_or_fail
+from migrationbox.replication.database import compare_databases
+from migrationbox.replication.disk import verify
+from migrationbox.replication.manifest import META_DIR
+
+PHASE = "validate"
+MARKER = "DECOMMISSIONED.json"
+HOURS_PER_MONTH = 730.0
+
+
+def _check_disk(ctx: PhaseContext, server_id: str, ep: Endpoint, mapping: dict[str, str],
+                pattern: Any) -> tuple[dict[str, Any], list[str]]:
+    src, tgt = ep.source_path, ep.target_path
+    configured = load_configured(tgt).get("files", {})
+    result = verify(src, tgt, source_exclude=set(configured))
+    problems = [f"{ep.label()}: {p}" for p in result.problems]
+    for rel in sorted(configured):
+        source_text = read_text_file(src / rel) if (src / rel).is_file() else None
+        target_file = tgt / rel
+        if source_text is None or not target_file.is_file():
+            problems.append(f"{ep.label()}: configured file {rel} missing on source or target")
+            continue
+        expected = rewrite_text(
+            source_text, pattern, mapping,
+            lambda key, rel=rel: secret_name(ctx.estate, server_id, rel, key),
+        ).text
+        if hashlib.sha256(expected.encode()).digest() != hashlib.sha256(
+                target_file.read_bytes()).digest():
+            problems.append(f"{ep.label()}: {rel} differs from the configured source "
+                            "(changed at the source since configure, or altered on the target)")
+    return {**result.summary(), "configured_files": len(configured),
+            "ok": not problems}, problems
+
+
+def _check_database(ep: Endpoint) -> tuple[dict[str, Any], list[str]]:
+    if not ep.source_uri or not ep.target_uri:
+        return {"ok": False}, [f"{ep.label()}: source_uri and target_uri are both required"]
+    tables = compare_databases(ep.source_uri, ep.target_uri)
+    bad = [t for t in tables if not t.match]
+    problems = [f"{ep.label()}: table {t.table}: rows {t.rows_source} vs {t.rows_target}, "
+                f"checksum {'equal' if t.checksum_source == t.checksum_target else 'differs'}"
+                for t in bad]
+    return {"ok": not bad, "tables": [t.as_dict() for t in tables],
+            "rows_source": sum(t.rows_source for t in tables),
+            "rows_target": sum(t.rows_target for t in tables)}, problems
+
+
+def cost_report(ctx: PhaseContext) -> dict[str, Any]:
+    """Predicted vs actual monthly compute cost of the wave, in USD."""
+    from migrationbox.cloud.base import TAG_ESTATE, TAG_SERVER, TAG_WAVE
+
+    prices: dict[str, float] = {}
+    hours = HOURS_PER_MONTH
+    predicted = 0.0
+    unsized = []
+    for s in ctx.plan.servers:
+        if s.sizing is not None:
+            prices.setdefault(s.sizing.instance_type, s.sizing.hourly_usd)
+    for s in ctx.servers:
+        if s.sizing is None:
+            unsized.append(s.server_id)
+            continue
+        predicted += s.sizing.monthly_usd
+        if s.sizing.hourly_usd:
+            hours = s.sizing.monthly_usd / s.sizing.hourly_usd
+    report: dict[str, Any] = {
+        "predicted_monthly_usd": round(predicted, 2),
+        "unsized_servers": unsized,
+        "hours_per_month": round(hours, 1),
+    }
+    if ctx.dry_run:
+        return report | {"actual_monthly_usd": None, "note": "dry run: cloud not queried"}
+    adapter = adapter_for(ctx, PHASE)
+    instances = adapter.find_instances({TAG_ESTATE: ctx.estate, TAG_WAVE: ctx.wave_tag})
+    if not instances:
+        return report | {"actual_monthly_usd": None, "instances": [],
+                         "note": f"no instances tagged {TAG_WAVE}={ctx.wave_tag} "
+                                 "(provisioning ran as a dry run?)"}
+    rows, unpriced, actual = [], [], 0.0
+    for inst in instances:
+        price = prices.get(inst.instance_type)
+        monthly = None if price is None else price * hours
+        if monthly is None:
+            unpriced.append(inst.instance_type)
+        else:
+            actual += monthly
+        rows.append({"instance_id": inst.instance_id, "server_id": inst.tags.get(TAG_SERVER),
+                     "instance_type": inst.instance_type, "state": inst.state,
+                     "monthly_usd": None if monthly is None else round(monthly, 2)})
+    delta = actual - predicted
+    return report | {
+        "actual_monthly_usd": round(actual, 2),
+        "delta_usd": round(delta, 2),
+        "delta_pct": round(100 * delta / predicted, 1) if predicted else None,
+        "instances": rows,
+        "unpriced_instance_types": sorted(set(unpriced)),
+        "price_source": "the plan's sizing prices per instance type",
+    }
+
+
+def run(ctx: PhaseContext) -> PhaseResult:
+    endpoints = endpoints_or_fail(ctx, PHASE)
+    mapping = host_map(ctx, endpoints)
+    pattern = host_pattern(mapping)
+    per_server: dict[str, Any] = {}
+    problems: list[str] = []
+    for s in ctx.servers:
+        disks = by_server(endpoints, s.server_id, "disk")
+        dbs = by_server(endpoints, s.server_id, "database")
+        if not disks and not dbs:
+            per_server[s.server_id] = {"skipped": "no disk or database endpoints"}
+            continue
+        if ctx.dry_run:
+            per_server[s.server_id] = {"dry_run": True}
+            continue
+        entry: dict[str, Any] = {"disks": {}, "databases": {}}
+        for ep in disks:
+            entry["disks"][ep.name], found = _check_disk(ctx, s.server_id, ep, mapping, pattern)
+            problems += found
+        for ep in dbs:
+            entry["databases"][ep.name], found = _check_database(ep)
+            problems += found
+        entry["ok"] = all(d["ok"] for d in [*entry["disks"].values(),
+                                            *entry["databases"].values()])
+        per_server[s.server_id] = entry
+    cost = cost_report(ctx)
+    details = {"servers": per_server, "cost": cost, "dry_run": ctx.dry_run}
+    write_json(ctx.run_artifacts() / "validate.json", {**details, "problems": problems})
+    if problems:
+        raise PhaseFailed(PHASE, f"{len(problems)} integrity problem(s): "
+                          + "; ".join(problems[:10]), details)
+    checked = len([v for v in per_server.values() if v.get("ok")])
+    actual = cost.get("actual_monthly_usd")
+    summary = (f"{checked} servers verified (checksums, row counts); cost predicted "
+               f"${cost['predicted_monthly_usd']:,.2f}/month, actual "
+               + (f"${actual:,.2f}/month" if actual is not None else "unknown"))
+    progress(ctx, summary, {"cost": {k: cost.get(k) for k in (
+        "predicted_monthly_usd", "actual_monthly_usd")}})
+    return PhaseResult(phase=PHASE, ok=True, summary=summary, details=details)
+
+
+def decommission(ctx: PhaseContext) -> PhaseResult:
+    """Mark the wave's sources decommissioned (after approval); idempotent."""
+    endpoints = endpoints_or_fail(ctx, "decommission")
+    marked: list[str] = []
+    already: list[str] = []
+    for s in ctx.servers:
+        disks = by_server(endpoints, s.server_id, "disk")
+        if not disks:
+            continue
+        for ep in disks:
+            marker = ep.source_path / META_DIR / MARKER
+            if marker.exists():
+                already.append(s.server_id)
+                continue
+            if ctx.dry_run:
+                continue
+            write_json(marker, {
+                "server_id": s.server_id,
+                "hostname": s.hostname,
+                "replaced_by": target_dns_name(ctx.estate, s.hostname),
+                "estate": ctx.estate,
+                "wave": ctx.wave_number,
+                "run_id": ctx.run_id,
+                "decommissioned_at": datetime.now(UTC).isoformat(),
+            })
+        marked.append(s.server_id)
+    servers = sorted(set(marked))
+    progress(ctx, f"decommissioned {len(servers)} source servers", {"servers": servers})
+    return PhaseResult(
+        phase="decommission", ok=True,
+        summary=(f"{'would mark' if ctx.dry_run else 'marked'} {len(servers)} sources "
+                 f"decommissioned ({len(set(already))} already were)"),
+        details={"decommissioned": servers, "already_marked": sorted(set(already)),
+                 "dry_run": ctx.dry_run},
+    )
+
+
+def decommissioned(ep: Endpoint) -> dict[str, Any] | None:
+    """The decommission marker of a source disk, if any."""
+    try:
+        return json.loads((ep.source_path / META_DIR / MARKER).read_text())
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,148 @@
+"""Plan serialisation: the full plan as JSON, and the compact wave spec.
+
+The wave spec is what the wave-DAG file reads at *parse time*, continuously, so it
+holds only what building the DAGs needs (one small record per wave, no per-server
+data): a 10,000-server plan still parses in milliseconds. Tasks read server details
+from the stored plan at run time.
+
+``plan_from_json`` checks the plan's internal references as well as its schema: a
+plan whose waves name servers it does not contain is refused with the wave and the
+server named, rather than failing half-way through a migration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from migrationbox.planning.models import PlanDocument
+
+WAVE_SPEC_SCHEMA = "migrationbox.wave-spec/1"
+
+
+class PlanIntegrityError(ValueError):
+    """A plan that is valid JSON but refers to things it does not contain."""
+
+
+def check_plan(plan: PlanDocument) -> None:
+    """Raise :class:`PlanIntegrityError` naming the first broken reference."""
+    server_ids = [s.server_id for s in plan.servers]
+    known = set(server_ids)
+    if len(known) != len(server_ids):
+        dupes = sorted(s for s, n in Counter(server_ids).items() if n > 1)
+        raise PlanIntegrityError(f"plan {plan.estate} v{plan.version}: servers: "
+                                 f"duplicate server_id {dupes[0]!r}")
+    groups = {g.group_id: g for g in plan.move_groups}
+    for g in plan.move_groups:
+        for s in g.server_ids:
+            if s not in known:
+                raise PlanIntegrityError(f"plan {plan.estate} v{plan.version}: move_groups"
+                                         f"[{g.group_id}].server_ids names missing server {s!r}")
+    for s in plan.servers:
+        if s.move_group not in groups:
+            raise PlanIntegrityError(f"plan {plan.estate} v{plan.version}: servers[{s.server_id}]"
+                                     f".move_group names missing move group {s.move_group!r}")
+        for d in s.depends_on:
+            if d not in known:
+                raise PlanIntegrityError(f"plan {plan.estate} v{plan.version}: servers"
+                                         f"[{s.server_id}].depends_on names missing server {d!r}")
+    numbers = [w.number for w in plan.waves]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise PlanIntegrityError(f"plan {plan.estate} v{plan.version}: waves must be numbered "
+                                 f"1..{len(numbers)} in order, got {numbers}")
+    placed: dict[str, int] = {}
+    for w in plan.waves:
+        for s in w.server_ids:
+            if s not in known:
+                raise PlanIntegrityError(f"plan {plan.estate} v{plan.version}: waves[{w.number}]"
+                                         f".server_ids names missing server {s!r}")
+            if s in placed:
+                raise PlanIntegrityError(f"plan {plan.estate} v{plan.version}: server {s!r} is in "
+                                         f"waves {placed[s]} and {w.number}")
+            placed[s] = w.number
+        for g in w.move_groups:
+            if g not in groups:
+                raise PlanIntegrityError(f"plan {plan.estate} v{plan.version}: waves[{w.number}]"
+                                         f".move_groups names missing move group {g!r}")
+        for d in w.depends_on_waves:
+            if not 1 <= d < w.number:
+                raise PlanIntegrityError(f"plan {plan.estate} v{plan.version}: waves[{w.number}]"
+                                         f".depends_on_waves: {d} is not an earlier wave")
+
+
+def plan_to_json(plan: PlanDocument) -> str:
+    """The full plan as indented JSON (stable key order: the models' field order)."""
+    return plan.model_dump_json(indent=2)
+
+
+def plan_from_json(text: str | bytes) -> PlanDocument:
+    """Parse and check a plan exported by :func:`plan_to_json`.
+
+    Raises ``ValueError`` (pydantic's ``ValidationError`` names the field path) or
+    :class:`PlanIntegrityError` (names the wave / server).
+    """
+    try:
+        plan = PlanDocument.model_validate_json(text)
+    except ValidationError as exc:
+        raise ValueError(f"not a valid plan document: {exc}") from exc
+    check_plan(plan)
+    return plan
+
+
+def wave_spec(plan: PlanDocument) -> dict[str, Any]:
+    """The compact per-wave spec the wave-DAG file builds DAGs from."""
+    return {
+        "schema": WAVE_SPEC_SCHEMA,
+        "estate": plan.estate,
+        "version": plan.version,
+        "created_at": plan.created_at.isoformat(),
+        "waves": [
+            {
+                "number": w.number,
+                "name": w.name,
+                "server_count": len(w.server_ids),
+                "environment": w.environment,
+                "needs_approval": w.needs_approval,
+                "approval_reasons": list(w.approval_reasons),
+                "predicted_monthly_usd": w.predicted_monthly_usd,
+                "depends_on_waves": list(w.depends_on_waves),
+                "estimated_hours": w.estimated_hours,
+            }
+            for w in plan.waves
+        ],
+    }
+
+
+def write_wave_spec(plan: PlanDocument, folder: Path) -> Path:
+    """Write ``<folder>/<estate>.json`` atomically; leave it untouched if unchanged.
+
+    Atomic (temp file in the same folder, fsync, rename) because the DAG processor may
+    read the file at any moment and must never see half of it; untouched when the
+    content is the same so that re-running planning does not make Airflow re-parse.
+    """
+    if not plan.waves:
+        raise ValueError(f"plan {plan.estate} v{plan.version} has no waves: no wave spec to write")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{plan.estate}.json"
+    text = json.dumps(wave_spec(plan), indent=2, sort_keys=True) + "\n"
+    if target.exists() and target.read_text(encoding="utf-8") == text:
+        return target
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{plan.estate}.", suffix=".tmp", dir=folder)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; the DAG processor may be another user
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return target

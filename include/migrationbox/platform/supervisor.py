@@ -1,0 +1,659 @@
+"""Start, watch and stop the local platform: AWS emulator, lab, Airflow.
+
+``Platform(runtime_dir).up()`` starts each server in its own session (process group)
+and records it in ``<runtime>/pids/<name>.pid``; ``down()`` stops the recorded Airflow
+groups (SIGTERM, wait, SIGKILL), then the labs, then the other groups (the emulator),
+then looks for anything of ours that is left - processes in a recorded session, or
+carrying this runtime's owner marker in their environment (Airflow's task processes
+inherit it) - kills it, and fails loudly if something still survives. ``up`` and ``down`` are idempotent: ``up`` on a running
+platform returns it as it is, ``down`` on a stopped one does nothing.
+
+Runtime layout (``migrationbox.config.runtime_dir()`` unless told otherwise)::
+
+    airflow/           AIRFLOW_HOME: airflow.cfg, airflow.db, task logs, passwords file
+    logs/              emulator.log, airflow-<component>.log, airflow-migrate.log
+    pids/              one JSON pid file per process group we started
+    plans/ artifacts/  wave specs read by the DAG file; run artifacts
+    lab/<estate>/      the local lab of each estate
+    migrationbox.db    the MigrationBox store (SQLite)
+    platform.json      ports, URLs and pids of the running platform
+
+Other commands (the CLI, the demo, tests) get the same connections, store URL and
+Airflow configuration from :func:`platform_env`, and an authenticated REST client from
+:meth:`Platform.client`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+from pydantic import BaseModel, Field
+
+from migrationbox import config
+from migrationbox.platform import airflow_runtime as afr
+from migrationbox.platform.rest import AirflowClient
+
+DEFAULT_API_PORT = afr.DEFAULT_API_PORT
+DEFAULT_EMULATOR_PORT = 4566
+OWNER_MARKER = "MIGRATIONBOX_PLATFORM_OWNER"
+STATE_FILE = "platform.json"
+LOOPBACK = afr.LOOPBACK
+
+
+class PlatformError(RuntimeError):
+    """The platform could not be started, reached or stopped cleanly."""
+
+
+class ProcessRecord(BaseModel):
+    """One process group we started (the leader's pid is also the group and session id)."""
+
+    name: str
+    pid: int
+    create_time: float | None = None
+    command: list[str] = Field(default_factory=list)
+
+
+class PlatformState(BaseModel):
+    runtime_dir: str
+    api_url: str
+    api_port: int
+    emulator_url: str
+    emulator_port: int
+    username: str
+    dags_folder: str
+    plugins_folder: str
+    airflow_home: str
+    labs: list[str] = Field(default_factory=list)
+    processes: dict[str, ProcessRecord] = Field(default_factory=dict)
+    started_at: str
+    ready: bool = False
+
+
+class ComponentStatus(BaseModel):
+    name: str
+    pid: int
+    running: bool
+
+
+class PlatformStatus(BaseModel):
+    running: bool
+    state: PlatformState | None
+    components: list[ComponentStatus]
+    health: dict[str, Any] | None = None
+    problem: str | None = None
+
+
+class DownReport(BaseModel):
+    stopped: list[str]
+    labs: list[str]
+    leftovers_killed: list[int]
+
+
+def _env_port(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise PlatformError(f"{name}={raw!r} is not a port number") from exc
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_owner(port: int) -> str:
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            listening = conn.status == psutil.CONN_LISTEN
+            if listening and conn.laddr and conn.laddr.port == port and conn.pid:
+                proc = psutil.Process(conn.pid)
+                return f"pid {conn.pid} ({' '.join(proc.cmdline())[:120]})"
+    except (psutil.Error, OSError):
+        pass
+    return "another process"
+
+
+def _alive(pid: int, create_time: float | None = None) -> bool:
+    """True if ``pid`` runs (not a zombie) and, if given, started at ``create_time``."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)  # reap our own exited children
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return create_time is None or abs(proc.create_time() - create_time) < 1.0
+    except psutil.Error:
+        return False
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+class Platform:
+    """The local platform of one runtime folder (see module docstring).
+
+    Ports: ``None`` reads ``MIGRATIONBOX_API_PORT`` / ``MIGRATIONBOX_EMULATOR_PORT``
+    (defaults 8080 / 4566); ``0`` picks a free port. A busy fixed port is an error that
+    names the process holding it.
+    """
+
+    def __init__(
+        self,
+        runtime_dir: Path | str | None = None,
+        *,
+        api_port: int | None = None,
+        emulator_port: int | None = None,
+        dags_folder: Path | str | None = None,
+        plugins_folder: Path | str | None = None,
+        settings_file: Path | str | None = None,
+        username: str = afr.ADMIN_USERNAME,
+        password: str = afr.ADMIN_PASSWORD,
+        parallelism: int = 4,
+        startup_timeout: float = 300.0,
+        stop_timeout: float = 30.0,
+    ) -> None:
+        self.runtime_dir = Path(runtime_dir or config.runtime_dir()).resolve()
+        self.api_port_setting = (
+            api_port
+            if api_port is not None
+            else _env_port("MIGRATIONBOX_API_PORT", DEFAULT_API_PORT)
+        )
+        self.emulator_port_setting = (
+            emulator_port
+            if emulator_port is not None
+            else _env_port("MIGRATIONBOX_EMULATOR_PORT", DEFAULT_EMULATOR_PORT)
+        )
+        self.dags_folder = Path(dags_folder or afr.default_dags_folder()).resolve()
+        self.plugins_folder = Path(plugins_folder or afr.default_plugins_folder()).resolve()
+        self.settings_file = Path(
+            settings_file or config.project_root() / "airflow_settings.yaml"
+        ).resolve()
+        self.username = username
+        self.password = password
+        self.parallelism = parallelism
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._emulator: Any = None
+
+    # -- layout -----------------------------------------------------------------------
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.runtime_dir / "airflow"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.runtime_dir / "logs"
+
+    @property
+    def pids_dir(self) -> Path:
+        return self.runtime_dir / "pids"
+
+    @property
+    def labs_root(self) -> Path:
+        return self.runtime_dir / "lab"
+
+    @property
+    def store_path(self) -> Path:
+        return self.runtime_dir / "migrationbox.db"
+
+    @property
+    def state_path(self) -> Path:
+        return self.runtime_dir / STATE_FILE
+
+    def _layout(self) -> None:
+        for folder in (
+            self.airflow_home,
+            self.logs_dir,
+            self.pids_dir,
+            self.runtime_dir / "plans",
+            self.runtime_dir / "artifacts",
+        ):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    # -- state ------------------------------------------------------------------------
+
+    def read_state(self) -> PlatformState | None:
+        try:
+            return PlatformState.model_validate_json(self.state_path.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            raise PlatformError(f"{self.state_path}: unreadable platform state ({exc})") from exc
+
+    def _write_state(self, state: PlatformState) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(state.model_dump_json(indent=2))
+        tmp.replace(self.state_path)
+
+    def _record(self, name: str, pid: int, command: list[str]) -> ProcessRecord:
+        record = ProcessRecord(name=name, pid=pid, create_time=_create_time(pid), command=command)
+        self.pids_dir.mkdir(parents=True, exist_ok=True)
+        (self.pids_dir / f"{name}.pid").write_text(record.model_dump_json())
+        return record
+
+    def _recorded(self) -> list[ProcessRecord]:
+        """Every pid file under pids/ (ours are JSON; a bare pid number is accepted too)."""
+        records = []
+        for path in sorted(self.pids_dir.glob("*.pid")) if self.pids_dir.exists() else []:
+            text = path.read_text().strip()
+            try:
+                records.append(ProcessRecord.model_validate_json(text))
+            except ValueError:
+                if text.isdigit():
+                    records.append(ProcessRecord(name=path.stem, pid=int(text)))
+        return records
+
+    # -- environment ------------------------------------------------------------------
+
+    def _ports_for_env(self) -> tuple[int, int]:
+        state = self.read_state()
+        if state is not None:
+            return state.api_port, state.emulator_port
+        api = self.api_port_setting or DEFAULT_API_PORT
+        emulator = self.emulator_port_setting or DEFAULT_EMULATOR_PORT
+        return api, emulator
+
+    def migrationbox_env(self, api_port: int, emulator_port: int) -> dict[str, str]:
+        """MigrationBox's own variables and the Airflow connections (secrets stay in
+        connections: the emulator's fixed test credentials are the only ones here)."""
+        emulator_url = f"http://{LOOPBACK}:{emulator_port}"
+        aws = {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"region_name": "us-east-1", "endpoint_url": emulator_url},
+        }
+        store = {"conn_type": "sqlite", "host": str(self.store_path)}
+        return {
+            "MIGRATIONBOX_HOME": str(self.runtime_dir),
+            "MIGRATIONBOX_STORE_URL": f"sqlite:///{self.store_path}",
+            "MIGRATIONBOX_STORE_PATH": str(self.store_path),
+            "MIGRATIONBOX_EMULATOR_URL": emulator_url,
+            "MIGRATIONBOX_AIRFLOW_URL": f"http://{LOOPBACK}:{api_port}",
+            "MIGRATIONBOX_AIRFLOW_USERNAME": self.username,
+            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws),
+            "AIRFLOW_CONN_MIGRATIONBOX_STORE": json.dumps(store),
+        }
+
+    def env(self) -> dict[str, str]:
+        """What another process needs to act on this platform: MigrationBox variables,
+        connections and the Airflow configuration (``AIRFLOW_HOME``, ``AIRFLOW__*``)."""
+        api_port, emulator_port = self._ports_for_env()
+        return {
+            **afr.airflow_config_env(
+                self.airflow_home,
+                api_port,
+                self.dags_folder,
+                self.plugins_folder,
+                parallelism=self.parallelism,
+                users=f"{self.username}:admin",
+            ),
+            **self.migrationbox_env(api_port, emulator_port),
+        }
+
+    def client(self) -> AirflowClient:
+        """A REST client logged in as the platform's admin user."""
+        state = self.read_state()
+        api_port = state.api_port if state else self._ports_for_env()[0]
+        try:
+            password = afr.read_password(self.airflow_home, self.username)
+        except afr.AirflowRuntimeError:
+            password = self.password
+        return AirflowClient(f"http://{LOOPBACK}:{api_port}", self.username, password)
+
+    # -- up ---------------------------------------------------------------------------
+
+    def _choose_port(self, setting: int, what: str, option: str) -> int:
+        if setting == 0:
+            return free_port()
+        if not port_is_free(setting):
+            raise PlatformError(
+                f"cannot start the {what}: port {setting} on {LOOPBACK} is in use by "
+                f"{_port_owner(setting)}; stop it or choose another port with {option} "
+                "(0 picks a free one)"
+            )
+        return setting
+
+    def running_state(self) -> PlatformState | None:
+        """The recorded state if every recorded process is still alive, else None."""
+        state = self.read_state()
+        if state is None or not state.ready:
+            return None
+        if all(_alive(p.pid, p.create_time) for p in state.processes.values()):
+            return state
+        return None
+
+    def up(self, with_lab_estate: Path | str | None = None) -> PlatformState:
+        """Start emulator, (lab,) Airflow; apply airflow_settings.yaml; return the state.
+
+        On a platform that is already running this only (re)starts the lab if asked.
+        On any failure everything started so far is stopped again.
+        """
+        existing = self.running_state()
+        if existing is not None:
+            if with_lab_estate is not None:
+                existing.labs = sorted({*existing.labs, self._start_lab(with_lab_estate)})
+                self._write_state(existing)
+            return existing
+        if self.read_state() is not None or self._recorded():
+            self.down()  # stale: a crashed or half-started platform
+        self._layout()
+        api_port = self._choose_port(
+            self.api_port_setting, "Airflow API server", "--api-port or MIGRATIONBOX_API_PORT"
+        )
+        emulator_port = self._choose_port(
+            self.emulator_port_setting,
+            "AWS emulator",
+            "--emulator-port or MIGRATIONBOX_EMULATOR_PORT",
+        )
+        state = PlatformState(
+            runtime_dir=str(self.runtime_dir),
+            api_url=f"http://{LOOPBACK}:{api_port}",
+            api_port=api_port,
+            emulator_url=f"http://{LOOPBACK}:{emulator_port}",
+            emulator_port=emulator_port,
+            username=self.username,
+            dags_folder=str(self.dags_folder),
+            plugins_folder=str(self.plugins_folder),
+            airflow_home=str(self.airflow_home),
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        self._write_state(state)
+        try:
+            state.processes["emulator"] = self._start_emulator(emulator_port)
+            self._write_state(state)
+            if with_lab_estate is not None:
+                state.labs.append(self._start_lab(with_lab_estate))
+                self._write_state(state)
+            self._start_airflow(state)
+            state.ready = True
+            self._write_state(state)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.down()
+            raise
+        return state
+
+    def _start_emulator(self, port: int) -> ProcessRecord:
+        from migrationbox.cloud.emulator import EmulatorProcess
+
+        log = self.logs_dir / "emulator.log"
+        emulator = EmulatorProcess(port=port, log_path=log)
+        try:
+            emulator.start()
+        except Exception as exc:
+            raise PlatformError(f"AWS emulator did not start: {exc}; log {log}") from exc
+        self._emulator = emulator  # keeps the Popen (and its log handle) alive
+        assert emulator.pid is not None
+        return self._record("emulator", emulator.pid, ["moto.server", "-p", str(port)])
+
+    def _start_lab(self, estate_path: Path | str) -> str:
+        from migrationbox.inventory.validation import load_estate
+        from migrationbox.lab.lab import Lab
+
+        estate = load_estate(estate_path)
+        Lab(estate.name, estate.servers, root=self.labs_root).up()
+        return estate.name
+
+    def _start_airflow(self, state: PlatformState) -> None:
+        extra = {
+            **self.migrationbox_env(state.api_port, state.emulator_port),
+            OWNER_MARKER: str(self.runtime_dir),
+        }
+        env = afr.airflow_env(
+            self.airflow_home,
+            state.api_port,
+            self.dags_folder,
+            self.plugins_folder,
+            extra=extra,
+            parallelism=self.parallelism,
+            users=f"{self.username}:admin",
+        )
+        afr.ensure_passwords(self.airflow_home, {self.username: self.password})
+        afr.ensure_migrated(env, self.logs_dir / "airflow-migrate.log")
+        logs = {}
+        for name in afr.COMPONENT_COMMANDS:
+            logs[name] = self.logs_dir / f"airflow-{name}.log"
+            proc = afr.start_component(name, env, logs[name])
+            self._children[name] = proc
+            state.processes[f"airflow-{name}"] = self._record(
+                f"airflow-{name}", proc.pid, ["airflow", *afr.COMPONENT_COMMANDS[name]]
+            )
+            self._write_state(state)
+        with self.client() as client:
+            afr.wait_until_healthy(client, self._children, logs, self.startup_timeout)
+            self._apply_settings(client, extra)
+
+    def _apply_settings(self, client: AirflowClient, extra: Mapping[str, str]) -> None:
+        if not self.settings_file.exists():
+            return
+        from migrationbox.platform.settings import apply_settings, load_settings
+
+        settings = load_settings(self.settings_file, {**os.environ, **extra})
+        apply_settings(client, settings)
+
+    # -- status -----------------------------------------------------------------------
+
+    def status(self) -> PlatformStatus:
+        state = self.read_state()
+        if state is None:
+            return PlatformStatus(running=False, state=None, components=[], problem="not started")
+        components = [
+            ComponentStatus(name=name, pid=rec.pid, running=_alive(rec.pid, rec.create_time))
+            for name, rec in sorted(state.processes.items())
+        ]
+        health = None
+        problem = None
+        try:
+            with self.client() as client:
+                health = client.health()
+            bad = afr.unhealthy_components(health, afr.HEALTH_KEYS)
+            if bad:
+                problem = f"unhealthy: {', '.join(bad)}"
+        except Exception as exc:
+            problem = f"Airflow API not answering at {state.api_url} ({type(exc).__name__})"
+        dead = [c.name for c in components if not c.running]
+        if dead:
+            problem = f"stopped: {', '.join(dead)}" + (f"; {problem}" if problem else "")
+        running = state.ready and not dead and problem is None
+        return PlatformStatus(
+            running=running, state=state, components=components, health=health, problem=problem
+        )
+
+    # -- down -------------------------------------------------------------------------
+
+    def down(self) -> DownReport:
+        """Stop Airflow, then the labs, then the rest (the emulator), then hunt
+        leftovers; idempotent. Airflow goes first so no task acts on a lab or an
+        emulator that is already gone."""
+        records = self._recorded()
+        state = self.read_state()
+        if state is not None:
+            known = {r.pid for r in records}
+            records += [r for r in state.processes.values() if r.pid not in known]
+        sessions: set[int] = set()
+        stopped: list[str] = []
+        airflow = [r for r in records if r.name.startswith("airflow-")]
+        others = [r for r in records if not r.name.startswith("airflow-")]
+        stopped += self._stop_records(airflow, sessions)
+        labs = self._stop_labs()
+        stopped += self._stop_records(others, sessions)
+        leftovers = self._leftovers(sessions)
+        killed = [p.pid for p in leftovers]
+        for proc in leftovers:
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()
+        _gone, alive = psutil.wait_procs(leftovers, timeout=5)
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(alive, timeout=5)
+        for proc in self._children.values():
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=1)
+        self._children.clear()
+        if self._emulator is not None:
+            with contextlib.suppress(Exception):
+                self._emulator.stop()
+            self._emulator = None
+        survivors = self._leftovers(sessions)
+        if survivors:
+            listing = ", ".join(f"{p.pid} ({_cmd(p)})" for p in survivors)
+            raise PlatformError(f"processes of the platform survived SIGKILL: {listing}")
+        for path in self.pids_dir.glob("*.pid") if self.pids_dir.exists() else []:
+            path.unlink(missing_ok=True)
+        self.state_path.unlink(missing_ok=True)
+        return DownReport(stopped=stopped, labs=labs, leftovers_killed=killed)
+
+    def _stop_records(self, records: list[ProcessRecord], sessions: set[int]) -> list[str]:
+        """SIGTERM each recorded group, wait, SIGKILL what is left; adds their sessions."""
+        stopped: list[str] = []
+        batch: set[int] = set()
+        for record in records:
+            if _alive(record.pid, record.create_time):
+                batch.add(record.pid)
+                stopped.append(record.name)
+                self._signal_group(record.pid, signal.SIGTERM)
+            elif not _alive(record.pid):
+                batch.add(record.pid)  # dead leader: any member left is an orphan of ours
+        self._wait_gone(batch, self.stop_timeout)
+        sessions |= batch
+        return stopped
+
+    def _stop_labs(self) -> list[str]:
+        """Stop the service process of every lab under ``<runtime>/lab`` (data is kept)."""
+        stopped: list[str] = []
+        if not self.labs_root.exists():
+            return stopped
+        try:
+            from migrationbox.lab.lab import Lab
+        except ImportError:
+            Lab = None  # the lab package is optional for the platform
+        for state_file in sorted(self.labs_root.glob("*/lab.json")):
+            estate = state_file.parent.name
+            if Lab is not None:
+                with contextlib.suppress(Exception):
+                    Lab.attach(estate, root=self.labs_root).down()
+            pid_file = state_file.parent / "service.pid"
+            if pid_file.exists():  # belt and braces if the lab's own stop failed
+                text = pid_file.read_text().strip()
+                if text.isdigit() and _alive(int(text)):
+                    self._signal_group(int(text), signal.SIGKILL)
+            stopped.append(estate)
+        return stopped
+
+    @staticmethod
+    def _signal_group(pid: int, sig: int) -> None:
+        try:
+            pgid = os.getpgid(pid)
+        except ProcessLookupError:
+            return
+        try:
+            if pgid == pid:
+                os.killpg(pgid, sig)
+            else:
+                os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _members(self, sessions: Iterable[int]) -> list[psutil.Process]:
+        wanted = set(sessions)
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                if os.getsid(proc.pid) in wanted:
+                    found.append(proc)
+            except (psutil.Error, OSError):
+                continue
+        return found
+
+    def _wait_gone(self, sessions: set[int], timeout: float) -> None:
+        """Wait for every member of our sessions to exit; SIGKILL what is left."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for child in self._children.values():
+                child.poll()
+            if not self._members(sessions):
+                return
+            time.sleep(0.2)
+        for leader in sessions:
+            self._signal_group(leader, signal.SIGKILL)
+        for proc in self._members(sessions):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+
+    def _leftovers(self, sessions: set[int]) -> list[psutil.Process]:
+        """Processes of ours still alive: in a recorded session, or marked as ours."""
+        me = psutil.Process()
+        protected = {me.pid, *(p.pid for p in me.parents())}
+        marker = str(self.runtime_dir)
+        found: dict[int, psutil.Process] = {
+            p.pid: p for p in self._members(sessions) if p.pid not in protected
+        }
+        for proc in psutil.process_iter():
+            if proc.pid in protected or proc.pid in found:
+                continue
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                if proc.environ().get(OWNER_MARKER) == marker:
+                    found[proc.pid] = proc
+            except (psutil.Error, OSError):
+                continue
+        return list(found.values())
+
+    def leftovers(self) -> list[int]:
+        """Pids of processes still marked as this platform's (for tests and status)."""
+        return sorted(p.pid for p in self._leftovers(set()))
+
+
+def _cmd(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())[:120]
+    except psutil.Error:
+        return "?"
+
+
+def platform_env(runtime_dir: Path | str | None = None) -> dict[str, str]:
+    """The environment other commands need to use the platform of ``runtime_dir``
+    (default: ``.runtime``): same connections, store URL, MIGRATIONBOX_HOME, Airflow
+    configuration; ports come from the running platform's state when there is one."""
+    return Platform(runtime_dir).env()
+
+
+def airflow_client(runtime_dir: Path | str | None = None) -> AirflowClient:
+    """A logged-in REST client of the platform of ``runtime_dir``."""
+    return Platform(runtime_dir).client()

@@ -1,0 +1,413 @@
+"""Block-level incremental replication of a folder tree (a "disk") with SHA-256 manifests.
+
+One *round* reads the source once, block by block; a block is written to the target only
+when its hash differs from the target's last good manifest. Files gone from the source
+are removed from the target. The new manifest (hashes of what was actually written) is
+sealed and atomically replaced last. While a round runs, a journal file marks the target
+as in flux: if the round dies, the journal stays, the old manifest stays, and the next
+round re-hashes the target instead of trusting the manifest — so an interrupted round
+can never leave a block the manifest claims is something else.
+
+``replicate_tree`` repeats rounds until one copies no more than the threshold (a share
+of the tree or a number of bytes, whichever is larger) or ``max_rounds`` is reached;
+``verify`` re-reads the target and compares it with the source and the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from migrationbox.replication.manifest import (
+    DEFAULT_BLOCK_SIZE,
+    MIB,
+    FileEntry,
+    Manifest,
+    ManifestError,
+    hash_file,
+    journal_path,
+    load_manifest,
+    scan_tree,
+    walk_tree,
+    write_manifest,
+)
+from migrationbox.replication.progress import Progress, ProgressCallback, noop
+
+
+@dataclass(frozen=True)
+class ConvergencePolicy:
+    """When to stop: a round copied ≤ max(``delta_pct`` % of the tree, ``delta_bytes``)."""
+
+    delta_pct: float = 1.0
+    delta_bytes: int = 1 * MIB
+    max_rounds: int = 10
+
+    def threshold(self, total_bytes: int) -> int:
+        return max(int(total_bytes * self.delta_pct / 100.0), self.delta_bytes)
+
+
+@dataclass
+class RoundStats:
+    round: int
+    bytes_total: int = 0
+    bytes_sent: int = 0
+    blocks_total: int = 0
+    blocks_sent: int = 0
+    files_changed: int = 0
+    files_deleted: int = 0
+    baseline: str = "manifest"  # "manifest", "rescan" (after an unfinished round) or "empty"
+    manifest_digest: str = ""
+
+
+@dataclass
+class ReplicationResult:
+    source: str
+    target: str
+    block_size: int
+    rounds: list[RoundStats] = field(default_factory=list)
+    converged: bool = False
+    threshold_bytes: int = 0
+
+    @property
+    def bytes_sent(self) -> int:
+        return sum(r.bytes_sent for r in self.rounds)
+
+    @property
+    def blocks_sent(self) -> int:
+        return sum(r.blocks_sent for r in self.rounds)
+
+    @property
+    def bytes_total(self) -> int:
+        return self.rounds[-1].bytes_total if self.rounds else 0
+
+    @property
+    def manifest_digest(self) -> str:
+        return self.rounds[-1].manifest_digest if self.rounds else ""
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "bytes_total": self.bytes_total,
+            "bytes_sent": self.bytes_sent,
+            "blocks_sent": self.blocks_sent,
+            "rounds": len(self.rounds),
+            "round_bytes": [r.bytes_sent for r in self.rounds],
+            "converged": self.converged,
+            "threshold_bytes": self.threshold_bytes,
+            "block_size": self.block_size,
+            "manifest_digest": self.manifest_digest,
+        }
+
+
+def _baseline(target: Path, block_size: int, rescan: bool = False) -> tuple[Manifest, str]:
+    """What the target holds: its manifest if trustworthy, else a fresh hash of it."""
+    if rescan or journal_path(target).exists():
+        return scan_tree(target, block_size), "rescan"
+    try:
+        manifest = load_manifest(target)
+    except ManifestError:
+        return scan_tree(target, block_size), "rescan"
+    if manifest is None:
+        has_data = target.exists() and any(True for _ in walk_tree(target))
+        return (scan_tree(target, block_size), "rescan") if has_data else (
+            Manifest(block_size=block_size), "empty")
+    if manifest.block_size != block_size:
+        return scan_tree(target, block_size), "rescan"
+    return manifest, "manifest"
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def _copy_file(
+    src: Path,
+    dst: Path,
+    base: FileEntry | None,
+    block_size: int,
+    stats: RoundStats,
+    tick: ProgressCallback,
+    progress_state: list[int],
+    round_no: int,
+    total_hint: int,
+    rel: str,
+) -> FileEntry:
+    """Send the blocks of ``src`` that differ from ``base``; return what ``dst`` now holds."""
+    st = src.stat()
+    if base is not None and base.type == "file":
+        try:
+            if dst.is_symlink() or not dst.is_file() or dst.stat().st_size != base.size:
+                base = None  # the target changed under the manifest: trust nothing
+        except OSError:
+            base = None
+    else:
+        base = None
+    if base is None and (dst.is_symlink() or dst.is_dir()):
+        _remove(dst)
+    hashes: list[str] = []
+    out = None
+    size = 0
+    changed = base is None
+    try:
+        with src.open("rb") as fh:
+            index = 0
+            while True:
+                data = fh.read(block_size)
+                if not data:
+                    break
+                digest = hashlib.sha256(data).hexdigest()
+                hashes.append(digest)
+                if base is None or index >= len(base.blocks) or base.blocks[index] != digest:
+                    if out is None:
+                        dst.parent.mkdir(parents=True, exist_ok=True)
+                        out = dst.open("r+b" if dst.exists() else "wb")
+                    out.seek(index * block_size)
+                    out.write(data)
+                    stats.bytes_sent += len(data)
+                    stats.blocks_sent += 1
+                    changed = True
+                size += len(data)
+                index += 1
+                progress_state[0] += len(data)
+                tick(Progress("disk", round_no, progress_state[0], total_hint, "bytes", rel))
+        if base is not None and size != base.size:
+            changed = True
+        if changed and out is None:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            out = dst.open("r+b" if dst.exists() else "wb")
+        if out is not None:
+            out.truncate(size)
+            out.flush()
+            os.fsync(out.fileno())
+    finally:
+        if out is not None:
+            out.close()
+    mode = stat.S_IMODE(st.st_mode)
+    if base is None or base.mode != mode or changed:
+        os.chmod(dst, mode)
+    if changed or (base is not None and base.mode != mode):
+        stats.files_changed += 1
+    stats.blocks_total += len(hashes)
+    stats.bytes_total += size
+    return FileEntry(size=size, mode=mode, blocks=hashes)
+
+
+def replicate_round(
+    source: Path,
+    target: Path,
+    round_no: int = 1,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    progress: ProgressCallback | None = None,
+    rescan: bool = False,
+) -> RoundStats:
+    """One incremental round from ``source`` to ``target`` (see module docstring).
+
+    ``rescan=True`` hashes the target instead of trusting its manifest: the repair
+    round after ``verify`` found the target altered behind the manifest's back.
+    """
+    tick = progress or noop
+    source, target = Path(source), Path(target)
+    if not source.is_dir():
+        raise FileNotFoundError(f"replication source {source} is not a directory")
+    target.mkdir(parents=True, exist_ok=True)
+    base, how = _baseline(target, block_size, rescan)
+    stats = RoundStats(round=round_no, baseline=how)
+    entries = list(walk_tree(source))  # stat-only pass: gives progress a total
+    total_hint = sum(st.st_size for _, st in entries if stat.S_ISREG(st.st_mode))
+    journal = journal_path(target)
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_text(json.dumps({
+        "round": round_no,
+        "started_at": datetime.now(UTC).isoformat(),
+        "base_digest": base.digest,
+    }))
+    files: dict[str, FileEntry] = {}
+    dirs: list[str] = []
+    progress_state = [0]
+    for rel, st in entries:
+        src, dst = source / rel, target / rel
+        if stat.S_ISDIR(st.st_mode):
+            if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
+                _remove(dst)
+            dst.mkdir(parents=True, exist_ok=True)
+            dirs.append(rel)
+        elif stat.S_ISLNK(st.st_mode):
+            link = os.readlink(src)
+            if not (dst.is_symlink() and os.readlink(dst) == link):
+                if dst.exists() or dst.is_symlink():
+                    _remove(dst)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(link, dst)
+                stats.files_changed += 1
+            files[rel] = FileEntry(type="symlink", link=link, mode=stat.S_IMODE(st.st_mode))
+        elif stat.S_ISREG(st.st_mode):
+            try:
+                files[rel] = _copy_file(src, dst, base.files.get(rel), block_size, stats, tick,
+                                        progress_state, round_no, total_hint, rel)
+            except FileNotFoundError:
+                continue  # deleted at the source while we read it: the next round sees it
+    # removals: files first, then directories deepest-first
+    for rel, _st in sorted(walk_tree(target), key=lambda x: x[0].count("/"), reverse=True):
+        if rel in files or rel in dirs:
+            continue
+        path = target / rel
+        if path.exists() or path.is_symlink():
+            _remove(path)
+            stats.files_deleted += 1
+    manifest = Manifest(block_size=block_size, files=files, dirs=dirs).sealed(round_no)
+    write_manifest(target, manifest)
+    journal.unlink(missing_ok=True)
+    stats.manifest_digest = manifest.digest
+    tick(Progress("disk", round_no, stats.bytes_total, stats.bytes_total, "bytes", ""))
+    return stats
+
+
+def replicate_tree(
+    source: Path,
+    target: Path,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    policy: ConvergencePolicy | None = None,
+    progress: ProgressCallback | None = None,
+) -> ReplicationResult:
+    """Rounds until a round's copied bytes fall to the threshold, or ``max_rounds``."""
+    policy = policy or ConvergencePolicy()
+    result = ReplicationResult(str(source), str(target), block_size)
+    for round_no in range(1, policy.max_rounds + 1):
+        stats = replicate_round(source, target, round_no, block_size, progress)
+        result.rounds.append(stats)
+        result.threshold_bytes = policy.threshold(stats.bytes_total)
+        if stats.bytes_sent <= result.threshold_bytes:
+            result.converged = True
+            break
+    return result
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    target: str
+    files_checked: int = 0
+    bytes_checked: int = 0
+    manifest_digest: str | None = None
+    manifest_matches_target: bool = False
+    source_matches_target: bool | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "files_checked": self.files_checked,
+            "bytes_checked": self.bytes_checked,
+            "manifest_digest": self.manifest_digest,
+            "manifest_matches_target": self.manifest_matches_target,
+            "source_matches_target": self.source_matches_target,
+            "problems": self.problems[:20],
+            "problem_count": len(self.problems),
+        }
+
+
+def _diff(
+    expected: Manifest, actual: Manifest, what: str, exclude: frozenset[str] = frozenset()
+) -> list[str]:
+    problems: list[str] = []
+    for rel, want in sorted(expected.files.items()):
+        if rel in exclude:
+            continue
+        got = actual.files.get(rel)
+        if got is None:
+            problems.append(f"{rel}: missing on target ({what})")
+            continue
+        if want.type != got.type:
+            problems.append(f"{rel}: is a {got.type} on target, {want.type} in {what}")
+        elif want.type == "symlink":
+            if want.link != got.link:
+                problems.append(f"{rel}: symlink points to {got.link!r}, {what} says {want.link!r}")
+        else:
+            if want.size != got.size:
+                problems.append(f"{rel}: size {got.size} on target, {want.size} in {what}")
+            bad = [i for i, (a, b) in enumerate(zip(want.blocks, got.blocks, strict=False))
+                   if a != b]
+            if bad:
+                problems.append(f"{rel}: blocks {bad[:10]} differ from {what}")
+            if want.mode != got.mode:
+                problems.append(f"{rel}: mode {got.mode:o} on target, {want.mode:o} in {what}")
+    for rel in sorted(set(actual.files) - set(expected.files) - exclude):
+        problems.append(f"{rel}: on target but not in {what}")
+    for rel in sorted(set(expected.dirs) - set(actual.dirs)):
+        problems.append(f"{rel}/: directory missing on target ({what})")
+    return problems
+
+
+def verify(
+    source: Path | None,
+    target: Path,
+    block_size: int | None = None,
+    source_exclude: frozenset[str] | set[str] = frozenset(),
+) -> VerifyResult:
+    """Re-hash the target and compare it with its manifest and (if given) the source.
+
+    ``source_exclude`` names files (relative paths) that are meant to differ from the
+    source, such as config files the configure phase rewrote; the caller checks those.
+    """
+    target = Path(target)
+    result = VerifyResult(ok=False, target=str(target))
+    try:
+        manifest = load_manifest(target)
+    except ManifestError as exc:
+        manifest = None
+        result.problems.append(str(exc))
+    if journal_path(target).exists():
+        result.problems.append("a replication round did not finish (journal present)")
+    size = block_size or (manifest.block_size if manifest else DEFAULT_BLOCK_SIZE)
+    actual = scan_tree(target, size)
+    result.files_checked = len(actual.files)
+    result.bytes_checked = actual.total_bytes
+    if manifest is None:
+        result.problems.append("no valid manifest on target")
+    else:
+        result.manifest_digest = manifest.digest
+        problems = _diff(manifest, actual, "manifest") if manifest.block_size == size else [
+            f"manifest block size {manifest.block_size} differs from {size}"]
+        result.manifest_matches_target = not problems
+        result.problems += problems
+    if source is not None:
+        expected = scan_tree(Path(source), size)
+        problems = _diff(expected, actual, "source", frozenset(source_exclude))
+        result.source_matches_target = not problems
+        result.problems += problems
+    result.ok = not result.problems
+    return result
+
+
+def refresh_manifest(target: Path, paths: list[str]) -> Manifest:
+    """Re-hash ``paths`` (relative) after an intended change to the target, and reseal.
+
+    The configure phase rewrites config files on the target after replication; the
+    manifest must keep describing what the target holds, or verification would flag the
+    rewrite as corruption and the next round would not notice the difference.
+    """
+    target = Path(target)
+    if journal_path(target).exists():
+        raise ManifestError(f"{target}: a replication round is in progress; not updating")
+    manifest = load_manifest(target)
+    if manifest is None:
+        raise ManifestError(f"{target}: no manifest to update (replicate first)")
+    files = dict(manifest.files)
+    for rel in paths:
+        path = target / rel
+        if path.is_symlink() or not path.is_file():
+            files.pop(rel, None)
+            continue
+        size, blocks = hash_file(path, manifest.block_size)
+        files[rel] = FileEntry(size=size, mode=stat.S_IMODE(path.stat().st_mode), blocks=blocks)
+    updated = manifest.model_copy(update={"files": files}).sealed(manifest.round)
+    write_manifest(target, updated)
+    return updated

@@ -1,0 +1,1 @@
+"""Store schema revisions (a package so that wheels ship them; Alembic skips this file)."""
