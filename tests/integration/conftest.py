@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
+
 from migrationbox.cloud.emulator import EmulatorProcess
 from migrationbox.planning.models import (
     MoveGroup,

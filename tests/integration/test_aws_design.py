@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+
 from migrationbox.iac.design import (
     MAX_RULES_PER_GROUP,
     DesignError,

@@ -6,6 +6,7 @@ import os
 
 import httpx
 import pytest
+
 from migrationbox.cloud.emulator import EmulatorError, EmulatorProcess
 
 pytestmark = pytest.mark.integration

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from migrationbox.inventory.models import Estate, ServerRecord
 from migrationbox.phases import preflight
 from migrationbox.phases.context import PhaseContext, PhaseFailed

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from migrationbox.cloud.aws import AwsAdapter
 from migrationbox.cloud.aws_session import aws_client
 from migrationbox.cloud.base import TAG_ESTATE, TAG_SERVER, TAG_WAVE

@@ -13,10 +13,11 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from sqlalchemy import create_engine, text
+
 from migrationbox.lab.endpoints import by_server, read_endpoints_file
 from migrationbox.lab.lab import Lab
 from migrationbox.lab.testing import tiny_plan
-from sqlalchemy import create_engine, text
 
 pytestmark = pytest.mark.integration
 

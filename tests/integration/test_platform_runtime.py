@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+
 from migrationbox.cloud import aws_session
 from migrationbox.platform.rest import AirflowApiError, AirflowClient
 from migrationbox.platform.supervisor import Platform, platform_env
@@ -109,6 +110,7 @@ def test_emulator_answers_through_the_aws_connection(
     platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = platform_env(platform.runtime_dir)
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(FIXTURE_DAGS)  # the running platform's
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", env["AIRFLOW_CONN_AWS_DEFAULT"])
     aws_session.clear_client_cache()
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from migrationbox.config import project_root
 from migrationbox.platform import airflow_runtime as afr
 from migrationbox.platform.settings import SettingsError, load_settings, parse_settings
@@ -143,19 +144,17 @@ def _spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Pop
 def test_down_kills_orphans_of_a_recorded_session(tmp_path: Path) -> None:
     platform = Platform(tmp_path)
     # The leader exits at once; its child stays behind in the leader's session.
-    leader = _spawn(["bash", "-c", "sleep 300 & echo $! > child.pid", "x"])
+    child_file = tmp_path / "child.pid"
+    leader = _spawn(["bash", "-c", f"sleep 300 & echo $! > {child_file}"])
     leader.wait(timeout=10)
-    child_pid = int(Path("child.pid").read_text()) if Path("child.pid").exists() else None
-    if child_pid is None:  # bash wrote relative to its cwd: the test's cwd
-        pytest.fail("child pid not written")
-    Path("child.pid").unlink()
-    assert psutil.pid_exists(child_pid)
+    child_pid = int(child_file.read_text())
+    assert _running(child_pid)
     platform.pids_dir.mkdir(parents=True)
     (platform.pids_dir / "worker.pid").write_text(json.dumps({"name": "worker", "pid": leader.pid}))
 
     report = platform.down()
 
-    assert child_pid in report.leftovers_killed or not psutil.pid_exists(child_pid)
+    assert report.leftovers_killed == [child_pid]
     assert not _running(child_pid)
     assert not list(platform.pids_dir.glob("*.pid"))
 
@@ -167,8 +166,9 @@ def test_down_kills_processes_carrying_the_owner_marker(tmp_path: Path) -> None:
     try:
         report = platform.down()
         assert report.leftovers_killed == [marked.pid]
-        assert marked.wait(timeout=10) != 0
-        assert other.poll() is None  # another runtime's process is left alone
+        marked.wait(timeout=10)
+        assert not _running(marked.pid)
+        assert _running(other.pid)  # another runtime's process is left alone
     finally:
         other.kill()
         other.wait(timeout=10)

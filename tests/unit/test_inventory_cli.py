@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from migrationbox.cli import discover, validate
 from migrationbox.inventory.validation import validate_inventory
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
+
 from migrationbox.inventory.collector import (
     collect_local,
     guess_kind,

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from migrationbox.inventory.loaders import (
     QUARANTINE_MARKER,
     ParseError,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from migrationbox.inventory.models import NetworkDependency, ServerRecord
 from migrationbox.inventory.resolve import (
     AddressBook,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
+
 from migrationbox.inventory.resolve import dependency_edges
 from migrationbox.inventory.validation import load_estate, validate_inventory
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
+
 from migrationbox.inventory.resolve import dependency_edges
 from migrationbox.inventory.synthetic import ROLES, generate_estate, write_estate
 from migrationbox.inventory.validation import validate_inventory, validate_records

@@ -6,6 +6,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, inspect, text
+
 from migrationbox.lab import databases as labdb
 from migrationbox.lab.servers import LabServer
 from migrationbox.replication.database import (
@@ -13,7 +15,6 @@ from migrationbox.replication.database import (
     compare_databases,
     replicate_database,
 )
-from sqlalchemy import create_engine, inspect, text
 
 SERVER = LabServer("db-01", "db-prod-01.company.local", "postgresql", data_size_gb=20)
 

@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+
 from migrationbox.replication.disk import (
     ConvergencePolicy,
     refresh_manifest,

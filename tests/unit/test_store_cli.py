@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from migrationbox.cli import main
 from migrationbox.store import db
 from migrationbox.store import repository as repo

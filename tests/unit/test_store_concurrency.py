@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+
 from migrationbox.store import db
 from migrationbox.store import repository as repo
 from migrationbox.store.testing import store_url, tiny_estate

@@ -13,10 +13,11 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Column, Integer, MetaData, String, inspect, text
+
 from migrationbox.store import db
 from migrationbox.store.models import Base
 from migrationbox.store.testing import store_url
-from sqlalchemy import Column, Integer, MetaData, String, inspect, text
 
 STORE_TABLES = {
     "estates", "servers", "plans", "waves", "move_groups", "phase_runs", "approvals",

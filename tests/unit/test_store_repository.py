@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import func, select
+
 from migrationbox.store import db
 from migrationbox.store import repository as repo
 from migrationbox.store.models import (
@@ -18,7 +20,6 @@ from migrationbox.store.models import (
     WaveRow,
 )
 from migrationbox.store.testing import store_url, tiny_estate, tiny_plan
-from sqlalchemy import func, select
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def test_seven_groups_in_order_with_gates_and_rollback(plans):
     assert groups == list(PHASE_GROUPS)
     # each group's tasks come after every task of the previous group
     order = {t.task_id: i for i, t in enumerate(dag.topological_sort())}
-    for before, after in zip(PHASE_GROUPS, PHASE_GROUPS[1:], strict=False):
+    for before, after in itertools.pairwise(PHASE_GROUPS):
         last = max(order[t.task_id] for t in dag.tasks if t.task_id.startswith(before + "."))
         first = min(order[t.task_id] for t in dag.tasks if t.task_id.startswith(after + "."))
         assert last < first, (before, after)

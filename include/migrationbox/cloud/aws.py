@@ -114,6 +114,7 @@ class AwsAdapter:
         self._region = region
         self.poll_seconds = poll_seconds
         self.timeout_seconds = timeout_seconds
+        self._images: dict[str, str] = {}
 
     # -- plumbing -------------------------------------------------------------------
     def _client(self, service: str) -> Any:
@@ -459,11 +460,12 @@ class AwsAdapter:
     # -- compute --------------------------------------------------------------------
     def image_for(self, instance_type: str) -> str:
         """The current Amazon Linux 2023 AMI for the instance type's architecture."""
-        archs = self.instance_type_info([instance_type])[instance_type]["architectures"]
-        arch = "arm64" if "arm64" in archs and "x86_64" not in archs else "x86_64"
-        return str(
-            self._client("ssm").get_parameter(Name=AMI_PARAMETERS[arch])["Parameter"]["Value"]
-        )
+        if instance_type not in self._images:
+            archs = self.instance_type_info([instance_type])[instance_type]["architectures"]
+            arch = "arm64" if "arm64" in archs and "x86_64" not in archs else "x86_64"
+            self._images[instance_type] = str(self._client("ssm").get_parameter(
+                Name=AMI_PARAMETERS[arch])["Parameter"]["Value"])
+        return self._images[instance_type]
 
     def find_instances(self, tags: dict[str, str], states: list[str] | None = None) -> list[
         InstanceInfo
@@ -559,13 +561,23 @@ class AwsAdapter:
             except WaiterError as exc:
                 raise AwsAdapterError(f"instances {ids} did not reach 'running': {exc}") from exc
 
-    def instances_state(self, ids: list[str]) -> dict[str, InstanceInfo]:
+    def instances_state(self, ids: list[str]) -> dict[str, str]:
+        """Instance id → state name (pending, running, stopped, terminated, ...)."""
+        return {k: v.state for k, v in self.describe_instances(ids).items()}
+
+    def describe_instances(self, ids: list[str]) -> dict[str, InstanceInfo]:
+        """Instance id → type, state, private IP, subnet and tags."""
         if not ids:
             return {}
         reservations = self._paginate(
             self._client("ec2"), "describe_instances", "Reservations", InstanceIds=ids
         )
         return {i["InstanceId"]: self._info(i) for r in reservations for i in r["Instances"]}
+
+    def wave_instance_ids(self, estate: str, wave: int | str) -> list[str]:
+        """Ids of the live instances tagged with this wave (any server)."""
+        tags = {TAG_ESTATE: estate, TAG_WAVE: wave_tag(estate, wave)}
+        return [i.instance_id for i in self.find_instances(tags)]
 
     # -- load balancing -------------------------------------------------------------
     def ensure_load_balancer(
@@ -933,6 +945,9 @@ class AwsAdapter:
 
         lbs = by_type.get("load_balancer", [])
         for lb in lbs:
+            for listener in elb.describe_listeners(LoadBalancerArn=lb.id)["Listeners"]:
+                deleted.append(CloudResource("listener", listener["ListenerArn"],
+                                             f"{lb.name}:{listener['Port']}", lb.tags))
             elb.delete_load_balancer(LoadBalancerArn=lb.id)
         if lbs:
             elb.get_waiter("load_balancers_deleted").wait(
@@ -1019,7 +1034,7 @@ class AwsAdapter:
     ) -> list[CloudResource]:
         """DNS records cannot carry tags: find them by value in the estate's zones."""
         instance_ids = [r.id for r in by_type.get("instance", [])]
-        values = {_norm_value(i.private_ip) for i in self.instances_state(instance_ids).values()
+        values = {_norm_value(i.private_ip) for i in self.describe_instances(instance_ids).values()
                   if i.private_ip}
         lb_arns = [r.id for r in by_type.get("load_balancer", [])]
         if lb_arns:

@@ -17,18 +17,23 @@
 
 **Confidence** (the plan's combined logic): both models flag the point -> ``high``
 (the healer may act); only model 1 flags it -> ``low`` (alert only). A point only model 2
-flags is reported as a ``low`` confidence ``pattern`` anomaly. When model 2 has too
-little history (less than ``min_train_history``) it abstains, and model 1 alone can only
-raise low-confidence alerts.
+flags is reported as a ``low`` confidence ``pattern`` anomaly, and only when it is beyond
+``pattern_scale`` half-widths (2 by default: the plan's "actual > predicted + 2 *
+prediction_interval"), because a 95 % interval is, by construction, left by about one
+point in twenty. When model 2 has too little history (less than ``min_train_history``)
+it abstains, and model 1 alone can only raise low-confidence alerts.
 
-**Categories**, decided per flagged point (``sigma`` is model 1's baseline std):
+**Categories**, decided per flagged point, in this order (the deviation and ``sigma`` are
+model 1's baseline mean and std when model 1 flagged the point, else the forecast and the
+spread implied by its interval):
 
-* ``pattern``: only model 2 flagged it: the value is ordinary for the recent window but
-  wrong for this time of day/week (e.g. night-time traffic at noon).
 * ``trend``: over the last ``trend_points`` points a straight line fits well
   (R² >= ``trend_min_r2``), rises (or falls) in the direction of the deviation by at least
   ``trend_min_sigma`` sigma, and the last step is at most ``trend_max_step_fraction`` of
   the deviation: a gradual degradation (memory leak, disk fill), not a jump.
+* ``pattern``: only model 2 flagged it (beyond ``pattern_scale``) and it is not a trend:
+  the value is ordinary for the recent window but wrong for this time of day/week (e.g.
+  night-time traffic at noon).
 * ``spike``: otherwise, value above the baseline (sudden increase).
 * ``drop``: otherwise, value below the baseline (sudden decrease).
 """
@@ -43,6 +48,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -97,6 +103,9 @@ class ForecastConfig:
     min_train_history: timedelta = timedelta(days=1)
     interval_width: float = 0.95
     interval_scale: float = 1.0
+    #: a point only model 2 flags is reported (as ``pattern``) only beyond this many
+    #: half-widths: the plan's "actual > predicted + 2 * prediction_interval"
+    pattern_scale: float = 2.0
     uncertainty_samples: int = 300
     exclude_confirmed: bool = True
 
@@ -340,8 +349,17 @@ def zscore_scores(series: pd.Series, config: ZScoreConfig) -> pd.DataFrame:
 
 
 def _quiet_prophet() -> None:
-    for name in ("cmdstanpy", "prophet", "prophet.plot"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    """Keep Prophet/cmdstanpy from printing per-fit INFO lines and the plotly warning.
+
+    cmdstanpy installs its own stderr handler unless the logger already has one, so a
+    NullHandler goes first; warnings still reach the root logger.
+    """
+    stan = logging.getLogger("cmdstanpy")
+    if not stan.handlers:
+        stan.addHandler(logging.NullHandler())
+    stan.setLevel(logging.WARNING)
+    logging.getLogger("prophet").setLevel(logging.WARNING)
+    logging.getLogger("prophet.plot").setLevel(logging.CRITICAL)
 
 
 @dataclass
@@ -445,9 +463,11 @@ def _chunks(index: pd.DatetimeIndex, every: timedelta) -> Iterator[tuple[pd.Time
 
 def categorize(values: np.ndarray, pos: int, *, deviation: float, sigma: float,
                model1: bool, config: CategoryConfig) -> Category:
-    """Category of a flagged point (rules in the module docstring)."""
-    if not model1:
-        return Category.pattern
+    """Category of a flagged point (rules in the module docstring).
+
+    ``deviation`` is measured from model 1's baseline mean when model 1 flagged the point,
+    else from model 2's forecast; ``sigma`` is the matching spread.
+    """
     k = config.trend_points
     if pos >= k - 1 and sigma > 0 and deviation != 0:
         window = values[pos - k + 1: pos + 1]
@@ -463,6 +483,8 @@ def categorize(values: np.ndarray, pos: int, *, deviation: float, sigma: float,
                     and abs(rise) >= config.trend_min_sigma * sigma
                     and last_step <= config.trend_max_step_fraction * abs(deviation)):
                 return Category.trend
+    if not model1:
+        return Category.pattern
     return Category.spike if deviation > 0 else Category.drop
 
 
@@ -542,16 +564,22 @@ class Detector:
         m1 = frame["model1"].to_numpy(dtype=bool)
         m2_raw = frame["model2"]
         m2 = m2_raw.fillna(False).to_numpy(dtype=bool)
+        fscore = frame["fscore"].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            pattern = m2 & (np.abs(fscore) > self.config.forecast.pattern_scale)
+        band_z = NormalDist().inv_cdf(0.5 + self.config.forecast.interval_width / 2)
         out: list[Anomaly] = []
-        for pos in np.flatnonzero(m1 | m2):
+        for pos in np.flatnonzero(m1 | pattern):
             row = frame.iloc[pos]
             mean, std = _opt(row["mean"]), _opt(row["std"])
             yhat = _opt(row["yhat"])
             if m1[pos]:
                 deviation = values[pos] - (mean if mean is not None else 0.0)
-            else:
+                sigma = std or 0.0
+            else:  # model 2 only: residual against the forecast, its spread from the band
                 deviation = values[pos] - (yhat if yhat is not None else 0.0)
-            category = categorize(values, int(pos), deviation=deviation, sigma=std or 0.0,
+                sigma = (float(row["upper"]) - float(row["lower"])) / (2 * band_z)
+            category = categorize(values, int(pos), deviation=deviation, sigma=sigma,
                                   model1=bool(m1[pos]), config=cc)
             m2_value = None if pd.isna(m2_raw.iloc[pos]) else bool(m2_raw.iloc[pos])
             out.append(Anomaly(

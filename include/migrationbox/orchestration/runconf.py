@@ -19,7 +19,9 @@ class WaveRunConf(BaseModel):
     )
     approvals: Literal["required", "auto_non_production"] = Field(
         default="required",
-        description="auto_non_production: approval gates of non-production waves pass by themselves",
+        description=(
+            "auto_non_production: approval gates of non-production waves pass by themselves"
+        ),
     )
     ignore_previous_wave: bool = Field(
         default=False, description="do not wait for the previous wave (re-runs, lab tests)"

@@ -47,8 +47,17 @@ def build_context(estate: str, wave: int, plan_version: int, context: dict[str, 
                 f"plan {estate} v{plan_version} is not in the store; run "
                 f"`migrationbox plan` again or remove the stale spec"
             )
-        endpoints = [e.model_dump() if hasattr(e, "model_dump") else dict(e.__dict__)
-                     for e in repository.endpoints(session, estate)]
+        endpoints = [
+            {
+                "server_id": e.server_id,
+                "kind": e.kind,
+                "name": e.name,
+                "source_uri": e.source_uri,
+                "target_uri": e.target_uri,
+                "details": e.details or {},
+            }
+            for e in repository.endpoints(session, estate)
+        ]
     options: dict[str, Any] = conf.phase_options()
     if endpoints:
         options["endpoints"] = endpoints

@@ -96,8 +96,7 @@ def build_wave_dag(spec: PlanSpec, wave: WaveSpec, settings: BuildSettings | Non
     """Return the DAG for one wave of one plan spec."""
     from airflow.providers.standard.operators.python import PythonOperator
     from airflow.providers.standard.sensors.python import PythonSensor
-    from airflow.sdk import DAG, TaskGroup
-    from airflow.sdk import TriggerRule
+    from airflow.sdk import DAG, TaskGroup, TriggerRule
 
     from migrationbox.orchestration import tasks
     from migrationbox.orchestration.approvals import MigrationApprovalOperator
@@ -197,11 +196,14 @@ def build_wave_dag(spec: PlanSpec, wave: WaveSpec, settings: BuildSettings | Non
                 "approve_decommission",
                 "decommission",
                 subject=f"Decommission the sources of {spec.estate} wave {wave.number}?",
-                body="Data verified on the target. Approve to mark the source servers decommissioned.",
+                body=(
+                    "Data verified on the target. Approve to mark the source servers "
+                    "decommissioned."
+                ),
             )
             decom = phase("decommission_sources", "decommission")
             verify >> approve_decom >> decom
-        with TaskGroup("rollback", tooltip="runs only when cutover or validation fails") as gr:
+        with TaskGroup("rollback", tooltip="runs only when cutover or validation fails"):
             restore = PythonOperator(
                 task_id="restore_dns",
                 python_callable=tasks.run_phase,

@@ -31,6 +31,14 @@ def adapter_for(ctx: PhaseContext, phase: str) -> CloudAdapter:
         raise PhaseFailed(phase, str(exc)) from exc
 
 
+def target_cidr(ctx: PhaseContext) -> str:
+    """The target VPC CIDR: run conf ``target_vpc_cidr`` (or ``target_cidr``), else default."""
+    from migrationbox.iac.design import DEFAULT_VPC_CIDR
+
+    value = ctx.options.get("target_vpc_cidr") or ctx.options.get("target_cidr")
+    return str(value or DEFAULT_VPC_CIDR)
+
+
 def progress(ctx: PhaseContext, message: str, data: dict[str, Any] | None = None) -> None:
     """Log, and tell the orchestrator's ``on_progress`` callback when there is one."""
     ctx.log.info(message)

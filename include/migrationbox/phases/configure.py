@@ -35,10 +35,9 @@ from migrationbox.phases._cloud import adapter_for, progress, write_json
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
 from migrationbox.phases.replicate import endpoints_or_fail
 from migrationbox.replication.disk import refresh_manifest
-from migrationbox.replication.manifest import META_DIR, ManifestError, walk_tree
+from migrationbox.replication.manifest import CONFIGURED_NAME, META_DIR, ManifestError, walk_tree
 
 PHASE = "configure"
-CONFIGURED_FILE = "configured.json"
 CONFIG_SUFFIXES = {
     ".env", ".conf", ".cfg", ".cnf", ".ini", ".yaml", ".yml", ".properties", ".toml",
     ".json", ".xml", ".config",
@@ -221,7 +220,7 @@ def _atomic_replace(path: Path, text: str) -> None:
 
 def load_configured(target: Path) -> dict[str, Any]:
     try:
-        return json.loads((target / META_DIR / CONFIGURED_FILE).read_text())
+        return json.loads((target / META_DIR / CONFIGURED_NAME).read_text())
     except FileNotFoundError:
         return {}
 
@@ -267,7 +266,7 @@ def _configure_disk(ctx: PhaseContext, server_id: str, ep: Endpoint, mapping: di
             refresh_manifest(target, changed)
         except ManifestError as exc:
             raise PhaseFailed(PHASE, f"{ep.label()}: {exc}") from exc
-        write_json(target / META_DIR / CONFIGURED_FILE, {"files": files})
+        write_json(target / META_DIR / CONFIGURED_NAME, {"files": files})
     return {"files_rewritten": changed, "hosts_replaced": hosts, "secrets": secrets,
             "configured_files": sorted(files)}
 

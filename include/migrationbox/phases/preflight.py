@@ -35,9 +35,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from migrationbox.cloud.base import TAG_SERVER, TAG_WAVE, CloudAdapter, landing_zone_tag
-from migrationbox.iac.design import DEFAULT_VPC_CIDR, DesignError, design_wave
+from migrationbox.iac.design import DesignError, design_wave
 from migrationbox.inventory.models import Estate, ServerRecord
-from migrationbox.phases._cloud import adapter_for, progress, write_json, write_text
+from migrationbox.phases._cloud import (
+    adapter_for,
+    progress,
+    target_cidr,
+    write_json,
+    write_text,
+)
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
 
 PHASE = "preflight"
@@ -302,12 +308,12 @@ def check_quotas(adapter: CloudAdapter, ctx: PhaseContext, vcpus: dict[str, int]
 
 
 def check_cidr(adapter: CloudAdapter | None, ctx: PhaseContext, facts: SourceFacts,
-               target_cidr: str) -> Check:
+               vpc_cidr: str) -> Check:
     try:
-        target = ipaddress.ip_network(target_cidr, strict=True)
+        target = ipaddress.ip_network(vpc_cidr, strict=True)
     except ValueError as exc:
-        return Check("cidr_conflicts", FAIL, f"target VPC CIDR {target_cidr!r} is invalid: {exc}",
-                     "set run option target_cidr to a network such as 10.100.0.0/16")
+        return Check("cidr_conflicts", FAIL, f"target VPC CIDR {vpc_cidr!r} is invalid: {exc}",
+                     "set run option target_vpc_cidr to a network such as 10.100.0.0/16")
     clashes: dict[str, list[str]] = {}
     entries = [("estate", n) for n in facts.shared_networks] + [
         (sid, n) for sid, nets in sorted(facts.networks.items()) for n in nets
@@ -334,26 +340,26 @@ def check_cidr(adapter: CloudAdapter | None, ctx: PhaseContext, facts: SourceFac
         for vpc_id, cidr in sorted(adapter.existing_networks().items()):
             if vpc_id not in ours and ipaddress.ip_network(cidr).overlaps(target):
                 warnings.append(f"VPC {vpc_id} ({cidr})")
-    data = {"target_cidr": target_cidr, "clashes": clashes, "vpc_overlaps": warnings,
+    data = {"vpc_cidr": vpc_cidr, "clashes": clashes, "vpc_overlaps": warnings,
             "networks_checked": len(entries)}
     if clashes or bad_entries:
         parts = [f"{net} ({', '.join(sorted(set(owners)))})" for net, owners in clashes.items()]
         detail = ""
         if parts:
-            detail = f"target VPC {target_cidr} overlaps source networks: {'; '.join(parts)}"
+            detail = f"target VPC {vpc_cidr} overlaps source networks: {'; '.join(parts)}"
         if bad_entries:
             detail += ("; " if detail else "") + f"unreadable networks: {', '.join(bad_entries)}"
         return Check("cidr_conflicts", FAIL, detail,
-                     "choose a target_cidr outside the estate's networks (the source must "
+                     "choose a target_vpc_cidr outside the estate's networks (the source must "
                      "stay routable from the VPC during migration)", data)
     if warnings:
         return Check("cidr_conflicts", WARN,
-                     f"{target_cidr} is clear of {len(entries)} source networks but overlaps "
+                     f"{vpc_cidr} is clear of {len(entries)} source networks but overlaps "
                      f"other VPCs of the account: {', '.join(warnings)}",
-                     "avoid peering those VPCs with the target, or pick another target_cidr",
+                     "avoid peering those VPCs with the target, or pick another target_vpc_cidr",
                      data)
     return Check("cidr_conflicts", PASS,
-                 f"{target_cidr} is clear of {len(entries)} source networks", data=data)
+                 f"{vpc_cidr} is clear of {len(entries)} source networks", data=data)
 
 
 def check_backups(ctx: PhaseContext, facts: SourceFacts) -> Check:
@@ -439,7 +445,7 @@ def _guard(name: str, func: Callable[[], Check]) -> Check:
 
 def run(ctx: PhaseContext, estate: Estate | dict[str, ServerRecord] | None = None) -> PhaseResult:
     """Run every check, write the report, fail with all reasons if any check fails."""
-    target_cidr = str(ctx.options.get("target_cidr") or DEFAULT_VPC_CIDR)
+    target = target_cidr(ctx)
     try:
         facts = gather_facts(ctx, estate)
     except ValidationError as exc:
@@ -468,7 +474,7 @@ def run(ctx: PhaseContext, estate: Estate | dict[str, ServerRecord] | None = Non
         def quotas() -> Check:
             azs = region.data.get("availability_zones") or []
             try:
-                design = design_wave(ctx.plan, ctx.wave_number, azs, vpc_cidr=target_cidr,
+                design = design_wave(ctx.plan, ctx.wave_number, azs, vpc_cidr=target,
                                      source_networks=facts.shared_networks)
             except DesignError as exc:
                 return Check("quotas", FAIL, f"the wave cannot be designed: {exc}",
@@ -483,7 +489,7 @@ def run(ctx: PhaseContext, estate: Estate | dict[str, ServerRecord] | None = Non
         checks += [Check(n, SKIP, skipped, "fix the credentials first")
                    for n in ("region", "sizing", "quotas")]
     checks.append(_guard("cidr_conflicts", lambda: check_cidr(
-        adapter if cloud_ok else None, ctx, facts, target_cidr)))
+        adapter if cloud_ok else None, ctx, facts, target)))
     checks.append(_guard("backups", lambda: check_backups(ctx, facts)))
     checks.append(_guard("data_residency", lambda: check_residency(ctx, facts)))
 
@@ -496,7 +502,7 @@ def run(ctx: PhaseContext, estate: Estate | dict[str, ServerRecord] | None = Non
         "run_id": ctx.run_id,
         "cloud": ctx.plan.settings.cloud,
         "region": ctx.plan.settings.region,
-        "target_cidr": target_cidr,
+        "target_cidr": target,
         "generated_at": datetime.now(UTC).isoformat(),
         "ok": not failures,
         "fact_sources": facts.sources,

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from migrationbox.cloud.base import CloudAdapter, IngressRule, dns_record_id
-from migrationbox.iac.design import DEFAULT_VPC_CIDR, DesignError, WaveDesign, design_wave
+from migrationbox.iac.design import DesignError, WaveDesign, design_wave
 from migrationbox.iac.render import RenderError, write_terraform
-from migrationbox.phases._cloud import adapter_for, progress, wave_dir, write_json
+from migrationbox.phases._cloud import adapter_for, progress, target_cidr, wave_dir, write_json
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
 
 PHASE = "provision"
@@ -46,7 +46,7 @@ def build_design(ctx: PhaseContext, azs: list[str]) -> WaveDesign:
             ctx.plan,
             ctx.wave_number,
             azs,
-            vpc_cidr=str(ctx.options.get("target_cidr") or DEFAULT_VPC_CIDR),
+            vpc_cidr=target_cidr(ctx),
             source_networks=source_networks(ctx),
             health_check_path=str(ctx.options.get("health_check_path", "/health")),
         )
@@ -135,7 +135,7 @@ def apply(
         instance_ids[inst.server_id] = ids[0]
         record("instance", ids[0], inst.hostname, tags)
     adapter.wait_running(sorted(instance_ids.values()))
-    states = adapter.instances_state(sorted(instance_ids.values()))
+    states = adapter.describe_instances(sorted(instance_ids.values()))
     say(f"{len(instance_ids)} instances running")
 
     for inst in design.instances:

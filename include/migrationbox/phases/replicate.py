@@ -23,8 +23,20 @@ from migrationbox.phases._cloud import progress, write_json
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
 from migrationbox.planning.models import ServerPlan
 from migrationbox.replication.database import replicate_database
-from migrationbox.replication.disk import ConvergencePolicy, replicate_tree, verify
-from migrationbox.replication.manifest import MIB, ManifestError, journal_path, load_manifest
+from migrationbox.replication.disk import (
+    ConvergencePolicy,
+    replicate_round,
+    replicate_tree,
+    verify,
+)
+from migrationbox.replication.manifest import (
+    CONFIGURED_NAME,
+    META_DIR,
+    MIB,
+    ManifestError,
+    journal_path,
+    load_manifest,
+)
 from migrationbox.replication.progress import Progress
 
 PHASE = "replicate"
@@ -70,20 +82,30 @@ def _replicate_server(ctx: PhaseContext, server: ServerPlan, endpoints: list[End
         if ctx.dry_run:
             out["disks"][ep.name] = {"dry_run": True, "bytes": _tree_bytes(src)}
             continue
-        last_pct = [-10.0]
+        seen = {"round": 0, "bucket": -1}
 
-        def tick(p: Progress, ep: Endpoint = ep, last: list[float] = last_pct) -> None:
-            if p.percent - last[0] >= 25 or p.percent >= 100:
-                last[0] = p.percent
+        def tick(p: Progress, ep: Endpoint = ep, seen: dict[str, int] = seen) -> None:
+            bucket = int(p.percent // 25)
+            if p.round != seen["round"]:
+                seen.update(round=p.round, bucket=-1)
+            if bucket > seen["bucket"]:
+                seen["bucket"] = bucket
                 progress(ctx, f"{ep.label()}: round {p.round} {p.percent:.0f}%",
                          {"server_id": sid, "round": p.round, "bytes": p.done,
                           "percent": round(p.percent, 1)})
-            if p.percent >= 100:
-                last[0] = -10.0
 
         result = replicate_tree(src, tgt, block, policy, tick)
+        # the rounds put the source's config files back: configure must run again
+        (tgt / META_DIR / CONFIGURED_NAME).unlink(missing_ok=True)
         check = verify(src, tgt, block)
-        info = {**result.summary(), "verify": check.summary()}
+        repaired = False
+        if not check.ok and not journal_path(tgt).exists():
+            # the target was altered behind its manifest: one round that re-hashes it
+            result.rounds.append(replicate_round(src, tgt, len(result.rounds) + 1, block,
+                                                 tick, rescan=True))
+            check = verify(src, tgt, block)
+            repaired = True
+        info = {**result.summary(), "verify": check.summary(), "repaired": repaired}
         out["disks"][ep.name] = info
         out["bytes"] += result.bytes_total
         out["bytes_sent"] += result.bytes_sent

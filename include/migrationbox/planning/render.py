@@ -56,6 +56,8 @@ def _money(value: float) -> str:
 def render_sequence(plan: PlanDocument) -> str:
     """The plan's waves and totals as text, for the CLI and reports."""
     roles = {s.server_id: s.role for s in plan.servers}
+    envs = {s.server_id: "production" if s.environment == "production" else "non-production"
+            for s in plan.servers}
     groups = {g.group_id: g.server_ids for g in plan.move_groups}
     cycles = sum(1 for g in plan.move_groups if g.is_cycle)
     lines = [
@@ -71,10 +73,14 @@ def render_sequence(plan: PlanDocument) -> str:
         lines.append(f"Wave {wave.number} ({_days(clock, clock + wave.estimated_hours)}): "
                      f"{wave.name} ({deps})")
         clock += wave.estimated_hours
-        counts = Counter(roles[s] or "unclassified" for s in wave.server_ids)
+        if wave.environment == "mixed":  # say which part is production
+            counts = Counter(
+                f"{roles[s] or 'unclassified'} ({envs[s]}, " for s in wave.server_ids)
+        else:
+            counts = Counter(f"{roles[s] or 'unclassified'} (" for s in wave.server_ids)
         ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
         for role, count in ranked[:MAX_ROLE_LINES]:
-            lines.append(f"  - {role} ({count}x)")
+            lines.append(f"  - {role}{count}x)")
         if len(ranked) > MAX_ROLE_LINES:
             rest = ranked[MAX_ROLE_LINES:]
             lines.append(f"  - {len(rest)} other roles ({sum(c for _r, c in rest)}x)")

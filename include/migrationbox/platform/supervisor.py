@@ -5,8 +5,9 @@ and records it in ``<runtime>/pids/<name>.pid``; ``down()`` stops the recorded A
 groups (SIGTERM, wait, SIGKILL), then the labs, then the other groups (the emulator),
 then looks for anything of ours that is left - processes in a recorded session, or
 carrying this runtime's owner marker in their environment (Airflow's task processes
-inherit it) - kills it, and fails loudly if something still survives. ``up`` and ``down`` are idempotent: ``up`` on a running
-platform returns it as it is, ``down`` on a stopped one does nothing.
+inherit it) - kills it, and fails loudly if something still survives. ``up`` and
+``down`` are idempotent: ``up`` on a running platform returns it as it is, ``down`` on a
+stopped one does nothing.
 
 Runtime layout (``migrationbox.config.runtime_dir()`` unless told otherwise)::
 
@@ -310,12 +311,15 @@ class Platform:
         """What another process needs to act on this platform: MigrationBox variables,
         connections and the Airflow configuration (``AIRFLOW_HOME``, ``AIRFLOW__*``)."""
         api_port, emulator_port = self._ports_for_env()
+        state = self.read_state()
+        dags = Path(state.dags_folder) if state else self.dags_folder
+        plugins = Path(state.plugins_folder) if state else self.plugins_folder
         return {
             **afr.airflow_config_env(
                 self.airflow_home,
                 api_port,
-                self.dags_folder,
-                self.plugins_folder,
+                dags,
+                plugins,
                 parallelism=self.parallelism,
                 users=f"{self.username}:admin",
             ),
@@ -504,13 +508,14 @@ class Platform:
             records += [r for r in state.processes.values() if r.pid not in known]
         sessions: set[int] = set()
         stopped: list[str] = []
+        orphans: list[int] = []
         airflow = [r for r in records if r.name.startswith("airflow-")]
         others = [r for r in records if not r.name.startswith("airflow-")]
-        stopped += self._stop_records(airflow, sessions)
+        stopped += self._stop_records(airflow, sessions, orphans)
         labs = self._stop_labs()
-        stopped += self._stop_records(others, sessions)
+        stopped += self._stop_records(others, sessions, orphans)
         leftovers = self._leftovers(sessions)
-        killed = [p.pid for p in leftovers]
+        killed = sorted({*orphans, *(p.pid for p in leftovers)})
         for proc in leftovers:
             with contextlib.suppress(psutil.Error):
                 proc.terminate()
@@ -536,8 +541,15 @@ class Platform:
         self.state_path.unlink(missing_ok=True)
         return DownReport(stopped=stopped, labs=labs, leftovers_killed=killed)
 
-    def _stop_records(self, records: list[ProcessRecord], sessions: set[int]) -> list[str]:
-        """SIGTERM each recorded group, wait, SIGKILL what is left; adds their sessions."""
+    def _stop_records(
+        self, records: list[ProcessRecord], sessions: set[int], orphans: list[int]
+    ) -> list[str]:
+        """SIGTERM each recorded group, wait, SIGKILL what is left; adds their sessions.
+
+        A record whose leader is already dead may still have members (orphans of a
+        crash): its group is signalled by id, which Linux never hands to a new process
+        while members remain. A leader pid now used by another process is skipped.
+        """
         stopped: list[str] = []
         batch: set[int] = set()
         for record in records:
@@ -546,7 +558,14 @@ class Platform:
                 stopped.append(record.name)
                 self._signal_group(record.pid, signal.SIGTERM)
             elif not _alive(record.pid):
-                batch.add(record.pid)  # dead leader: any member left is an orphan of ours
+                members = self._members({record.pid})
+                orphans.extend(p.pid for p in members)
+                batch.add(record.pid)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(record.pid, signal.SIGTERM)
+                for proc in members:  # members that changed group
+                    with contextlib.suppress(psutil.Error):
+                        proc.terminate()
         self._wait_gone(batch, self.stop_timeout)
         sessions |= batch
         return stopped
@@ -610,7 +629,8 @@ class Platform:
                 return
             time.sleep(0.2)
         for leader in sessions:
-            self._signal_group(leader, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(leader, signal.SIGKILL)
         for proc in self._members(sessions):
             with contextlib.suppress(psutil.Error):
                 proc.kill()

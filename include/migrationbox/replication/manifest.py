@@ -26,6 +26,8 @@ DEFAULT_BLOCK_SIZE = 4 * MIB
 META_DIR = ".migrationbox"
 MANIFEST_NAME = "manifest.json"
 JOURNAL_NAME = "round-in-progress.json"
+#: files the configure phase rewrote after replication (see ``phases.configure``)
+CONFIGURED_NAME = "configured.json"
 MANIFEST_VERSION = 1
 
 

@@ -1,0 +1,189 @@
+"""The end-to-end demo: platform up, sample estate planned, wave 1 migrated through Airflow.
+
+Everything goes through the interfaces a user has: the CLI's use cases, Airflow's REST API
+(trigger, follow, answer approval gates) and the MigrationBox store (for the summary).
+Nothing here reaches into Airflow's database.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from migrationbox.config import project_root
+
+
+@dataclass
+class DemoOptions:
+    estate_path: Path
+    estate: str = "sample"
+    wave: int = 1
+    approve: bool = True
+    keep_running: bool = True
+    conf: dict[str, Any] | None = None
+    timeout: float = 1800
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _heading(text: str) -> None:
+    _say()
+    _say(f"━━ {text} " + "━" * max(0, 76 - len(text)))
+
+
+def register_lab_endpoints(estate: str, endpoints: list[Any]) -> int:
+    """Store the lab's endpoints so phases read them from the store, as in production."""
+    from migrationbox.store import repository
+    from migrationbox.store.db import session_scope
+
+    with session_scope() as session:
+        for e in endpoints:
+            repository.upsert_endpoint(
+                session,
+                estate=estate,
+                server_id=e.server_id,
+                kind=e.kind,
+                name=e.name,
+                source_uri=e.source_uri,
+                target_uri=e.target_uri,
+                details=dict(e.details or {}),
+            )
+    return len(endpoints)
+
+
+def run_demo(opts: DemoOptions, say: Callable[[str], None] = _say) -> int:
+    from migrationbox.lab.lab import Lab
+    from migrationbox.orchestration.follow import Approver, follow_run
+    from migrationbox.orchestration.spec import dag_id_for
+    from migrationbox.planning.render import render_sequence
+    from migrationbox.platform.supervisor import Platform
+    from migrationbox.service import plan_estate
+
+    platform = Platform()
+    os.environ.update(platform.env())
+
+    _heading("1/5 Start the platform: AWS emulator (moto) and Airflow 3 on loopback")
+    t0 = time.monotonic()
+    state = platform.up()
+    os.environ.update(platform.env())
+    say(f"  Airflow API + UI  {state.api_url}   (login {state.username} / admin)")
+    say(f"  AWS emulator      {state.emulator_url}  (Airflow connection aws_default)")
+    say(f"  runtime folder    {state.runtime_dir}")
+    say(f"  ready in {time.monotonic() - t0:.0f}s")
+
+    _heading(f"2/5 Validate and plan the estate in {opts.estate_path}")
+    planned = plan_estate(opts.estate_path, estate=opts.estate)
+    plan = planned.plan
+    say(f"  {planned.validation_summary}")
+    say("")
+    for line in render_sequence(plan).splitlines():
+        say(f"  {line}")
+    say(f"\n  stored as plan {plan.estate} v{plan.version}; wave-DAG spec {planned.spec_path}")
+
+    _heading("3/5 Start the local lab (source data, databases, HTTP services)")
+    wave = plan.wave(opts.wave)
+    wave_servers = [plan.server(sid) for sid in wave.server_ids]
+    estate_obj = _stored_estate(plan.estate)
+    lab_servers = [s for s in estate_obj.servers if s.server_id in set(wave.server_ids)]
+    lab = Lab(plan.estate, lab_servers, root=Path(state.runtime_dir) / "lab")
+    endpoints = lab.up()
+    count = register_lab_endpoints(plan.estate, endpoints)
+    kinds: dict[str, int] = {}
+    for e in endpoints:
+        kinds[e.kind] = kinds.get(e.kind, 0) + 1
+    say(f"  {len(wave_servers)} servers of wave {wave.number}: {count} endpoints "
+        f"({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}) registered in the store")
+
+    dag_id = dag_id_for(plan.estate, wave.number)
+    _heading(f"4/5 Trigger {dag_id} by REST and follow it")
+    client = platform.client()
+    say("  waiting for Airflow to parse the wave DAGs ...")
+    client.wait_for_dag(dag_id, timeout=300)
+    client.unpause(dag_id)
+    conf = {"ignore_previous_wave": opts.wave != 1, **(opts.conf or {})}
+    run = client.trigger(dag_id, conf=conf)
+    run_id = run["dag_run_id"]
+    say(f"  triggered run {run_id} with conf {conf}")
+    say(f"  watch it: {state.api_url}/dags/{dag_id}/runs/{run_id}")
+    approver = Approver(name="admin") if opts.approve else None
+    if approver:
+        say("  the demo acts as the approver 'admin' and answers each gate by REST")
+    outcome = follow_run(client, dag_id, run_id, approver=approver, timeout=opts.timeout,
+                         say=say)
+
+    _heading("5/5 Summary")
+    _print_summary(plan, wave, run_id, outcome, say)
+    if opts.keep_running:
+        say("")
+        say(f"  The platform keeps running. UI: {state.api_url}  login: {state.username} / admin")
+        say("  Stop everything with: make down")
+    else:
+        platform.down()
+    return 0 if outcome.state == "success" else 1
+
+
+def _stored_estate(name: str):
+    from migrationbox.store import repository
+    from migrationbox.store.db import session_scope
+
+    with session_scope() as session:
+        estate = repository.get_estate(session, name)
+    if estate is None:
+        raise LookupError(f"estate {name!r} is not in the store")
+    return estate
+
+
+def _print_summary(plan, wave, run_id: str, outcome, say) -> None:
+    from migrationbox.store import repository
+    from migrationbox.store.db import session_scope
+
+    with session_scope() as session:
+        runs = repository.phase_runs(session, plan.estate, wave.number, dag_run_id=run_id)
+        approvals = repository.approvals(session, plan.estate, wave.number, dag_run_id=run_id)
+        statuses = repository.wave_statuses(session, plan.estate, plan.version)
+    say(f"  run {run_id}: {outcome.state.upper()} in {outcome.seconds:.0f}s")
+    say(f"  waves in plan: {len(plan.waves)}; wave {wave.number} '{wave.name}': "
+        f"{len(wave.server_ids)} servers, status {statuses.get(wave.number, '?')}")
+    say("")
+    say(f"  {'phase':<18} {'status':<12} {'seconds':>8}  summary")
+    for r in runs:
+        secs = (r.finished_at - r.started_at).total_seconds() if r.finished_at else float("nan")
+        say(f"  {r.phase:<18} {r.status:<12} {secs:>8.1f}  {(r.summary or '')[:70]}")
+    cut = next((r for r in runs if r.phase == "cutover"), None)
+    if cut and cut.details:
+        steps = (cut.details.get("details") or cut.details).get("steps") or []
+        if steps:
+            say("")
+            say("  cutover steps (weighted DNS, % of traffic on the target):")
+            for s in steps:
+                say(f"    {s}")
+    val = next((r for r in runs if r.phase == "validate"), None)
+    say("")
+    predicted = sum((plan.server(s).sizing.monthly_usd if plan.server(s).sizing else 0)
+                    for s in wave.server_ids)
+    say(f"  predicted cost of wave {wave.number}: ${predicted:,.2f}/month")
+    if val and val.details:
+        cost = (val.details.get("details") or val.details).get("cost")
+        if cost:
+            say(f"  cost check: {cost}")
+    if approvals:
+        say("")
+        say("  approvals recorded in the store:")
+        for a in approvals:
+            say(f"    {a.gate:<14} {a.decision:<9} by {a.approved_by} at {a.responded_at}")
+
+
+def main_demo(argv_estate: str | None = None, **kw: Any) -> int:
+    estate_path = Path(argv_estate) if argv_estate else project_root() / "include/estates/sample"
+    try:
+        return run_demo(DemoOptions(estate_path=estate_path, **kw))
+    except KeyboardInterrupt:
+        print("\ninterrupted; the platform is still running (make down stops it)", file=sys.stderr)
+        return 130

@@ -1,0 +1,122 @@
+"""Where catalog data lives: the shipped copies, and refreshed prices in the runtime folder.
+
+Shipped files are verbatim copies of public data (see ``data/PROVENANCE.md``).
+``migrationbox prices refresh`` writes *normalised* price files for one cloud region
+into ``<runtime>/pricing/<cloud>/<region>.csv`` with a ``.json`` sidecar saying where
+the prices came from and when; a refreshed region wins over the shipped data, and
+its own date is what users see.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from migrationbox.sizing.clouds.base import CatalogError, PriceSource
+
+REFRESHED_COLUMNS = ("name", "vcpu", "memory_gib", "arch", "ondemand_usd_hr",
+                     "commit_1y_usd_hr", "commit_3y_usd_hr")
+
+
+def data_path(*parts: str) -> Path:
+    return Path(str(resources.files("migrationbox.sizing.clouds").joinpath("data", *parts)))
+
+
+def pricing_dir() -> Path:
+    """Folder of refreshed price files (``MIGRATIONBOX_PRICING_DIR`` or the runtime folder)."""
+    explicit = os.environ.get("MIGRATIONBOX_PRICING_DIR")
+    if explicit:
+        return Path(explicit)
+    from migrationbox.config import runtime_dir
+
+    return runtime_dir() / "pricing"
+
+
+def opt_float(row: dict[str, str], column: str) -> float | None:
+    value = (row.get(column) or "").strip()
+    if not value:
+        return None
+    number = float(value)
+    return number
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except OSError as exc:
+        raise CatalogError(f"cannot read catalog file {path}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshedRow:
+    name: str
+    vcpu: int | None
+    memory_gib: float | None
+    arch: str | None
+    ondemand_usd_hr: float
+    commit_1y_usd_hr: float | None
+    commit_3y_usd_hr: float | None
+
+
+def refreshed_file(cloud: str, region: str) -> Path:
+    return pricing_dir() / cloud / f"{region}.csv"
+
+
+def load_refreshed(cloud: str, region: str) -> tuple[list[RefreshedRow], PriceSource] | None:
+    """The refreshed prices of one region, or None when none were written."""
+    path = refreshed_file(cloud, region)
+    if not path.exists():
+        return None
+    meta_path = path.with_suffix(".json")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        source = PriceSource(text=str(meta["source"]), as_of=str(meta["as_of"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise CatalogError(f"{meta_path}: refreshed prices need a sidecar with 'source' and "
+                           f"'as_of': {exc}") from exc
+    rows: list[RefreshedRow] = []
+    for line, row in enumerate(read_rows(path), start=2):
+        try:
+            vcpu = opt_float(row, "vcpu")
+            rows.append(RefreshedRow(
+                name=row["name"].strip(),
+                vcpu=int(vcpu) if vcpu is not None else None,
+                memory_gib=opt_float(row, "memory_gib"),
+                arch=(row.get("arch") or "").strip() or None,
+                ondemand_usd_hr=float(row["ondemand_usd_hr"]),
+                commit_1y_usd_hr=opt_float(row, "commit_1y_usd_hr"),
+                commit_3y_usd_hr=opt_float(row, "commit_3y_usd_hr"),
+            ))
+        except (KeyError, ValueError) as exc:
+            raise CatalogError(f"{path} line {line}: {exc}") from exc
+    return rows, source
+
+
+def write_refreshed(cloud: str, region: str, rows: list[RefreshedRow], source: PriceSource,
+                    directory: Path | None = None) -> Path:
+    """Write one region's refreshed prices atomically (file, then sidecar)."""
+    base = (directory or pricing_dir()) / cloud
+    base.mkdir(parents=True, exist_ok=True)
+    path = base / f"{region}.csv"
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(REFRESHED_COLUMNS)
+        for r in sorted(rows, key=lambda r: r.name):
+            writer.writerow([r.name, "" if r.vcpu is None else r.vcpu,
+                             "" if r.memory_gib is None else f"{r.memory_gib:g}", r.arch or "",
+                             f"{r.ondemand_usd_hr:.6g}",
+                             "" if r.commit_1y_usd_hr is None else f"{r.commit_1y_usd_hr:.6g}",
+                             "" if r.commit_3y_usd_hr is None else f"{r.commit_3y_usd_hr:.6g}"])
+    os.replace(tmp, path)
+    meta = path.with_suffix(".json")
+    meta_tmp = meta.with_suffix(".json.tmp")
+    meta_tmp.write_text(json.dumps({"source": source.text, "as_of": source.as_of,
+                                    "rows": len(rows)}, indent=2), encoding="utf-8")
+    os.replace(meta_tmp, meta)
+    return path
