@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import os
 import secrets
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -279,6 +278,7 @@ class TrainingReport:
     metrics: dict[str, float] = field(default_factory=dict)
     run_id: str | None = None
     model: Any = None
+    model_uri: str | None = None
 
 
 def mlflow_tracking_uri() -> str:
@@ -355,15 +355,21 @@ def train_success_model(records: Sequence[RemediationRecord], matrix: DecisionMa
     champion = "model" if better else "matrix"
     reason = (f"held-out Brier {metrics['holdout_brier_model']:.4f} (model) vs "
               f"{metrics['holdout_brier_matrix']:.4f} (matrix)")
-    run_id = _track(pipeline, metrics, champion, len(train), len(hold), seed,
-                    tracking_uri or mlflow_tracking_uri(), experiment, log_model)
+    run_id, model_uri = _track(pipeline, metrics, champion, len(train), len(hold), seed,
+                               tracking_uri or mlflow_tracking_uri(), experiment, log_model)
     return TrainingReport(True, champion, reason, len(train), len(hold), metrics, run_id,
-                          pipeline)
+                          pipeline, model_uri)
+
+
+#: the classes inside the pipeline that MLflow's skops serialisation must be told to trust
+TRUSTED_TYPES = ["xgboost.core.Booster", "xgboost.sklearn.XGBClassifier"]
 
 
 def _track(pipeline: Any, metrics: dict[str, float], champion: str, n_train: int,
            n_hold: int, seed: int, tracking_uri: str, experiment: str, log_model: bool
-           ) -> str:
+           ) -> tuple[str, str | None]:
+    from importlib.metadata import version
+
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -376,25 +382,23 @@ def _track(pipeline: Any, metrics: dict[str, float], champion: str, n_train: int
                               if k in ("n_estimators", "max_depth", "learning_rate")}})
         mlflow.log_metrics(metrics)
         mlflow.set_tag("champion", champion)
+        model_uri = None
         if log_model:
-            import joblib
+            # explicit requirements: MLflow's own inference of them costs ~7 s per log
+            info = mlflow.sklearn.log_model(
+                pipeline, name="success_model", skops_trusted_types=TRUSTED_TYPES,
+                pip_requirements=[f"{p}=={version(p)}" for p in ("scikit-learn", "xgboost")])
+            model_uri = info.model_uri
+            mlflow.set_tag("model_uri", model_uri)
+        return run.info.run_id, model_uri
 
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "success_model.joblib"
-                joblib.dump(pipeline, path)
-                mlflow.log_artifact(str(path), artifact_path="model")
-        return run.info.run_id
 
-
-def load_success_model(run_id: str, tracking_uri: str | None = None) -> Any:
-    """Load the pipeline logged by :func:`train_success_model` in run ``run_id``."""
-    import joblib
+def load_success_model(model_uri: str, tracking_uri: str | None = None) -> Any:
+    """Load the pipeline logged by :func:`train_success_model` (``report.model_uri``)."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri or mlflow_tracking_uri())
-    local = mlflow.artifacts.download_artifacts(run_id=run_id,
-                                                artifact_path="model/success_model.joblib")
-    return joblib.load(local)
+    return mlflow.sklearn.load_model(model_uri)
 
 
 @dataclass
