@@ -164,3 +164,18 @@ def test_cli_needs_a_source_of_servers(tmp_path: Path):
     )
     assert r.returncode == 2
     assert "--plan-json" in r.stderr
+
+
+def test_cli_refuses_a_plan_for_another_estate(tmp_path: Path):
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(tiny_plan("shop").model_dump_json())
+    r = subprocess.run(
+        [sys.executable, "-m", "migrationbox.cli", "lab", "--root", str(tmp_path), "up",
+         "--estate", "other", "--plan-json", str(plan_file)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert r.returncode == 2
+    assert "the plan is for estate 'shop', not 'other'" in r.stderr
+    assert not (tmp_path / "other").exists()
+    with pytest.raises(ValueError, match="estate name"):
+        Lab("../escape", [])

@@ -1,6 +1,6 @@
 """``migrationbox lab``: the local lab that stands in for an estate and its target.
 
-    migrationbox lab up --estate NAME (--plan-json FILE | --servers-from-estate PATH)
+    migrationbox lab up [--estate NAME] (--plan-json FILE | --servers-from-estate PATH)
                         [--data-scale-mb N] [--db auto|postgresql|sqlite]
     migrationbox lab status [--estate NAME]
     migrationbox lab fault SERVER --health fail|ok|slow [--side target|source] [--estate NAME]
@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     lab_sub = p.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
 
     up = lab_sub.add_parser("up", help="create the lab for an estate (idempotent)")
-    up.add_argument("--estate", required=True)
+    up.add_argument("--estate", default=None,
+                    help="estate name (default: the plan's estate, or the records' folder name)")
     src = up.add_mutually_exclusive_group(required=True)
     src.add_argument("--plan-json", type=Path, help="an exported plan (PlanDocument JSON)")
     src.add_argument("--servers-from-estate", type=Path,
@@ -98,13 +99,15 @@ def _up(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"error: {args.plan_json} is not a valid plan: {exc}", file=sys.stderr)
             return 2
-        if plan.estate != args.estate:
-            print(f"note: plan is for estate {plan.estate!r}; the lab is named {args.estate!r}",
-                  file=sys.stderr)
+        if args.estate and plan.estate != args.estate:
+            print(f"error: the plan is for estate {plan.estate!r}, not {args.estate!r}; phases "
+                  "find the lab by the plan's estate", file=sys.stderr)
+            return 2
+        estate = plan.estate
         servers: object = plan
     else:
         from migrationbox.inventory.loaders import UnreadablePath
-        from migrationbox.inventory.validation import validate_inventory
+        from migrationbox.inventory.validation import estate_name_for, validate_inventory
 
         try:
             report = validate_inventory(args.servers_from_estate, unknown_dependencies="warn")
@@ -118,7 +121,8 @@ def _up(args: argparse.Namespace) -> int:
             print("error: no valid records", file=sys.stderr)
             return 2
         servers = report.valid
-    lab = Lab(args.estate, servers, root=args.root,
+        estate = args.estate or estate_name_for(args.servers_from_estate)
+    lab = Lab(estate, servers, root=args.root,
               data_scale_mb=args.data_scale_mb or DEFAULT_DATA_SCALE_MB, db_backend=args.db)
     try:
         endpoints = lab.up()
@@ -129,7 +133,7 @@ def _up(args: argparse.Namespace) -> int:
     kinds: dict[str, int] = {}
     for e in endpoints:
         kinds[e.kind] = kinds.get(e.kind, 0) + 1
-    print(f"lab {args.estate}: {len(lab.servers)} servers, "
+    print(f"lab {estate}: {len(lab.servers)} servers, "
           + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
           + f"; databases on {st['db_backend']} ({st['db_backend_reason']})")
     print(f"  services pid {st['pid']}, control {st['control_url']}")

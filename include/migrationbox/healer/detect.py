@@ -7,10 +7,11 @@
   its own baseline). It needs ``min_history`` earlier points before it says anything.
 * Model 2 (Prophet) is retrained once per ``retrain_every`` chunk (one day by default),
   on at most ``train_window`` of history strictly before the chunk starts, and forecasts
-  every point of the chunk. Its forecasts are therefore up to one chunk stale: that is
-  the real retraining cadence, chosen because a Prophet fit costs ~0.3-1 s and fitting
-  per point would cost that much per sample. Points that both models already flagged are
-  left out of later training sets, so a past incident does not widen future intervals.
+  every point of the chunk (the interval: see :class:`Forecaster`). Its forecasts are
+  therefore up to one chunk stale: that is the real retraining cadence, chosen because a
+  Prophet fit costs ~0.3-1 s and fitting per point would cost that much per sample.
+  Points that both models already flagged are left out of later training sets, so a
+  past incident does not widen future intervals.
   A point counts as outside the forecast when ``|value - yhat|`` exceeds
   ``interval_scale`` times the interval's half-width on that side
   (``forecast_score = residual / half-width``; ``|score| > interval_scale``).
@@ -106,12 +107,30 @@ class ForecastConfig:
     #: a point only model 2 flags is reported (as ``pattern``) only beyond this many
     #: half-widths: the plan's "actual > predicted + 2 * prediction_interval"
     pattern_scale: float = 2.0
-    uncertainty_samples: int = 300
+    #: "residual" (in-sample residual quantiles around yhat; deterministic) or "sampled"
+    #: (Prophet's simulated interval); see :class:`Forecaster`
+    interval_method: str = "residual"
+    uncertainty_samples: int = 300  # only for "sampled"
+    #: Prophet's default (4) smooths away features shorter than ~3 h; sub-hourly metrics
+    #: have sharper daily shapes (a lunch-time peak), so the default here is 10 (~1.2 h)
+    daily_fourier_order: int = 10
+    changepoint_prior_scale: float = 0.05  # Prophet's default trend flexibility
+    growth: str = "linear"  # or "flat": level + seasonality, no extrapolated trend
+    #: Prophet does not look at the latest observations when it forecasts; with
+    #: ``level_window`` > 0 each forecast is shifted by the median residual of the
+    #: previous ``level_window`` points (all strictly before t), which follows level
+    #: changes between retrainings. 0 disables it.
+    level_window: int = 0
     exclude_confirmed: bool = True
 
     def __post_init__(self) -> None:
         if self.retrain_every <= timedelta(0):
             raise ValueError("retrain_every: must be positive")
+        if self.growth not in ("linear", "flat"):
+            raise ValueError(f"growth: 'linear' or 'flat', got {self.growth!r}")
+        if self.interval_method not in ("residual", "sampled"):
+            raise ValueError(f"interval_method: 'residual' or 'sampled', got "
+                             f"{self.interval_method!r}")
         if not 0 < self.interval_width < 1:
             raise ValueError(f"interval_width: must be in (0, 1), got {self.interval_width}")
 
@@ -364,7 +383,14 @@ def _quiet_prophet() -> None:
 
 @dataclass
 class Forecaster:
-    """A Prophet model fitted on history ending at ``trained_until`` (exclusive of later data).
+    """A Prophet model fitted on history ending at ``trained_until`` (nothing later).
+
+    Its interval is either ``residual`` (default): Prophet's point forecast ``yhat`` plus
+    the empirical quantiles of its in-sample residuals, which is deterministic, cheap and
+    the same whichever points are asked for; or ``sampled``: Prophet's own simulated
+    ``yhat_lower``/``yhat_upper``, which include trend uncertainty but vary from run to
+    run and with the set of points predicted together (so a live and a replayed decision
+    could differ).
 
     Serialisable with :meth:`to_json` / :meth:`from_json` so that a scheduled retraining
     DAG can track it in MLflow and the sensing path can load it instead of fitting.
@@ -374,6 +400,10 @@ class Forecaster:
     trained_until: pd.Timestamp
     n_train: int
     interval_width: float
+    interval_method: str = "residual"
+    resid_lower: float = 0.0
+    resid_upper: float = 0.0
+    level_window: int = 0
 
     @classmethod
     def fit(cls, history: pd.Series, config: ForecastConfig) -> Forecaster:
@@ -389,26 +419,54 @@ class Forecaster:
         # are one day of data even though the first and last are 23:55 apart
         span = clean.index[-1] - clean.index[0] + pd.Timedelta(
             int(np.median(np.diff(clean.index.as_unit("ns").asi8))), "ns")
+        sampled = config.interval_method == "sampled"
         model = Prophet(
+            growth=config.growth,
+            changepoint_prior_scale=config.changepoint_prior_scale,
             interval_width=config.interval_width,
-            uncertainty_samples=config.uncertainty_samples,
-            daily_seasonality=bool(span >= pd.Timedelta(days=1)),
-            weekly_seasonality=bool(span >= pd.Timedelta(days=14)),
-            yearly_seasonality=False,
+            uncertainty_samples=config.uncertainty_samples if sampled else 0,
+            daily_seasonality=False, weekly_seasonality=False, yearly_seasonality=False,
         )
-        frame = pd.DataFrame({"ds": clean.index.tz_convert("UTC").tz_localize(None),
-                              "y": clean.to_numpy()})
-        model.fit(frame)
+        if span >= pd.Timedelta(days=1):
+            model.add_seasonality("daily", period=1, fourier_order=config.daily_fourier_order)
+        if span >= pd.Timedelta(days=14):
+            model.add_seasonality("weekly", period=7, fourier_order=3)
+        naive = clean.index.tz_convert("UTC").tz_localize(None)
+        model.fit(pd.DataFrame({"ds": naive, "y": clean.to_numpy()}))
+        lower = upper = 0.0
+        if not sampled:
+            fitted = model.predict(pd.DataFrame({"ds": naive}))["yhat"].to_numpy()
+            resid = pd.Series(clean.to_numpy() - fitted)
+            if config.level_window > 0:
+                resid = (resid - _level(resid, config.level_window)).dropna()
+            tail = (1 - config.interval_width) / 2
+            lower, upper = (float(q) for q in np.quantile(resid, [tail, 1 - tail]))
         return cls(model=model, trained_until=clean.index[-1], n_train=len(clean),
-                   interval_width=config.interval_width)
+                   interval_width=config.interval_width,
+                   interval_method=config.interval_method, resid_lower=lower,
+                   resid_upper=upper, level_window=config.level_window)
 
-    def predict(self, timestamps: pd.DatetimeIndex) -> pd.DataFrame:
-        """``yhat``, ``lower``, ``upper`` per timestamp (UTC index)."""
+    def predict(self, timestamps: pd.DatetimeIndex, context: pd.Series | None = None
+                ) -> pd.DataFrame:
+        """``yhat``, ``lower``, ``upper`` per timestamp (UTC index).
+
+        ``context``: observed values up to the last timestamp, starting at least
+        ``level_window`` points earlier; only used for the level correction.
+        """
         naive = timestamps.tz_convert("UTC").tz_localize(None)
         out = self.model.predict(pd.DataFrame({"ds": naive}))
-        return pd.DataFrame({"yhat": out["yhat"].to_numpy(),
-                             "lower": out["yhat_lower"].to_numpy(),
-                             "upper": out["yhat_upper"].to_numpy()}, index=timestamps)
+        yhat = out["yhat"].to_numpy()
+        if self.level_window > 0 and context is not None and len(context):
+            ctx_naive = context.index.tz_convert("UTC").tz_localize(None)
+            ctx_hat = self.model.predict(pd.DataFrame({"ds": ctx_naive}))["yhat"].to_numpy()
+            resid = pd.Series(context.to_numpy() - ctx_hat, index=context.index)
+            shift = _level(resid, self.level_window).reindex(timestamps).fillna(0.0)
+            yhat = yhat + shift.to_numpy()
+        if self.interval_method == "sampled":
+            lower, upper = out["yhat_lower"].to_numpy(), out["yhat_upper"].to_numpy()
+        else:
+            lower, upper = yhat + self.resid_lower, yhat + self.resid_upper
+        return pd.DataFrame({"yhat": yhat, "lower": lower, "upper": upper}, index=timestamps)
 
     def to_json(self) -> str:
         import json
@@ -417,7 +475,10 @@ class Forecaster:
 
         return json.dumps({"model": model_to_json(self.model),
                            "trained_until": self.trained_until.isoformat(),
-                           "n_train": self.n_train, "interval_width": self.interval_width})
+                           "n_train": self.n_train, "interval_width": self.interval_width,
+                           "interval_method": self.interval_method,
+                           "resid_lower": self.resid_lower, "resid_upper": self.resid_upper,
+                           "level_window": self.level_window})
 
     @classmethod
     def from_json(cls, text: str) -> Forecaster:
@@ -429,7 +490,16 @@ class Forecaster:
         data = json.loads(text)
         return cls(model=model_from_json(data["model"]),
                    trained_until=pd.Timestamp(data["trained_until"]),
-                   n_train=int(data["n_train"]), interval_width=float(data["interval_width"]))
+                   n_train=int(data["n_train"]), interval_width=float(data["interval_width"]),
+                   interval_method=data.get("interval_method", "residual"),
+                   resid_lower=float(data.get("resid_lower", 0.0)),
+                   resid_upper=float(data.get("resid_upper", 0.0)),
+                   level_window=int(data.get("level_window", 0)))
+
+
+def _level(resid: pd.Series, window: int) -> pd.Series:
+    """Median residual of the ``window`` points strictly before each point."""
+    return resid.shift(1).rolling(window, min_periods=max(1, window // 2)).median()
 
 
 def forecast_scores(pred: pd.DataFrame, values: pd.Series, scale: float) -> pd.DataFrame:
@@ -550,8 +620,11 @@ class Detector:
             live = positions[~np.isnan(values[positions])]
             if not len(live):
                 continue
-            scored = forecast_scores(model.predict(series.index[live]), series.iloc[live],
-                                     fc.interval_scale)
+            context = None
+            if model.level_window > 0:
+                context = series.iloc[max(0, int(live[0]) - model.level_window): live[-1] + 1]
+            scored = forecast_scores(model.predict(series.index[live], context),
+                                     series.iloc[live], fc.interval_scale)
             for col in ("yhat", "lower", "upper", "fscore"):
                 frame.iloc[live, frame.columns.get_loc(col)] = scored[col].to_numpy()
             frame.iloc[live, frame.columns.get_loc("model2")] = scored["model2"].to_numpy()

@@ -322,7 +322,7 @@ def train_success_model(records: Sequence[RemediationRecord], matrix: DecisionMa
     if len(ordered) < min_records:
         return TrainingReport(False, "matrix", f"only {len(ordered)} outcomes, need "
                               f"{min_records}")
-    cut = int(round(len(ordered) * (1 - holdout_fraction)))
+    cut = round(len(ordered) * (1 - holdout_fraction))
     train, hold = ordered[:cut], ordered[cut:]
     y_train = np.array([r.success for r in train], dtype=int)
     y_hold = np.array([r.success for r in hold], dtype=int)

@@ -18,11 +18,16 @@ are scored with the plan's three kinds of evidence:
   later than it did is probably one more symptom, so its score is halved.
 
 Score (clamped to [0.01, 0.99]):
-``base`` (0.40 for a dependency; for the service itself 0.40, +0.30 when every
-dependency was checked and is healthy, and 0.20 when a dependency is bad) ``+ 0.35`` when two affected services share it ``(+0.40`` for three or
-more) ``+ 0.15`` precedence by ``lead_seconds`` over all ``(+0.05`` partial, ``-0.20``
-later) ``× 0.5`` when a deeper cause exists. So a lone bad dependency is 0.40 (low), a
-shared one 0.75-0.80 (high), shared and clearly first 0.90-0.95 (very high).
+
+* base: 0.40 for a bad dependency; for the service itself 0.40, plus 0.30 when every
+  dependency was checked and is healthy, but only 0.20 when some dependency is bad;
+* shared: +0.35 when two affected services depend on it, +0.40 for three or more;
+* precedence: +0.15 when it led every affected dependent by ``lead_seconds``, +0.05 when
+  it led some, -0.20 when it went bad after the anomalous service;
+* deeper cause: × 0.5.
+
+So a lone bad dependency scores 0.40 (low), a shared one 0.75-0.80 (high), shared and
+clearly first 0.90-0.95 (very high).
 
 Dependencies without any health data are *unknown*, never assumed healthy: they are
 listed in ``RcaResult.unknown`` so that the incident says what could not be checked.

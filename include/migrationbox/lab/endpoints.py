@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from migrationbox.phases.context import PhaseContext
 
 EndpointKindName = Literal["disk", "database", "http"]
-DNS_SUFFIX = "migrationbox.internal"
 
 
 class EndpointsUnavailable(LookupError):
@@ -112,13 +111,18 @@ def endpoints_file(estate: str, root: Path | None = None) -> Path:
 
 
 def dns_zone(estate: str) -> str:
-    """The private hosted zone that holds a migrated estate's names."""
-    return f"{estate}.{DNS_SUFFIX}"
+    """The private hosted zone that holds a migrated estate's names (provisioning's rule)."""
+    from migrationbox.iac.design import dns_zone as _zone
+
+    return _zone(estate)
 
 
 def target_dns_name(estate: str, hostname: str) -> str:
-    """``<short-hostname>.<estate>.migrationbox.internal``: a server's name on the target."""
-    return f"{hostname.split('.', 1)[0].lower()}.{dns_zone(estate)}"
+    """``<short-hostname>.<estate>.migrationbox.internal``: a server's name on the target,
+    the same name provisioning gives its A record."""
+    from migrationbox.iac.design import record_name
+
+    return record_name(estate, hostname)
 
 
 def parse_endpoints(raw: Any, origin: str) -> list[Endpoint]:

@@ -14,12 +14,17 @@ It then writes ``endpoints.json`` (what phases read), ``lab.json`` (what ``down`
 ``<runtime_dir>/lab/<estate>/``. ``up`` is idempotent: existing data is kept and a running
 service process with the same spec is reused. ``down`` stops the process group;
 ``down(purge=True)`` also drops the databases and deletes the folder.
+
+Environment: ``MIGRATIONBOX_LAB_DB`` (``postgresql`` or ``sqlite``) forces the database
+backend; ``MIGRATIONBOX_LAB_PG_URL`` is the PostgreSQL admin URL (default
+``postgresql+psycopg2://postgres@127.0.0.1:5432/postgres``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -52,6 +57,7 @@ from migrationbox.planning.models import PlanDocument, ServerPlan
 DEFAULT_DATA_SCALE_MB = 4.0
 SERVICE_MODULE = "migrationbox.lab.service"
 STARTUP_TIMEOUT_S = 20.0
+ESTATE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # the store's rule for estate names
 
 
 class LabError(RuntimeError):
@@ -94,6 +100,8 @@ class Lab:
         data_scale_mb: float = DEFAULT_DATA_SCALE_MB,
         db_backend: str = "auto",
     ) -> None:
+        if not ESTATE_NAME.fullmatch(estate):
+            raise ValueError(f"lab estate name {estate!r} must match {ESTATE_NAME.pattern}")
         self.estate = estate
         self.root = Path(root) if root else None
         self.dir = lab_dir(estate, self.root).resolve()
@@ -168,9 +176,15 @@ class Lab:
             )
             tgt.mkdir(parents=True, exist_ok=True)
             if server.is_database:
-                dbs[server.server_id] = labdb.provision(
-                    self.estate, server, backend, self.dir / "db"
-                )
+                try:
+                    dbs[server.server_id] = labdb.provision(
+                        self.estate, server, backend, self.dir / "db"
+                    )
+                except Exception as exc:  # driver errors: say which server and backend
+                    raise LabError(
+                        f"lab {self.estate}: database of {server.server_id} on {backend} "
+                        f"({why}): {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                    ) from exc
         self._write_state(backend, why, dbs)
         ports = self._ensure_service(dbs)
         endpoints = self._endpoints(dbs, ports)

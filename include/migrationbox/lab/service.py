@@ -133,9 +133,12 @@ class ServiceState:
 
         start = time.perf_counter()
         try:
-            if self._engine is None:
-                self._engine = create_engine(self.spec.database_url, pool_pre_ping=True)
-            with self._engine.connect() as conn:
+            with self.lock:
+                if self._engine is None:
+                    self._engine = create_engine(self.spec.database_url, pool_pre_ping=True,
+                                                 pool_size=2, max_overflow=2)
+                engine = self._engine
+            with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
             latency = (time.perf_counter() - start) * 1000
             return {"status": "healthy", "latency_ms": round(latency, 1)}
@@ -315,7 +318,7 @@ def serve(spec: ServiceFile, ports_path: Path, stop: threading.Event | None = No
     control = _Server((LOOPBACK, 0), _make_control_handler(states, ports))
     servers.append(control)
     threads = [
-        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True)
         for s in servers
     ]
     for t in threads:

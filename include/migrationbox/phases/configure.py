@@ -96,8 +96,8 @@ def _slug(value: str) -> str:
 def secret_name(estate: str, server_id: str, rel: str, key: str) -> str:
     """Deterministic secret name: ``migrationbox/<estate>/<server>/<file>/<key>``."""
     name = f"migrationbox/{estate}/{server_id}/{_slug(rel.replace('/', '_'))}/{_slug(key)}"
-    if len(name) > 500:
-        name = name[:480] + "-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    if len(name) > 250:  # the name is also the secret's Name tag, which AWS caps at 256
+        name = name[:230] + "-" + hashlib.sha256(name.encode()).hexdigest()[:16]
     return name
 
 

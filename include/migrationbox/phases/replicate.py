@@ -14,6 +14,7 @@ Options (``ctx.options``): ``replication_block_mib`` (4), ``replication_delta_pc
 from __future__ import annotations
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,12 @@ from migrationbox.replication.progress import Progress
 
 PHASE = "replicate"
 STATE_FILE = "replicate.json"
+_SAY = threading.Lock()  # servers replicate in threads; progress callbacks need not be
+
+
+def _say(ctx: PhaseContext, message: str, data: dict[str, Any] | None = None) -> None:
+    with _SAY:
+        progress(ctx, message, data)
 
 
 def endpoints_or_fail(ctx: PhaseContext, phase: str) -> list[Endpoint]:
@@ -90,7 +97,7 @@ def _replicate_server(ctx: PhaseContext, server: ServerPlan, endpoints: list[End
                 seen.update(round=p.round, bucket=-1)
             if bucket > seen["bucket"]:
                 seen["bucket"] = bucket
-                progress(ctx, f"{ep.label()}: round {p.round} {p.percent:.0f}%",
+                _say(ctx, f"{ep.label()}: round {p.round} {p.percent:.0f}%",
                          {"server_id": sid, "round": p.round, "bytes": p.done,
                           "percent": round(p.percent, 1)})
 

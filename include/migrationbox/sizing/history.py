@@ -1,0 +1,220 @@
+"""Utilisation history files: exported monitoring data for one server.
+
+Format: CSV with a header. ``timestamp`` (ISO 8601, or Unix seconds) plus ``cpu_pct``
+and ``mem_pct`` (0-100, percent of the server's current capacity); any other numeric
+column (``disk_iops``, ``net_mbps`` ...) is kept and forecast too. Common aliases are
+accepted (``time``, ``cpu``, ``memory_pct`` ...).
+
+The file is refused (:class:`HistoryError`, listing up to ten problems by line and
+column) when a value is not a number, a percentage is out of range, a timestamp
+repeats or goes backwards, or the history is too short or too sparse to say
+anything. Gaps that leave enough data are reported as warnings: monitoring agents
+restart, and refusing a month of data for one lost hour would be worse.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from migrationbox.sizing.features import ServerProfile, usage_stats
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ALIASES = {
+    "timestamp": ("timestamp", "time", "ts", "datetime", "date", "timestamp_s"),
+    "cpu_pct": ("cpu_pct", "cpu", "cpu_percent", "cpu_usage_pct", "cpu_utilization_pct"),
+    "mem_pct": ("mem_pct", "mem", "memory", "memory_pct", "mem_percent", "memory_percent",
+                "memory_utilization_pct"),
+}
+MIN_SPAN_S = 86400  # one day
+MAX_GAP_SHARE = 0.5
+WINDOW_DAYS = 7  # the window the backtest judged: the last week sizes, all of it forecasts
+MAX_LISTED = 10
+
+
+class HistoryError(ValueError):
+    """The history file cannot be used; the message lists what is wrong, by line."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        shown = problems[:MAX_LISTED]
+        more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
+        super().__init__(f"history {path}: " + "; ".join(shown) + more)
+
+
+@dataclass
+class History:
+    path: str
+    timestamps: np.ndarray  # Unix seconds, strictly increasing
+    columns: dict[str, np.ndarray]  # cpu_pct, mem_pct and any other numeric column
+    interval_s: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def span_days(self) -> float:
+        return float(self.timestamps[-1] - self.timestamps[0]) / 86400
+
+    def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame({"timestamp_s": self.timestamps, **self.columns})
+
+    def describe(self) -> str:
+        start = datetime.fromtimestamp(self.timestamps[0], UTC).strftime("%Y-%m-%d %H:%M")
+        end = datetime.fromtimestamp(self.timestamps[-1], UTC).strftime("%Y-%m-%d %H:%M")
+        return (f"history {Path(self.path).name}: {len(self.timestamps)} samples every "
+                f"~{self.interval_s / 60:g} min, {start} to {end} UTC")
+
+
+def _parse_time(text: str) -> float:
+    value = text.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def _resolve(header: list[str]) -> dict[str, str]:
+    lower = {h.strip().lower(): h for h in header}
+    found = {}
+    for canonical, names in ALIASES.items():
+        for name in names:
+            if name in lower:
+                found[canonical] = lower[name]
+                break
+    return found
+
+
+def load_history(path: str | Path) -> History:
+    """Read and validate one history file (see module docstring)."""
+    p = Path(path)
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = list(reader.fieldnames or [])
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise HistoryError(str(p), [f"cannot read: {exc}"]) from exc
+    names = _resolve(header)
+    missing = [c for c in ALIASES if c not in names]
+    if missing:
+        raise HistoryError(str(p), [f"missing column {c!r} (header: {', '.join(header)})"
+                                    for c in missing])
+    extra = [h for h in header if h not in names.values() and h.strip()]
+    problems: list[str] = []
+    times: list[float] = []
+    values: dict[str, list[float]] = {c: [] for c in ("cpu_pct", "mem_pct", *extra)}
+    sources = {"cpu_pct": names["cpu_pct"], "mem_pct": names["mem_pct"],
+               **{c: c for c in extra}}
+    non_numeric_extra: set[str] = set()
+    for line, row in enumerate(rows, start=2):
+        raw_time = row.get(names["timestamp"]) or ""
+        try:
+            t = _parse_time(raw_time)
+        except ValueError:
+            problems.append(f"line {line}, column {names['timestamp']!r}: {raw_time!r} is not "
+                            f"a timestamp (ISO 8601 or Unix seconds)")
+            continue
+        ok = True
+        parsed: dict[str, float] = {}
+        for canonical, column in sources.items():
+            cell = (row.get(column) or "").strip()
+            try:
+                number = float(cell)
+                if not math.isfinite(number):
+                    raise ValueError
+            except ValueError:
+                if canonical in extra:
+                    non_numeric_extra.add(canonical)
+                    number = math.nan
+                else:
+                    problems.append(f"line {line}, column {column!r}: {cell!r} is not a number")
+                    ok = False
+                    continue
+            if canonical in ("cpu_pct", "mem_pct") and not 0 <= number <= 100:
+                problems.append(f"line {line}, column {column!r}: {number:g} is outside 0-100")
+                ok = False
+            parsed[canonical] = number
+        if not ok:
+            continue
+        if times and t == times[-1]:
+            problems.append(f"line {line}: duplicate timestamp {raw_time!r} (same as the line "
+                            f"before)")
+            continue
+        if times and t < times[-1]:
+            problems.append(f"line {line}: timestamp {raw_time!r} is earlier than the line "
+                            f"before: rows must be in time order")
+            continue
+        times.append(t)
+        for canonical, number in parsed.items():
+            values[canonical].append(number)
+    if problems:
+        raise HistoryError(str(p), problems)
+    if len(times) < 3:
+        raise HistoryError(str(p), [f"only {len(times)} samples"])
+    ts = np.array(times)
+    steps = np.diff(ts)
+    interval = float(np.median(steps))
+    span = ts[-1] - ts[0]
+    if span < MIN_SPAN_S:
+        raise HistoryError(str(p), [f"covers {span / 3600:.1f} hours; at least 24 hours are "
+                                    f"needed"])
+    gaps = np.nonzero(steps > 3 * interval)[0]
+    missing_s = float(np.sum(steps[gaps] - interval))
+    if missing_s > MAX_GAP_SHARE * span:
+        raise HistoryError(str(p), [f"too sparse: {missing_s / span:.0%} of the covered time "
+                                    f"is in {len(gaps)} gaps"])
+    warnings = []
+    if len(gaps):
+        listed = ", ".join(
+            f"{datetime.fromtimestamp(ts[i], UTC):%Y-%m-%d %H:%M}+{steps[i] / 3600:.1f}h"
+            for i in gaps[:5])
+        warnings.append(f"{len(gaps)} gap(s) longer than 3 sample intervals ({listed}"
+                        f"{' ...' if len(gaps) > 5 else ''}); statistics use the samples "
+                        f"present")
+    for column in sorted(non_numeric_extra):
+        warnings.append(f"column {column!r} has non-numeric cells; it is ignored")
+    columns = {c: np.array(v) for c, v in values.items() if c not in non_numeric_extra}
+    return History(str(p), ts, columns, interval, warnings)
+
+
+def apply_history(profile: ServerProfile, history: History,
+                  forecast_config: object | None = None, with_forecast: bool = True
+                  ) -> tuple[ServerProfile, dict[str, object]]:
+    """The profile with demand statistics from the history, and its forecasts.
+
+    Statistics come from the last 7 days (the window the backtest measured every
+    method on); forecasts use the whole history.
+    """
+    from migrationbox.sizing import forecast as fc
+
+    ts = history.timestamps
+    window = ts >= ts[-1] - WINDOW_DAYS * 86400
+    cpu = usage_stats(ts[window], history.columns["cpu_pct"][window])
+    mem = usage_stats(ts[window], history.columns["mem_pct"][window])
+    forecasts: dict[str, object] = {}
+    features: dict[str, float] = {}
+    if with_forecast:
+        config = forecast_config if isinstance(forecast_config, fc.ForecastConfig) else None
+        for metric, series in history.columns.items():
+            try:
+                forecasts[metric] = fc.forecast_metric(ts, series, metric, config)
+            except ValueError as exc:
+                history.warnings.append(f"no forecast for {metric}: {exc}")
+        features = fc.forecast_features(ts[window], history.columns["cpu_pct"][window],
+                                        history.columns["mem_pct"][window], config)
+    source = history.describe() + f"; sizing statistics from the last {WINDOW_DAYS} days"
+    return profile.with_history(cpu, mem, source, features), forecasts

@@ -1,0 +1,183 @@
+"""A whole wave through a real Airflow: REST trigger, HITL approvals, emulator, lab.
+
+One platform (AWS emulator + Airflow API server, scheduler, DAG processor, triggerer) is
+started for the module on free loopback ports in a temporary runtime folder. Each test
+plans its own small estate, starts its lab, triggers the wave DAG by REST and answers the
+approval gates by REST, as a person's tooling would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.airflow]
+
+FAST_CONF = {
+    "cutover_steps": [5, 25, 50, 100],
+    "cutover_dwell_seconds": 0.5,
+    "health_probe_requests": 10,
+}
+
+
+def _record(sid: str, host: str, role: str, ip: str, ports: list[int], kind: str,
+            data_gb: float = 1.0, deps: list[str] | None = None) -> dict:
+    return {
+        "server_id": sid,
+        "hostname": f"{host}.corp.local",
+        "ip_addresses": [ip],
+        "os": {"type": "Linux", "distribution": "Ubuntu", "version": "22.04"},
+        "hardware": {"cpu_cores": 4, "ram_gb": 16, "disk_total_gb": 100},
+        "applications": [{"name": role, "ports": ports, "kind": kind, "data_size_gb": data_gb}],
+        "network_dependencies": [{"destination": d, "protocol": "tcp"} for d in deps or []],
+        "performance_baseline": {
+            "cpu_avg_utilization_pct": 30,
+            "memory_avg_utilization_pct": 50,
+            "cpu_p95_utilization_pct": 60,
+        },
+        "environment": "production",
+        "role": role,
+        "backup": {"available": True, "last_backup_at": "2026-11-24T02:00:00Z"},
+    }
+
+
+def _write_estate(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    records = [
+        _record("web-01", "web-01", "web", "10.40.0.11", [80, 443], "web"),
+        _record("api-01", "api-01", "api", "10.40.0.12", [8080], "api"),
+        _record("db-01", "db-01", "postgresql-primary", "10.40.0.13", [5432], "database", 2.0),
+    ]
+    for r in records:
+        (folder / f"{r['server_id']}.json").write_text(json.dumps(r))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    from migrationbox.platform.supervisor import Platform
+
+    runtime = tmp_path_factory.mktemp("wave-platform")
+    plat = Platform(runtime_dir=runtime, api_port=0, emulator_port=0)
+    saved = dict(os.environ)
+    try:
+        plat.up()
+        os.environ.update(plat.env())
+        from migrationbox.cloud.aws_session import clear_client_cache
+
+        clear_client_cache()
+        yield plat
+    finally:
+        try:
+            plat.down()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def _prepare(platform, tmp_path: Path, estate: str):
+    from migrationbox.lab.lab import Lab
+    from migrationbox.orchestration.demo import register_lab_endpoints
+    from migrationbox.service import plan_estate
+
+    planned = plan_estate(_write_estate(tmp_path / estate), estate=estate)
+    plan = planned.plan
+    assert len(plan.waves) == 1, plan.waves
+    from migrationbox.store import repository
+    from migrationbox.store.db import session_scope
+
+    with session_scope() as s:
+        servers = repository.get_estate(s, estate).servers
+    lab = Lab(estate, servers, root=Path(platform.runtime_dir) / "lab", data_scale_mb=2)
+    register_lab_endpoints(estate, lab.up())
+    return plan, lab
+
+
+def _weights(estate: str) -> dict[str, dict[str, int]]:
+    """Weighted DNS records of the test's services, read back from the emulator."""
+    from migrationbox.cloud.aws import AwsAdapter
+    from migrationbox.cloud.aws_session import aws_client
+
+    zone = f"{estate}.migrationbox.internal."
+    zones = aws_client("route53").list_hosted_zones_by_name(DNSName=zone)["HostedZones"]
+    zone_id = next(z["Id"].split("/")[-1] for z in zones if z["Name"] == zone)
+    adapter = AwsAdapter()
+    return {
+        host: {
+            w.set_identifier: w.weight
+            for w in adapter.get_weighted_records(zone_id, f"{host}.{zone}")
+        }
+        for host in ("web-01", "api-01")
+    }
+
+
+def test_wave_migrates_end_to_end_with_rest_approvals(platform, tmp_path):
+    from migrationbox.orchestration.follow import Approver, follow_run
+    from migrationbox.store import repository
+    from migrationbox.store.db import session_scope
+
+    plan, _lab = _prepare(platform, tmp_path, "itok")
+    client = platform.client()
+    dag_id = "migrate__itok__wave_01"
+    client.wait_for_dag(dag_id, timeout=240)
+    run = client.trigger(dag_id, conf=FAST_CONF)
+    outcome = follow_run(client, dag_id, run["dag_run_id"], approver=Approver(name="admin"),
+                         timeout=900, say=print)
+    assert outcome.state == "success", outcome.task_states
+    gates = {a["task_id"] for a in outcome.approvals}
+    assert {"cutover.approve_cutover", "validate.approve_decommission"} <= gates
+
+    with session_scope() as s:
+        runs = {r.phase: r for r in repository.phase_runs(s, "itok", 1, run["dag_run_id"])}
+        approvals = repository.approvals(s, "itok", 1, dag_run_id=run["dag_run_id"])
+        status = repository.wave_statuses(s, "itok", plan.version)
+    for phase in ("preflight", "provision", "replicate", "configure", "cutover", "validate",
+                  "decommission"):
+        assert runs[phase].status == "success", (phase, runs[phase].summary)
+    assert {(a.gate, a.decision) for a in approvals} >= {
+        ("cutover", "approved"), ("decommission", "approved")}
+    assert all(a.approved_by for a in approvals)
+    assert status[1] == "completed"
+    weights = _weights("itok")
+    assert weights["web-01"] == {"source": 0, "target": 100}
+    assert weights["api-01"] == {"source": 0, "target": 100}
+
+
+def test_failing_cutover_health_check_rolls_back_to_source(platform, tmp_path):
+    from migrationbox.orchestration.follow import Approver, follow_run
+    from migrationbox.store import repository
+    from migrationbox.store.db import session_scope
+
+    plan, lab = _prepare(platform, tmp_path, "itfail")
+    client = platform.client()
+    dag_id = "migrate__itfail__wave_01"
+    client.wait_for_dag(dag_id, timeout=240)
+
+    def decide(detail: dict) -> str:
+        task = detail.get("task_id") or (detail.get("task_instance") or {}).get("task_id")
+        if task == "cutover.approve_cutover":
+            # the target web service starts failing right when traffic begins to move
+            lab.fault("web-01", health="fail", side="target")
+        return "Approve"
+
+    run = client.trigger(dag_id, conf=FAST_CONF)
+    outcome = follow_run(client, dag_id, run["dag_run_id"], approver=Approver(decide),
+                         timeout=900, say=print)
+    assert outcome.state == "failed"
+    assert outcome.task_states["cutover.canary_shift"] == "failed"
+    assert outcome.task_states["rollback.restore_dns"] == "success"
+    assert outcome.task_states["rollback.keep_source_authoritative"] == "success"
+    assert outcome.task_states["validate.decommission_sources"] in ("upstream_failed", "skipped")
+
+    weights = _weights("itfail")
+    assert weights["web-01"] == {"source": 100, "target": 0}
+    assert weights["api-01"] == {"source": 100, "target": 0}
+    with session_scope() as s:
+        runs = {r.phase: r for r in repository.phase_runs(s, "itfail", 1, run["dag_run_id"])}
+        status = repository.wave_statuses(s, "itfail", plan.version)
+    assert runs["cutover"].status == "failed"
+    assert "web-01" in (runs["cutover"].summary or "")
+    assert status[1] == "rolled_back"

@@ -1,0 +1,255 @@
+"""Detector: causality, the two models, categories, confidence, CSV input and the CLI."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from migrationbox.cli import detect as detect_cli
+from migrationbox.healer.detect import (
+    Category,
+    Confidence,
+    Detector,
+    DetectorConfig,
+    Forecaster,
+    ForecastConfig,
+    MetricCsvError,
+    SeriesError,
+    ZScoreConfig,
+    as_series,
+    read_metric_csv,
+    zscore_scores,
+)
+
+DAY = 288  # five-minute samples per day
+SPIKE, DROP, RAMP_END = 2 * DAY + 100, 2 * DAY + 160, 2 * DAY + 230
+
+
+def daily_series(days: int = 3, seed: int = 7) -> pd.Series:
+    rng = np.random.default_rng(seed)
+    n = days * DAY
+    index = pd.date_range("2026-05-01", periods=n, freq="5min", tz="UTC")
+    values = 50 + 10 * np.sin(2 * np.pi * np.arange(n) / DAY) + rng.normal(0, 1, n)
+    return pd.Series(values, index=index)
+
+
+def injected() -> pd.Series:
+    s = daily_series()
+    s.iloc[SPIKE] += 30
+    s.iloc[DROP] -= 30
+    s.iloc[RAMP_END - 11: RAMP_END + 1] += np.linspace(0, 40, 12)
+    return s
+
+
+@pytest.fixture(scope="module")
+def result():
+    """One full run (Prophet fitted for days 2 and 3) shared by several tests."""
+    return Detector().detect(injected())
+
+
+def by_position(result) -> dict[int, object]:
+    return {a.position: a for a in result.anomalies}
+
+
+def test_spike_drop_and_trend_are_high_confidence_with_their_categories(result) -> None:
+    found = by_position(result)
+    assert found[SPIKE].category is Category.spike
+    assert found[SPIKE].confidence is Confidence.high
+    assert found[DROP].category is Category.drop
+    assert found[DROP].confidence is Confidence.high
+    assert found[RAMP_END].category is Category.trend
+    assert found[RAMP_END].confidence is Confidence.high
+    assert found[SPIKE].z_score > 3 and found[SPIKE].forecast_score > 1
+    assert found[SPIKE].forecast_lower < found[SPIKE].forecast < found[SPIKE].forecast_upper
+
+
+def test_no_high_confidence_anomaly_on_clean_days(result) -> None:
+    high = [a.position for a in result.high()]
+    assert set(high) <= {SPIKE, DROP, *range(RAMP_END - 11, RAMP_END + 1)}
+    assert result.forecast_fits == 2  # day 1 has no history: model 2 abstains there
+    assert "retrained every 1 d" in result.cadence
+
+
+def test_decisions_before_t_do_not_change_when_later_data_arrives(result) -> None:
+    """Causality: replaying only the data up to t gives the same judgement for every
+    point up to t, for both models."""
+    cut = SPIKE + 20
+    partial = Detector().detect(injected().iloc[:cut])
+    full = result.frame.iloc[:cut]
+    pd.testing.assert_series_equal(partial.frame["z"], full["z"])
+    np.testing.assert_allclose(partial.frame["fscore"].to_numpy(dtype=float),
+                               full["fscore"].to_numpy(dtype=float), equal_nan=True)
+    assert [a.position for a in partial.anomalies] == [
+        a.position for a in result.anomalies if a.position < cut]
+
+
+def test_zscore_baseline_excludes_the_current_point() -> None:
+    s = pd.Series([10.0] * 40 + [20.0], index=pd.date_range("2026-01-01", periods=41,
+                                                              freq="min", tz="UTC"))
+    scores = zscore_scores(s, ZScoreConfig(window=30, min_history=10))
+    last = scores.iloc[-1]
+    assert last["mean"] == 10.0  # the 20 is not in its own baseline
+    assert last["model1"]
+    assert not scores["model1"].iloc[:-1].any()
+    assert scores["z"].iloc[:10].isna().all()  # min_history not reached
+
+
+def test_only_model_one_means_low_confidence_when_model_two_abstains() -> None:
+    s = daily_series(days=1)
+    s.iloc[200] += 40
+    result = Detector().detect(s)  # one day: no earlier history for model 2
+    (anomaly,) = [a for a in result.anomalies if a.position == 200]
+    assert anomaly.model1 and anomaly.model2 is None
+    assert anomaly.confidence is Confidence.low
+    assert result.forecast_fits == 0 and result.high() == []
+
+
+def test_model_two_explains_a_daily_peak_that_model_one_flags() -> None:
+    """A recurring daily burst looks like a spike to the z-score window but is expected
+    by the forecast: low confidence, so no auto-heal."""
+    rng = np.random.default_rng(3)
+    n = 3 * DAY
+    index = pd.date_range("2026-05-01", periods=n, freq="5min", tz="UTC")
+    values = 20 + rng.normal(0, 1, n)
+    burst = np.zeros(n)
+    for day in range(3):
+        burst[day * DAY + 150: day * DAY + 156] = 25  # the same 30 minutes every day
+    series = pd.Series(values + burst, index=index)
+    cfg = DetectorConfig(zscore=ZScoreConfig(window=DAY, threshold=3.0))
+    result = Detector(cfg).detect(series)
+    third_day = [a for a in result.anomalies if a.position >= 2 * DAY + 150
+                 and a.position < 2 * DAY + 156]
+    assert third_day and all(a.model1 for a in third_day)
+    assert all(a.confidence is Confidence.low for a in third_day)
+
+
+def test_lazy_forecast_gives_the_same_high_confidence_anomalies(result) -> None:
+    lazy = Detector(DetectorConfig(lazy_forecast=True)).detect(injected())
+    assert [a.position for a in lazy.high()] == [a.position for a in result.high()]
+
+
+def test_pattern_anomaly_is_model_two_only() -> None:
+    s = daily_series()
+    # day 3, 06:00-08:00 (the daily peak) gets night-time values from 12 h earlier
+    start = 2 * DAY + 72
+    s.iloc[start:start + 24] = s.iloc[start - 144:start - 120].to_numpy()
+    result = Detector(DetectorConfig(zscore=ZScoreConfig(window=DAY))).detect(s)
+    inside = [a for a in result.anomalies if start <= a.position < start + 24]
+    assert any(a.category is Category.pattern and not a.model1 for a in inside)
+    assert all(a.confidence is Confidence.low for a in inside if not a.model1)
+
+
+def test_forecaster_round_trips_through_json() -> None:
+    s = daily_series(days=2)
+    model = Forecaster.fit(s, ForecastConfig())
+    again = Forecaster.from_json(model.to_json())
+    when = pd.date_range(s.index[-1] + timedelta(minutes=5), periods=5, freq="5min")
+    pd.testing.assert_frame_equal(model.predict(when), again.predict(when))
+    assert again.trained_until == s.index[-1]
+
+
+def test_pretrained_forecaster_is_used_after_its_training_end() -> None:
+    s = injected()
+    model = Forecaster.fit(s.iloc[:2 * DAY], ForecastConfig())
+    result = Detector().detect(s, forecaster=model)
+    assert result.forecast_fits == 1  # day 2 still retrained; day 3 used the given model
+    assert by_position(result)[SPIKE].confidence is Confidence.high
+
+
+# --------------------------------------------------------------------------- input
+
+
+def test_as_series_errors_name_the_row() -> None:
+    frame = pd.DataFrame({"timestamp": ["2026-01-01T00:00Z", "2026-01-01T00:05Z",
+                                        "2026-01-01T00:03Z"], "value": [1, 2, 3]})
+    with pytest.raises(SeriesError, match=r"row 2: timestamp .* is not after"):
+        as_series(frame)
+    with pytest.raises(SeriesError, match="missing column"):
+        as_series(frame.rename(columns={"value": "v"}))
+    with pytest.raises(SeriesError, match=r"row 1: value 'x' is not a number"):
+        as_series(pd.DataFrame({"timestamp": frame["timestamp"][:2], "value": [1, "x"]}))
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "metric.csv"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("time,value\n2026-01-01T00:00Z,1\n", r"line 1: missing column\(s\) timestamp"),
+    ("timestamp,value\n2026-01-01T00:00Z,1\n2026-01-01T00:05Z,abc\n",
+     r"line 3: value 'abc' is not a number"),
+    ("timestamp,value\n2026-01-01T00:00Z,1\n2026-01-01T00:05Z,\n", r"line 3: value is empty"),
+    ("timestamp,value\n2026-01-01T00:10Z,1\n2026-01-01T00:05Z,2\n",
+     r"line 3: timestamp '2026-01-01T00:05Z' is not after the previous row's "
+     r"'2026-01-01T00:10Z' \(line 2\)"),
+    ("timestamp,value\n2026-01-01T00:00Z,1\n2026-01-01T00:00Z,2\n", r"line 3: .* not after"),
+    ("timestamp,value\nyesterday,1\n", r"line 2: timestamp 'yesterday' is not ISO 8601"),
+    ("timestamp,value\n", r"no data rows"),
+    ("", r"empty file"),
+    ("timestamp,value\n2026-01-01T00:00Z,nan\n", r"line 2: .* not a finite number"),
+])
+def test_bad_csv_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(MetricCsvError, match=message):
+        read_metric_csv(write(tmp_path, text))
+
+
+def test_csv_accepts_epoch_seconds_and_keeps_raw_timestamps(tmp_path: Path) -> None:
+    path = write(tmp_path, "value,timestamp,host\n1.5,1700000000,a\n2.5,1700000300,a\n")
+    metric = read_metric_csv(path)
+    assert metric.raw_timestamps == ["1700000000", "1700000300"]
+    assert metric.series.index[1] == pd.Timestamp("2023-11-14T22:18:20Z")
+    assert metric.series.tolist() == [1.5, 2.5]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    detect_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["detect", *argv])
+    return args.handler(args)
+
+
+@pytest.fixture(scope="module")
+def csv_file(tmp_path_factory) -> tuple[Path, list[str]]:
+    s = injected()
+    stamps = [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in s.index]
+    path = tmp_path_factory.mktemp("cli") / "cpu.csv"
+    pd.DataFrame({"timestamp": stamps, "value": s.to_numpy()}).to_csv(path, index=False)
+    return path, stamps
+
+
+def test_cli_prints_high_confidence_timestamps_one_per_line(csv_file, capsys) -> None:
+    path, stamps = csv_file
+    assert run_cli(["--csv", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert stamps[SPIKE] in lines and stamps[DROP] in lines and stamps[RAMP_END] in lines
+    assert all(line in stamps for line in lines)
+
+
+def test_cli_all_adds_low_confidence_lines_with_scores(csv_file, capsys) -> None:
+    path, stamps = csv_file
+    assert run_cli(["--csv", str(path), "--all"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert {r[1] for r in rows} == {"high", "low"}
+    spike = next(r for r in rows if r[0] == stamps[SPIKE])
+    assert spike[1:3] == ["high", "spike"] and spike[4].startswith("z=")
+    assert spike[5].startswith("forecast=")
+
+
+def test_cli_bad_input_exits_2_with_the_line(tmp_path: Path, capsys) -> None:
+    path = write(tmp_path, "timestamp,value\n2026-01-01T00:00Z,1\n2026-01-01T00:05Z,x\n")
+    assert run_cli(["--csv", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "line 3: value 'x' is not a number" in err
+    assert run_cli(["--csv", str(path), "--window", "1"]) == 2
+    assert "window" in capsys.readouterr().err
+    assert run_cli(["--csv", str(tmp_path / "missing.csv")]) == 2
+    assert "cannot read" in capsys.readouterr().err
