@@ -21,6 +21,10 @@ _DATABASE_TOKENS = {
 _HTTP_TOKENS = {
     "web", "www", "api", "http", "https", "lb", "loadbalancer", "balancer", "haproxy",
     "nginx", "apache", "frontend", "proxy", "ingress",
+    # infrastructure services are probed through a health endpoint (an agent or sidecar
+    # next to bind/slapd/prometheus/openvpn), so the lab gives them one and cutover
+    # moves their service name like any other
+    "dns", "ldap", "ad", "monitoring", "prometheus", "grafana", "vpn", "openvpn", "wireguard",
 }
 _OTHER_TOKENS = {"cache", "redis", "queue", "worker", "workers", "celery", "sidekiq", "mongodb"}
 _DB_HOST = re.compile(r"(^|[-_.])(db|pg|psql|postgres|mysql|sql)([-_.0-9]|$)")

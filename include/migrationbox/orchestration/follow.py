@@ -63,6 +63,7 @@ def follow_run(
     approver: Approver | None = None,
     timeout: float = 1800,
     poll: float = 2.0,
+    settle_seconds: float = 4.0,
     say: Callable[[str], None] = print,
 ) -> RunOutcome:
     """Poll the run until it ends; print each task's state change; answer gates."""
@@ -70,12 +71,15 @@ def follow_run(
     seen: dict[str, str] = {}
     answered: set[str] = set()
     approvals: list[dict[str, Any]] = []
+    waiting_since: dict[str, float] = {}
     state = "queued"
     while time.monotonic() - started < timeout:
         run = client.dag_run(dag_id, run_id)
         state = run.get("state") or state
         for ti in client.task_instances(dag_id, run_id):
             tid, tstate = ti["task_id"], ti.get("state") or "none"
+            if tstate == "awaiting_input":
+                waiting_since.setdefault(tid, time.monotonic())
             if seen.get(tid) != tstate:
                 seen[tid] = tstate
                 if tstate not in ("none", "scheduled", "queued"):
@@ -85,6 +89,12 @@ def follow_run(
             for detail in client.hitl_details(dag_id, run_id):
                 tid = _hitl_task_id(detail)
                 if not tid or tid in answered or detail.get("response_received"):
+                    continue
+                # Answer only once the gate has sat in awaiting_input for a moment: an
+                # answer that lands before the worker that parked the task has reported
+                # back races the executor in Airflow 3.3 and fails the gate.
+                since = waiting_since.get(tid)
+                if since is None or time.monotonic() - since < settle_seconds:
                     continue
                 choice = approver.choose(detail)
                 say(

@@ -137,6 +137,12 @@ def airflow_config_env(
         "AIRFLOW__API__HOST": LOOPBACK,
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__WORKERS": "1",
+        # The task supervisor notices its task process has exited only when its selector
+        # wakes, at most every min_heartbeat_interval seconds (default 5). Until then the
+        # executor has not reported the try, and an approval answered in that window
+        # races it in Airflow 3.3 (the re-queued gate is marked failed). 1 s keeps the
+        # window short and makes every task's completion visible sooner.
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(refresh_interval),
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(min_file_process_interval),
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",

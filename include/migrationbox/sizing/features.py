@@ -36,6 +36,10 @@ TARGETS = ("cpu_p95", "cpu_peak", "mem_p95", "mem_peak")  # future, % of current
 # behind a load balancer. Everything else (databases, caches, directory, DNS, VPN,
 # monitoring, unknown) is treated as a single instance that must fit its demand.
 STATELESS = frozenset({"web", "api", "worker", "app", "application", "frontend", "batch"})
+# Roles at the edge of the estate: their traffic crosses the internet, so it is egress
+# in the cloud. Everything else talks east-west inside the estate (free within a VPC).
+EDGE_ROLES = frozenset({"load-balancer", "lb", "proxy", "reverse-proxy", "vpn", "edge",
+                        "gateway", "cdn", "mail", "smtp"})
 _SQL_SERVER = re.compile(r"sql\s*server|mssql", re.IGNORECASE)
 _RHEL = re.compile(r"red\s*hat|\brhel\b", re.IGNORECASE)
 
@@ -99,6 +103,7 @@ class ServerProfile:
     environment: str = "production"
     scalable: bool = False
     scalable_reason: str = "unknown role: assumed to be a single instance"
+    internet_facing: bool = False
     licences: Licences = field(default_factory=Licences)
     forecast: dict[str, float] = field(default_factory=dict)  # FORECAST_FEATURES values
 
@@ -127,6 +132,14 @@ def _scalable(server: ServerRecord) -> tuple[bool, str]:
     if kinds and kinds <= STATELESS:
         return True, f"applications ({', '.join(sorted(kinds))}) are stateless"
     return False, "unknown role: assumed to be a single instance"
+
+
+def _internet_facing(server: ServerRecord) -> bool:
+    from ipaddress import ip_address
+
+    if (server.role or "").lower() in EDGE_ROLES:
+        return True
+    return any(ip_address(ip).is_global for ip in server.ip_addresses)
 
 
 def licences_of(server: ServerRecord) -> Licences:
@@ -177,6 +190,7 @@ def profile_from_record(server: ServerRecord) -> ServerProfile:
         environment=str(server.environment),
         scalable=scalable,
         scalable_reason=reason,
+        internet_facing=_internet_facing(server),
         licences=licences_of(server),
     )
 

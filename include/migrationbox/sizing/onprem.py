@@ -22,6 +22,11 @@ figures beat any default:
   licence apportioned over 60 months); SQL Server Standard $75 and Enterprise $285
   per vCPU-month, 4-vCPU minimum (2-core pack list price plus Software Assurance,
   over 60 months); RHEL $33 per server-month ($799/year subscription for 2 guests);
+- network and backup: $15 per server-month for its share of switches, firewalls
+  and load balancers; $20 per TB-month of backup storage and software;
+- internet transit for internet-facing servers: $1 per Mbps-month of the same
+  egress volume the cloud TCO charges (committed IP transit), so egress is compared
+  like for like;
 - operations: one administrator ($130,000 per year, fully loaded) per 75 servers.
 """
 
@@ -67,18 +72,24 @@ class OnPremCostModel(BaseModel):
     sql_enterprise_usd_per_vcpu_month: float = Field(default=285, ge=0)
     sql_min_vcpu: int = Field(default=4, ge=1)
     rhel_usd_per_server_month: float = Field(default=33, ge=0)
+    network_usd_per_server_month: float = Field(default=15, ge=0)
+    backup_usd_per_tb_month: float = Field(default=20, ge=0)
+    transit_usd_per_mbps_month: float = Field(default=1.0, ge=0)
+    egress_share: float = Field(default=0.25, ge=0, le=1,
+                                description="as the cloud assumption: outbound internet share")
     admin_usd_per_year: float = Field(default=130_000, ge=0)
     servers_per_admin: float = Field(default=75, gt=0)
 
     def note(self) -> str:
         return ("ASSUMPTION on-prem: host ${:,.0f}/{} cores/{:g} GiB over {} months, "
                 "{:g} vCPU per core, PUE {:g} at ${:g}/kWh, rack ${:,.0f}/month, "
-                "hypervisor ${:g}/core-year, 1 admin per {:g} servers "
-                "(override with --onprem FILE)").format(
+                "hypervisor ${:g}/core-year, network ${:g}/server, backup ${:g}/TB, transit "
+                "${:g}/Mbps, 1 admin per {:g} servers (override with --onprem FILE)").format(
             self.host_price_usd, self.host_cores, self.host_memory_gib,
             self.amortisation_months, self.vcpu_per_core, self.pue, self.usd_per_kwh,
             self.rack_usd_per_month, self.hypervisor_usd_per_core_year,
-            self.servers_per_admin)
+            self.network_usd_per_server_month, self.backup_usd_per_tb_month,
+            self.transit_usd_per_mbps_month, self.servers_per_admin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +102,18 @@ class OnPremCost:
     space: float
     licences: float
     operations: float
+    network: float = 0.0
 
     @property
     def monthly(self) -> float:
         return (self.hardware + self.storage + self.power + self.space + self.licences
-                + self.operations)
+                + self.operations + self.network)
 
     def as_dict(self) -> dict[str, float]:
         return {"hardware": round(self.hardware, 2), "storage": round(self.storage, 2),
                 "power": round(self.power, 2), "space": round(self.space, 2),
                 "licences": round(self.licences, 2), "operations": round(self.operations, 2),
-                "monthly": round(self.monthly, 2)}
+                "network": round(self.network, 2), "monthly": round(self.monthly, 2)}
 
 
 def estimate(profile: ServerProfile, model: OnPremCostModel | None = None) -> OnPremCost:
@@ -117,7 +129,7 @@ def estimate(profile: ServerProfile, model: OnPremCostModel | None = None) -> On
 
     tb = profile.disk_gb / 1000.0
     per_tb = m.hdd_usd_per_tb if disk_class(profile.disk_type) == "hdd" else m.ssd_usd_per_tb
-    storage = tb * per_tb / m.amortisation_months
+    storage = tb * per_tb / m.amortisation_months + tb * m.backup_usd_per_tb_month
 
     kwh_price_month = m.pue * m.usd_per_kwh * HOURS_PER_MONTH / 1000.0
     power = (host_share * m.host_watts + tb * m.storage_watts_per_tb) * kwh_price_month
@@ -141,7 +153,10 @@ def estimate(profile: ServerProfile, model: OnPremCostModel | None = None) -> On
     if lic.rhel:
         licences += m.rhel_usd_per_server_month
     operations = m.admin_usd_per_year / 12 / m.servers_per_admin
-    return OnPremCost(hardware, storage, power, space, licences, operations)
+    network = m.network_usd_per_server_month
+    if profile.internet_facing:
+        network += profile.network_mbps * m.egress_share * m.transit_usd_per_mbps_month
+    return OnPremCost(hardware, storage, power, space, licences, operations, network)
 
 
 def load_onprem_model(path: str | Path | None = None) -> OnPremCostModel:

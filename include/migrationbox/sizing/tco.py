@@ -120,7 +120,8 @@ def cloud_cost(profile: ServerProfile, cloud: str, machine: MachineType, storage
     one_y, three_y, basis = commitment_prices(cloud, machine, assumptions)
     licence = licence_hourly(profile.licences, machine.vcpu, assumptions) * HOURS_PER_MONTH
     blend = 1.0 + max(0.0, scale_share)
-    egress_gb = profile.network_mbps * assumptions.egress_share * GB_PER_MBPS_MONTH
+    egress_gb = (profile.network_mbps * assumptions.egress_share * GB_PER_MBPS_MONTH
+                 if profile.internet_facing else 0.0)
     egress_rate = assumptions.egress_usd_per_gb.get(cloud, 0.0)
     return CloudCost(
         compute_on_demand=machine.monthly_usd,

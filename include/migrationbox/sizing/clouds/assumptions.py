@@ -24,8 +24,11 @@ customer, or refresh with real prices where a parser exists):
   within a few percent of these for licence-included Windows/SQL/RHEL).
 - egress: internet data transfer out, first paid tier: AWS $0.09/GB, Azure
   $0.087/GB, GCP Premium Tier $0.12/GB. Free allowances and volume tiers are
-  ignored (conservative). Egress volume = measured network throughput x
-  ``egress_share`` (default 5 %: most server traffic stays inside the estate).
+  ignored (conservative). Only internet-facing servers (edge roles such as load
+  balancers, proxies and VPN gateways, or a public IP address) pay egress: east-west
+  traffic stays inside the VPC. Their egress volume = measured network throughput
+  (both directions) x ``egress_share`` (default 25 %: half of it is outbound, and
+  half of that is the internet side rather than the back-end side of the edge).
 """
 
 from __future__ import annotations
@@ -65,9 +68,9 @@ class PricingAssumptions(BaseModel):
     licence_basis: str = "Compute Engine premium-image list prices, applied to all clouds"
     egress_usd_per_gb: dict[str, float] = Field(default_factory=lambda: {
         "aws": 0.09, "azure": 0.087, "gcp": 0.12})
-    egress_share: float = Field(default=0.05, ge=0, le=1,
-                                description="share of measured network throughput that "
-                                            "leaves the cloud to the internet")
+    egress_share: float = Field(default=0.25, ge=0, le=1,
+                                description="share of an internet-facing server's measured "
+                                            "network throughput that leaves to the internet")
     egress_basis: str = "internet egress, first paid tier; free allowance ignored"
 
     def commitment(self, cloud: str) -> Commitment | None:
@@ -93,8 +96,9 @@ class PricingAssumptions(BaseModel):
             f"${self.rhel_usd_per_hour_large}/h ({self.licence_basis})")
         egress = ", ".join(f"{c} ${self.egress_usd_per_gb[c]}/GB" for c in clouds
                            if c in self.egress_usd_per_gb)
-        lines.append(f"ASSUMPTION egress: {self.egress_share:.0%} of measured network "
-                     f"throughput leaves to the internet at {egress} ({self.egress_basis})")
+        lines.append(f"ASSUMPTION egress: internet-facing servers send {self.egress_share:.0%} "
+                     f"of their measured network throughput to the internet at {egress} "
+                     f"({self.egress_basis}); other servers' traffic stays in the VPC")
         return lines
 
 

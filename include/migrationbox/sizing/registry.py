@@ -1,0 +1,169 @@
+"""MLflow tracking and the model registry: where trained models live and which one serves.
+
+Local default: a SQLite tracking store and an artifact folder under
+``<runtime>/mlflow`` (git-ignored); production: ``MLFLOW_TRACKING_URI`` pointing at a
+tracking server. Two registered models, each with a ``champion`` alias:
+
+- ``migrationbox-sizing``: the XGBoost + LightGBM ensemble (pyfunc);
+- ``migrationbox-forecaster``: the chosen Prophet configuration (pyfunc).
+
+A challenger is registered as a new version without the alias; ``promote`` moves the
+alias only when the comparison on the same held-out servers says so, and records
+why on the version (tags), so the registry itself explains every promotion.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SIZING_MODEL = "migrationbox-sizing"
+FORECAST_MODEL = "migrationbox-forecaster"
+CHAMPION = "champion"
+EXPERIMENT = "migrationbox-sizing"
+RISK_ARTIFACT = "evaluation/option_risk.json"
+
+
+def mlflow_dir() -> Path:
+    from migrationbox.config import runtime_dir
+
+    path = runtime_dir() / "mlflow"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def local_uri() -> str:
+    return f"sqlite:///{mlflow_dir() / 'mlflow.db'}"
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the local SQLite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or local_uri()
+
+
+def is_local() -> bool:
+    """True for the embedded store (MLflow itself exports the URI it is given)."""
+    return tracking_uri() == local_uri()
+
+
+def artifact_location() -> str:
+    return (mlflow_dir() / "artifacts").as_uri()
+
+
+def store_exists() -> bool:
+    """Whether there is a registry to ask (without creating an empty local one)."""
+    if not is_local():
+        return True
+    from migrationbox.config import runtime_dir
+
+    return (runtime_dir() / "mlflow" / "mlflow.db").exists()
+
+
+def configure() -> Any:
+    """Point MLflow at the store and return a client."""
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_registry_uri(tracking_uri())
+    return mlflow.MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
+
+
+def experiment_id(name: str = EXPERIMENT) -> str:
+    """The experiment, created with its artifacts in the runtime folder (not the CWD)."""
+    client = configure()
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = artifact_location() if is_local() else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # created concurrently by another task
+        again = client.get_experiment_by_name(name)
+        if again is None:
+            raise
+        return again.experiment_id
+
+
+@dataclass(frozen=True, slots=True)
+class Champion:
+    name: str
+    version: str
+    run_id: str
+    tags: dict[str, str]
+
+
+def champion(name: str) -> Champion | None:
+    """The version holding the ``champion`` alias, or None."""
+    client = configure()
+    try:
+        mv = client.get_model_version_by_alias(name, CHAMPION)
+    except Exception:  # no such model or alias
+        return None
+    return Champion(name, str(mv.version), mv.run_id or "", dict(mv.tags or {}))
+
+
+def load_model(name: str, version: str | None = None) -> Any:
+    """A registered model as pyfunc: a given version, or the champion."""
+    import mlflow.pyfunc
+
+    configure()
+    uri = f"models:/{name}/{version}" if version else f"models:/{name}@{CHAMPION}"
+    return mlflow.pyfunc.load_model(uri)
+
+
+def unwrap(pyfunc_model: Any) -> Any:
+    """The Python object behind a pyfunc model (our ensemble or forecaster)."""
+    return pyfunc_model.unwrap_python_model()
+
+
+def promote(name: str, version: str, reason: str, metrics: dict[str, float]) -> None:
+    """Give ``version`` the champion alias and record why on the version."""
+    client = configure()
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_model_version_tag(name, version, "promotion_reason", reason)
+    client.set_model_version_tag(name, version, "promotion_metrics",
+                                 json.dumps({k: round(v, 6) for k, v in metrics.items()}))
+
+
+def reject(name: str, version: str, reason: str) -> None:
+    client = configure()
+    client.set_model_version_tag(name, version, "rejected_reason", reason)
+
+
+def champion_risk_table() -> dict[str, Any] | None:
+    """The option-risk table measured with the champion sizing model, if any."""
+    if not store_exists():
+        return None
+    champ = champion(SIZING_MODEL)
+    if champ is None or not champ.run_id:
+        return None
+    import mlflow.artifacts
+
+    configure()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(run_id=champ.run_id,
+                                                       artifact_path=RISK_ARTIFACT, dst_path=tmp)
+        except Exception:
+            return None
+        table = json.loads(Path(path).read_text(encoding="utf-8"))
+    table["source"] = f"MLflow {SIZING_MODEL} v{champ.version} (run {champ.run_id[:8]})"
+    return table
+
+
+def load_champion_ensemble() -> tuple[Any, Champion] | None:
+    """The champion sizing ensemble, or None when there is no registry or no champion."""
+    if not store_exists():
+        return None
+    champ = champion(SIZING_MODEL)
+    if champ is None:
+        return None
+    return unwrap(load_model(SIZING_MODEL)).ensemble, champ

@@ -1,0 +1,1 @@
+"""Training and evaluation pipelines that the retraining DAGs call."""

@@ -1,0 +1,1 @@
+"""Sizing and forecasting model pipelines (see ``pipeline``)."""
