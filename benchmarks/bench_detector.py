@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         fits += result.forecast_fits
         m1 = result.frame["model1"].to_numpy(dtype=bool)
         m2 = result.frame["model2"].fillna(False).to_numpy(dtype=bool)
-        for label, flags in zip(scores, (m1, m2, m1 & m2), strict=True):
+        both = result.frame["high"].to_numpy(dtype=bool)
+        for label, flags in zip(scores, (m1, m2, both), strict=True):
             scores[label].add(flags, labelled, args.tolerance)
         print(f"{name:<24}{len(raw):>8}{len(labelled.events):>8}"
               f"{result.forecast_fits:>6}{took:>9.1f}")

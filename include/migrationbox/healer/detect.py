@@ -11,7 +11,10 @@
   therefore up to one chunk stale: that is the real retraining cadence, chosen because a
   Prophet fit costs ~0.3-1 s and fitting per point would cost that much per sample.
   Points that both models already flagged are left out of later training sets, so a
-  past incident does not widen future intervals.
+  past incident does not widen future intervals. Prophet ignores the latest
+  observations when it forecasts, so each forecast is shifted by the median residual of
+  the previous ``level_window`` points (also strictly before *t*): the forecast follows
+  level changes between retrainings while the daily shape still comes from Prophet.
   A point counts as outside the forecast when ``|value - yhat|`` exceeds
   ``interval_scale`` times the interval's half-width on that side
   (``forecast_score = residual / half-width``; ``|score| > interval_scale``).
@@ -187,7 +190,11 @@ class Anomaly:
 
 @dataclass
 class DetectionResult:
-    """All scores per point (``frame``) and the flagged points (``anomalies``)."""
+    """All scores per point (``frame``) and the flagged points (``anomalies``).
+
+    ``frame`` columns: value; model 1's mean, std, z, model1; model 2's yhat, lower,
+    upper, fscore, model2 (NA where it abstained); high (both agree).
+    """
 
     frame: pd.DataFrame
     anomalies: list[Anomaly]
@@ -593,6 +600,9 @@ class Detector:
         if len(series):
             fits = self._run_forecasts(series, frame, forecaster)
         anomalies = self._collect(frame)
+        high = np.zeros(len(frame), dtype=bool)
+        high[[a.position for a in anomalies if a.high_confidence]] = True
+        frame["high"] = high
         return DetectionResult(frame=frame, anomalies=anomalies, forecast_fits=fits, config=cfg)
 
     def _run_forecasts(self, series: pd.Series, frame: pd.DataFrame,

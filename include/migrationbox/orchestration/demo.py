@@ -157,27 +157,48 @@ def _print_summary(plan, wave, run_id: str, outcome, say) -> None:
         secs = (r.finished_at - r.started_at).total_seconds() if r.finished_at else float("nan")
         say(f"  {r.phase:<18} {r.status:<12} {secs:>8.1f}  {(r.summary or '')[:70]}")
     cut = next((r for r in runs if r.phase == "cutover"), None)
-    if cut and cut.details:
-        steps = (cut.details.get("details") or cut.details).get("steps") or []
-        if steps:
-            say("")
-            say("  cutover steps (weighted DNS, % of traffic on the target):")
-            for s in steps:
-                say(f"    {s}")
+    steps = _details(cut).get("steps") or []
+    if steps:
+        say("")
+        say("  cutover (weighted DNS; every step probes each target service for real):")
+        say(f"    {'target %':>8} {'services':>8} {'probes':>7} {'errors':>7} "
+            f"{'p95 ms':>7}  health")
+        for step in steps:
+            probes = list((step.get("probes") or {}).values())
+            health = {p.get("deep_status") for p in probes}
+            say(
+                f"    {step.get('weight', '?'):>8} {len(step.get('weights') or {}):>8} "
+                f"{sum(p.get('requests', 0) for p in probes):>7} "
+                f"{sum(p.get('errors', 0) for p in probes):>7} "
+                f"{max((p.get('p95_ms') or 0) for p in probes) if probes else 0:>7.1f}  "
+                f"{', '.join(sorted(str(h) for h in health)) or '-'}"
+                + (f"  problems: {step['problems']}" if step.get("problems") else "")
+            )
     val = next((r for r in runs if r.phase == "validate"), None)
+    cost = _details(val).get("cost") or {}
     say("")
     predicted = sum((plan.server(s).sizing.monthly_usd if plan.server(s).sizing else 0)
                     for s in wave.server_ids)
     say(f"  predicted cost of wave {wave.number}: ${predicted:,.2f}/month")
-    if val and val.details:
-        cost = (val.details.get("details") or val.details).get("cost")
-        if cost:
-            say(f"  cost check: {cost}")
+    if cost:
+        say(
+            f"  actual, from the instances running in the cloud: "
+            f"${cost.get('actual_monthly_usd', 0):,.2f}/month "
+            f"(delta {cost.get('delta_pct', 0):+.1f}%, "
+            f"{len(cost.get('instances') or [])} instances)"
+        )
     if approvals:
         say("")
         say("  approvals recorded in the store:")
         for a in approvals:
             say(f"    {a.gate:<14} {a.decision:<9} by {a.approved_by} at {a.responded_at}")
+
+
+def _details(run) -> dict:
+    """The phase result's own details (phase runs store the whole PhaseResult)."""
+    if run is None or not run.details:
+        return {}
+    return run.details.get("details") or run.details
 
 
 def main_demo(argv_estate: str | None = None, **kw: Any) -> int:

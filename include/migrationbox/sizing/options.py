@@ -35,6 +35,8 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from migrationbox.sizing.clouds import (
     CLOUDS,
     DEFAULT_REGIONS,
@@ -634,3 +636,116 @@ def planning_sizing(sizing: ServerSizing, cloud: str = "aws", option: str = "bal
                      f"{choice.storage.sku if choice.storage else ''}: "
                      f"{choice.storage.source if choice.storage else ''}",
     )
+
+
+# --------------------------------------------------------------------------- JSON schema
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CostsOut(_Out):
+    compute_on_demand: float
+    compute_blended: float
+    compute_1y_commitment: float
+    compute_3y_commitment: float
+    commitment_basis: str = Field(description="data | assumption | none")
+    storage: float
+    storage_gb: float
+    storage_sku: str
+    egress: float
+    egress_gb: float
+    licences: float
+    monthly_on_demand: float
+    monthly_1y_commitment: float
+    monthly_3y_commitment: float
+    tco_3y_on_demand: float
+    tco_3y_committed: float
+
+
+class AutoscalingOut(_Out):
+    min_instances: int
+    max_instances: int
+
+
+class CloudChoiceOut(_Out):
+    cloud: str
+    region: str
+    required_vcpu: float
+    required_memory_gib: float
+    error: str | None = None
+    instance_type: str | None = None
+    vcpu: int | None = None
+    memory_gib: float | None = None
+    hourly_usd: float | None = None
+    autoscaling: AutoscalingOut | None = None
+    costs: CostsOut | None = None
+    savings_vs_onprem_3y_commitment: float | None = None
+    savings_vs_onprem_on_demand: float | None = None
+    price_source: str | None = None
+    storage_source: str | None = None
+    storage_assumption: str | None = None
+
+
+class RiskOut(_Out):
+    method: str
+    level: str
+    underprovisioning_rate: float | None
+    basis: str
+    time_above_base: float | None
+    scale_outs_per_day: float | None
+    text: str
+
+
+class SafeVariantOut(_Out):
+    method: str
+    label: str
+    risk: RiskOut
+    required_vcpu: float
+    required_memory_gib: float
+    note: str
+    clouds: dict[str, CloudChoiceOut]
+
+
+class OptionOut(_Out):
+    option: str
+    label: str
+    formula: str
+    basis: str
+    required_vcpu: float
+    required_memory_gib: float
+    storage_gb: float
+    autoscaling_policy: str | None
+    risk: RiskOut
+    unsafe: bool
+    recommended: bool
+    clouds: dict[str, CloudChoiceOut]
+    safe_variant: SafeVariantOut | None
+
+
+class ServerOut(_Out):
+    server_id: str
+    hostname: str
+    current: dict[str, Any]
+    demand: dict[str, Any]
+    onprem_monthly: dict[str, float]
+    forecast: dict[str, Any]
+    model_prediction: dict[str, float] | None
+    options: list[OptionOut]
+    warnings: list[str]
+
+
+class FailedOut(_Out):
+    server_id: str
+    error: str
+
+
+class SizingReport(_Out):
+    """The JSON document ``migrationbox size --format json`` prints."""
+
+    clouds: list[str]
+    regions: dict[str, str]
+    notes: list[str]
+    servers: list[ServerOut]
+    failed: list[FailedOut]

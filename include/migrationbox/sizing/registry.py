@@ -41,9 +41,15 @@ def local_uri() -> str:
     return f"sqlite:///{mlflow_dir() / 'mlflow.db'}"
 
 
+_SET_BY_US: set[str] = set()  # mlflow.set_tracking_uri exports what it is given
+
+
 def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else the local SQLite store."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or local_uri()
+    """``MLFLOW_TRACKING_URI`` if the user set it, else the local SQLite store."""
+    explicit = os.environ.get("MLFLOW_TRACKING_URI")
+    if explicit and explicit not in _SET_BY_US:
+        return explicit
+    return local_uri()
 
 
 def is_local() -> bool:
@@ -71,9 +77,12 @@ def configure() -> Any:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_registry_uri(tracking_uri())
-    return mlflow.MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
+    uri = tracking_uri()
+    if is_local():
+        _SET_BY_US.add(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def experiment_id(name: str = EXPERIMENT) -> str:

@@ -1,0 +1,101 @@
+"""Weekly retraining of the sizing and forecasting models (``migrationbox_retrain_sizing``).
+
+Thin on purpose: every task calls one function of ``ml.sizing.pipeline``; nothing heavy
+is imported at parse time.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+DOC = """\
+### Retrain the sizing and forecasting models
+
+1. **check_training_data**: load the Bitbrains trace, apply the documented cleaning and
+   run the great-expectations gate (no missing values, percentages in 0-100, positive
+   capacities, timestamps strictly increasing per VM). A failed expectation fails this
+   task with the list of failures, and nothing downstream runs: no training, no promotion.
+2. **train_sizing_model** / **train_forecaster**: train the challengers (XGBoost +
+   LightGBM ensemble; Prophet configuration), evaluate them on held-out VMs against the
+   rule baselines, and log parameters, metrics, dataset digests, signatures, tables and
+   plots to MLflow; each is registered as a new model version.
+3. **promote_sizing_model** / **promote_forecaster**: re-evaluate the current champion on
+   the *same* held-out VMs; the `champion` alias moves only when the challenger is better,
+   and the version is tagged with the reason either way.
+
+Params: `quick` (small subsample, minutes) and `max_vms`, `use_prophet_features`.
+Tracking: `MLFLOW_TRACKING_URI`, else the SQLite store under the MigrationBox runtime folder.
+"""
+
+
+def _pipeline() -> Any:
+    """``ml.sizing.pipeline``; the project root is put on the path when needed."""
+    try:
+        from ml.sizing import pipeline
+    except ModuleNotFoundError:
+        from migrationbox.config import project_root
+
+        sys.path.insert(0, str(project_root()))
+        from ml.sizing import pipeline
+    return pipeline
+
+
+def _conf() -> dict[str, Any]:
+    params = get_current_context()["params"]
+    conf: dict[str, Any] = {"quick": bool(params.get("quick"))}
+    if params.get("max_vms") is not None:
+        conf["max_vms"] = int(params["max_vms"])
+    if params.get("use_prophet_features") is not None:
+        conf["use_prophet_features"] = bool(params["use_prophet_features"])
+    return conf
+
+
+@dag(
+    dag_id="migrationbox_retrain_sizing",
+    schedule="@weekly",
+    start_date=datetime(2026, 1, 5),
+    catchup=False,
+    max_active_runs=1,
+    tags=["migrationbox", "ml", "sizing"],
+    doc_md=DOC,
+    default_args={"owner": "migrationbox-ml", "retries": 2,
+                  "retry_delay": timedelta(minutes=5)},
+    params={
+        "quick": Param(False, type="boolean", description="small subsample (tests, demos)"),
+        "max_vms": Param(None, type=["null", "integer"], minimum=5,
+                         description="train and evaluate on this many VMs of the trace"),
+        "use_prophet_features": Param(None, type=["null", "boolean"],
+                                      description="Prophet forecast features (slow)"),
+    },
+)
+def migrationbox_retrain_sizing() -> None:
+    @task(retries=0)  # a failed quality gate is deterministic: retrying cannot fix it
+    def check_training_data() -> dict[str, Any]:
+        return _pipeline().check_data(_conf())
+
+    @task(execution_timeout=timedelta(hours=2))
+    def train_sizing_model(_: dict[str, Any]) -> dict[str, Any]:
+        return _pipeline().train_sizing(_conf())
+
+    @task(execution_timeout=timedelta(hours=2))
+    def train_forecaster(_: dict[str, Any]) -> dict[str, Any]:
+        return _pipeline().train_forecaster(_conf())
+
+    @task
+    def promote_sizing_model(candidate: dict[str, Any]) -> dict[str, Any]:
+        return _pipeline().promote_sizing(candidate, _conf())
+
+    @task
+    def promote_forecaster(candidate: dict[str, Any]) -> dict[str, Any]:
+        return _pipeline().promote_forecaster(candidate, _conf())
+
+    gate = check_training_data()
+    promote_sizing_model(train_sizing_model(gate))
+    promote_forecaster(train_forecaster(gate))
+
+
+migrationbox_retrain_sizing()
