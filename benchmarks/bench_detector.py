@@ -176,59 +176,28 @@ class Score:
         return 1000 * (self.flagged - self.flagged_in_events) / self.points
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--traces", type=Path, default=TRACES)
-    parser.add_argument("--vms", type=int, default=3, help="Bitbrains VMs to include")
-    parser.add_argument("--days", type=int, default=14, help="days per long series")
-    parser.add_argument("--warmup-days", type=int, default=3)
-    parser.add_argument("--per-category", type=int, default=3)
-    parser.add_argument("--tolerance", type=int, default=3)
-    parser.add_argument("--window", type=int, default=288)
-    parser.add_argument("--threshold", type=float, default=3.0)
-    parser.add_argument("--interval-width", type=float, default=0.95)
-    parser.add_argument("--seed", type=int, default=11)
-    args = parser.parse_args(argv)
+def run_one(labelled_series: list[Labelled], config, tolerance: int
+            ) -> tuple[dict[str, Score], list[tuple[str, int, int, int, float]]]:
+    from migrationbox.healer.detect import Detector
 
-    sys.path.insert(0, str(REPO / "include"))
-    from migrationbox.healer.detect import Detector, DetectorConfig, ForecastConfig, ZScoreConfig
-
-    if not args.traces.is_dir():
-        print(f"bench_detector: traces folder not found: {args.traces}", file=sys.stderr)
-        return 2
-    config = DetectorConfig(
-        zscore=ZScoreConfig(window=args.window, threshold=args.threshold),
-        forecast=ForecastConfig(interval_width=args.interval_width,
-                                retrain_every=timedelta(days=1)))
-    t0 = time.perf_counter()
-    series = load_series(args.traces, args.vms, args.days)
-    load_s = time.perf_counter() - t0
     scores = {"model 1 (z-score)": Score(), "model 2 (Prophet)": Score(),
               "both (high confidence)": Score()}
-    fits = 0
-    detect_s = 0.0
-    print(f"{'series':<24}{'points':>8}{'events':>8}{'fits':>6}{'seconds':>9}")
-    for i, (name, raw) in enumerate(series):
-        labelled = inject(name, raw, warmup_days=args.warmup_days,
-                          per_category=args.per_category, seed=args.seed + i)
+    rows = []
+    for labelled in labelled_series:
         t1 = time.perf_counter()
         result = Detector(config).detect(labelled.series)
         took = time.perf_counter() - t1
-        detect_s += took
-        fits += result.forecast_fits
         m1 = result.frame["model1"].to_numpy(dtype=bool)
         m2 = result.frame["model2"].fillna(False).to_numpy(dtype=bool)
         both = result.frame["high"].to_numpy(dtype=bool)
         for label, flags in zip(scores, (m1, m2, both), strict=True):
-            scores[label].add(flags, labelled, args.tolerance)
-        print(f"{name:<24}{len(raw):>8}{len(labelled.events):>8}"
-              f"{result.forecast_fits:>6}{took:>9.1f}")
+            scores[label].add(flags, labelled, tolerance)
+        rows.append((labelled.name, len(labelled.series), len(labelled.events),
+                     result.forecast_fits, took))
+    return scores, rows
 
-    points = next(iter(scores.values())).points
-    print()
-    print(f"window={args.window} threshold={args.threshold} interval_width="
-          f"{args.interval_width} tolerance={args.tolerance} points scored={points} "
-          f"Prophet fits={fits} load={load_s:.1f}s detect={detect_s:.1f}s")
+
+def print_table(scores: dict[str, Score]) -> None:
     header = (f"{'detector':<24}{'precision':>10}{'recall':>8}"
               + "".join(f"{c:>9}" for c in CATEGORIES) + f"{'FP/1k':>8}{'flagged':>9}")
     print(header)
@@ -237,8 +206,59 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<24}{s.precision:>10.3f}{s.recall():>8.3f}"
               + "".join(f"{s.recall(c):>9.2f}" for c in CATEGORIES)
               + f"{s.fp_per_1k:>8.2f}{s.flagged:>9}")
-    totals = next(iter(scores.values())).total
-    print("events injected: " + ", ".join(f"{c} {totals[c]}" for c in CATEGORIES))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--traces", type=Path, default=TRACES)
+    parser.add_argument("--vms", type=int, default=3, help="Bitbrains VMs to include")
+    parser.add_argument("--days", type=int, default=14, help="days per long series")
+    parser.add_argument("--warmup-days", type=int, default=3)
+    parser.add_argument("--per-category", type=int, default=3)
+    parser.add_argument("--tolerance", type=int, default=3)
+    parser.add_argument("--window", type=int, nargs="+", default=[288],
+                        help="model 1 window(s) in points; one table per value")
+    parser.add_argument("--threshold", type=float, default=3.0)
+    parser.add_argument("--interval-width", type=float, default=0.95)
+    parser.add_argument("--level-window", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, str(REPO / "include"))
+    from migrationbox.healer.detect import DetectorConfig, ForecastConfig, ZScoreConfig
+
+    if not args.traces.is_dir():
+        print(f"bench_detector: traces folder not found: {args.traces}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    labelled = [inject(name, raw, warmup_days=args.warmup_days,
+                       per_category=args.per_category, seed=args.seed + i)
+                for i, (name, raw) in enumerate(load_series(args.traces, args.vms, args.days))]
+    load_s = time.perf_counter() - t0
+    totals = dict.fromkeys(CATEGORIES, 0)
+    for item in labelled:
+        for event in item.events:
+            totals[event.category] += 1
+    for window in args.window:
+        config = DetectorConfig(
+            zscore=ZScoreConfig(window=window, threshold=args.threshold,
+                                min_history=min(30, window)),
+            forecast=ForecastConfig(interval_width=args.interval_width,
+                                    level_window=args.level_window,
+                                    retrain_every=timedelta(days=1)))
+        scores, rows = run_one(labelled, config, args.tolerance)
+        print(f"{'series':<24}{'points':>8}{'events':>8}{'fits':>6}{'seconds':>9}")
+        for name, points, events, fits, took in rows:
+            print(f"{name:<24}{points:>8}{events:>8}{fits:>6}{took:>9.1f}")
+        print()
+        print(f"window={window} threshold={args.threshold} interval_width="
+              f"{args.interval_width} level_window={args.level_window} "
+              f"tolerance={args.tolerance} points scored={scores['model 1 (z-score)'].points} "
+              f"Prophet fits={sum(r[3] for r in rows)} load={load_s:.1f}s "
+              f"detect={sum(r[4] for r in rows):.1f}s")
+        print_table(scores)
+        print("events injected: " + ", ".join(f"{c} {totals[c]}" for c in CATEGORIES))
+        print()
     return 0
 
 

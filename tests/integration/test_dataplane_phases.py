@@ -289,7 +289,7 @@ def test_failed_health_check_during_cutover_rolls_back_to_source(make_dataplane,
     assert report["steps"][0]["problems"] == []
     # the DAG's rollback task runs too: harmless, and says what it did
     back = cutover.rollback(ctx)
-    assert back.ok and len(back.details["restored"]) == 2
+    assert back.ok and len(back.details["restored"]) == 3  # web, api and the dns health service
     assert dp.weights("api-01") == {"source": 100, "target": 0}
     # once the target is fixed, a new run goes all the way from 5 %
     dp.lab.fault("api-01", "ok")

@@ -9,6 +9,7 @@ no Prophet features) so it finishes in about a minute on two cores.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,13 @@ def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         trace_path()
     except TraceNotFound as exc:
         pytest.skip(str(exc))
+    # dag.test() finds the DAG through the dags-folder bundle of the (temporary)
+    # AIRFLOW_HOME, whose path Airflow fixed when its configuration loaded
+    from airflow.configuration import conf
+
+    dags = Path(conf.get("core", "dags_folder"))
+    dags.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DAG_FILE, dags / DAG_FILE.name)
     monkeypatch.setenv("MIGRATIONBOX_HOME", str(tmp_path / "mb"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.syspath_prepend(str(REPO))

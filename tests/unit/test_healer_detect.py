@@ -263,3 +263,20 @@ def test_cli_bad_input_exits_2_with_the_line(tmp_path: Path, capsys) -> None:
     assert "window" in capsys.readouterr().err
     assert run_cli(["--csv", str(tmp_path / "missing.csv")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_forecaster_is_tracked_in_mlflow_per_metric(tmp_path: Path) -> None:
+    from migrationbox.healer.tracking import load_latest_forecaster, log_forecaster
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert load_latest_forecaster("web-01/cpu", tracking_uri=uri) is None
+    s = daily_series(days=2)
+    old = Forecaster.fit(s.iloc[:DAY + 10], ForecastConfig())
+    new = Forecaster.fit(s, ForecastConfig())
+    log_forecaster("web-01/cpu", old, tracking_uri=uri)
+    log_forecaster("web-01/cpu", new, tracking_uri=uri, metrics={"holdout_mae": 0.8})
+    log_forecaster("db-01/cpu", old, tracking_uri=uri)
+    loaded = load_latest_forecaster("web-01/cpu", tracking_uri=uri)
+    assert loaded is not None and loaded.trained_until == new.trained_until
+    when = pd.date_range(s.index[-1] + timedelta(minutes=5), periods=3, freq="5min")
+    pd.testing.assert_frame_equal(loaded.predict(when), new.predict(when))

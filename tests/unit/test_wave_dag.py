@@ -126,3 +126,30 @@ def test_broken_spec_is_an_import_error_not_a_missing_dag(plans):
 def _write(folder: Path, spec: dict) -> Path:
     (folder / f"{spec['estate']}.json").write_text(json.dumps(spec))
     return folder
+
+
+def test_discover_and_plan_dag_runs_and_publishes_the_plan(tmp_path, monkeypatch):
+    """dag.test() of the planning DAG on the sample estate: plan stored, spec written."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "airflow"
+    env = {
+        **__import__("os").environ,
+        "AIRFLOW_HOME": str(home),
+        "MIGRATIONBOX_HOME": str(tmp_path / "rt"),
+        "MIGRATIONBOX_STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "MIGRATIONBOX_PLANS_DIR": str(tmp_path / "plans"),
+    }
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
+                   capture_output=True)
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+    out = subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", "migrationbox__discover_and_plan",
+         "-c", json.dumps({"estate_path": "include/estates/sample"})],
+        env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "state=success" in out.stdout + out.stderr or "success" in out.stdout[-500:]
+    spec = json.loads((tmp_path / "plans" / "sample.json").read_text())
+    assert spec["estate"] == "sample" and spec["version"] == 1 and len(spec["waves"]) >= 4

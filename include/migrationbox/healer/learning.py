@@ -22,12 +22,10 @@
 from __future__ import annotations
 
 import math
-import os
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -35,7 +33,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from migrationbox.healer import tables
+from migrationbox.healer import tables, tracking
 from migrationbox.healer.decision import DecisionMatrix, MatrixRow, Situation
 
 PLAN_FIELDS = ("remediation_id", "timestamp", "anomaly_type", "action", "success",
@@ -281,30 +279,6 @@ class TrainingReport:
     model_uri: str | None = None
 
 
-def mlflow_tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` or a local SQLite store under ``<runtime_dir>/mlflow``."""
-    explicit = os.environ.get("MLFLOW_TRACKING_URI")
-    if explicit:
-        return explicit
-    from migrationbox.config import runtime_dir
-
-    folder = runtime_dir() / "mlflow"
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'mlflow.db'}"
-
-
-def _experiment_id(mlflow: Any, name: str, tracking_uri: str) -> str:
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    artifact_location = None
-    if tracking_uri.startswith("sqlite:///"):
-        artifacts = Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts"
-        artifacts.mkdir(parents=True, exist_ok=True)
-        artifact_location = artifacts.resolve().as_uri()
-    return mlflow.create_experiment(name, artifact_location=artifact_location)
-
-
 def train_success_model(records: Sequence[RemediationRecord], matrix: DecisionMatrix, *,
                         holdout_fraction: float = 0.3, min_records: int = 40,
                         tracking_uri: str | None = None, experiment: str = EXPERIMENT,
@@ -356,7 +330,8 @@ def train_success_model(records: Sequence[RemediationRecord], matrix: DecisionMa
     reason = (f"held-out Brier {metrics['holdout_brier_model']:.4f} (model) vs "
               f"{metrics['holdout_brier_matrix']:.4f} (matrix)")
     run_id, model_uri = _track(pipeline, metrics, champion, len(train), len(hold), seed,
-                               tracking_uri or mlflow_tracking_uri(), experiment, log_model)
+                               tracking_uri or tracking.mlflow_tracking_uri(), experiment,
+                               log_model)
     return TrainingReport(True, champion, reason, len(train), len(hold), metrics, run_id,
                           pipeline, model_uri)
 
@@ -373,7 +348,7 @@ def _track(pipeline: Any, metrics: dict[str, float], champion: str, n_train: int
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
-    experiment_id = _experiment_id(mlflow, experiment, tracking_uri)
+    experiment_id = tracking.experiment_id(mlflow, experiment, tracking_uri)
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params({"n_train": n_train, "n_holdout": n_hold, "seed": seed,
                            "features": ",".join((*CATEGORICAL, *NUMERIC)),
@@ -397,7 +372,7 @@ def load_success_model(model_uri: str, tracking_uri: str | None = None) -> Any:
     """Load the pipeline logged by :func:`train_success_model` (``report.model_uri``)."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri or mlflow_tracking_uri())
+    mlflow.set_tracking_uri(tracking_uri or tracking.mlflow_tracking_uri())
     return mlflow.sklearn.load_model(model_uri)
 
 

@@ -136,7 +136,7 @@ def run_phase(phase_name: str, estate: str, wave: int, plan_version: int, **cont
             result.model_dump(mode="json"))
     if not result.ok:
         raise AirflowFailException(f"{phase_name}: {result.summary}: {result.failures}")
-    if phase_name == "decommission":
+    if phase_name == "decommission" and not ctx.dry_run:
         with session_scope() as session:
             repository.set_wave_status(session, estate=estate, plan_version=plan_version,
                                        wave=wave, status="completed")
