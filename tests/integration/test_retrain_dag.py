@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,8 @@ def airflow_db() -> None:
 
 
 @pytest.fixture()
-def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+            request: pytest.FixtureRequest) -> Path:
     from migrationbox.sizing.backtest import TraceNotFound, trace_path
 
     try:
@@ -42,9 +44,13 @@ def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # AIRFLOW_HOME, whose path Airflow fixed when its configuration loaded
     from airflow.configuration import conf
 
-    dags = Path(conf.get("core", "dags_folder"))
+    dags = Path(conf.get("core", "dags_folder")).resolve()
+    if not dags.is_relative_to(Path(tempfile.gettempdir()).resolve()):
+        pytest.skip(f"needs a temporary AIRFLOW_HOME; dags folder is {dags}")
     dags.mkdir(parents=True, exist_ok=True)
-    shutil.copy(DAG_FILE, dags / DAG_FILE.name)
+    copy = dags / DAG_FILE.name
+    shutil.copy(DAG_FILE, copy)
+    request.addfinalizer(lambda: copy.unlink(missing_ok=True))
     monkeypatch.setenv("MIGRATIONBOX_HOME", str(tmp_path / "mb"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.syspath_prepend(str(REPO))

@@ -280,3 +280,11 @@ def test_forecaster_is_tracked_in_mlflow_per_metric(tmp_path: Path) -> None:
     assert loaded is not None and loaded.trained_until == new.trained_until
     when = pd.date_range(s.index[-1] + timedelta(minutes=5), periods=3, freq="5min")
     pd.testing.assert_frame_equal(loaded.predict(when), new.predict(when))
+
+
+def test_missing_samples_are_skipped_not_flagged() -> None:
+    s = injected()
+    s.iloc[SPIKE - 40: SPIKE - 20] = np.nan  # the metric source stopped answering
+    result = Detector().detect(s)
+    assert not any(SPIKE - 40 <= a.position < SPIKE - 20 for a in result.anomalies)
+    assert by_position(result)[SPIKE].confidence is Confidence.high

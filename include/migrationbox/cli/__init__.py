@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "platform_cmd",
     "lab_cmd",
     "demo_cmd",
+    "detect",
+    "size",
 )
 
 

@@ -8,7 +8,10 @@ One module per step, each usable (and tested) without a scheduler:
 * ``decision``  the decision matrix (``decision_matrix.json``) and the decision engine
 * ``guard``     per-resource locks and rate limits (in memory or in SQL tables of its own)
 * ``learning``  remediation records, per-action Beta confidence, the XGBoost classifier
-* ``incident``  incident reports (Markdown) and notifiers (Teams webhook, email)
+* ``incident``  incident reports in the plan's template (Markdown, MTTR)
+* ``notify``    notifiers: Teams channel webhook (Adaptive Card 1.5), email (SMTP)
+* ``tracking``  MLflow tracking URI and the per-metric forecaster round trip
+* ``tables``    the healer's own SQL tables (locks, action log, remediation records)
 
 Heavy libraries (pandas, Prophet, XGBoost, MLflow) are imported by the modules that need
 them, never here, so importing the package from a DAG file stays cheap.
