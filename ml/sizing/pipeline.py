@@ -109,7 +109,7 @@ def check_data(conf: dict[str, Any] | TrainConfig | None = None) -> dict[str, An
         from migrationbox.sizing.quality import QualityGateFailed
 
         raise QualityGateFailed(report)
-    return {"rows": int(len(prepared.frame)), "vms": int(prepared.frame["vm_id"].nunique()),
+    return {"rows": len(prepared.frame), "vms": int(prepared.frame["vm_id"].nunique()),
             "digest": prepared.digest, "cleaning": prepared.cleaning.summary(),
             "expectations": report.checked}
 
@@ -259,7 +259,7 @@ def train_sizing(conf: dict[str, Any] | TrainConfig | None = None) -> dict[str, 
         with tempfile.TemporaryDirectory() as tmp:
             for path in _plots(test, pred, scores, Path(tmp)):
                 mlflow.log_artifact(str(path), "evaluation")
-        example = X.head(5)
+        example = X.head(5).astype("float64")
         info = mlflow.pyfunc.log_model(
             name="model", python_model=pyfunc_model(ensemble),
             signature=infer_signature(example, ensemble.predict(example)),

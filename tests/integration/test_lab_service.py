@@ -44,11 +44,13 @@ def lab(tmp_path: Path):
 def test_up_builds_the_estate_and_down_leaves_nothing_running(lab: Lab):
     endpoints = lab.up()
     kinds = sorted((e.server_id, e.kind) for e in endpoints)
-    # disks for every server; a database for db-01; services for web and api only
+    # disks for every server; a database for db-01; a health service for every server
+    # that is not a database (web, api, and the infrastructure's health endpoint)
     assert ("db-01", "database") in kinds
     assert {k for s, k in kinds if s == "web-01"} == {"disk", "http"}
     assert {k for s, k in kinds if s == "api-01"} == {"disk", "http"}
-    assert {k for s, k in kinds if s == "dns-01"} == {"disk"}
+    assert {k for s, k in kinds if s == "dns-01"} == {"disk", "http"}
+    assert {k for s, k in kinds if s == "db-01"} == {"disk", "database"}
     assert read_endpoints_file(lab.endpoints_path) == endpoints
 
     web_disk = by_server(endpoints, "web-01", "disk")[0]

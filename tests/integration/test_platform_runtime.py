@@ -57,6 +57,10 @@ def _wait_pending_gate(api: AirflowClient, run_id: str, timeout: float = 120) ->
     while time.monotonic() < deadline:
         pending = api.hitl_details(DAG_ID, run_id, pending_only=True)
         if pending:
+            # Like a person, answer a moment after the gate appears: an answer that lands
+            # before the parking worker has reported back races Airflow 3.3's executor
+            # event handling (see orchestration/follow.py).
+            time.sleep(4)
             return pending[0]
         run = api.dag_run(DAG_ID, run_id)
         assert run["state"] in ("queued", "running"), f"run ended before its gate: {run}"

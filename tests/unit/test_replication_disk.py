@@ -11,6 +11,7 @@ import pytest
 
 from migrationbox.replication.disk import (
     ConvergencePolicy,
+    SourceVanished,
     refresh_manifest,
     replicate_round,
     replicate_tree,
@@ -151,7 +152,7 @@ def test_unfinished_round_keeps_the_last_good_manifest(trees):
     # would now skip block 5 and leave "NEW DATA" on the target
     big.write_bytes(original)
     stats = replicate_round(src, dst, 3, BLOCK)
-    assert stats.baseline == "rescan"
+    assert stats.baseline == "resume"  # old manifest + the journal; big.bin re-hashed
     assert stats.blocks_sent == 1
     assert not journal_path(dst).exists()
     assert (dst / "var/lib/data/big.bin").read_bytes() == original
@@ -238,3 +239,87 @@ def test_scan_is_stable_and_ignores_metadata(trees):
     (src / ".migrationbox" / "DECOMMISSIONED.json").write_text("{}")
     second = scan_tree(src, BLOCK)
     assert first.digest == second.digest
+
+
+def _big_tree(root: Path, files: int = 4, blocks: int = 16) -> int:
+    rng = random.Random(5)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        (root / f"f{i}.bin").write_bytes(rng.randbytes(blocks * BLOCK))
+    return files * blocks * BLOCK
+
+
+def test_interrupted_first_copy_resumes_without_resending_checkpointed_blocks(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    total = _big_tree(src)
+    cut_at = 2 * 16 * BLOCK + 9 * BLOCK  # two files done, the third at block 9
+
+    def crash(p: Progress) -> None:
+        if p.done >= cut_at:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        replicate_round(src, dst, 1, BLOCK, progress=crash, checkpoint_bytes=4 * BLOCK)
+    assert load_manifest(dst) is None and journal_path(dst).exists()
+    resumed = replicate_round(src, dst, 2, BLOCK)
+    assert resumed.baseline == "resume"
+    # 32 blocks of the finished files + 8 checkpointed of the third come from the journal;
+    # the 9th block of the third file was written but not checkpointed: re-hashed, equal
+    assert resumed.blocks_recovered == 2 * 16 + 8
+    assert resumed.bytes_sent == total - cut_at
+    assert not journal_path(dst).exists()
+    assert verify(src, dst).ok
+
+
+def test_bandwidth_limit_slows_the_round(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    total = _big_tree(src, files=1, blocks=8)  # 512 KiB
+    ticks: list[Progress] = []
+    stats = replicate_round(src, dst, 1, BLOCK, progress=ticks.append,
+                            bandwidth_bytes_per_s=2 * 1024 * 1024)
+    assert stats.seconds >= total / (2 * 1024 * 1024) * 0.9
+    assert stats.throttled_s > 0
+    mid = [t for t in ticks if 0 < t.done < t.total]
+    assert mid and all(t.eta_s is not None and t.sent <= t.done for t in mid)
+    assert ticks[-1].percent == 100.0 and ticks[-1].eta_s == 0.0
+
+
+def test_source_that_vanishes_or_empties_deletes_nothing(trees):
+    src, dst = trees
+    replicate_tree(src, dst, BLOCK)
+    good = manifest_path(dst).read_bytes()
+    moved = src.with_name("src-unmounted")
+    src.rename(moved)
+    with pytest.raises(SourceVanished, match="not a directory"):
+        replicate_round(src, dst, 2, BLOCK)
+    src.mkdir()  # an empty mount point where the volume used to be
+    with pytest.raises(SourceVanished, match="refusing to delete"):
+        replicate_round(src, dst, 2, BLOCK)
+    assert manifest_path(dst).read_bytes() == good
+    assert verify(moved, dst).ok
+    # disappearing in the middle of a round: nothing deleted, the last manifest stands
+    src.rmdir()
+    moved.rename(src)
+    (src / "var/lib/data/big.bin").write_bytes(b"changed" * 1000)
+
+    def unmount(p: Progress) -> None:
+        if p.item == "var/lib/data/big.bin" and src.exists():
+            src.rename(moved)
+
+    with pytest.raises(SourceVanished, match="disappeared during round"):
+        replicate_round(src, dst, 3, BLOCK, progress=unmount)
+    assert manifest_path(dst).read_bytes() == good
+    assert (dst / "run.sh").exists() and journal_path(dst).exists()
+    moved.rename(src)
+    stats = replicate_round(src, dst, 4, BLOCK)
+    assert stats.baseline == "resume" and any("interrupted" in w for w in stats.warnings)
+    assert verify(src, dst).ok
+
+
+def test_bad_manifest_is_reported_not_trusted(trees):
+    src, dst = trees
+    replicate_tree(src, dst, BLOCK)
+    manifest_path(dst).write_text("{not json")
+    stats = replicate_round(src, dst, 2, BLOCK)
+    assert stats.baseline == "rescan" and stats.bytes_sent == 0
+    assert any("malformed manifest" in w and "re-hashed" in w for w in stats.warnings)

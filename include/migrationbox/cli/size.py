@@ -147,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
             pre_failed.append((q.record, "invalid discovery record: " + "; ".join(
                 f"{i.field}: {i.message}" for i in q.issues)))
     histories: dict[str, Any] = {}
+    late_warnings: dict[str, str] = {}
     if args.history:
         target = args.server_id or Path(args.history).stem
         known = {s.server_id for s in servers}
@@ -154,8 +155,9 @@ def run(args: argparse.Namespace) -> int:
             if history is not None:
                 histories[target] = history
             else:
-                pre_failed.append((target, f"{history_problem}; sized from its discovery "
-                                           f"baseline instead"))
+                late_warnings[target] = (f"{history_problem}; sized from its discovery "
+                                         f"baseline instead")
+                exit_code = 1
         elif history_problem is not None:
             print(f"migrationbox size: {history_problem}", file=err)
             if not servers:
@@ -166,14 +168,19 @@ def run(args: argparse.Namespace) -> int:
                 print(f"migrationbox size: history {args.history} is not for a server of the "
                       f"estate ({target!r}); give --vcpu and --memory-gib", file=err)
                 return 2
+            if args.vcpu < 1 or args.memory_gib <= 0:
+                print("migrationbox size: --vcpu must be >= 1 and --memory-gib > 0", file=err)
+                return 2
             servers.append(_standalone(target, args))
             histories[target] = history
     result = size_estate(servers, engine, histories)
     result.failed = pre_failed + result.failed
+    for sized in result.servers:
+        if sized.profile.server_id in late_warnings:
+            sized.warnings.insert(0, late_warnings[sized.profile.server_id])
     if result.failed:
         exit_code = 1
-    if any(s.warnings and any(w.split(":")[0] in CLOUD_NAMES for w in s.warnings)
-           for s in result.servers):
+    if any(o.clouds[c].error for s in result.servers for o in s.options for c in o.clouds):
         exit_code = 1
     if args.format == "json":
         from migrationbox.sizing.options import SizingReport
@@ -190,8 +197,6 @@ def _standalone(server_id: str, args: argparse.Namespace) -> Any:
     """A minimal discovery record for a server known only from its history file."""
     from migrationbox.inventory.models import ServerRecord
 
-    if args.vcpu < 1 or args.memory_gib <= 0:
-        raise SystemExit("migrationbox size: --vcpu must be >= 1 and --memory-gib > 0")
     return ServerRecord.model_validate({
         "server_id": server_id, "hostname": server_id, "ip_addresses": ["192.0.2.1"],
         "os": {"type": args.os}, "hardware": {"cpu_cores": args.vcpu,

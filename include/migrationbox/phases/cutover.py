@@ -2,39 +2,51 @@
 
 Each web/api/load-balancer server of the wave (its ``http`` endpoints) has a service name
 ``<short>.<estate>.migrationbox.internal`` in the estate's zone. Cutover replaces the
-plain record provisioning made with two weighted records, ``source`` and ``target``
-(through the cloud adapter, in one atomic change), and moves the target's weight
-through the steps (5 → 25 → 50 → 100 % by default). After each step it waits the dwell
-time and probes every target service for real: ``N`` requests to ``/`` plus
-``/health/deep``. A step fails when the error rate exceeds the threshold (5 %), the P95
-latency exceeds twice the source's baseline P95 (with a floor), or the deep health is not
-``healthy``; then every service goes back to 100 % source at once, the reason is
-recorded (``cutover.json`` in the run's artifacts) and ``PhaseFailed`` is raised.
+plain record provisioning made with two weighted records, ``source`` and ``target``, and
+hands them to the canary controller (``migrationbox.cutover``): 5 → 25 → 50 → 100 % by
+default, probes of the real target services published to CloudWatch and read back, the
+plan's rollback triggers evaluated after every probe batch, 100 % source at once on a
+trigger, on a DNS record changed by hand, or when the monitoring API stops answering.
+The reason, the metrics and how long the way back took are in ``cutover.json``.
+
+Before the first step, each database of the wave gets its final delta (one watermark
+round and the checksum comparison; the lag it closed is reported), so the target
+services read current data once traffic reaches them.
 
 Idempotent: the current weights are read first; steps at or below them are not
 repeated, and a wave already at 100 % target is only re-probed. ``rollback(ctx)`` puts
-100 % of traffic back on the source wherever weighted records exist.
+100 % of traffic back on the source wherever weighted records exist — except that once
+the wave completed its cutover (100 % target), going back needs an approval: ``rollback``
+then fails with what to do, and ``rollback_approved(ctx)`` (the task after the approval
+gate) does it.
 
 Options: ``cutover_steps`` ([5, 25, 50, 100]), ``cutover_dwell_seconds`` (5),
-``health_probe_requests`` (20), ``cutover_max_error_rate`` (0.05),
+``cutover_probe_interval_seconds`` (1), ``health_probe_requests`` (20),
+``health_checks_per_batch`` (half the requests), ``health_timeout_seconds`` (5),
+``cutover_ttl`` (30), ``cutover_final_sync`` (true); rollback rules:
+``rollback_error_rate_points`` (5; ``cutover_max_error_rate`` as a fraction also works),
 ``cutover_latency_factor`` (2.0), ``cutover_latency_floor_ms`` (250),
-``health_timeout_seconds`` (5), ``cutover_ttl`` (30).
+``rollback_health_fail_pct`` (10), ``rollback_saturation_pct`` (95),
+``rollback_sustained_seconds`` (120); ``cloudwatch_client`` (a boto3 client to use for
+metrics instead of the run's AWS connection).
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
 from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlparse
 
+from migrationbox.cutover.controller import CanaryController, CanarySettings
+from migrationbox.cutover.metrics import NAMESPACE, CanaryMetrics, MetricsUnavailable
+from migrationbox.cutover.rules import RollbackRules
 from migrationbox.lab.endpoints import Endpoint, by_server, dns_zone, target_dns_name
 from migrationbox.phases._cloud import adapter_for, progress, write_json
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
 from migrationbox.phases.replicate import endpoints_or_fail
 from migrationbox.phases.smoke_test import find_zone_id
+from migrationbox.replication.database import final_delta
 
 PHASE = "cutover"
 DEFAULT_STEPS = (5, 25, 50, 100)
@@ -49,31 +61,13 @@ class Service:
     source_value: str
     target_value: str
 
-
-@dataclass
-class ProbeStats:
-    url: str
-    requests: int = 0
-    errors: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
-    deep_status: str | None = None
-    first_error: str | None = None
+    @property
+    def source_url(self) -> str:
+        return (self.endpoint.source_uri or "").rstrip("/")
 
     @property
-    def error_rate(self) -> float:
-        return self.errors / self.requests if self.requests else 1.0
-
-    @property
-    def p95_ms(self) -> float:
-        if not self.latencies_ms:
-            return 0.0
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-    def summary(self) -> dict[str, Any]:
-        return {"url": self.url, "requests": self.requests, "errors": self.errors,
-                "error_rate": round(self.error_rate, 3), "p95_ms": round(self.p95_ms, 1),
-                "deep_status": self.deep_status, "first_error": self.first_error}
+    def target_url(self) -> str:
+        return (self.endpoint.target_uri or "").rstrip("/")
 
 
 @dataclass
@@ -151,55 +145,6 @@ def services(ctx: PhaseContext, endpoints: list[Endpoint], adapter: Any,
     return out
 
 
-def probe(base_url: str, settings: Settings, deep: bool = True,
-          latency_limit_ms: float | None = None) -> ProbeStats:
-    """``settings.requests`` GETs of ``/`` (stopping early once failure is certain)."""
-    import httpx
-
-    stats = ProbeStats(url=base_url)
-    allowed_errors = settings.max_error_rate * settings.requests
-    slow = 0
-    with httpx.Client(timeout=settings.timeout) as client:
-        for _ in range(settings.requests):
-            start = time.perf_counter()
-            try:
-                r = client.get(f"{base_url}/")
-                failed = r.status_code >= 500
-                if failed and stats.first_error is None:
-                    stats.first_error = f"HTTP {r.status_code}"
-            except httpx.HTTPError as exc:
-                failed = True
-                if stats.first_error is None:
-                    stats.first_error = f"{type(exc).__name__}: {exc}"
-            ms = (time.perf_counter() - start) * 1000
-            stats.requests += 1
-            stats.latencies_ms.append(ms)
-            stats.errors += int(failed)
-            if latency_limit_ms is not None and ms > latency_limit_ms:
-                slow += 1
-            if stats.errors > allowed_errors or slow > 0.05 * settings.requests + 1:
-                break
-        if deep:
-            try:
-                body = client.get(f"{base_url}/health/deep").json()
-                stats.deep_status = body.get("status") if isinstance(body, dict) else "invalid"
-            except (httpx.HTTPError, ValueError) as exc:
-                stats.deep_status = f"error: {type(exc).__name__}"
-    return stats
-
-
-def _judge(svc: Service, stats: ProbeStats, settings: Settings, limit_ms: float) -> str | None:
-    if stats.error_rate > settings.max_error_rate:
-        return (f"{svc.record}: error rate {stats.error_rate:.0%} > "
-                f"{settings.max_error_rate:.0%} ({stats.errors}/{stats.requests}, "
-                f"first: {stats.first_error})")
-    if stats.p95_ms > limit_ms:
-        return f"{svc.record}: P95 latency {stats.p95_ms:.0f} ms > limit {limit_ms:.0f} ms"
-    if stats.deep_status != "healthy":
-        return f"{svc.record}: /health/deep status is {stats.deep_status!r}"
-    return None
-
-
 def _weights(adapter: Any, zone_id: str, svc: Service) -> dict[str, int]:
     return {w.set_identifier: w.weight for w in adapter.get_weighted_records(zone_id, svc.record)}
 
@@ -210,8 +155,44 @@ def _set_all(adapter: Any, zone_id: str, svcs: list[Service], pct: int, ttl: int
                                         pct, ttl=ttl)
 
 
+def _final_sync(ctx: PhaseContext, endpoints: list[Endpoint]) -> dict[str, Any]:
+    """The final database delta before traffic moves (see module docstring)."""
+    out: dict[str, Any] = {}
+    for s in ctx.servers:
+        for ep in by_server(endpoints, s.server_id, "database"):
+            if not ep.source_uri or not ep.target_uri:
+                continue
+            try:
+                db = final_delta(ep.source_uri, ep.target_uri)
+            except Exception as exc:  # the driver's errors: unreachable, auth, schema
+                raise PhaseFailed(PHASE, f"{ep.label()}: final database sync failed before "
+                                         f"any traffic moved ({type(exc).__name__}: {exc})"
+                                  ) from exc
+            lag = db.lag_before or {}
+            out[ep.label()] = {"rows": db.rows_copied, "match": db.match,
+                               "rows_pending_before": lag.get("rows_pending"),
+                               "lag_s_before": lag.get("lag_s")}
+            if not db.match:
+                bad = [t.table for t in db.tables if not t.match]
+                raise PhaseFailed(PHASE, f"{ep.label()}: tables {bad} differ after the final "
+                                         "sync; no traffic was moved. Re-run replicate", out)
+            progress(ctx, f"cutover: final sync of {ep.label()}: {db.rows_copied} rows "
+                          f"(lag before {lag.get('lag_s', 0):.0f}s)", out[ep.label()])
+    return out
+
+
+def _metrics_client(ctx: PhaseContext) -> Any:
+    client = ctx.options.get("cloudwatch_client")
+    if client is not None:
+        return client
+    from migrationbox.cloud.aws_session import aws_client
+
+    return aws_client("cloudwatch", ctx.aws_conn_id, ctx.plan.settings.region)
+
+
 def run(ctx: PhaseContext) -> PhaseResult:
     settings = Settings.from_options(ctx.options)
+    rules = RollbackRules.from_options(ctx.options)
     endpoints = endpoints_or_fail(ctx, PHASE)
     if not any(by_server(endpoints, s.server_id, "http") for s in ctx.servers):
         return PhaseResult(phase=PHASE, ok=True,
@@ -231,58 +212,85 @@ def run(ctx: PhaseContext) -> PhaseResult:
     start_weights = {s.record: _weights(adapter, zone_id, s) for s in svcs}
     current = min(w.get("target", 0) for w in start_weights.values())
     steps = [w for w in settings.steps if w > current]
-    history: list[dict[str, Any]] = []
-    baseline = {
-        s.record: probe(s.endpoint.source_uri or "", settings, deep=False).p95_ms
-        if s.endpoint.source_uri else 0.0
-        for s in svcs
-    }
-    limits = {r: max(settings.latency_factor * b, settings.latency_floor_ms)
-              for r, b in baseline.items()}
+    final_sync = (_final_sync(ctx, endpoints)
+                  if steps and ctx.options.get("cutover_final_sync", True) else {})
+    controller = CanaryController(
+        adapter=adapter, zone_id=zone_id, services=svcs,
+        settings=CanarySettings(
+            steps=settings.steps, dwell_s=settings.dwell, requests=settings.requests,
+            health_checks=int(ctx.options.get("health_checks_per_batch",
+                                              max(1, settings.requests // 2))),
+            timeout_s=settings.timeout,
+            probe_interval_s=float(ctx.options.get("cutover_probe_interval_seconds", 1.0)),
+            ttl=ttl),
+        rules=rules, metrics=CanaryMetrics(_metrics_client(ctx), ctx.estate, ctx.run_id),
+        say=lambda m, d: progress(ctx, m, d),
+    )
     report: dict[str, Any] = {
         "zone_id": zone_id, "services": [
             {"server_id": s.server_id, "record": s.record, "source": s.source_value,
              "target": s.target_value} for s in svcs],
-        "start_weights": start_weights, "baseline_p95_ms": baseline,
-        "latency_limit_ms": limits, "steps": history, "settings": asdict(settings),
+        "start_weights": start_weights, "settings": asdict(settings),
+        "rules": rules.as_dict(), "final_sync": final_sync, "metrics_namespace": NAMESPACE,
     }
-    plan = steps or [100]  # already at 100%: re-probe only
-    for pct in plan:
-        if steps:
-            _set_all(adapter, zone_id, svcs, pct, ttl)
-            progress(ctx, f"cutover: {pct}% of traffic to the target for {len(svcs)} services",
-                     {"weight": pct})
-            time.sleep(settings.dwell)
-        weights = {s.record: _weights(adapter, zone_id, s) for s in svcs}
-        probes = {s.record: probe((s.endpoint.target_uri or "").rstrip("/"), settings,
-                                  latency_limit_ms=limits[s.record]) for s in svcs}
-        problems = [p for s in svcs
-                    if (p := _judge(s, probes[s.record], settings, limits[s.record]))]
-        wrong = [f"{r}: weights {w}" for r, w in weights.items()
-                 if w.get("target") != pct or w.get("source") != 100 - pct]
-        history.append({
-            "weight": pct, "at": datetime.now(UTC).isoformat(), "weights": weights,
-            "probes": {r: p.summary() for r, p in probes.items()},
-            "problems": problems + wrong,
-        })
-        if problems or wrong:
-            _set_all(adapter, zone_id, svcs, 0, ttl)
-            back = {s.record: _weights(adapter, zone_id, s) for s in svcs}
-            reason = "; ".join(problems + wrong)
-            report |= {"ok": False, "failed_at": pct, "reason": reason, "rolled_back": True,
-                       "final_weights": back}
-            write_json(ctx.run_artifacts() / STATE_FILE, report)
-            progress(ctx, f"cutover failed at {pct}%: {reason}; traffic is back on the source",
-                     {"weight": 0, "reason": reason})
-            raise PhaseFailed(
-                PHASE, f"health check failed at {pct}% ({reason}); 100% of traffic restored "
-                       "to the source", report)
-    report |= {"ok": True, "final_weights": {s.record: _weights(adapter, zone_id, s)
-                                             for s in svcs}}
+    try:
+        baseline = controller.baseline()
+    except MetricsUnavailable as exc:
+        report |= {"ok": False, "reason": str(exc), "rolled_back": False, "steps": []}
+        write_json(ctx.run_artifacts() / STATE_FILE, report)
+        raise PhaseFailed(PHASE, f"cannot read the baseline from the monitoring API ({exc}); "
+                                 "no traffic was moved: check the monitoring endpoint and run "
+                                 "cutover again", report) from exc
+    outcome = controller.run(steps, start_weights, baseline)
+    report |= {
+        "baseline": outcome.baseline,
+        "baseline_p95_ms": {r: w["p95_ms"] for r, w in outcome.baseline.items()},
+        "steps": outcome.steps, "final_weights": outcome.final_weights,
+    }
+    if not outcome.ok:
+        report |= {"ok": False, "failed_at": outcome.failed_at, "reason": outcome.reason,
+                   "trigger": outcome.trigger, "rolled_back": True,
+                   "rollback_seconds": outcome.rollback_seconds,
+                   "dns_changed_by_hand": outcome.dns_changed_by_hand}
+        write_json(ctx.run_artifacts() / STATE_FILE, report)
+        progress(ctx, f"cutover failed at {outcome.failed_at}%: {outcome.reason}; traffic is "
+                      f"back on the source ({outcome.rollback_seconds:.2f}s after the trigger)",
+                 {"weight": 0, "reason": outcome.reason, "trigger": outcome.trigger,
+                  "rollback_seconds": outcome.rollback_seconds})
+        raise PhaseFailed(
+            PHASE, f"health check failed at {outcome.failed_at}% ({outcome.reason}); 100% of "
+                   "traffic restored to the source", report)
+    report |= {"ok": True}
     write_json(ctx.run_artifacts() / STATE_FILE, report)
     summary = (f"{len(svcs)} services at 100% target after steps {steps}" if steps
                else f"{len(svcs)} services already at 100% target; re-probed healthy")
     return PhaseResult(phase=PHASE, ok=True, summary=summary, details=report)
+
+
+def rollback_requires_approval(ctx: PhaseContext) -> tuple[bool, str]:
+    """True when the wave's traffic is fully on the target after a completed cutover:
+    going back then is a new decision (the target may hold writes the source lacks)."""
+    if ctx.dry_run:
+        return False, "dry run"
+    endpoints = endpoints_or_fail(ctx, PHASE)
+    if not any(by_server(endpoints, s.server_id, "http") for s in ctx.servers):
+        return False, "no HTTP services"
+    adapter = adapter_for(ctx, PHASE)
+    zone_id = find_zone_id(ctx)
+    if zone_id is None:
+        return False, "no hosted zone"
+    svcs = services(ctx, endpoints, adapter, zone_id)
+    weights = [_weights(adapter, zone_id, s) for s in svcs]
+    if weights and all(w.get("target") == 100 for w in weights):
+        return True, (f"{len(svcs)} services are at 100% target: rolling back after a "
+                      "completed cutover needs an approval (gate 'rollback')")
+    return False, "traffic is not fully on the target"
+
+
+def rollback_approved(ctx: PhaseContext) -> PhaseResult:
+    """The rollback after its approval gate passed (see ``rollback``)."""
+    ctx.options["rollback_approved"] = True
+    return rollback(ctx)
 
 
 def rollback(ctx: PhaseContext) -> PhaseResult:
@@ -292,6 +300,11 @@ def rollback(ctx: PhaseContext) -> PhaseResult:
     endpoints = endpoints_or_fail(ctx, PHASE)
     if not any(by_server(endpoints, s.server_id, "http") for s in ctx.servers):
         return PhaseResult(phase=PHASE, ok=True, summary="no HTTP services: nothing to restore")
+    if not ctx.options.get("rollback_approved"):
+        needed, why = rollback_requires_approval(ctx)
+        if needed:
+            raise PhaseFailed(PHASE, f"{why}; traffic stays on the target until someone "
+                                     "approves the rollback")
     adapter = adapter_for(ctx, PHASE)
     zone_id = find_zone_id(ctx)
     if zone_id is None:
@@ -312,5 +325,6 @@ def rollback(ctx: PhaseContext) -> PhaseResult:
     return PhaseResult(
         phase=PHASE, ok=True,
         summary=f"{len(restored)} services at 100% source; {len(untouched)} never shifted",
-        details={"restored": restored, "never_shifted": untouched},
+        details={"restored": restored, "never_shifted": untouched,
+                 "approved": bool(ctx.options.get("rollback_approved"))},
     )

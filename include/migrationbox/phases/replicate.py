@@ -8,13 +8,24 @@ the target is re-hashed and compared with the source and its manifest; every
 cheap: unchanged blocks and rows are not sent again.
 
 Options (``ctx.options``): ``replication_block_mib`` (4), ``replication_delta_pct`` (1.0),
-``replication_delta_mib`` (1), ``replication_max_rounds`` (10), ``replication_workers`` (2).
+``replication_delta_mib`` (1), ``replication_max_rounds`` (10), ``replication_workers`` (2),
+``replication_bandwidth_mib_s`` (none: no limit), ``replication_cadence_seconds`` (0 here:
+rounds back to back inside the task; the deferrable ``ReplicationRoundsOperator`` of
+``orchestration.triggers`` waits its cadence, 300 s by default, in the triggerer instead),
+``replication_allow_empty_source`` (false).
+
+Progress (bytes, %, rate, ETA, lag) goes to ``ctx.options['on_progress']`` (the store's
+events) every 25 % of a round, and the per-round figures land in the result's details.
+A source that vanished, an unreadable manifest or journal, an interrupted round that was
+resumed: each is named in the disk's ``warnings`` (and a vanished source fails the phase
+with what to do; nothing on the target is deleted).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,9 +34,10 @@ from migrationbox.lab.endpoints import Endpoint, EndpointsUnavailable, by_server
 from migrationbox.phases._cloud import progress, write_json
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
 from migrationbox.planning.models import ServerPlan
-from migrationbox.replication.database import replicate_database
+from migrationbox.replication.database import replicate_database, replication_lag
 from migrationbox.replication.disk import (
     ConvergencePolicy,
+    SourceVanished,
     replicate_round,
     replicate_tree,
     verify,
@@ -70,6 +82,16 @@ def _policy(ctx: PhaseContext) -> tuple[int, ConvergencePolicy]:
     )
 
 
+def _bandwidth(ctx: PhaseContext) -> float | None:
+    value = ctx.options.get("replication_bandwidth_mib_s")
+    if value in (None, "", 0):
+        return None
+    rate = float(value) * MIB
+    if rate <= 0:
+        raise PhaseFailed(PHASE, f"options.replication_bandwidth_mib_s must be > 0, got {value}")
+    return rate
+
+
 def _tree_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
@@ -97,11 +119,27 @@ def _replicate_server(ctx: PhaseContext, server: ServerPlan, endpoints: list[End
                 seen.update(round=p.round, bucket=-1)
             if bucket > seen["bucket"]:
                 seen["bucket"] = bucket
-                _say(ctx, f"{ep.label()}: round {p.round} {p.percent:.0f}%",
-                         {"server_id": sid, "round": p.round, "bytes": p.done,
-                          "percent": round(p.percent, 1)})
+                eta = p.eta_s
+                _say(ctx, f"{ep.label()}: round {p.round} {p.percent:.0f}% "
+                          f"({p.done / MIB:.1f}/{p.total / MIB:.1f} MiB examined, "
+                          f"{p.sent / MIB:.1f} MiB sent"
+                          + (f", ETA {eta:.0f}s" if eta else "")
+                          + (f", lag {p.lag_s:.0f}s" if p.lag_s is not None else "") + ")",
+                     {"server_id": sid, "disk": ep.name, "bytes": p.done,
+                      **p.as_dict()})
 
-        result = replicate_tree(src, tgt, block, policy, tick)
+        cadence = float(ctx.options.get("replication_cadence_seconds", 0) or 0)
+        try:
+            result = replicate_tree(
+                src, tgt, block, policy, tick, bandwidth_bytes_per_s=_bandwidth(ctx),
+                between_rounds=(lambda _n, c=cadence: time.sleep(c)) if cadence > 0 else None,
+                allow_empty_source=bool(ctx.options.get("replication_allow_empty_source")),
+            )
+        except SourceVanished as exc:
+            out["checksum_match"] = False
+            out["disks"][ep.name] = {"error": str(exc)}
+            failures.append(f"{ep.label()}: {exc}")
+            continue
         # the rounds put the source's config files back: configure must run again
         (tgt / META_DIR / CONFIGURED_NAME).unlink(missing_ok=True)
         check = verify(src, tgt, block)
@@ -134,11 +172,17 @@ def _replicate_server(ctx: PhaseContext, server: ServerPlan, endpoints: list[End
         if not ep.source_uri or not ep.target_uri:
             failures.append(f"{ep.label()}: source_uri and target_uri are both required")
             continue
+        lag = replication_lag(ep.source_uri, ep.target_uri)
+        _say(ctx, f"{ep.label()}: {lag['rows_pending']} rows pending on watermark tables, "
+                  f"lag {lag['lag_s']:.0f}s",
+             {"server_id": sid, "database": ep.name, "rows_pending": lag["rows_pending"],
+              "lag_s": lag["lag_s"]})
         db = replicate_database(
             ep.source_uri, ep.target_uri,
             max_rounds=int(ctx.options.get("replication_max_rounds", 10)),
             threshold_rows=int(ctx.options.get("replication_delta_rows", 0)),
         )
+        db.lag_before = lag
         out["databases"][ep.name] = db.summary()
         out["rounds"] = max(out["rounds"], len(db.rounds))
         if not db.match:
@@ -214,3 +258,68 @@ def converged(ctx: PhaseContext) -> tuple[bool, str]:
             if want and manifest.digest != want:
                 return False, f"{ep.label()}: target changed since replication (manifest digest)"
     return True, "all disks converged and verified; databases match"
+
+
+ROUNDS_FILE = "replicate-rounds.json"
+
+
+def sync_round(ctx: PhaseContext, round_no: int) -> dict[str, Any]:
+    """One replication round over every disk and database of the wave (no verification).
+
+    The unit of work of the deferrable ``ReplicationRoundsOperator``: it runs one round
+    in a worker, then waits the cadence in the triggerer (no worker slot held), and calls
+    ``run`` for the final, verified rounds once a round's delta is under the threshold.
+    Each round's figures are appended to ``replicate-rounds.json`` in the run's artifacts.
+    """
+    endpoints = endpoints_or_fail(ctx, PHASE)
+    block, policy = _policy(ctx)
+    rate = _bandwidth(ctx)
+    report: dict[str, Any] = {"round": round_no, "disks": {}, "databases": {},
+                              "bytes_sent": 0, "bytes_total": 0, "rows_changed": 0}
+    problems: list[str] = []
+    for s in ctx.servers:
+        for ep in by_server(endpoints, s.server_id, "disk"):
+            if ctx.dry_run:
+                continue
+            try:
+                st = replicate_round(ep.source_path, ep.target_path, round_no, block,
+                                     bandwidth_bytes_per_s=rate)
+            except SourceVanished as exc:
+                problems.append(f"{ep.label()}: {exc}")
+                continue
+            report["disks"][ep.label()] = {
+                "bytes_sent": st.bytes_sent, "bytes_total": st.bytes_total,
+                "blocks_recovered": st.blocks_recovered, "baseline": st.baseline,
+                "seconds": st.seconds, "warnings": st.warnings}
+            report["bytes_sent"] += st.bytes_sent
+            report["bytes_total"] += st.bytes_total
+        for ep in by_server(endpoints, s.server_id, "database"):
+            if ctx.dry_run or not ep.source_uri or not ep.target_uri:
+                continue
+            db = replicate_database(ep.source_uri, ep.target_uri, max_rounds=1,
+                                    threshold_rows=10**12)
+            rows = sum(r.rows_copied + r.rows_deleted for r in db.rounds)
+            report["databases"][ep.label()] = {"rows_changed": rows,
+                                               "checksum_match": db.match}
+            report["rows_changed"] += rows
+    threshold = policy.threshold(report["bytes_total"])
+    report["threshold_bytes"] = threshold
+    report["converged"] = (not problems and report["bytes_sent"] <= threshold
+                           and report["rows_changed"]
+                           <= int(ctx.options.get("replication_delta_rows", 0)))
+    report["problems"] = problems
+    path = ctx.run_artifacts() / ROUNDS_FILE
+    try:
+        history = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        history = []
+    history = [h for h in history if h.get("round") != round_no] + [report]
+    write_json(path, history)
+    _say(ctx, f"replication round {round_no}: {report['bytes_sent'] / MIB:.2f} MiB and "
+              f"{report['rows_changed']} rows sent (threshold {threshold / MIB:.2f} MiB)"
+              + ("; converged" if report["converged"] else ""),
+         {"round": round_no, "bytes_sent": report["bytes_sent"],
+          "rows_changed": report["rows_changed"], "converged": report["converged"]})
+    if problems:
+        raise PhaseFailed(PHASE, "; ".join(problems), report)
+    return report

@@ -16,14 +16,21 @@ of the tree or a number of bytes, whichever is larger) or ``max_rounds`` is reac
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import stat
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from migrationbox.replication.journal import (
+    JournalError,
+    JournalWriter,
+    read_journal,
+    resume_baseline,
+)
 from migrationbox.replication.manifest import (
     DEFAULT_BLOCK_SIZE,
     MIB,
@@ -37,7 +44,7 @@ from migrationbox.replication.manifest import (
     walk_tree,
     write_manifest,
 )
-from migrationbox.replication.progress import Progress, ProgressCallback, noop
+from migrationbox.replication.progress import Progress, ProgressCallback, Throttle, noop
 
 
 @dataclass(frozen=True)
@@ -61,8 +68,13 @@ class RoundStats:
     blocks_sent: int = 0
     files_changed: int = 0
     files_deleted: int = 0
-    baseline: str = "manifest"  # "manifest", "rescan" (after an unfinished round) or "empty"
+    baseline: str = "manifest"  # "manifest", "resume", "rescan" or "empty" (see _baseline)
     manifest_digest: str = ""
+    warnings: list[str] = field(default_factory=list)
+    blocks_recovered: int = 0  # verified blocks an interrupted round left, not sent again
+    started_at: str = ""
+    seconds: float = 0.0
+    throttled_s: float = 0.0
 
 
 @dataclass
@@ -90,9 +102,21 @@ class ReplicationResult:
     def manifest_digest(self) -> str:
         return self.rounds[-1].manifest_digest if self.rounds else ""
 
+    @property
+    def lag_s(self) -> float | None:
+        """Age of the target's state when the last round ended (its start to now)."""
+        return _age_s(self.rounds[-1].started_at) if self.rounds else None
+
     def summary(self) -> dict[str, object]:
+        lag = self.lag_s
         return {
             "bytes_total": self.bytes_total,
+            "round_seconds": [r.seconds for r in self.rounds],
+            "round_baselines": [r.baseline for r in self.rounds],
+            "blocks_recovered": sum(r.blocks_recovered for r in self.rounds),
+            "warnings": [w for r in self.rounds for w in r.warnings][:20],
+            "lag_s": None if lag is None else round(lag, 2),
+            "throttled_s": round(sum(r.throttled_s for r in self.rounds), 2),
             "bytes_sent": self.bytes_sent,
             "blocks_sent": self.blocks_sent,
             "rounds": len(self.rounds),
@@ -104,21 +128,63 @@ class ReplicationResult:
         }
 
 
-def _baseline(target: Path, block_size: int, rescan: bool = False) -> tuple[Manifest, str]:
-    """What the target holds: its manifest if trustworthy, else a fresh hash of it."""
-    if rescan or journal_path(target).exists():
-        return scan_tree(target, block_size), "rescan"
+class SourceVanished(RuntimeError):
+    """The source tree disappeared or became empty during or before a round.
+
+    Nothing on the target was deleted or replaced: the last good manifest still stands
+    (and, mid-round, the journal lets the next round resume).
+    """
+
+
+def _baseline(target: Path, block_size: int,
+              rescan: bool = False) -> tuple[Manifest, str, list[str], int]:
+    """What the target holds, how we know it, warnings, and blocks recovered from a journal.
+
+    ``manifest``: the last good manifest, trusted; ``resume``: that manifest plus the
+    journal of an interrupted round; ``rescan``: a fresh hash of the target, because the
+    manifest or journal could not be trusted (each such case is named in the warnings,
+    with what happened); ``empty``: nothing there yet.
+    """
+    warnings: list[str] = []
+    if rescan:
+        return scan_tree(target, block_size), "rescan", ["re-hash requested"], 0
     try:
         manifest = load_manifest(target)
-    except ManifestError:
-        return scan_tree(target, block_size), "rescan"
+    except ManifestError as exc:
+        warnings.append(f"{exc}; re-hashed the target instead of trusting it (nothing on the "
+                        "target was overwritten because of it)")
+        return scan_tree(target, block_size), "rescan", warnings, 0
+    try:
+        journal = read_journal(target)
+    except JournalError as exc:
+        warnings.append(f"{exc}; re-hashed the target")
+        return scan_tree(target, block_size), "rescan", warnings, 0
+    if manifest is None and journal is not None and not journal.base_digest \
+            and journal.block_size == block_size:
+        # the very first round was interrupted: resume it from an empty baseline
+        manifest = Manifest(block_size=block_size)
     if manifest is None:
         has_data = target.exists() and any(True for _ in walk_tree(target))
-        return (scan_tree(target, block_size), "rescan") if has_data else (
-            Manifest(block_size=block_size), "empty")
+        if not has_data:
+            return Manifest(block_size=block_size), "empty", warnings, 0
+        if journal is None:
+            warnings.append(f"{target} holds data but no manifest; re-hashed it and kept "
+                            "what already matches the source")
+        return scan_tree(target, block_size), "rescan", warnings, 0
     if manifest.block_size != block_size:
-        return scan_tree(target, block_size), "rescan"
-    return manifest, "manifest"
+        warnings.append(f"block size changed ({manifest.block_size} -> {block_size}); "
+                        "re-hashed the target")
+        return scan_tree(target, block_size), "rescan", warnings, 0
+    if journal is not None:
+        if journal.block_size != block_size or journal.base_digest != manifest.digest:
+            warnings.append(f"journal of round {journal.round} does not belong to the "
+                            "manifest; re-hashed the target")
+            return scan_tree(target, block_size), "rescan", warnings, 0
+        base, recovered = resume_baseline(target, manifest, journal)
+        warnings.append(f"round {journal.round} was interrupted; resumed from its journal "
+                        f"({recovered} verified blocks are not sent again)")
+        return base, "resume", warnings, recovered
+    return manifest, "manifest", warnings, 0
 
 
 def _remove(path: Path) -> None:
@@ -128,20 +194,38 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def _copy_file(
-    src: Path,
-    dst: Path,
-    base: FileEntry | None,
-    block_size: int,
-    stats: RoundStats,
-    tick: ProgressCallback,
-    progress_state: list[int],
-    round_no: int,
-    total_hint: int,
-    rel: str,
-) -> FileEntry:
-    """Send the blocks of ``src`` that differ from ``base``; return what ``dst`` now holds."""
+@dataclass
+class _RoundIO:
+    """What the copy loop of one round shares: journal, throttle, progress, counters."""
+
+    round_no: int
+    block_size: int
+    stats: RoundStats
+    journal: JournalWriter
+    throttle: Throttle
+    tick: ProgressCallback
+    total_hint: int
+    checkpoint_bytes: int
+    started: float
+    lag_s: float | None
+    done: int = 0
+
+    def report(self, item: str) -> None:
+        self.tick(Progress("disk", self.round_no, self.done, self.total_hint, "bytes", item,
+                           sent=self.stats.bytes_sent,
+                           elapsed_s=time.monotonic() - self.started, lag_s=self.lag_s))
+
+
+def _copy_file(src: Path, dst: Path, base: FileEntry | None, io: _RoundIO,
+               rel: str) -> FileEntry:
+    """Send the blocks of ``src`` that differ from ``base``; return what ``dst`` now holds.
+
+    The journal's ``begin`` is made durable before the first write to ``dst``, and every
+    ``checkpoint_bytes`` the file is fsynced and the hashes so far are journaled.
+    """
+    block_size, stats = io.block_size, io.stats
     st = src.stat()
+    fh = src.open("rb")  # opened before anything is written: a vanished file raises here
     if base is not None and base.type == "file":
         try:
             if dst.is_symlink() or not dst.is_file() or dst.stat().st_size != base.size:
@@ -150,44 +234,57 @@ def _copy_file(
             base = None
     else:
         base = None
-    if base is None and (dst.is_symlink() or dst.is_dir()):
-        _remove(dst)
     hashes: list[str] = []
     out = None
     size = 0
     changed = base is None
+    ckpt_from = 0
+    since_ckpt = 0
+
+    def open_out():
+        io.journal.begin(rel)
+        if dst.is_symlink() or dst.is_dir():
+            _remove(dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        return dst.open("r+b" if dst.exists() else "wb")
+
     try:
-        with src.open("rb") as fh:
-            index = 0
-            while True:
-                data = fh.read(block_size)
-                if not data:
-                    break
-                digest = hashlib.sha256(data).hexdigest()
-                hashes.append(digest)
-                if base is None or index >= len(base.blocks) or base.blocks[index] != digest:
-                    if out is None:
-                        dst.parent.mkdir(parents=True, exist_ok=True)
-                        out = dst.open("r+b" if dst.exists() else "wb")
-                    out.seek(index * block_size)
-                    out.write(data)
-                    stats.bytes_sent += len(data)
-                    stats.blocks_sent += 1
-                    changed = True
-                size += len(data)
-                index += 1
-                progress_state[0] += len(data)
-                tick(Progress("disk", round_no, progress_state[0], total_hint, "bytes", rel))
+        index = 0
+        while True:
+            data = fh.read(block_size)
+            if not data:
+                break
+            digest = hashlib.sha256(data).hexdigest()
+            hashes.append(digest)
+            if base is None or index >= len(base.blocks) or base.blocks[index] != digest:
+                if out is None:
+                    out = open_out()
+                out.seek(index * block_size)
+                out.write(data)
+                stats.bytes_sent += len(data)
+                stats.blocks_sent += 1
+                since_ckpt += len(data)
+                io.throttle(len(data))
+                changed = True
+            size += len(data)
+            index += 1
+            io.done += len(data)
+            if out is not None and since_ckpt >= io.checkpoint_bytes:
+                out.flush()
+                os.fsync(out.fileno())
+                io.journal.checkpoint(rel, ckpt_from, hashes[ckpt_from:])
+                ckpt_from, since_ckpt = len(hashes), 0
+            io.report(rel)
         if base is not None and size != base.size:
             changed = True
         if changed and out is None:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            out = dst.open("r+b" if dst.exists() else "wb")
+            out = open_out()
         if out is not None:
             out.truncate(size)
             out.flush()
             os.fsync(out.fileno())
     finally:
+        fh.close()
         if out is not None:
             out.close()
     mode = stat.S_IMODE(st.st_mode)
@@ -197,7 +294,19 @@ def _copy_file(
         stats.files_changed += 1
     stats.blocks_total += len(hashes)
     stats.bytes_total += size
-    return FileEntry(size=size, mode=mode, blocks=hashes)
+    entry = FileEntry(size=size, mode=mode, blocks=hashes)
+    if out is not None or (base is not None and base.mode != mode):
+        io.journal.done(rel, entry)
+    return entry
+
+
+def _age_s(iso: str) -> float | None:
+    if not iso:
+        return None
+    try:
+        return (datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds()
+    except ValueError:
+        return None
 
 
 def replicate_round(
@@ -207,66 +316,105 @@ def replicate_round(
     block_size: int = DEFAULT_BLOCK_SIZE,
     progress: ProgressCallback | None = None,
     rescan: bool = False,
+    bandwidth_bytes_per_s: float | None = None,
+    checkpoint_bytes: int = 64 * MIB,
+    allow_empty_source: bool = False,
 ) -> RoundStats:
     """One incremental round from ``source`` to ``target`` (see module docstring).
 
     ``rescan=True`` hashes the target instead of trusting its manifest: the repair
     round after ``verify`` found the target altered behind the manifest's back.
+    ``bandwidth_bytes_per_s`` caps the send rate. A source that is missing, or empty
+    while the target holds data (an unmounted volume looks like that), raises
+    ``SourceVanished`` before anything is deleted; pass ``allow_empty_source=True``
+    when the source was really emptied.
     """
     tick = progress or noop
     source, target = Path(source), Path(target)
     if not source.is_dir():
-        raise FileNotFoundError(f"replication source {source} is not a directory")
+        raise SourceVanished(
+            f"replication source {source} is not a directory (unmounted or deleted?); "
+            f"the target {target} was left as it was: check the source and run again")
     target.mkdir(parents=True, exist_ok=True)
-    base, how = _baseline(target, block_size, rescan)
-    stats = RoundStats(round=round_no, baseline=how)
+    base, how, warnings, recovered = _baseline(target, block_size, rescan)
+    started_at = datetime.now(UTC).isoformat()
+    stats = RoundStats(round=round_no, baseline=how, warnings=warnings,
+                       blocks_recovered=recovered, started_at=started_at)
     entries = list(walk_tree(source))  # stat-only pass: gives progress a total
+    if not entries and base.files and not allow_empty_source:
+        raise SourceVanished(
+            f"replication source {source} is empty but the target holds "
+            f"{len(base.files)} files: refusing to delete them. If the source volume is "
+            "unmounted, mount it and run again; if it was really emptied, run with "
+            "allow_empty_source")
     total_hint = sum(st.st_size for _, st in entries if stat.S_ISREG(st.st_mode))
-    journal = journal_path(target)
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    journal.write_text(json.dumps({
-        "round": round_no,
-        "started_at": datetime.now(UTC).isoformat(),
-        "base_digest": base.digest,
-    }))
+    journal = JournalWriter(target, round_no, started_at, base.digest, block_size)
+    io = _RoundIO(round_no, block_size, stats, journal, Throttle(bandwidth_bytes_per_s), tick,
+                  total_hint, max(block_size, checkpoint_bytes), time.monotonic(),
+                  _age_s(base.started_at) if how == "manifest" else None)
     files: dict[str, FileEntry] = {}
     dirs: list[str] = []
-    progress_state = [0]
-    for rel, st in entries:
-        src, dst = source / rel, target / rel
-        if stat.S_ISDIR(st.st_mode):
-            if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
-                _remove(dst)
-            dst.mkdir(parents=True, exist_ok=True)
-            dirs.append(rel)
-        elif stat.S_ISLNK(st.st_mode):
-            link = os.readlink(src)
-            if not (dst.is_symlink() and os.readlink(dst) == link):
-                if dst.exists() or dst.is_symlink():
+    kept: set[str] = set()
+    try:
+        for rel, st in entries:
+            src, dst = source / rel, target / rel
+            if stat.S_ISDIR(st.st_mode):
+                if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
                     _remove(dst)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                os.symlink(link, dst)
-                stats.files_changed += 1
-            files[rel] = FileEntry(type="symlink", link=link, mode=stat.S_IMODE(st.st_mode))
-        elif stat.S_ISREG(st.st_mode):
-            try:
-                files[rel] = _copy_file(src, dst, base.files.get(rel), block_size, stats, tick,
-                                        progress_state, round_no, total_hint, rel)
-            except FileNotFoundError:
-                continue  # deleted at the source while we read it: the next round sees it
-    # removals: files first, then directories deepest-first
-    for rel, _st in sorted(walk_tree(target), key=lambda x: x[0].count("/"), reverse=True):
-        if rel in files or rel in dirs:
-            continue
-        path = target / rel
-        if path.exists() or path.is_symlink():
-            _remove(path)
-            stats.files_deleted += 1
-    manifest = Manifest(block_size=block_size, files=files, dirs=dirs).sealed(round_no)
-    write_manifest(target, manifest)
-    journal.unlink(missing_ok=True)
+                dst.mkdir(parents=True, exist_ok=True)
+                dirs.append(rel)
+            elif stat.S_ISLNK(st.st_mode):
+                try:
+                    link = os.readlink(src)
+                except FileNotFoundError:
+                    kept.add(rel)
+                    continue
+                if not (dst.is_symlink() and os.readlink(dst) == link):
+                    journal.begin(rel)
+                    if dst.exists() or dst.is_symlink():
+                        _remove(dst)
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    os.symlink(link, dst)
+                    stats.files_changed += 1
+                files[rel] = FileEntry(type="symlink", link=link, mode=stat.S_IMODE(st.st_mode))
+            elif stat.S_ISREG(st.st_mode):
+                try:
+                    files[rel] = _copy_file(src, dst, base.files.get(rel), io, rel)
+                except FileNotFoundError:
+                    # gone at the source while we walked (the target was not touched):
+                    # keep the target's copy until a round sees the file missing for good
+                    kept.add(rel)
+        if not source.is_dir():
+            raise SourceVanished(
+                f"replication source {source} disappeared during round {round_no}; nothing "
+                f"was deleted on {target} and the last good manifest stands: check the "
+                "source and run again (the next round resumes from the journal)")
+        for rel in kept:
+            old = base.files.get(rel)
+            if old is not None and (target / rel).exists():
+                files[rel] = old
+        if kept:
+            stats.warnings.append(f"{len(kept)} file(s) vanished at the source during the "
+                                  f"round and were kept on the target: {sorted(kept)[:5]}")
+        # removals: files first, then directories deepest-first
+        for rel, _st in sorted(walk_tree(target), key=lambda x: x[0].count("/"), reverse=True):
+            if rel in files or rel in dirs:
+                continue
+            path = target / rel
+            if path.exists() or path.is_symlink():
+                _remove(path)
+                stats.files_deleted += 1
+        manifest = Manifest(block_size=block_size, files=files,
+                            dirs=dirs).sealed(round_no, started_at)
+        write_manifest(target, manifest)
+    finally:
+        journal.close()
+    journal.commit()
     stats.manifest_digest = manifest.digest
-    tick(Progress("disk", round_no, stats.bytes_total, stats.bytes_total, "bytes", ""))
+    stats.seconds = round(time.monotonic() - io.started, 3)
+    stats.throttled_s = round(io.throttle.slept_s, 3)
+    io.done = stats.bytes_total
+    io.report("")
     return stats
 
 
@@ -276,17 +424,28 @@ def replicate_tree(
     block_size: int = DEFAULT_BLOCK_SIZE,
     policy: ConvergencePolicy | None = None,
     progress: ProgressCallback | None = None,
+    bandwidth_bytes_per_s: float | None = None,
+    between_rounds: Callable[[int], None] | None = None,
+    allow_empty_source: bool = False,
 ) -> ReplicationResult:
-    """Rounds until a round's copied bytes fall to the threshold, or ``max_rounds``."""
+    """Rounds until a round's copied bytes fall to the threshold, or ``max_rounds``.
+
+    ``between_rounds(round_no)`` runs after each round that did not converge (the lab's
+    cadence: sleep, or let a writer change the source).
+    """
     policy = policy or ConvergencePolicy()
     result = ReplicationResult(str(source), str(target), block_size)
     for round_no in range(1, policy.max_rounds + 1):
-        stats = replicate_round(source, target, round_no, block_size, progress)
+        stats = replicate_round(source, target, round_no, block_size, progress,
+                                bandwidth_bytes_per_s=bandwidth_bytes_per_s,
+                                allow_empty_source=allow_empty_source)
         result.rounds.append(stats)
         result.threshold_bytes = policy.threshold(stats.bytes_total)
         if stats.bytes_sent <= result.threshold_bytes:
             result.converged = True
             break
+        if between_rounds is not None:
+            between_rounds(round_no)
     return result
 
 

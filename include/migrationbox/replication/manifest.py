@@ -25,7 +25,7 @@ MIB = 1024 * 1024
 DEFAULT_BLOCK_SIZE = 4 * MIB
 META_DIR = ".migrationbox"
 MANIFEST_NAME = "manifest.json"
-JOURNAL_NAME = "round-in-progress.json"
+JOURNAL_NAME = "round-in-progress.json"  # JSON lines (see ``journal``)
 #: files the configure phase rewrote after replication (see ``phases.configure``)
 CONFIGURED_NAME = "configured.json"
 MANIFEST_VERSION = 1
@@ -53,6 +53,9 @@ class Manifest(BaseModel):
     files: dict[str, FileEntry] = Field(default_factory=dict)
     dirs: list[str] = Field(default_factory=list)
     round: int = 0
+    #: when the round that produced this state started reading the source: the target
+    #: holds the source as of (at best) this instant, so ``now - started_at`` is the lag
+    started_at: str = ""
     created_at: str = ""
     digest: str = ""
 
@@ -66,10 +69,11 @@ class Manifest(BaseModel):
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
-    def sealed(self, round_no: int) -> Manifest:
+    def sealed(self, round_no: int, started_at: str | None = None) -> Manifest:
         m = self.model_copy(update={
             "round": round_no,
             "created_at": datetime.now(UTC).isoformat(),
+            "started_at": started_at if started_at is not None else self.started_at,
         })
         m.digest = m.compute_digest()
         return m

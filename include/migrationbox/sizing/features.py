@@ -117,9 +117,19 @@ def _nan(value: float | None) -> float:
     return NAN if value is None else float(value)
 
 
-def _arch(value: str | None) -> str:
+_X86 = {"", "x86_64", "amd64", "x64", "x86-64", "x86", "i386", "i686"}
+_ARM = {"arm64", "aarch64", "armv8"}
+
+
+def _arch(value: str | None, server_id: str) -> str:
+    """x86_64 or arm64; anything else (SPARC, POWER, ...) cannot be lifted and shifted."""
     v = (value or "").strip().lower()
-    return "arm64" if v in {"arm64", "aarch64", "armv8"} else "x86_64"
+    if v in _ARM:
+        return "arm64"
+    if v in _X86:
+        return "x86_64"
+    raise ValueError(f"server {server_id}: os.architecture {value!r} has no cloud machine types "
+                     f"(x86_64 or arm64 needed: re-platform first)")
 
 
 def _scalable(server: ServerRecord) -> tuple[bool, str]:
@@ -178,7 +188,7 @@ def profile_from_record(server: ServerRecord) -> ServerProfile:
                           p95=_nan(base.memory_p95_utilization_pct),
                           peak=_nan(base.memory_peak_utilization_pct)),
         stats_source=f"discovery {days}baseline",
-        arch=_arch(server.os.architecture),
+        arch=_arch(server.os.architecture, server.server_id),
         os_type=server.os.type,
         disk_gb=float(disk or server.data_size_gb),
         used_gb=float(used or server.data_size_gb),

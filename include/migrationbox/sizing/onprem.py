@@ -81,15 +81,19 @@ class OnPremCostModel(BaseModel):
     servers_per_admin: float = Field(default=75, gt=0)
 
     def note(self) -> str:
-        return ("ASSUMPTION on-prem: host ${:,.0f}/{} cores/{:g} GiB over {} months, "
-                "{:g} vCPU per core, PUE {:g} at ${:g}/kWh, rack ${:,.0f}/month, "
-                "hypervisor ${:g}/core-year, network ${:g}/server, backup ${:g}/TB, transit "
-                "${:g}/Mbps, 1 admin per {:g} servers (override with --onprem FILE)").format(
-            self.host_price_usd, self.host_cores, self.host_memory_gib,
-            self.amortisation_months, self.vcpu_per_core, self.pue, self.usd_per_kwh,
-            self.rack_usd_per_month, self.hypervisor_usd_per_core_year,
-            self.network_usd_per_server_month, self.backup_usd_per_tb_month,
-            self.transit_usd_per_mbps_month, self.servers_per_admin)
+        parts = [
+            f"host ${self.host_price_usd:,.0f}/{self.host_cores} cores/"
+            f"{self.host_memory_gib:g} GiB over {self.amortisation_months} months",
+            f"{self.vcpu_per_core:g} vCPU per core",
+            f"PUE {self.pue:g} at ${self.usd_per_kwh:g}/kWh",
+            f"rack ${self.rack_usd_per_month:,.0f}/month",
+            f"hypervisor ${self.hypervisor_usd_per_core_year:g}/core-year",
+            f"network ${self.network_usd_per_server_month:g}/server",
+            f"backup ${self.backup_usd_per_tb_month:g}/TB",
+            f"transit ${self.transit_usd_per_mbps_month:g}/Mbps",
+            f"1 admin per {self.servers_per_admin:g} servers",
+        ]
+        return "ASSUMPTION on-prem: " + ", ".join(parts) + " (override with --onprem FILE)"
 
 
 @dataclass(frozen=True, slots=True)
