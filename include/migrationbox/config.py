@@ -8,7 +8,6 @@ Airflow connection); only the values resolved here differ.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 
 STORE_CONN_ID = "migrationbox_store"
@@ -70,12 +69,12 @@ def _url_from_airflow_connection(conn_id: str) -> str | None:
     return uri
 
 
-@lru_cache(maxsize=1)
 def store_url() -> str:
     """The MigrationBox store's SQLAlchemy URL.
 
     Order: ``MIGRATIONBOX_STORE_URL``; the Airflow connection ``migrationbox_store``;
-    a SQLite file in the runtime folder.
+    a SQLite file in the runtime folder. Not cached: the environment may change in a
+    long-lived process (tests, the demo) and the lookup is cheap.
     """
     explicit = os.environ.get("MIGRATIONBOX_STORE_URL")
     if explicit:

@@ -38,6 +38,8 @@ FAST = {
     "cutover_dwell_seconds": 0.05,
     "health_probe_requests": 10,
     "health_timeout_seconds": 3,
+    "validation_gx": False,  # the great-expectations evidence has its own test
+    "performance_baselines": {},
 }
 
 

@@ -308,10 +308,22 @@ def test_plan_document_servers_and_warnings():
 
 
 def test_unsupported_region_plans_without_sizing_and_says_so():
-    plan = build_plan(estate(srv("a")), PlanSettings(region="eu-west-1"), now=NOW)
+    plan = build_plan(estate(srv("a")), PlanSettings(region="mars-north-1"), now=NOW)
     assert plan.server("a").sizing is None
-    assert any("not sized" in w and "eu-west-1" in w for w in plan.warnings)
+    assert any("not sized" in w and "mars-north-1" in w for w in plan.warnings)
     assert plan.waves[0].predicted_monthly_usd == 0
+
+
+def test_plan_provisions_the_balanced_option_or_its_safe_variant_and_says_why():
+    plan = build_plan(estate(srv("a")), PlanSettings(), now=NOW)
+    sizing = plan.server("a").sizing
+    assert sizing is not None and sizing.method.startswith("options:balanced")
+    assert any(n.startswith("PRICES aws us-east-1") for n in plan.notes)
+    assert any(n.startswith("MODEL ") for n in plan.notes)
+    conservative = build_plan(estate(srv("a")), PlanSettings(sizing_option="conservative"),
+                              now=NOW).server("a").sizing
+    assert conservative.method.startswith("options:conservative")
+    assert conservative.required_vcpu >= sizing.required_vcpu
 
 
 def test_same_estate_gives_the_same_plan_whatever_the_record_order():
@@ -358,7 +370,7 @@ def test_render_shows_every_wave_and_the_totals():
     assert f"Servers: {len(plan.servers)} in {len(plan.waves)} waves" in text
     approvals = sum(w.needs_approval for w in plan.waves)
     assert f"Waves needing approval: {approvals} of {len(plan.waves)}" in text
-    assert "Predicted monthly cost: $" in text and "generated 2026-07-20" in text
+    assert "Predicted monthly cost: $" in text and "prices as of 2026-07-20" in text
 
 
 def test_wave_spec_is_compact_and_written_atomically(tmp_path):

@@ -132,3 +132,24 @@ def test_postgresql_source_to_sqlite_target_gives_equal_checksums(tmp_path):
         assert by_dialect == {t.table: t.checksum_target for t in pg_copy.tables}
     finally:
         labdb.drop(dbs)
+
+
+def test_lag_reports_pending_rows_and_how_far_behind(sqlite_pair):
+    from migrationbox.replication.database import final_delta, replication_lag
+
+    src, tgt = sqlite_pair
+    before = replication_lag(src, tgt)
+    assert set(before["never_replicated"]) == {"customers", "orders"}
+    replicate_database(src, tgt)
+    assert replication_lag(src, tgt)["rows_pending"] == 0
+    newest = _scalar(src, "SELECT MAX(updated_at) FROM customers")
+    _exec(src, "UPDATE customers SET name = 'Late', updated_at = datetime('"
+               + str(newest)[:19] + "', '+90 seconds') WHERE id = 4")
+    lag = replication_lag(src, tgt)
+    assert lag["rows_pending"] == 1
+    assert lag["tables"]["customers"]["lag_s"] == pytest.approx(90, abs=1)
+    assert lag["tables"]["audit_log"]["rows_pending"] is None  # keyed-diff: no clock
+    final = final_delta(src, tgt)
+    assert final.rows_copied == 1 and final.match
+    assert final.lag_before["rows_pending"] == 1
+    assert replication_lag(src, tgt)["rows_pending"] == 0

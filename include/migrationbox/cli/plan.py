@@ -23,6 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--production-first", action="store_true",
                    help="do not move non-production servers ahead of production ones")
     p.add_argument("--region", default=None, help="target AWS region (default us-east-1)")
+    p.add_argument("--option", choices=("conservative", "balanced", "aggressive"),
+                   default=None, help="sizing option to provision (default balanced)")
+    p.add_argument("--no-safe-variant", action="store_true",
+                   help="provision the option even where it measured unsafe for a server")
     p.add_argument("--export", type=Path, help="also write the full plan as JSON to this file")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--no-store", action="store_true",
@@ -51,6 +55,10 @@ def _handle(args: argparse.Namespace) -> int:
         overrides["non_production_first"] = False
     if args.region:
         overrides["region"] = args.region
+    if args.option:
+        overrides["sizing_option"] = args.option
+    if args.no_safe_variant:
+        overrides["use_safe_variant"] = False
     settings = PlanSettings(**overrides)
     try:
         result = plan_estate(

@@ -176,8 +176,10 @@ def _final_sync(ctx: PhaseContext, endpoints: list[Endpoint]) -> dict[str, Any]:
                 bad = [t.table for t in db.tables if not t.match]
                 raise PhaseFailed(PHASE, f"{ep.label()}: tables {bad} differ after the final "
                                          "sync; no traffic was moved. Re-run replicate", out)
-            progress(ctx, f"cutover: final sync of {ep.label()}: {db.rows_copied} rows "
-                          f"(lag before {lag.get('lag_s', 0):.0f}s)", out[ep.label()])
+            never = lag.get("never_replicated")
+            progress(ctx, f"cutover: final sync of {ep.label()}: {db.rows_copied} rows ("
+                          + (f"tables {never} had never been replicated" if never else
+                             f"lag before {lag.get('lag_s', 0):.0f}s") + ")", out[ep.label()])
     return out
 
 

@@ -10,6 +10,17 @@
   instances the cloud reports for this wave, priced with the plan's own prices per
   instance type), monthly.
 
+* great-expectations evidence (``migrationbox.validation``): suites per server and
+  database (row counts, column checksums, null rates, key uniqueness, file manifests),
+  results as JSON in ``validation-evidence.json`` and data docs (HTML) under ``gx/`` in
+  the run's artifacts; a failed expectation fails the phase like any other problem, so
+  the source stays authoritative. Option ``validation_gx`` (true) turns it off;
+* performance against the discovery baseline: every HTTP service of the wave probed at
+  the source and the target (P95, errors, CPU and memory of the serving process),
+  compared with the discovery inventory's CPU/memory averages (from the store, or
+  ``options['performance_baselines']``) — reported, not a failure, except a P95 over
+  ``cutover_latency_factor`` × the source's, which is a warning in ``performance``.
+
 ``decommission(ctx)``, called after the approval gate, marks each source disk with a
 ``.migrationbox/DECOMMISSIONED.json`` marker (kept on re-runs) and returns the servers.
 """
@@ -35,7 +46,12 @@ from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
 from migrationbox.phases.replicate import endpoints_or_fail
 from migrationbox.replication.database import compare_databases
 from migrationbox.replication.disk import verify
-from migrationbox.replication.manifest import META_DIR
+from migrationbox.replication.manifest import (
+    DEFAULT_BLOCK_SIZE,
+    META_DIR,
+    ManifestError,
+    load_manifest,
+)
 
 PHASE = "validate"
 MARKER = "DECOMMISSIONED.json"
@@ -158,7 +174,14 @@ def run(ctx: PhaseContext) -> PhaseResult:
                                             *entry["databases"].values()])
         per_server[s.server_id] = entry
     cost = cost_report(ctx)
-    details = {"servers": per_server, "cost": cost, "dry_run": ctx.dry_run}
+    details: dict[str, Any] = {"servers": per_server, "cost": cost, "dry_run": ctx.dry_run}
+    if not ctx.dry_run and ctx.options.get("validation_gx", True):
+        evidence = gx_evidence(ctx, endpoints)
+        details["gx"] = evidence.summary()
+        problems += [f"great-expectations suite {o.name}: {f}" for o in evidence.suites
+                     for f in o.failed[:5]]
+    if not ctx.dry_run and ctx.options.get("validation_performance", True):
+        details["performance"] = performance_report(ctx, endpoints)
     write_json(ctx.run_artifacts() / "validate.json", {**details, "problems": problems})
     if problems:
         raise PhaseFailed(PHASE, f"{len(problems)} integrity problem(s): "
@@ -171,6 +194,91 @@ def run(ctx: PhaseContext) -> PhaseResult:
     progress(ctx, summary, {"cost": {k: cost.get(k) for k in (
         "predicted_monthly_usd", "actual_monthly_usd")}})
     return PhaseResult(phase=PHASE, ok=True, summary=summary, details=details)
+
+
+def gx_evidence(ctx: PhaseContext, endpoints: list[Endpoint]) -> Any:
+    """Run the great-expectations suites of the wave (see module docstring)."""
+    from migrationbox.validation.profiles import file_frame, profile_database
+    from migrationbox.validation.suites import GxValidator
+
+    validator = GxValidator(ctx.run_artifacts() / "gx")
+    for s in ctx.servers:
+        for ep in by_server(endpoints, s.server_id, "disk"):
+            configured = set(load_configured(ep.target_path).get("files", {}))
+            try:
+                manifest = load_manifest(ep.target_path)
+            except ManifestError:
+                manifest = None
+            block = manifest.block_size if manifest else DEFAULT_BLOCK_SIZE
+            frame, n_source = file_frame(ep.source_path, ep.target_path, configured, block)
+            validator.add_files(s.server_id, ep.name, frame, n_source)
+        for ep in by_server(endpoints, s.server_id, "database"):
+            if not ep.source_uri or not ep.target_uri:
+                continue
+            source = profile_database(ep.source_uri)
+            target = profile_database(ep.target_uri)
+            for table, (profile, _frame) in source.items():
+                import pandas as pd
+
+                tgt = target.get(table)
+                frame = tgt[1] if tgt else pd.DataFrame(columns=profile.columns)
+                validator.add_table(s.server_id, ep.name, profile, frame)
+    return validator.run(ctx.run_artifacts() / "validation-evidence.json")
+
+
+def _discovery_baselines(ctx: PhaseContext) -> tuple[dict[str, Any], str]:
+    given = ctx.options.get("performance_baselines")
+    if given is not None:
+        return dict(given), "options.performance_baselines"
+    try:
+        from migrationbox.store import repository
+        from migrationbox.store.db import session_scope
+
+        with session_scope(read_only=True) as session:
+            estate = repository.get_estate(session, ctx.estate)
+    except Exception as exc:  # no store, not migrated, unreachable: report, do not fail
+        return {}, f"store unavailable ({type(exc).__name__})"
+    if estate is None:
+        return {}, f"estate {ctx.estate} has no discovery inventory in the store"
+    return ({r.server_id: r.performance_baseline.model_dump() for r in estate.servers},
+            "discovery inventory in the store")
+
+
+def performance_report(ctx: PhaseContext, endpoints: list[Endpoint]) -> dict[str, Any]:
+    """Source vs target service performance and the discovery baseline (module docstring)."""
+    from migrationbox.cutover.metrics import probe_batch
+
+    baselines, origin = _discovery_baselines(ctx)
+    n = int(ctx.options.get("health_probe_requests", 20))
+    timeout = float(ctx.options.get("health_timeout_seconds", 5.0))
+    factor = float(ctx.options.get("cutover_latency_factor", 2.0))
+    floor = float(ctx.options.get("cutover_latency_floor_ms", 250.0))
+    servers: dict[str, Any] = {}
+    warnings: list[str] = []
+    for s in ctx.servers:
+        entry: dict[str, Any] = {"discovery": baselines.get(s.server_id)}
+        for ep in by_server(endpoints, s.server_id, "http"):
+            if not ep.target_uri:
+                continue
+            tgt = probe_batch(ep.target_uri.rstrip("/"), n, 0, timeout, deep=False)
+            src = (probe_batch(ep.source_uri.rstrip("/"), n, 0, timeout, deep=False)
+                   if ep.source_uri else None)
+            ratio = (tgt.p95_ms / src.p95_ms) if src and src.p95_ms else None
+            entry[ep.name] = {
+                "target_p95_ms": round(tgt.p95_ms, 2), "target_errors": tgt.errors,
+                "source_p95_ms": round(src.p95_ms, 2) if src else None,
+                "p95_ratio": round(ratio, 2) if ratio else None,
+                "target_cpu_pct": tgt.cpu_pct, "target_memory_pct": tgt.memory_pct,
+            }
+            disc = baselines.get(s.server_id) or {}
+            if tgt.cpu_pct is not None and disc.get("cpu_avg_utilization_pct") is not None:
+                entry[ep.name]["cpu_vs_discovery_points"] = round(
+                    tgt.cpu_pct - float(disc["cpu_avg_utilization_pct"]), 2)
+            if src and tgt.p95_ms > max(factor * src.p95_ms, floor):
+                warnings.append(f"{ep.label()}: target P95 {tgt.p95_ms:.0f} ms is over "
+                                f"{factor:g}x the source's {src.p95_ms:.0f} ms")
+        servers[s.server_id] = entry
+    return {"baseline_origin": origin, "servers": servers, "warnings": warnings}
 
 
 def decommission(ctx: PhaseContext) -> PhaseResult:

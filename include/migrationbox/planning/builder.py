@@ -45,35 +45,31 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _size_all(servers: list[ServerRecord], settings: PlanSettings
-              ) -> tuple[dict[str, Sizing | None], list[str]]:
-    """Size every server with the provisional rule; failures become warnings.
+              ) -> tuple[dict[str, Sizing | None], list[str], list[str]]:
+    """Size every server with the chosen option of the sizing engine (issue 4).
 
-    A server that cannot be sized (nothing big enough, an architecture the cloud does
-    not sell, a region without a shipped catalog) still gets planned: its place in the
-    waves does not depend on its size, and the warning says what to do.
+    The engine prices the three options per server from the shipped catalogs, with the
+    registry's champion model when one is registered, and the plan provisions
+    ``settings.sizing_option`` (its safe variant where the option is unsafe for that
+    server). A server that cannot be sized still gets planned: its place in the waves
+    does not depend on its size, and the warning says what to do. Returns sizings,
+    warnings and the engine's provenance notes.
     """
-    from migrationbox.sizing.catalog import (
-        CatalogError,
-        NoInstanceFits,
-        UnsupportedArchitecture,
-        load_catalog,
-    )
-    from migrationbox.sizing.rule import size_server
+    from migrationbox.sizing.options import SizingEngine, planning_sizing, size_estate
 
-    try:
-        catalog = load_catalog(settings.cloud, settings.region)
-    except CatalogError as exc:
-        return dict.fromkeys((s.server_id for s in servers), None), [
-            f"servers are not sized: {exc}"]
-    sized: dict[str, Sizing | None] = {}
-    failures: list[str] = []
-    for server in servers:
+    engine = SizingEngine.with_champion(clouds=[settings.cloud],
+                                        regions={settings.cloud: settings.region})
+    result = size_estate(servers, engine)
+    sized: dict[str, Sizing | None] = dict.fromkeys((s.server_id for s in servers), None)
+    failures = [f"not sized: server {sid}: {msg}" for sid, msg in result.failed]
+    for server_sizing in result.servers:
+        sid = server_sizing.profile.server_id
         try:
-            sized[server.server_id] = size_server(server, settings.comfort_factor, catalog)
-        except (NoInstanceFits, UnsupportedArchitecture) as exc:
-            sized[server.server_id] = None
+            sized[sid] = planning_sizing(server_sizing, settings.cloud, settings.sizing_option,
+                                         settings.use_safe_variant)
+        except ValueError as exc:
             failures.append(f"not sized: {exc}")
-    return sized, _capped(failures, "servers could not be sized")
+    return sized, _capped(failures, "servers could not be sized"), list(result.notes)
 
 
 def _capped(lines: list[str], what: str) -> list[str]:
@@ -118,7 +114,7 @@ def _build(estate: Estate, settings: PlanSettings, version: int, created_at: dat
     by_id = {s.server_id: s for s in servers}
 
     warnings = _dependency_warnings(dg.unresolved)
-    sizing, sizing_warnings = _size_all(servers, settings)
+    sizing, sizing_warnings, sizing_notes = _size_all(servers, settings)
     warnings.extend(sizing_warnings)
     waves, wave_warnings = plan_waves(dg, by_id, sizing, settings)
     warnings.extend(wave_warnings)
@@ -147,4 +143,5 @@ def _build(estate: Estate, settings: PlanSettings, version: int, created_at: dat
         move_groups=dg.move_groups,
         waves=waves,
         warnings=warnings,
+        notes=sizing_notes,
     )

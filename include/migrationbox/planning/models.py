@@ -72,6 +72,14 @@ class PlanSettings(_Frozen):
     max_servers_per_wave: int = Field(default=40, ge=1)
     non_production_first: bool = True
     comfort_factor: float = Field(default=1.3, gt=0)
+    sizing_option: str = Field(
+        default="balanced",
+        pattern=r"^(conservative|balanced|aggressive)$",
+        description="which of the three sizing options the plan provisions",
+    )
+    use_safe_variant: bool = Field(
+        default=True, description="when the option is unsafe for a server, use its safe variant"
+    )
     cloud: str = "aws"
     region: str = "us-east-1"
     replication_mbps: float = Field(default=1000, gt=0, description="sustained copy bandwidth")
@@ -89,6 +97,10 @@ class PlanDocument(_Frozen):
     move_groups: list[MoveGroup]
     waves: list[Wave]
     warnings: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(
+        default_factory=list,
+        description="provenance shown with the plan: price dates, assumptions, risk, model",
+    )
 
     def server(self, server_id: str) -> ServerPlan:
         for s in self.servers:

@@ -112,4 +112,17 @@ def render_sequence(plan: PlanDocument) -> str:
     if unsized:
         cost_line += f"; {_plural(unsized, 'server')} not sized (see warnings)"
     lines.append(cost_line)
+    sized = [s.sizing for s in plan.servers if s.sizing]
+    if sized:
+        option = plan.settings.sizing_option
+        safe = sum(1 for z in sized if "+safe:" in z.method)
+        lines.append(
+            f"Sizing: the {option} option"
+            + (f"; its safe variant for {_plural(safe, 'server')} where {option} measured "
+               "unsafe" if safe else "")
+            + " (run `migrationbox size` for all three options and clouds)"
+        )
+    model = next((n for n in plan.notes if n.startswith("MODEL ")), None)
+    if model:
+        lines.append(f"Sizing model: {model.removeprefix('MODEL ')}")
     return "\n".join(lines)

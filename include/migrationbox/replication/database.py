@@ -541,13 +541,18 @@ def replication_lag(
                     query = query.where(col > last)
                 pending, newest = s.execute(query).one()
                 src_new, tgt_new = _as_datetime(newest), _as_datetime(last)
-                lag = ((src_new - tgt_new).total_seconds()
-                       if pending and src_new is not None and tgt_new is not None else 0.0)
+                lag: float | None = 0.0
+                if pending and st.get("method") != method:
+                    lag = None  # never replicated: the whole table is the lag
+                    out.setdefault("never_replicated", []).append(table.name)
+                elif pending and src_new is not None and tgt_new is not None:
+                    lag = max((src_new - tgt_new).total_seconds(), 0.0)
                 out["tables"][table.name] = {
                     "method": method, "rows_pending": int(pending or 0),
-                    "target_watermark": _canonical(last), "lag_s": max(lag, 0.0)}
+                    "target_watermark": _canonical(last), "lag_s": lag}
                 out["rows_pending"] += int(pending or 0)
-                out["lag_s"] = max(out["lag_s"], max(lag, 0.0))
+                if lag is not None:
+                    out["lag_s"] = max(out["lag_s"], lag)
         return out
     finally:
         src_engine.dispose()
