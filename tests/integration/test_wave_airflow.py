@@ -145,6 +145,15 @@ def test_wave_migrates_end_to_end_with_rest_approvals(platform, tmp_path):
     assert weights["web-01"] == {"source": 0, "target": 100}
     assert weights["api-01"] == {"source": 0, "target": 100}
 
+    # the plugin's API serves the same progress, behind Airflow's authentication
+    import httpx
+
+    anonymous = httpx.get(f"{client.base_url}/migrationbox/estates/itok/events", timeout=10)
+    assert anonymous.status_code == 401
+    events = client.request("GET", "/migrationbox/estates/itok/events", params={"wave": 1})
+    kinds = {e["kind"] for e in events}
+    assert {"phase_started", "phase_success", "approval"} <= kinds
+
 
 def test_failing_cutover_health_check_rolls_back_to_source(platform, tmp_path):
     from migrationbox.orchestration.follow import Approver, follow_run

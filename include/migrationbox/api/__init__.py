@@ -1,0 +1,1 @@
+"""The MigrationBox HTTP API, mounted into Airflow's API server by the plugin."""
