@@ -46,6 +46,10 @@ def _q(value: str) -> str:
     return quote(value, safe="")
 
 
+RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+MAX_RETRIES = 4
+
+
 class AirflowClient:
     """Bearer-token client of one Airflow API server.
 
@@ -110,6 +114,15 @@ class AirflowClient:
         response = self._send(method, path, json, params)
         if response.status_code == 401:
             self.login()
+            response = self._send(method, path, json, params)
+        # The embedded default keeps Airflow's metadata in SQLite, where a write can lose
+        # the lock to the scheduler on a busy machine ("Database error", HTTP 500). Retry
+        # requests that are safe to repeat; never a POST (it could trigger a run twice).
+        attempt = 0
+        while (response.status_code in RETRYABLE_STATUS and method.upper() != "POST"
+               and attempt < MAX_RETRIES):
+            attempt += 1
+            time.sleep(0.5 * 2**attempt)
             response = self._send(method, path, json, params)
         if response.status_code not in set(ok):
             raise AirflowApiError(method, path, response.status_code, _detail(response))
