@@ -88,9 +88,18 @@ def test_seven_groups_in_order_with_gates_and_rollback(plans):
         "smoke_test.smoke_tests_green",
     ):
         assert task(sensor_id).mode == "reschedule"
-    restore = task("rollback.restore_dns")
-    assert restore.trigger_rule == "one_failed"
-    assert restore.upstream_task_ids == {"cutover.canary_shift", "validate.verify_data"}
+    decide = task("rollback.choose_path")
+    assert decide.trigger_rule == "one_failed"
+    assert decide.upstream_task_ids == {"cutover.canary_shift", "validate.verify_data"}
+    assert decide.downstream_task_ids == {"rollback.restore_dns", "rollback.approve_rollback"}
+    assert task("rollback.approve_rollback").downstream_task_ids == {
+        "rollback.restore_dns_after_approval"
+    }
+    keep = task("rollback.keep_source_authoritative")
+    assert keep.trigger_rule == "none_failed_min_one_success"
+    assert keep.upstream_task_ids == {"rollback.restore_dns",
+                                      "rollback.restore_dns_after_approval"}
+    assert type(task("replicate.sync_rounds")).__name__ == "ReplicationRoundsOperator"
     assert "budget.approve_budget" not in dag.task_dict
 
 

@@ -118,10 +118,12 @@ class CanaryController:
 
     def _probe_step(self, pct: int, start: datetime, baseline: dict[str, Window],
                     ) -> tuple[list[str], dict[str, Any], dict[str, Batch]]:
-        batches = {svc.record: probe_batch(svc.target_url, self.settings.requests,
-                                           self.settings.health_checks,
-                                           self.settings.timeout_s)
-                   for svc in self.services}
+        batches = {svc.record: probe_batch(
+            svc.target_url, self.settings.requests, self.settings.health_checks,
+            self.settings.timeout_s,
+            latency_limit_ms=max(self.rules.latency_factor * baseline[svc.record].p95_ms,
+                                 self.rules.latency_floor_ms))
+            for svc in self.services}
         for svc in self.services:
             self.metrics.publish(svc.record, "target", str(pct), batches[svc.record])
         elapsed = (datetime.now(UTC) - start).total_seconds()
@@ -133,7 +135,7 @@ class CanaryController:
             problems += [b.message for b in evaluate(self.rules, svc.record,
                                                      baseline[svc.record], w, elapsed)]
             deep = batches[svc.record].deep_status
-            if deep != "healthy":
+            if deep is not None and deep != "healthy":
                 problems.append(f"{svc.record}: /health/deep status is {deep!r}")
         return problems, windows, batches
 

@@ -82,9 +82,14 @@ class Window:
 
 
 def probe_batch(base_url: str, requests: int, health_checks: int, timeout: float,
-                deep: bool = True) -> Batch:
+                deep: bool = True, latency_limit_ms: float | None = None) -> Batch:
     """Real HTTP: ``requests`` GETs of ``/``, ``health_checks`` of ``/health/ready`` and
-    (if ``deep``) one ``/health/deep``; plus CPU and memory of the serving process."""
+    (if ``deep``) one ``/health/deep``; plus CPU and memory of the serving process.
+
+    With ``latency_limit_ms``, the batch stops early once more than 5 % (+1) of its
+    requests were slower than that: the P95 is already over the limit, and waiting for
+    the rest of a slow batch only delays the rollback.
+    """
     import httpx
 
     b = Batch()
@@ -106,6 +111,10 @@ def probe_batch(base_url: str, requests: int, health_checks: int, timeout: float
             b.latencies_ms.append((time.perf_counter() - start) * 1000)
             b.requests += 1
             b.errors += int(failed)
+            if latency_limit_ms is not None and sum(
+                    ms > latency_limit_ms for ms in b.latencies_ms) > 0.05 * requests + 1:
+                health_checks, deep = 0, False
+                break
         for _ in range(health_checks):
             b.health_checks += 1
             try:

@@ -8,7 +8,9 @@ service, each on its own ephemeral port, with:
   real ``SELECT 1`` against the side's database when one is configured) and ``GET /``;
 * ``GET /_lab/stats`` (request and error counts, so canary traffic shares are visible)
   and ``POST /_lab/fault`` (``{"health": "fail"|"ok"|"slow", "latency_ms": .., "error_rate": ..}``)
-  to inject faults in tests and demos.
+  to inject faults in tests and demos;
+* ``GET /_lab/metrics`` (measured CPU, memory, disk, connections, certificate, latency),
+  ``POST /_lab/chaos`` and ``POST /_lab/remediate`` (see ``migrationbox.lab.chaos``).
 
 A control server on one more port lists all services and forwards faults by name, so the
 CLI (``migrationbox lab fault``) needs only one address. The chosen ports are written
@@ -79,6 +81,13 @@ class ServiceState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     _engine: Any = None
+    chaos: Any = None  # migrationbox.lab.chaos.ChaosState, made in __post_init__
+
+    def __post_init__(self) -> None:
+        from migrationbox.lab.chaos import ChaosState
+
+        if self.chaos is None:
+            self.chaos = ChaosState(name=self.spec.name)
 
     def set_fault(self, fault: FaultRequest) -> None:
         with self.lock:
@@ -183,14 +192,25 @@ def _make_handler(state: ServiceState) -> type[BaseHTTPRequestHandler]:
                 body = self._deep(failing)
                 self._send(200 if body["status"] != "unhealthy" else 503, body)
             elif path == "/":
+                started = time.perf_counter()
                 if failing:
                     self._send(500, {"error": "injected fault", "service": state.spec.name})
+                elif not state.chaos.acquire_connection():
+                    self._send(503, {"error": "database connection pool exhausted",
+                                     "service": state.spec.name})
                 else:
-                    self._send(200, {
-                        "service": state.spec.hostname,
-                        "side": state.spec.side,
-                        "server_id": state.spec.server_id,
-                    })
+                    try:
+                        self._send(200, {
+                            "service": state.spec.hostname,
+                            "side": state.spec.side,
+                            "server_id": state.spec.server_id,
+                        })
+                    finally:
+                        state.chaos.release_connection()
+                state.chaos.observe_latency((time.perf_counter() - started) * 1000
+                                            + state.latency_ms)
+            elif path == "/_lab/metrics":
+                self._send(200, _metrics_body(state), count=False)
             else:
                 self._send(404, {"error": f"no route {path}"})
 
@@ -203,6 +223,7 @@ def _make_handler(state: ServiceState) -> type[BaseHTTPRequestHandler]:
                     "uptime_s": round(time.time() - state.started_at, 1),
                 },
             }
+            components.update(_chaos_components(state))
             db = state.database_component()
             if db is not None:
                 components["database"] = db
@@ -236,13 +257,57 @@ def _make_handler(state: ServiceState) -> type[BaseHTTPRequestHandler]:
             elif path == "/_lab/reset-stats":
                 state.reset_stats()
                 self._send(200, state.snapshot(), count=False)
+            elif path in ("/_lab/chaos", "/_lab/remediate"):
+                status, body = _chaos_op(state, path.rsplit("/", 1)[1], raw)
+                self._send(status, body, count=False)
             else:
                 self._send(404, {"error": f"no route {path}"}, count=False)
 
     return Handler
 
 
+def _chaos_components(state: ServiceState) -> dict[str, Any]:
+    """``/health/deep`` components for the connection pool and the certificate."""
+    m = state.chaos.metrics_peek()
+    pool = "unhealthy" if m["db_connections_used_ratio"] >= 1 else (
+        "degraded" if m["db_connections_used_ratio"] >= 0.9 else "healthy")
+    days = m["certificate_days_remaining"]
+    cert = "unhealthy" if days <= 0 else ("degraded" if days < 7 else "healthy")
+    return {
+        "connection_pool": {"status": pool, "used_ratio": m["db_connections_used_ratio"],
+                            "max_connections": m["max_connections"]},
+        "certificate": {"status": cert, "days_remaining": round(days, 3)},
+    }
+
+
+def _metrics_body(state: ServiceState) -> dict[str, Any]:
+    return {**state.chaos.metrics_peek(), "requests": state.snapshot()["requests"],
+            "errors": state.snapshot()["errors"], "name": state.spec.name}
+
+
+def _chaos_op(state: ServiceState, op: str, raw: bytes) -> tuple[int, dict[str, Any]]:
+    """Apply a chaos injection or a remediation operation to one service."""
+    from migrationbox.lab.chaos import ChaosRequest, RemediationRequest
+
+    try:
+        if op == "chaos":
+            req = ChaosRequest.model_validate_json(raw)
+            state.chaos.inject(req)
+            if req.kind == "clear":
+                state.set_fault(FaultRequest(health="ok"))
+        else:
+            rem = RemediationRequest.model_validate_json(raw)
+            state.chaos.remediate(rem)
+            if rem.op == "restart":  # a restarted process no longer has the fault
+                state.set_fault(FaultRequest(health="ok"))
+    except ValueError as exc:
+        return 400, {"error": str(exc)}
+    return 200, {**_metrics_body(state), "health": state.health}
+
+
 def _make_control_handler(states: dict[str, ServiceState], ports: dict[str, int]):
+    publisher: dict[str, Any] = {}
+
     class Control(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -264,6 +329,11 @@ def _make_control_handler(states: dict[str, ServiceState], ports: dict[str, int]
                 self._send(200, [
                     {**s.snapshot(), "port": ports[name]} for name, s in sorted(states.items())
                 ])
+            elif self.path == "/metrics/publish":
+                pub = publisher.get("current")
+                self._send(200, pub.status() if pub else {"running": False})
+            elif self.path == "/metrics":
+                self._send(200, {name: _metrics_body(s) for name, s in sorted(states.items())})
             else:
                 self._send(404, {"error": f"no route {self.path}"})
 
@@ -271,6 +341,17 @@ def _make_control_handler(states: dict[str, ServiceState], ports: dict[str, int]
             parts = self.path.strip("/").split("/")
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b"{}"
+            if parts == ["metrics", "publish"]:
+                self._publish(raw)
+                return
+            if len(parts) == 3 and parts[0] == "services" and parts[2] in ("chaos", "remediate"):
+                state = states.get(parts[1])
+                if state is None:
+                    self._send(404, {"error": f"no service {parts[1]!r}",
+                                     "known": sorted(states)})
+                    return
+                self._send(*_chaos_op(state, parts[2], raw))
+                return
             if len(parts) == 3 and parts[0] == "services" and parts[2] in ("fault", "reset-stats"):
                 state = states.get(parts[1])
                 if state is None:
@@ -290,6 +371,22 @@ def _make_control_handler(states: dict[str, ServiceState], ports: dict[str, int]
                 self._send(200, state.snapshot())
             else:
                 self._send(404, {"error": f"no route {self.path}"})
+
+        def _publish(self, raw: bytes) -> None:
+            from migrationbox.lab.metrics import MetricsPublisher, PublishRequest
+
+            try:
+                req = PublishRequest.model_validate_json(raw)
+            except ValueError as exc:
+                self._send(400, {"error": str(exc)})
+                return
+            old = publisher.pop("current", None)
+            if old is not None:
+                old.stop()
+            pub = MetricsPublisher(states, req)
+            pub.start()
+            publisher["current"] = pub
+            self._send(200, pub.status())
 
     return Control
 

@@ -31,6 +31,12 @@ class WaveRunConf(BaseModel):
     health_probe_requests: int | None = Field(default=None, ge=1)
     target_vpc_cidr: str | None = None
     replication_block_mib: float | None = Field(default=None, gt=0)
+    replication_bandwidth_mib_s: float | None = Field(default=None, gt=0)
+    replication_cadence_seconds: float | None = Field(default=None, ge=0)
+    cutover_probe_interval_seconds: float | None = Field(default=None, ge=0)
+    validation_gx: bool | None = Field(
+        default=None, description="run the great-expectations suites in validate (default on)"
+    )
 
     def phase_options(self) -> dict[str, Any]:
         """The subset phases read from ``PhaseContext.options`` (unset keys omitted)."""
@@ -40,6 +46,10 @@ class WaveRunConf(BaseModel):
             "health_probe_requests",
             "target_vpc_cidr",
             "replication_block_mib",
+            "replication_bandwidth_mib_s",
+            "replication_cadence_seconds",
+            "cutover_probe_interval_seconds",
+            "validation_gx",
         )
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 

@@ -24,6 +24,7 @@ PHASES: dict[str, tuple[str, str]] = {
     "smoke_test": ("migrationbox.phases.smoke_test", "run"),
     "cutover": ("migrationbox.phases.cutover", "run"),
     "cutover_rollback": ("migrationbox.phases.cutover", "rollback"),
+    "cutover_rollback_approved": ("migrationbox.phases.cutover", "rollback_approved"),
     "validate": ("migrationbox.phases.validate", "run"),
     "decommission": ("migrationbox.phases.validate", "decommission"),
     "teardown": ("migrationbox.phases.teardown", "rollback"),
@@ -167,6 +168,17 @@ def gate(check: str, estate: str, wave: int, plan_version: int, **context: Any) 
     else:
         log.info("gate %s not yet: %s", check, why)
     return ok
+
+
+def choose_rollback_path(estate: str, wave: int, plan_version: int, **context: Any) -> str:
+    """Branch of the rollback group: automatic before 100 % on the target, else a gate."""
+    from migrationbox.phases.cutover import rollback_requires_approval
+
+    ctx = build_context(estate, wave, plan_version, context)
+    needs, why = rollback_requires_approval(ctx)
+    _event(estate, wave, ctx.run_id, "rollback", "rollback_started",
+           f"rolling back: {why}", {"needs_approval": needs})
+    return "rollback.approve_rollback" if needs else "rollback.restore_dns"
 
 
 def keep_source_authoritative(estate: str, wave: int, plan_version: int, **context: Any):

@@ -14,8 +14,8 @@ for every poke and cannot carry the round number except through XCom.
 Once converged it calls ``phases.replicate.run`` for the final, verified rounds, which
 writes the state the ``replication_converged`` gate reads.
 
-Cadence: ``cadence_seconds`` argument, else ``MIGRATIONBOX_REPLICATION_CADENCE_SECONDS``,
-else 300 s.
+Cadence: ``cadence_seconds`` argument, else the run conf's ``replication_cadence_seconds``,
+else ``MIGRATIONBOX_REPLICATION_CADENCE_SECONDS``, else 300 s.
 """
 
 from __future__ import annotations
@@ -92,8 +92,12 @@ class ReplicationRoundsOperator(BaseOperator):
             raise AirflowFailException(str(exc)) from exc
         if report["converged"] or round_no >= self.max_rounds or ctx.dry_run:
             return run_phase("replicate", self.estate, self.wave, self.plan_version, **context)
-        cadence = float(self.cadence_seconds if self.cadence_seconds is not None
-                        else default_cadence())
+        if self.cadence_seconds is not None:
+            cadence = float(self.cadence_seconds)
+        elif ctx.options.get("replication_cadence_seconds") is not None:
+            cadence = float(ctx.options["replication_cadence_seconds"])
+        else:
+            cadence = default_cadence()
         due = datetime.now(UTC) + timedelta(seconds=cadence)
         self.log.info("round %d sent %d bytes (threshold %d); next round at %s",
                       round_no, report["bytes_sent"], report["threshold_bytes"], due)

@@ -15,7 +15,9 @@ Shape of every wave DAG::
     smoke_test [smoke_tests_green]
     cutover    [approve_cutover >> canary_shift]
     validate   [verify_data >> approve_decommission >> decommission_sources]
-    rollback   [restore_dns >> keep_source_authoritative]   (runs when cutover or validation fails)
+    rollback   [choose_path >> (restore_dns | approve_rollback >> restore_dns_after_approval)
+                >> keep_source_authoritative]   (runs when cutover or validation fails;
+                after 100 % on the target, going back needs an approval)
 """
 
 from __future__ import annotations
@@ -94,12 +96,16 @@ Plan version **{spec.version}** (created {spec.created_at}). **{wave.server_coun
 
 def build_wave_dag(spec: PlanSpec, wave: WaveSpec, settings: BuildSettings | None = None):
     """Return the DAG for one wave of one plan spec."""
-    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.providers.standard.operators.python import (
+        BranchPythonOperator,
+        PythonOperator,
+    )
     from airflow.providers.standard.sensors.python import PythonSensor
     from airflow.sdk import DAG, TaskGroup, TriggerRule
 
     from migrationbox.orchestration import tasks
     from migrationbox.orchestration.approvals import MigrationApprovalOperator
+    from migrationbox.orchestration.triggers import ReplicationRoundsOperator
 
     settings = settings or BuildSettings()
     budget_gate = wave.predicted_monthly_usd > settings.budget_threshold_usd
@@ -170,7 +176,14 @@ def build_wave_dag(spec: PlanSpec, wave: WaveSpec, settings: BuildSettings | Non
             running = sensor("instances_running", "instances_running")
             infra >> running
         with TaskGroup("replicate", tooltip="block-level incremental sync with SHA-256") as g3:
-            rounds = phase("sync_rounds", "replicate", pool="migrationbox_replication")
+            # rounds run in a worker; the wait between rounds is deferred to the triggerer
+            rounds = ReplicationRoundsOperator(
+                task_id="sync_rounds",
+                estate=spec.estate,
+                wave=wave.number,
+                plan_version=spec.version,
+                pool="migrationbox_replication",
+            )
             converged = sensor("replication_converged", "replication_converged")
             rounds >> converged
         with TaskGroup("configure", tooltip="connection strings, secrets") as g4:
@@ -204,18 +217,35 @@ def build_wave_dag(spec: PlanSpec, wave: WaveSpec, settings: BuildSettings | Non
             decom = phase("decommission_sources", "decommission")
             verify >> approve_decom >> decom
         with TaskGroup("rollback", tooltip="runs only when cutover or validation fails"):
-            restore = PythonOperator(
-                task_id="restore_dns",
-                python_callable=tasks.run_phase,
-                op_kwargs={**key, "phase_name": "cutover_rollback"},
+            # Before 100 % on the target, going back is automatic; after it, the target
+            # may already hold new writes, so a person decides (the plan's rule).
+            decide = BranchPythonOperator(
+                task_id="choose_path",
+                python_callable=tasks.choose_rollback_path,
+                op_kwargs=key,
                 trigger_rule=TriggerRule.ONE_FAILED,
+                retries=0,
             )
+            restore = phase("restore_dns", "cutover_rollback")
+            approve_rollback = approval(
+                "approve_rollback",
+                "rollback",
+                subject=f"Roll {spec.estate} wave {wave.number} back to the source?",
+                body=(
+                    "All traffic is already on the target and validation failed. "
+                    "Approve to move 100% of traffic back to the source."
+                ),
+            )
+            restore_approved = phase("restore_dns_after_approval", "cutover_rollback_approved")
             keep = PythonOperator(
                 task_id="keep_source_authoritative",
                 python_callable=tasks.keep_source_authoritative,
                 op_kwargs=key,
+                trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
             )
-            restore >> keep
+            decide >> [restore, approve_rollback]
+            approve_rollback >> restore_approved
+            [restore, restore_approved] >> keep
 
         if budget_gate:
             with TaskGroup("budget", tooltip="predicted cost above the budget threshold") as gb:
@@ -235,7 +265,7 @@ def build_wave_dag(spec: PlanSpec, wave: WaveSpec, settings: BuildSettings | Non
         else:
             g1 >> g2
         g2 >> g3 >> g4 >> g5 >> g6 >> g7
-        [shift, verify] >> restore
+        [shift, verify] >> decide
     return dag
 
 

@@ -140,6 +140,9 @@ def _replicate_server(ctx: PhaseContext, server: ServerPlan, endpoints: list[End
             out["disks"][ep.name] = {"error": str(exc)}
             failures.append(f"{ep.label()}: {exc}")
             continue
+        for warning in [w for r in result.rounds for w in r.warnings]:
+            _say(ctx, f"{ep.label()}: {warning}", {"server_id": sid, "disk": ep.name,
+                                                    "warning": warning})
         # the rounds put the source's config files back: configure must run again
         (tgt / META_DIR / CONFIGURED_NAME).unlink(missing_ok=True)
         check = verify(src, tgt, block)

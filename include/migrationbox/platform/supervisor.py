@@ -305,6 +305,10 @@ class Platform:
             "MIGRATIONBOX_AIRFLOW_USERNAME": self.username,
             "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws),
             "AIRFLOW_CONN_MIGRATIONBOX_STORE": json.dumps(store),
+            # the lab's disks are small: replication rounds every few seconds, not the
+            # production default of 5 minutes (a run conf can still override it)
+            "MIGRATIONBOX_REPLICATION_CADENCE_SECONDS": os.environ.get(
+                "MIGRATIONBOX_REPLICATION_CADENCE_SECONDS", "5"),
         }
 
     def env(self) -> dict[str, str]:

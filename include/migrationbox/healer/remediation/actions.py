@@ -1,0 +1,346 @@
+"""The matrix's actions, each against the cloud API (the emulator in the lab) and the lab.
+
+Per action: cloud side (EC2/EBS/ACM/Route 53 on the emulator) / lab side / rollback.
+
+* horizontal_scale: launch N more instances like the server's (client token = the
+  remediation id) / ``scale_out`` / terminate them and ``scale_in``.
+* vertical_scale_restart: stop, next size, start, one instance at a time / memory budget
+  x2 and restart / previous size and budget.
+* rolling_restart: reboot instances one at a time / restart / nothing to undo (said).
+* increase_max_connections_restart: none (the app's pool) / max_connections x factor and
+  restart / restart again (a live pool is not shrunk).
+* disk_cleanup_expand: EBS ``modify_volume`` x2 when cleanup is not enough / delete logs
+  older than N days, quota x2 / a volume cannot shrink (said).
+* renew_certificate_reload: ACM ``request_certificate`` for the DNS name / new
+  ``not_after`` and reload / delete the new certificate.
+* flush_dns_cache_verify: re-UPSERT the record set (a new change) / none / none.
+* kill_blocking_query (approval): ``pg_terminate_backend`` of blockers, PostgreSQL only.
+* enable_circuit_breaker, restore_from_backup: not available in the lab; the pre-check
+  refuses with the reason, so the incident says people must act.
+
+A server that has no instance on the cloud (a lab-only estate, or a wave not provisioned)
+gets the lab side only, and the step log says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from migrationbox.cloud.base import TAG_ESTATE, TAG_SERVER
+from migrationbox.healer.remediation.base import RemediationContext, RemediationError
+
+Log = Callable[[str], None]
+SIZE_LADDER = ["nano", "micro", "small", "medium", "large", "xlarge", "2xlarge", "4xlarge",
+               "8xlarge"]
+
+
+def next_size(instance_type: str) -> str:
+    family, _, size = instance_type.partition(".")
+    if size not in SIZE_LADDER or size == SIZE_LADDER[-1]:
+        raise RemediationError(f"instance type {instance_type!r}: no next size known")
+    return f"{family}.{SIZE_LADDER[SIZE_LADDER.index(size) + 1]}"
+
+
+def _instances(ctx: RemediationContext, log: Log) -> list[dict[str, Any]]:
+    if ctx.cloud_client is None:
+        log("no cloud connection configured: lab side only")
+        return []
+    ec2 = ctx.cloud_client("ec2")
+    res = ec2.describe_instances(Filters=[
+        {"Name": f"tag:{TAG_ESTATE}", "Values": [ctx.estate]},
+        {"Name": f"tag:{TAG_SERVER}", "Values": [ctx.server_id]},
+        {"Name": "instance-state-name", "Values": ["pending", "running"]}])
+    found = sorted((i for r in res["Reservations"] for i in r["Instances"]),
+                   key=lambda i: i["InstanceId"])
+    if not found:
+        log(f"no running cloud instance tagged for {ctx.estate}/{ctx.server_id}: lab side only")
+    return found
+
+
+class _Base:
+    action = ""
+    risky = False
+
+    def precheck(self, ctx: RemediationContext) -> str | None:
+        return None
+
+    def rollback(self, ctx: RemediationContext, undo: dict[str, Any], log: Log) -> None:
+        log("nothing to undo")
+
+
+class HorizontalScale(_Base):
+    action = "horizontal_scale"
+    max_instances = 10
+
+    def precheck(self, ctx: RemediationContext) -> str | None:
+        current = int(ctx.lab_metrics()["instances"]) if ctx.control_url else 1
+        add = int(ctx.params.get("add_instances", 2))
+        if current + add > self.max_instances:
+            return f"{current} instances + {add} would exceed the cap of {self.max_instances}"
+        return None
+
+    def apply(self, ctx: RemediationContext, log: Log) -> dict[str, Any]:
+        add = int(ctx.params.get("add_instances", 2))
+        undo: dict[str, Any] = {"_side_effects": [f"+{add} instance(s) running"]}
+        found = _instances(ctx, log)
+        if found:
+            model = found[0]
+            ec2 = ctx.cloud_client("ec2")  # type: ignore[misc]
+            tags = [t for t in model.get("Tags", []) if not t["Key"].startswith("aws:")]
+            tags.append({"Key": "migrationbox:healer", "Value": ctx.remediation_id})
+            req: dict[str, Any] = {
+                "ImageId": model["ImageId"], "InstanceType": model["InstanceType"],
+                "MinCount": add, "MaxCount": add, "ClientToken": ctx.remediation_id[:64],
+                "TagSpecifications": [{"ResourceType": "instance", "Tags": tags}]}
+            if model.get("SubnetId"):
+                req["SubnetId"] = model["SubnetId"]
+            created = [i["InstanceId"] for i in ec2.run_instances(**req)["Instances"]]
+            undo["instance_ids"] = created
+            log(f"launched {len(created)} x {model['InstanceType']}: {', '.join(created)}")
+        if ctx.control_url:
+            before = int(ctx.lab_metrics()["instances"])
+            undo["instances_before"] = before
+            ctx.lab("scale_out", instances=before + add)
+            log(f"lab: {ctx.service} scaled out from {before} to {before + add} instance(s)")
+        return undo
+
+    def rollback(self, ctx: RemediationContext, undo: dict[str, Any], log: Log) -> None:
+        if undo.get("instance_ids") and ctx.cloud_client is not None:
+            ctx.cloud_client("ec2").terminate_instances(InstanceIds=undo["instance_ids"])
+            log(f"terminated {', '.join(undo['instance_ids'])}")
+        if "instances_before" in undo:
+            ctx.lab("scale_in", instances=undo["instances_before"])
+            log(f"lab: scaled back to {undo['instances_before']} instance(s)")
+
+
+class VerticalScaleRestart(_Base):
+    action = "vertical_scale_restart"
+    max_memory_mb = 4096
+
+    def precheck(self, ctx: RemediationContext) -> str | None:
+        if ctx.control_url and int(ctx.lab_metrics()["memory_limit_mb"]) * 2 > self.max_memory_mb:
+            return f"memory budget would exceed {self.max_memory_mb} MB"
+        return None
+
+    def apply(self, ctx: RemediationContext, log: Log) -> dict[str, Any]:
+        undo: dict[str, Any] = {"types": {}}
+        for inst in _instances(ctx, log):
+            iid, old = inst["InstanceId"], inst["InstanceType"]
+            new = next_size(old)
+            ec2 = ctx.cloud_client("ec2")  # type: ignore[misc]
+            ec2.stop_instances(InstanceIds=[iid])
+            ec2.get_waiter("instance_stopped").wait(InstanceIds=[iid],
+                                                    WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+            undo["types"][iid] = old  # recorded before the change: rollback knows it
+            ec2.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": new})
+            ec2.start_instances(InstanceIds=[iid])
+            log(f"{iid}: {old} -> {new} (stopped, resized, started)")
+        if ctx.control_url:
+            before = int(ctx.lab_metrics()["memory_limit_mb"])
+            undo["memory_limit_mb"] = before
+            ctx.lab("vertical_scale", memory_limit_mb=before * 2)
+            ctx.lab("restart")
+            log(f"lab: {ctx.service} memory budget {before} -> {before * 2} MB, restarted")
+        undo["_side_effects"] = ["one restart per instance (brief unavailability)"]
+        return undo
+
+    def rollback(self, ctx: RemediationContext, undo: dict[str, Any], log: Log) -> None:
+        for iid, old in undo.get("types", {}).items():
+            ec2 = ctx.cloud_client("ec2")  # type: ignore[misc]
+            ec2.stop_instances(InstanceIds=[iid])
+            ec2.get_waiter("instance_stopped").wait(InstanceIds=[iid],
+                                                    WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+            ec2.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": old})
+            ec2.start_instances(InstanceIds=[iid])
+            log(f"{iid}: back to {old}")
+        if "memory_limit_mb" in undo:
+            ctx.lab("set_memory_limit", memory_limit_mb=undo["memory_limit_mb"])
+            log(f"lab: memory budget back to {undo['memory_limit_mb']} MB")
+
+
+class RollingRestart(_Base):
+    action = "rolling_restart"
+
+    def apply(self, ctx: RemediationContext, log: Log) -> dict[str, Any]:
+        for inst in _instances(ctx, log):
+            ctx.cloud_client("ec2").reboot_instances(  # type: ignore[misc]
+                InstanceIds=[inst["InstanceId"]])
+            log(f"rebooted {inst['InstanceId']} (one at a time)")
+        if ctx.control_url:
+            ctx.lab("restart")
+            log(f"lab: {ctx.service} restarted")
+        return {}
+
+    def rollback(self, ctx: RemediationContext, undo: dict[str, Any], log: Log) -> None:
+        log("a restart cannot be undone; the service is as the restart left it")
+
+
+class IncreaseMaxConnectionsRestart(_Base):
+    action = "increase_max_connections_restart"
+
+    def precheck(self, ctx: RemediationContext) -> str | None:
+        if not ctx.control_url:
+            return "no application control endpoint to change its connection pool"
+        return None
+
+    def apply(self, ctx: RemediationContext, log: Log) -> dict[str, Any]:
+        factor = float(ctx.params.get("factor", 2))
+        before = int(ctx.lab_metrics()["max_connections"])
+        new = max(before + 1, int(before * factor))
+        ctx.lab("set_max_connections", max_connections=new)
+        log(f"lab: {ctx.service} max_connections {before} -> {new}")
+        ctx.lab("restart")
+        log(f"lab: {ctx.service} restarted (leaked connections dropped)")
+        return {"max_connections_before": before,
+                "_side_effects": [f"max_connections raised to {new}"]}
+
+    def rollback(self, ctx: RemediationContext, undo: dict[str, Any], log: Log) -> None:
+        ctx.lab("restart")
+        log("lab: restarted again; max_connections left raised (a pool is not shrunk live)")
+
+
+class DiskCleanupExpand(_Base):
+    action = "disk_cleanup_expand"
+    target_pct = 80.0
+
+    def apply(self, ctx: RemediationContext, log: Log) -> dict[str, Any]:
+        age = float(ctx.params.get("log_max_age_days", 30))
+        undo: dict[str, Any] = {}
+        if ctx.control_url:
+            res = ctx.lab("cleanup_disk", max_age_days=age)
+            log(f"lab: deleted {res['removed_files']} log file(s) older than {age:g} days; "
+                f"disk now {res['disk_used_pct']}%")
+            if res["disk_used_pct"] <= self.target_pct:
+                return undo
+        for inst in _instances(ctx, log):
+            ec2 = ctx.cloud_client("ec2")  # type: ignore[misc]
+            for bdm in inst.get("BlockDeviceMappings", []):
+                vid = bdm["Ebs"]["VolumeId"]
+                size = ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0]["Size"]
+                ec2.modify_volume(VolumeId=vid, Size=size * 2)
+                log(f"{vid}: {size} -> {size * 2} GiB")
+        if ctx.control_url:
+            res = ctx.lab("expand_disk")
+            log(f"lab: volume quota now {res['disk_quota_mb']} MB, {res['disk_used_pct']}% used")
+            undo["_side_effects"] = ["volume expanded (storage cost up)"]
+        return undo
+
+    def rollback(self, ctx: RemediationContext, undo: dict[str, Any], log: Log) -> None:
+        log("deleted logs cannot be restored and a volume cannot shrink: left as is")
+
+
+class RenewCertificateReload(_Base):
+    action = "renew_certificate_reload"
+
+    def apply(self, ctx: RemediationContext, log: Log) -> dict[str, Any]:
+        undo: dict[str, Any] = {}
+        if ctx.cloud_client is not None and ctx.dns_name:
+            arn = ctx.cloud_client("acm").request_certificate(
+                DomainName=ctx.dns_name.rstrip("."), ValidationMethod="DNS",
+                IdempotencyToken=ctx.remediation_id.replace("-", "")[:32])["CertificateArn"]
+            undo["certificate_arn"] = arn
+            log(f"ACM: requested a certificate for {ctx.dns_name}: {arn}")
+        if ctx.control_url:
+            res = ctx.lab("renew_certificate", certificate_days=90)
+            log(f"lab: {ctx.service} reloaded with a certificate valid until "
+                f"{res['certificate_not_after']}")
+        return undo
+
+    def rollback(self, ctx: RemediationContext, undo: dict[str, Any], log: Log) -> None:
+        if undo.get("certificate_arn") and ctx.cloud_client is not None:
+            ctx.cloud_client("acm").delete_certificate(CertificateArn=undo["certificate_arn"])
+            log(f"ACM: deleted {undo['certificate_arn']}")
+
+
+class FlushDnsCacheVerify(_Base):
+    action = "flush_dns_cache_verify"
+
+    def precheck(self, ctx: RemediationContext) -> str | None:
+        if ctx.cloud_client is None or not ctx.dns_name:
+            return "no DNS name or cloud connection for this server"
+        return None
+
+    def apply(self, ctx: RemediationContext, log: Log) -> dict[str, Any]:
+        r53 = ctx.cloud_client("route53")  # type: ignore[misc]
+        name = ctx.dns_name.rstrip(".") + "."  # type: ignore[union-attr]
+        zone_name = name.split(".", 1)[1]
+        zones = r53.list_hosted_zones_by_name(DNSName=zone_name)["HostedZones"]
+        zone = next((z for z in zones if z["Name"] == zone_name), None)
+        if zone is None:
+            raise RemediationError(f"no hosted zone {zone_name}")
+        sets = [s for s in r53.list_resource_record_sets(HostedZoneId=zone["Id"])[
+            "ResourceRecordSets"] if s["Name"] == name]
+        if not sets:
+            raise RemediationError(f"no record {name} in {zone_name}")
+        change = r53.change_resource_record_sets(HostedZoneId=zone["Id"], ChangeBatch={
+            "Comment": f"healer {ctx.remediation_id}: republish",
+            "Changes": [{"Action": "UPSERT", "ResourceRecordSet": s} for s in sets]})
+        log(f"Route 53: republished {len(sets)} record set(s) of {name}: "
+            f"{change['ChangeInfo']['Id']} {change['ChangeInfo']['Status']}")
+        return {}
+
+
+class KillBlockingQuery(_Base):
+    action = "kill_blocking_query"
+    risky = True
+
+    def precheck(self, ctx: RemediationContext) -> str | None:
+        url = str(ctx.params.get("database_url") or "")
+        if not url.startswith("postgresql"):
+            return "only PostgreSQL databases can list and terminate blocking sessions"
+        return None
+
+    def apply(self, ctx: RemediationContext, log: Log) -> dict[str, Any]:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(str(ctx.params["database_url"]))
+        try:
+            with engine.begin() as conn:
+                pids = sorted({int(p) for (p,) in conn.execute(text(
+                    "SELECT DISTINCT unnest(pg_blocking_pids(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database()"))})
+                for pid in pids:
+                    conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        finally:
+            engine.dispose()
+        log(f"terminated blocking session(s): {pids or 'none found'}")
+        return {"_side_effects": [f"{len(pids)} session(s) terminated"]}
+
+    def rollback(self, ctx: RemediationContext, undo: dict[str, Any], log: Log) -> None:
+        log("terminated sessions cannot be restored")
+
+
+class _NotInLab(_Base):
+    why = ""
+
+    def precheck(self, ctx: RemediationContext) -> str | None:
+        return self.why
+
+    def apply(self, ctx: RemediationContext, log: Log) -> dict[str, Any]:
+        raise RemediationError(self.why)
+
+
+class EnableCircuitBreaker(_NotInLab):
+    action = "enable_circuit_breaker"
+    why = "the lab services have no circuit breaker to switch on: people must act"
+
+
+class RestoreFromBackup(_NotInLab):
+    action = "restore_from_backup"
+    risky = True
+    why = "no backup system is connected to the healer: restore by hand"
+
+
+REGISTRY: dict[str, _Base] = {cls.action: cls() for cls in (
+    HorizontalScale, VerticalScaleRestart, RollingRestart, IncreaseMaxConnectionsRestart,
+    DiskCleanupExpand, RenewCertificateReload, FlushDnsCacheVerify, KillBlockingQuery,
+    EnableCircuitBreaker, RestoreFromBackup)}
+
+
+def remediation_for(action: str) -> _Base:
+    try:
+        return REGISTRY[action]
+    except KeyError:
+        raise KeyError(f"no remediation implements action {action!r}; known: "
+                       f"{', '.join(sorted(REGISTRY))}") from None

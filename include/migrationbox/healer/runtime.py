@@ -1,0 +1,548 @@
+"""The healer's runtime: one sensing pass from readings to healed (or escalated) incidents.
+
+:meth:`Healer.run_pass` is what the heal DAG's task calls (and what tests and the
+benchmark call directly): sense (``sensing``), build the situations the decision matrix
+knows about, find the root cause on the estate's dependency graph (``rca``), decide
+(``decision`` with the SQL guard: one remediation per resource, a rate limit), execute
+auto-heals (``remediation``: pre-check, action, verification, rollback), record the
+outcome for learning (``learning``), write the incident (``store``) and notify.
+
+What makes a *situation* (one per target and matrix row): the row's condition metric is
+measured for the target and its condition holds **now** (the newest point), with
+``sustained_seconds`` measured on the series (the matrix's ``for_seconds`` times
+``SensingConfig.sustain_scale``). Its detection confidence is the detectors' verdict on
+the points of the current spell (continuous metrics), or ``high`` for threshold facts
+(certificate, connection pool, 5/5 failed health checks). A high-confidence anomaly on a
+metric no row covers (request rate, latency, errors) becomes an alert-only situation; a
+low-confidence anomaly is only reported in the pass report.
+
+Faults do not crash a pass: a target whose endpoints do not answer is *unhealthy* (or
+its metrics are missing and it is skipped, said in ``PassReport.notes``), a remediation
+that fails half-way is rolled back and its incident says so, and an open incident of the
+same resource and anomaly type (or a recent alert) is not duplicated.
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from migrationbox.healer import sensing
+from migrationbox.healer.decision import (
+    Decision,
+    DecisionEngine,
+    DecisionMatrix,
+    MatrixRow,
+    Observation,
+    Outcome,
+    Situation,
+    load_matrix,
+)
+from migrationbox.healer.guard import SqlGuard
+from migrationbox.healer.health import HealthResult, HealthStatus
+from migrationbox.healer.incident import (
+    Incident,
+    IncidentStatus,
+    Prevention,
+    RemediationSummary,
+    render_markdown,
+)
+from migrationbox.healer.learning import ActionPosteriors, SqlRemediationLog, record_outcome
+from migrationbox.healer.remediation import RemediationContext, execute, remediation_for
+from migrationbox.healer.store import IncidentStore, ProbeStore, failed_of_last
+
+HEALTH_METRIC = "failed_health_checks_of_last_5"
+TEAMS_CONN_ID = "migrationbox_healer_teams"
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+    "==": operator.eq}
+
+PREVENTION = {
+    "horizontal_scale": ("Set auto-scaling on CPU for this service",
+                         "Add a target-tracking scaling policy (CPU 70 %)"),
+    "vertical_scale_restart": ("Find the memory growth before it recurs",
+                               "Profile the service's heap; alarm at 85 % memory"),
+    "disk_cleanup_expand": ("Rotate and ship logs", "Enable logrotate with 14-day retention"),
+    "rolling_restart": ("Find why health checks failed", "Review the service's error logs"),
+    "increase_max_connections_restart": ("Fix the connection leak",
+                                         "Add pool timeouts and leak detection"),
+    "renew_certificate_reload": ("Automate renewal", "Alarm 30 days before expiry"),
+}
+
+
+@dataclass(frozen=True)
+class HealerSettings:
+    sensing: sensing.SensingConfig = field(default_factory=sensing.SensingConfig)
+    verify_timeout_s: float = 30.0
+    verify_interval_s: float = 1.0
+    dedupe_window: timedelta = timedelta(minutes=15)
+    notify_conn_id: str = TEAMS_CONN_ID
+    holder: str = "healer"
+
+
+@dataclass
+class SituationReport:
+    server_id: str
+    anomaly_type: str
+    metric: str
+    value: float | None
+    detection: str
+    resource: str
+    rca_confidence: float | None
+    outcome: str
+    reasons: list[str]
+    incident_id: str | None = None
+    action: str | None = None
+    remediation_success: bool | None = None
+    rolled_back: bool = False
+    detected_at: str | None = None
+    decided_at: str | None = None
+    resolved_at: str | None = None
+
+
+@dataclass
+class PassReport:
+    estate: str
+    started_at: str
+    finished_at: str = ""
+    targets: int = 0
+    health: dict[str, str] = field(default_factory=dict)
+    situations: list[SituationReport] = field(default_factory=list)
+    low_anomalies: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    monitoring_calls: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def pending_approvals(self) -> list[str]:
+        return [s.incident_id for s in self.situations
+                if s.outcome == Outcome.needs_approval.value and s.incident_id]
+
+
+def scaled_matrix(matrix: DecisionMatrix, scale: float) -> DecisionMatrix:
+    if scale == 1.0:
+        return matrix
+    rows = [r.model_copy(update={"condition": r.condition.model_copy(update={
+        "for_seconds": r.condition.for_seconds * scale})}) for r in matrix.rows]
+    return matrix.model_copy(update={"rows": rows})
+
+
+def notifiers_from_airflow(conn_id: str) -> list[Any]:
+    """The Teams webhook notifier when the connection exists (off by default)."""
+    import os
+
+    if os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}") is None and not os.environ.get(
+            "MIGRATIONBOX_HEALER_NOTIFY_FROM_AIRFLOW"):
+        return []
+    try:
+        from airflow.sdk import Connection
+
+        conn = Connection.get(conn_id)
+    except Exception:
+        return []
+    from migrationbox.healer.notify import TeamsWebhookNotifier
+
+    url = conn.host if (conn.host or "").startswith("http") else (
+        (conn.extra_dejson or {}).get("url") or conn.get_uri())
+    return [TeamsWebhookNotifier(url=url)]
+
+
+class Healer:
+    def __init__(self, engine: Engine | None = None, settings: HealerSettings | None = None,
+                 *, source: sensing.MetricSource | None = None,
+                 notifiers: Sequence[Any] | None = None,
+                 matrix: DecisionMatrix | None = None) -> None:
+        if engine is None:
+            from migrationbox.store.db import engine as store_engine
+
+            engine = store_engine()
+        self.engine = engine
+        self.settings = settings or HealerSettings()
+        self.matrix = scaled_matrix(matrix or load_matrix(),
+                                    self.settings.sensing.sustain_scale)
+        self.incidents = IncidentStore(engine)
+        self.probes = ProbeStore(engine)
+        self.log = SqlRemediationLog(engine)
+        self.guard = SqlGuard(engine)
+        self._source = source
+        self._notifiers = notifiers
+        self.forecasters = sensing.ForecasterCache()
+
+    @property
+    def source(self) -> sensing.MetricSource:
+        if self._source is None:
+            self._source = sensing.MetricSource(self.settings.sensing.namespace)
+        return self._source
+
+    @property
+    def notifiers(self) -> list[Any]:
+        if self._notifiers is None:
+            self._notifiers = notifiers_from_airflow(self.settings.notify_conn_id)
+        return list(self._notifiers)
+
+    def engine_for_decisions(self) -> DecisionEngine:
+        posteriors = ActionPosteriors.from_records(self.matrix, self.log.records())
+        return DecisionEngine(self.guard, matrix=self.matrix, confidence_source=posteriors,
+                              holder=self.settings.holder)
+
+    # ------------------------------------------------------------------ the pass
+    def run_pass(self, estate: str, targets: Sequence[sensing.Target] | None = None
+                 ) -> PassReport:
+        cfg = self.settings.sensing
+        t0 = time.perf_counter()
+        now = datetime.now(UTC)
+        report = PassReport(estate=estate, started_at=now.isoformat())
+        targets = list(targets) if targets is not None else sensing.load_targets(estate)
+        report.targets = len(targets)
+        if not targets:
+            report.notes.append("no completed wave: nothing to watch")
+            report.finished_at = datetime.now(UTC).isoformat()
+            return report
+
+        health: dict[str, HealthResult] = {}
+        for t in targets:
+            last = self.probes.last(estate, t.server_id, 1)
+            result = sensing.probe(t, at=now, previous=last[0] if last else None,
+                                   timeout=cfg.probe_timeout_s)
+            self.probes.add(estate, result)
+            health[t.server_id] = result
+            report.health[t.server_id] = result.status.value
+        t1 = time.perf_counter()
+
+        watched = [t for t in targets if t.service]
+        keys = [(t.metric_id, m) for t in watched for m in sensing.READ]
+        calls_before = self.source.calls
+        try:
+            data = self.source.series(keys, now - cfg.lookback, now + timedelta(seconds=1),
+                                      cfg.period_s)
+        except Exception as exc:  # the monitoring API stopped answering: health only
+            report.notes.append(f"monitoring API failed: {type(exc).__name__}: {exc}")
+            data = {}
+        report.monitoring_calls = self.source.calls - calls_before
+        t2 = time.perf_counter()
+
+        situations: list[tuple[sensing.Target, str, MatrixRow | None, Observation, str,
+                               datetime | None]] = []
+        for t in targets:
+            situations.extend(self._situations(t, data, health, now, report))
+        t3 = time.perf_counter()
+
+        graph = self._graph(estate)
+        # services with a matrix-known problem are the "affected" ones RCA reasons about;
+        # a metric-only blip (a neighbour's latency wobble) is not evidence of a cause
+        anomalous: dict[str, datetime] = {}
+        for t, _type, row, _obs, _det, onset in situations:
+            if row is not None:
+                anomalous[t.server_id] = min(anomalous.get(t.server_id, onset or now),
+                                             onset or now)
+        decider = self.engine_for_decisions()
+        by_id = {t.server_id: t for t in targets}
+        for target, anomaly_type, row, obs, detection, onset in situations:
+            report.situations.append(self._handle(
+                decider, estate, target, anomaly_type, row, obs, detection, onset, graph,
+                anomalous, health, by_id, now, report))
+        t4 = time.perf_counter()
+        report.timings_s = {"probe": round(t1 - t0, 3), "metrics": round(t2 - t1, 3),
+                            "detect": round(t3 - t2, 3), "decide_and_heal": round(t4 - t3, 3),
+                            "total": round(t4 - t0, 3)}
+        report.finished_at = datetime.now(UTC).isoformat()
+        return report
+
+    def _graph(self, estate: str) -> Any:
+        from migrationbox.planning.graph import build_dependency_graph
+        from migrationbox.store import repository
+        from migrationbox.store.db import session_scope
+
+        with session_scope(read_only=True) as s:
+            record = repository.get_estate(s, estate)
+        if record is None:
+            raise LookupError(f"estate {estate!r} is not in the store")
+        return build_dependency_graph(record.servers).graph
+
+    def _situations(self, t: sensing.Target, data: dict[tuple[str, str], Any],
+                    health: dict[str, HealthResult], now: datetime, report: PassReport
+                    ) -> list[tuple[sensing.Target, str, MatrixRow | None, Observation, str,
+                                    datetime | None]]:
+        cfg = self.settings.sensing
+        out: list[tuple[sensing.Target, str, MatrixRow | None, Observation, str,
+                        datetime | None]] = []
+        covered: set[str] = set()
+        judgements: dict[str, sensing.MetricJudgement] = {}
+        if t.service:
+            missing = [m for m in sensing.READ if data.get((t.metric_id, m)) is None
+                       or data[(t.metric_id, m)].empty]
+            if data and missing:
+                report.notes.append(f"{t.server_id}: no data for {', '.join(missing)}")
+            for m in sensing.CONTINUOUS:
+                series = data.get((t.metric_id, m))
+                if series is not None and not series.empty:
+                    judgements[m] = sensing.judge(t, m, series, now=now, config=cfg,
+                                                  forecasters=self.forecasters)
+        for row in self.matrix.rows:
+            metric = row.condition.metric
+            op = _OPS[row.condition.operator]
+
+            def holds(v: float, op: Any = op, th: float = row.condition.threshold) -> bool:
+                return bool(op(v, th))
+
+            if metric == HEALTH_METRIC:
+                failed = failed_of_last(self.probes.last(t.estate, t.server_id, 5))
+                if failed == 0:
+                    continue
+                if failed < 5:
+                    report.notes.append(f"{t.server_id}: {failed}/5 recent health checks "
+                                        "failed (flapping or starting): watching")
+                    continue
+                bad = health.get(t.server_id)
+                out.append((t, row.id, row, Observation(metric, float(failed), 0.0), "high",
+                            bad.unhealthy_since if bad else None))
+                covered.add(metric)
+                continue
+            series = data.get((t.metric_id, metric))
+            if series is None or series.empty:
+                continue
+            sustained, since = sensing.sustained_seconds(series, holds, cfg.period_s)
+            if sustained <= 0:
+                continue
+            latest = float(series.dropna().iloc[-1])
+            covered.add(metric)
+            if sustained < row.condition.for_seconds:
+                report.notes.append(f"{t.server_id}: {row.condition.describe()} has held "
+                                    f"{sustained:g} s: watching")
+                continue
+            if metric in sensing.THRESHOLD_FACTS:
+                detection = "high"
+            else:
+                j = judgements.get(metric)
+                # the anomaly that starts an episode comes with the first points; a value
+                # that dips under the threshold for a moment restarts the spell, so look
+                # back ``recent`` before the spell too
+                spell = [a for a in (j.anomalies if j else [])
+                         if since is None or a.timestamp >= since - cfg.recent]
+                detection = "high" if any(a.high_confidence for a in spell) else "low"
+            out.append((t, row.id, row, Observation(metric, latest, sustained), detection,
+                        since))
+        for m, j in judgements.items():
+            if m in covered:
+                continue
+            best = j.best()
+            if best is None:
+                continue
+            if best.high_confidence:
+                out.append((t, f"{m}_{best.category.value}", None,
+                            Observation(m, best.value, 0.0), "high",
+                            best.timestamp.to_pydatetime()))
+            else:
+                report.low_anomalies.append({"server_id": t.server_id, "metric": m,
+                                             **best.to_dict()})
+        return out
+
+    # ------------------------------------------------------------------ one situation
+    def _handle(self, decider: DecisionEngine, estate: str, target: sensing.Target,
+                anomaly_type: str, row: MatrixRow | None, obs: Observation, detection: str,
+                onset: datetime | None, graph: Any, anomalous: dict[str, datetime],
+                health: dict[str, HealthResult], by_id: dict[str, sensing.Target],
+                now: datetime, report: PassReport) -> SituationReport:
+        from migrationbox.healer.rca import analyse
+
+        sid = target.server_id
+        rep = SituationReport(server_id=sid, anomaly_type=anomaly_type, metric=obs.metric,
+                              value=obs.value, detection=detection, resource=sid,
+                              rca_confidence=None, outcome="", reasons=[],
+                              detected_at=now.isoformat())
+        existing = self.incidents.open_for(estate, sid, anomaly_type,
+                                           within=self.settings.dedupe_window, now=now)
+        if existing is not None:
+            rep.outcome, rep.incident_id = "deduplicated", existing.incident_id
+            rep.reasons.append(f"incident {existing.incident_id} ({existing.status.value}) "
+                               "already covers it")
+            return rep
+        rca = None
+        if sid in graph:
+            rca = analyse(graph, sid, anomalous={**anomalous, sid: anomalous.get(
+                sid, onset or now)}, health=health)
+        top = rca.top if rca else None
+        resource = top.resource if top else sid
+        rep.resource, rep.rca_confidence = resource, (top.confidence if top else None)
+        bad = health.get(sid)
+        severity = "P1" if bad is not None and bad.status is HealthStatus.unhealthy and \
+            anomaly_type == "health_check_failed" else ("P2" if row else "P3")
+        situation = Situation(anomaly_type=anomaly_type, resource=resource,
+                              detection_confidence=detection,
+                              rca_confidence=top.confidence if top else None,
+                              observation=obs, severity=severity,
+                              root_cause="self" if resource == sid else "dependency", at=now)
+        decision = decider.decide(situation)
+        decided = datetime.now(UTC)
+        rep.outcome, rep.reasons = decision.outcome.value, list(decision.reasons)
+        rep.action, rep.decided_at = decision.action, decided.isoformat()
+
+        def build(incident_id: str) -> Incident:
+            title = (row.root_cause if row else f"{obs.metric} {anomaly_type}") + f" on {sid}"
+            inc = Incident(
+                incident_id=incident_id, title=title, resource=resource, severity=severity,
+                status=IncidentStatus.open,
+                summary=(f"{obs.metric} = {obs.value:g} on {sid} "
+                         f"({detection}-confidence detection)."),
+                onset_at=onset, detected_at=now, decided_at=decided,
+                root_cause=(f"{top.resource}: " + "; ".join(top.evidence)) if top else
+                "Not determined (server not in the dependency graph).",
+                root_cause_confidence=top.confidence if top else None,
+                root_cause_candidates=[f"{c.resource} ({c.confidence:.2f})"
+                                       for c in (rca.causes if rca else [])])
+            if onset:
+                inc.add_event(onset, f"{obs.metric} condition began to hold")
+            inc.add_event(now, f"detected: {obs.metric} = {obs.value:g}, {detection} "
+                               "confidence" + (f", held {obs.sustained_seconds:g} s"
+                                               if obs.sustained_seconds else ""))
+            if rca and rca.unknown:
+                inc.add_event(now, "no health data for: " + ", ".join(rca.unknown))
+            inc.add_event(decided, "decision: " + decision.summary())
+            return inc
+
+        incident = self.incidents.create(estate, anomaly_type, build, seen_on=sid)
+        rep.incident_id = incident.incident_id
+        if decision.outcome is Outcome.auto_heal:
+            self._remediate(decider, decision, incident, by_id.get(resource, target), rep)
+        elif decision.outcome is Outcome.needs_approval:
+            incident.status = IncidentStatus.awaiting_approval
+            incident.remediation = RemediationSummary(
+                action=decision.action or "", description=row.action_description if row else "",
+                decision="awaiting approval by a person")
+        else:
+            incident.status = IncidentStatus.alerted
+            if decision.outcome is Outcome.suppressed:
+                incident.add_event(decided, "remediation suppressed: " + decision.reasons[-1])
+        self._finish_incident(incident)
+        return rep
+
+    def _remediate(self, decider: DecisionEngine, decision: Decision, incident: Incident,
+                   target: sensing.Target, rep: SituationReport) -> None:
+        assert decision.row is not None
+        row = decision.row
+        from migrationbox.healer.learning import new_remediation_id
+
+        rid = new_remediation_id()
+        ctx = RemediationContext(
+            estate=target.estate, server_id=target.server_id, action=row.action,
+            params=dict(row.action_params), remediation_id=rid, service=target.service,
+            control_url=target.control_url, dns_name=target.dns_name,
+            check=self._check(target, row), cloud_client=_cloud_client(),
+            verify_timeout_s=self.settings.verify_timeout_s,
+            verify_interval_s=self.settings.verify_interval_s)
+        try:
+            outcome = execute(remediation_for(row.action), ctx)
+        finally:
+            decider.finish(decision)
+        for at, text in outcome.steps:
+            incident.add_event(at, text)
+        resolved = outcome.finished_at if outcome.success else None
+        incident.resolved_at = resolved
+        incident.status = IncidentStatus.resolved if outcome.success else IncidentStatus.failed
+        incident.remediation = RemediationSummary(
+            action=row.action, description=row.action_description,
+            decision=(f"approved by {decision.approved_by}" if decision.approved_by else
+                      f"auto-heal (confidence {decision.confidence:.2f})"),
+            success=outcome.success, rolled_back=outcome.rolled_back,
+            rollback_reason=outcome.rollback_reason or outcome.refused,
+            approved_by=decision.approved_by, side_effects=outcome.side_effects)
+        rec, why = PREVENTION.get(row.action, ("Review the runbook", "Add an alarm"))
+        incident.prevention = Prevention(recommendation=rec, action_item=why)
+        posteriors = ActionPosteriors.from_records(self.matrix, self.log.records())
+        record_outcome(self.log, posteriors, anomaly_type=row.id, action=row.action,
+                       success=outcome.success, timestamp=outcome.finished_at,
+                       time_to_recovery_seconds=(resolved - incident.detected_at
+                                                 ).total_seconds() if resolved else None,
+                       side_effects=outcome.side_effects, resource=target.server_id,
+                       severity=incident.severity,
+                       root_cause="self" if decision.situation.root_cause == "self"
+                       else "dependency", remediation_id=rid,
+                       notes=outcome.error or outcome.refused)
+        rep.remediation_success, rep.rolled_back = outcome.success, outcome.rolled_back
+        rep.resolved_at = resolved.isoformat() if resolved else None
+
+    def _check(self, target: sensing.Target, row: MatrixRow) -> Callable[[], tuple[bool, str]]:
+        """Recovery check: the row's metric read back from the monitoring API (a point
+        published after the action) no longer meets the condition; health rows re-probe."""
+        started = datetime.now(UTC)
+        metric = row.condition.metric
+        op, th = _OPS[row.condition.operator], row.condition.threshold
+
+        if metric == HEALTH_METRIC or not target.service:
+            def check_health() -> tuple[bool, str]:
+                r = sensing.probe(target, at=datetime.now(UTC), previous=None)
+                return r.status is HealthStatus.healthy, f"health {r.status.value} {r.detail}"
+            return check_health
+
+        def check_metric() -> tuple[bool, str]:
+            value = self.source.latest(target.metric_id, metric, started)
+            if value is None:
+                return False, f"no {metric} point published since the action began"
+            ok = not op(value, th)
+            return ok, f"{metric} = {value:g} ({'recovered' if ok else 'still'} " \
+                       f"{row.condition.operator} {th:g})"
+        return check_metric
+
+    def _finish_incident(self, incident: Incident) -> None:
+        report = render_markdown(incident)
+        self.incidents.save(incident, report)
+        for n in self.notifiers:
+            try:
+                n.notify(incident, report)
+            except Exception as exc:  # a notifier that fails must not fail the pass
+                incident.add_event(datetime.now(UTC), f"notification failed: {exc}")
+                self.incidents.save(incident, render_markdown(incident))
+
+    # ------------------------------------------------------------------ approvals
+    def execute_approved(self, incident_id: str, approver: str,
+                         targets: Sequence[sensing.Target] | None = None) -> Incident:
+        """Run the remediation of an incident awaiting approval, now that a person said
+        yes (the heal DAG's approval task). Idempotent: other statuses are returned as is."""
+        found = self.incidents.get(incident_id)
+        if found is None:
+            raise KeyError(f"no incident {incident_id!r}")
+        incident, _ = found
+        if incident.status is not IncidentStatus.awaiting_approval:
+            return incident
+        anomaly_type = self.incidents.anomaly_type(incident_id)
+        row = self.matrix.row(anomaly_type)
+        if row is None:
+            raise ValueError(f"incident {incident_id}: no matrix row {anomaly_type!r}")
+        estate = self.incidents.estate(incident_id)
+        targets = list(targets) if targets is not None else sensing.load_targets(estate)
+        target = next((t for t in targets if t.server_id == incident.resource), None) or \
+            sensing.Target(estate=estate, server_id=incident.resource, wave=0)
+        decider = self.engine_for_decisions()
+        pending = Decision(Outcome.needs_approval, Situation(
+            anomaly_type=row.id, resource=incident.resource, detection_confidence="high",
+            rca_confidence=incident.root_cause_confidence, severity=incident.severity),
+            row, row.confidence, "matrix", ("approval requested",))
+        decision = decider.approve(pending, approver)
+        incident.add_event(datetime.now(UTC), f"approved by {approver}")
+        rep = SituationReport(target.server_id, row.id, row.condition.metric, None, "high",
+                              incident.resource, incident.root_cause_confidence, "", [])
+        if decision.outcome is Outcome.auto_heal:
+            self._remediate(decider, decision, incident, target, rep)
+        else:
+            incident.status = IncidentStatus.alerted
+            incident.add_event(datetime.now(UTC), "not executed: " + decision.reasons[-1])
+        self._finish_incident(incident)
+        return incident
+
+
+def _cloud_client() -> Callable[[str], Any] | None:
+    try:
+        from migrationbox.cloud.aws_session import aws_client
+
+        aws_client("ec2")
+    except Exception:
+        return None
+    return aws_client

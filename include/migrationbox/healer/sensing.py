@@ -1,0 +1,405 @@
+"""Sensing: what the healer reads about migrated resources, and the detectors over it.
+
+For an estate, the *targets* are the servers of every **completed** wave of its latest
+plan (``repository.wave_statuses`` + the plan), with the endpoints the store holds for
+them. One sensing pass:
+
+1. **health** — probes each target's ``/health/live``, ``/health/ready`` and
+   ``/health/deep`` (HTTP services), ``SELECT 1`` on its target database, or the existence
+   of its target disk; the result is combined with the previous probe (kept in
+   ``healer_health_probes``) so that a bad spell keeps its onset;
+2. **metrics** — reads the cloud's monitoring API (CloudWatch ``GetMetricData``, one call
+   for all series of the pass) over ``lookback`` at ``period_s`` resolution: the values
+   the lab's services measure and publish (``migrationbox.lab.metrics``);
+3. **detection** — per continuous metric, model 1 (rolling z-score) over the series; when
+   it flags something in the recent window, model 2 confirms with the metric's trained
+   Prophet forecaster from MLflow (``tracking.load_latest_forecaster``, trained by the
+   retraining DAG / :func:`train_forecasters`). Both are causal replays: the judgement of
+   a point uses only earlier points. A metric without a trained forecaster gets model 1
+   only, hence only low-confidence anomalies: the healer then alerts, never acts.
+
+Threshold facts (certificate days left, connection-pool saturation, failed health checks
+out of the last five) are not statistical: when their matrix condition holds the
+evidence is the measurement itself, and they count as high-confidence detections.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from migrationbox.healer.detect import (
+    Anomaly,
+    Detector,
+    DetectorConfig,
+    ForecastConfig,
+    Forecaster,
+    ZScoreConfig,
+    zscore_scores,
+)
+from migrationbox.healer.health import HealthResult, HealthStatus, health_from_probes
+
+NAMESPACE = "MigrationBox/Lab"
+#: metrics judged by the two detectors
+CONTINUOUS = ("cpu_utilization_pct", "memory_utilization_pct", "disk_used_pct", "latency_ms",
+              "request_rate", "error_rate")
+#: metrics whose matrix condition is a fact, not a statistical anomaly
+THRESHOLD_FACTS = ("certificate_days_remaining", "db_connections_used_ratio")
+READ = CONTINUOUS + THRESHOLD_FACTS
+
+
+def lab_detector_config() -> DetectorConfig:
+    """Detector settings for second-resolution lab series.
+
+    One-minute z-score window (10 points to start), a sensible noise floor for
+    percentages, and a forecaster needing only 20 s of history (it is trained on the
+    baseline by :func:`train_forecasters`, not per chunk).
+    """
+    return DetectorConfig(
+        zscore=ZScoreConfig(window=60, min_history=10, threshold=3.0),
+        forecast=ForecastConfig(retrain_every=timedelta(days=1),
+                                min_train_history=timedelta(seconds=20),
+                                train_window=timedelta(hours=1), growth="flat",
+                                level_window=0, daily_fourier_order=4),
+        lazy_forecast=True)
+
+
+@dataclass(frozen=True)
+class SensingConfig:
+    namespace: str = NAMESPACE
+    lookback: timedelta = timedelta(minutes=10)  # >= the longest matrix for_seconds
+    period_s: int = 1
+    detector: DetectorConfig = field(default_factory=lab_detector_config)
+    #: for metrics no matrix row covers, anomalies older than this are history, not news
+    #: (a matrix row instead looks at every anomaly of the condition's current spell)
+    recent: timedelta = timedelta(seconds=30)
+    probe_timeout_s: float = 2.0
+    #: multiplies the matrix's ``for_seconds`` (1.0 in production; the chaos tests use a
+    #: small factor so "90 % for 5 min" becomes "90 % for a few seconds")
+    sustain_scale: float = 1.0
+    use_forecasters: bool = True
+
+
+@dataclass(frozen=True)
+class Target:
+    """One migrated server the healer watches."""
+
+    estate: str
+    server_id: str
+    wave: int
+    service: str | None = None  # monitoring dimension (lab service name)
+    http_url: str | None = None
+    control_url: str | None = None
+    database_url: str | None = None
+    disk_path: str | None = None
+    dns_name: str | None = None
+
+    @property
+    def metric_id(self) -> str:
+        return self.service or self.server_id
+
+
+def load_targets(estate: str) -> list[Target]:
+    """Servers of the completed waves of the estate's latest plan, with their endpoints."""
+    from migrationbox.store import repository
+    from migrationbox.store.db import session_scope
+
+    with session_scope(read_only=True) as s:
+        plan = repository.get_plan(s, estate)
+        if plan is None:
+            return []
+        statuses = repository.wave_statuses(s, estate, plan.version)
+        eps = repository.endpoints(s, estate)
+    done = {w.number: w for w in plan.waves if statuses.get(w.number) == "completed"}
+    out: list[Target] = []
+    for number, wave in sorted(done.items()):
+        for sid in sorted(wave.server_ids):
+            mine = [e for e in eps if e.server_id == sid]
+            http = next((e for e in mine if e.kind == "http"), None)
+            db = next((e for e in mine if e.kind == "database"), None)
+            disk = next((e for e in mine if e.kind == "disk"), None)
+            details = (http or disk or db).details if (http or disk or db) else {}
+            out.append(Target(
+                estate=estate, server_id=sid, wave=number,
+                service=(http.details or {}).get("target_service") if http else None,
+                http_url=http.target_uri if http else None,
+                control_url=(http.details or {}).get("control_url") if http else None,
+                database_url=db.target_uri if db else None,
+                disk_path=disk.target_uri if disk else None,
+                dns_name=(details or {}).get("dns_name")))
+    return out
+
+
+# --------------------------------------------------------------------------- health
+
+
+def probe_http(base: str, timeout: float) -> tuple[int | None, int | None, Any]:
+    def get(path: str) -> httpx.Response | None:
+        try:
+            return httpx.get(base.rstrip("/") + path, timeout=timeout)
+        except httpx.HTTPError:
+            return None
+
+    live, ready, deep = get("/health/live"), get("/health/ready"), get("/health/deep")
+    body = None
+    if deep is not None:
+        try:
+            body = deep.json()
+        except ValueError:
+            body = None
+    return (live.status_code if live is not None else None,
+            ready.status_code if ready is not None else None, body)
+
+
+def probe(target: Target, *, at: datetime, previous: HealthResult | None,
+          timeout: float = 2.0) -> HealthResult:
+    """One health observation of a target, whatever kind of endpoint it has."""
+    if target.http_url:
+        live, ready, body = probe_http(target.http_url, timeout)
+        return health_from_probes(target.server_id, observed_at=at, live_status=live,
+                                  ready_status=ready, deep_body=body, previous=previous)
+    if target.database_url:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(target.database_url, connect_args=_connect_timeout(
+            target.database_url, timeout))
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            status, detail = HealthStatus.healthy, "SELECT 1 answered"
+        except Exception as exc:
+            status, detail = HealthStatus.unhealthy, f"SELECT 1 failed: {type(exc).__name__}"
+        finally:
+            engine.dispose()
+        return _simple(target.server_id, status, detail, at, previous)
+    if target.disk_path:
+        from migrationbox.lab.endpoints import file_uri_path
+
+        ok = file_uri_path(target.disk_path).is_dir()
+        return _simple(target.server_id, HealthStatus.healthy if ok else HealthStatus.unhealthy,
+                       "target volume present" if ok else "target volume missing", at, previous)
+    return HealthResult(target.server_id, HealthStatus.unknown, at, detail="no endpoint")
+
+
+def _connect_timeout(url: str, timeout: float) -> dict[str, Any]:
+    return {"connect_timeout": max(1, int(timeout))} if url.startswith("postgresql") else {}
+
+
+def _simple(resource: str, status: HealthStatus, detail: str, at: datetime,
+            previous: HealthResult | None) -> HealthResult:
+    since = None
+    if status is not HealthStatus.healthy:
+        since = previous.unhealthy_since if previous is not None and previous.is_bad and \
+            previous.unhealthy_since else at
+    return HealthResult(resource, status, at, since, detail=detail)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+class MetricSource:
+    """Reads series from the cloud's monitoring API (CloudWatch through the Airflow AWS
+    connection). ``GetMetricData`` takes up to 500 queries: one call per pass."""
+
+    def __init__(self, namespace: str = NAMESPACE, client: Any = None) -> None:
+        self.namespace = namespace
+        if client is None:
+            from migrationbox.cloud.aws_session import aws_client
+
+            client = aws_client("cloudwatch")
+        self.client = client
+        self.calls = 0
+
+    def series(self, keys: Iterable[tuple[str, str]], start: datetime, end: datetime,
+               period_s: int = 1) -> dict[tuple[str, str], pd.Series]:
+        keys = list(keys)
+        out: dict[tuple[str, str], pd.Series] = {}
+        for chunk_start in range(0, len(keys), 500):
+            chunk = keys[chunk_start:chunk_start + 500]
+            queries = [{"Id": f"q{i}", "ReturnData": True, "MetricStat": {
+                "Metric": {"Namespace": self.namespace, "MetricName": metric,
+                           "Dimensions": [{"Name": "Service", "Value": dim}]},
+                "Period": period_s, "Stat": "Average"}} for i, (dim, metric) in enumerate(chunk)]
+            token: str | None = None
+            values: dict[int, dict[datetime, float]] = {i: {} for i in range(len(chunk))}
+            while True:
+                kwargs: dict[str, Any] = {"MetricDataQueries": queries, "StartTime": start,
+                                          "EndTime": end, "ScanBy": "TimestampAscending"}
+                if token:
+                    kwargs["NextToken"] = token
+                res = self.client.get_metric_data(**kwargs)
+                self.calls += 1
+                for r in res["MetricDataResults"]:
+                    values[int(r["Id"][1:])].update(zip(r["Timestamps"], r["Values"],
+                                                        strict=False))
+                token = res.get("NextToken")
+                if not token:
+                    break
+            for i, key in enumerate(chunk):
+                pts = values[i]
+                idx = pd.DatetimeIndex(sorted(pts), tz="UTC") if pts else pd.DatetimeIndex(
+                    [], tz="UTC")
+                out[key] = pd.Series([pts[t] for t in sorted(pts)], index=idx, dtype=float)
+        return out
+
+    def latest(self, dim: str, metric: str, since: datetime) -> float | None:
+        """The newest data point strictly after ``since`` (None until one arrives)."""
+        end = datetime.now(UTC) + timedelta(seconds=2)
+        s = self.series([(dim, metric)], since, end)[(dim, metric)]
+        s = s[s.index > pd.Timestamp(since)]
+        return None if s.empty else float(s.iloc[-1])
+
+
+# --------------------------------------------------------------------------- detection
+
+
+@dataclass
+class MetricJudgement:
+    """What the detectors said about one metric of one target in this pass."""
+
+    target: str
+    metric: str
+    latest: float | None
+    latest_at: datetime | None
+    anomalies: list[Anomaly]  # every anomaly in the lookback
+    forecaster_used: bool
+    points: int
+    recent_since: datetime | None = None
+
+    def recent(self) -> list[Anomaly]:
+        if self.recent_since is None:
+            return list(self.anomalies)
+        return [a for a in self.anomalies if a.timestamp >= pd.Timestamp(self.recent_since)]
+
+    def best(self) -> Anomaly | None:
+        """The newest high-confidence recent anomaly, else the newest recent one."""
+        recent = self.recent()
+        high = [a for a in recent if a.high_confidence]
+        pool = high or recent
+        return pool[-1] if pool else None
+
+
+def metric_key(target: Target, metric: str) -> str:
+    return f"{target.estate}/{target.server_id}/{metric}"
+
+
+class ForecasterCache:
+    """Trained forecasters per metric key, loaded from MLflow once per process."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Forecaster | None] = {}
+
+    def get(self, key: str) -> Forecaster | None:
+        if key not in self._cache:
+            from migrationbox.healer.tracking import load_latest_forecaster
+
+            try:
+                self._cache[key] = load_latest_forecaster(key)
+            except Exception:  # tracking store unreachable: model 1 only, said in judgement
+                self._cache[key] = None
+        return self._cache[key]
+
+
+def judge(target: Target, metric: str, series: pd.Series, *, now: datetime,
+          config: SensingConfig, forecasters: ForecasterCache | None) -> MetricJudgement:
+    series = series.dropna()
+    if series.empty:
+        return MetricJudgement(target.server_id, metric, None, None, [], False, 0)
+    latest, latest_at = float(series.iloc[-1]), series.index[-1].to_pydatetime()
+    if len(series) < config.detector.zscore.min_history + 1:
+        return MetricJudgement(target.server_id, metric, latest, latest_at, [], False,
+                               len(series))
+    cutoff = pd.Timestamp(now - config.recent)
+    forecaster = None
+    if config.use_forecasters and forecasters is not None:
+        # model 2 is only needed where model 1 flagged something recently: skip the
+        # tracking-store lookup otherwise (the common, quiet case)
+        z = zscore_scores(series, config.detector.zscore)
+        if bool(z["model1"].any()):
+            forecaster = forecasters.get(metric_key(target, metric))
+    # the sensing path never fits Prophet inline: chunks of one sample use the trained
+    # forecaster for points after its training window, and model 2 abstains before it
+    fc = replace(config.detector.forecast, min_train_history=timedelta(days=3650),
+                 retrain_every=timedelta(seconds=max(1, config.period_s)))
+    detector = Detector(replace(config.detector, forecast=fc, lazy_forecast=True))
+    result = detector.detect(series, forecaster=forecaster)
+    return MetricJudgement(target.server_id, metric, latest, latest_at, result.anomalies,
+                           forecaster is not None, len(series), cutoff.to_pydatetime())
+
+
+def sustained_seconds(series: pd.Series, holds: Any, period_s: float = 1.0) -> tuple[
+        float, datetime | None]:
+    """How long ``holds(value)`` has been true up to the newest point, and since when."""
+    s = series.dropna()
+    if s.empty or not holds(float(s.iloc[-1])):
+        return 0.0, None
+    start = s.index[-1]
+    for ts, value in zip(reversed(s.index), reversed(s.to_numpy()), strict=True):
+        if not holds(float(value)):
+            break
+        start = ts
+    return (s.index[-1] - start).total_seconds() + period_s, start.to_pydatetime()
+
+
+def train_forecasters(targets: Iterable[Target], *, source: MetricSource | None = None,
+                      config: SensingConfig | None = None, end: datetime | None = None,
+                      metrics: Iterable[str] = CONTINUOUS) -> dict[str, str]:
+    """Fit and log (MLflow) one Prophet forecaster per continuous metric of each target,
+    on the ``lookback`` of history ending at ``end``. Returns ``{metric_key: run_id}``;
+    a series too short to fit is skipped."""
+    from migrationbox.healer.tracking import log_forecaster
+
+    cfg = config or SensingConfig()
+    src = source or MetricSource(cfg.namespace)
+    end = end or datetime.now(UTC)
+    tlist = [t for t in targets if t.service]
+    keys = [(t.metric_id, m) for t in tlist for m in metrics]
+    data = src.series(keys, end - cfg.lookback, end, cfg.period_s)
+    runs: dict[str, str] = {}
+    for t in tlist:
+        for m in metrics:
+            s = data[(t.metric_id, m)].dropna()
+            if len(s) < 10:
+                continue
+            fc = Forecaster.fit(s, cfg.detector.forecast)
+            runs[metric_key(t, m)] = log_forecaster(metric_key(t, m), fc,
+                                                    metrics={"n_train": float(len(s))})
+    return runs
+
+
+def start_lab_publishing(control_url: str, endpoint_url: str, interval_s: float = 1.0,
+                         namespace: str = NAMESPACE) -> dict[str, Any]:
+    """Ask a lab service process to publish its services' metrics (idempotent)."""
+    r = httpx.post(f"{control_url}/metrics/publish", json={
+        "endpoint_url": endpoint_url, "interval_s": interval_s, "namespace": namespace},
+        timeout=10.0)
+    r.raise_for_status()
+    return r.json()
+
+
+def wait_for_points(source: MetricSource, keys: list[tuple[str, str]], n: int,
+                    timeout: float = 60.0) -> None:
+    """Block until every series has at least ``n`` points (test and bench helper)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = datetime.now(UTC)
+        data = source.series(keys, now - timedelta(minutes=30), now + timedelta(seconds=2))
+        short = {k: len(v) for k, v in data.items() if len(v) < n}
+        if not short:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"metrics not published in {timeout:g} s: {short}")
+        time.sleep(1.0)
+
+
+def by_target(judgements: Iterable[MetricJudgement]) -> Mapping[str, list[MetricJudgement]]:
+    out: dict[str, list[MetricJudgement]] = {}
+    for j in judgements:
+        out.setdefault(j.target, []).append(j)
+    return out

@@ -1,0 +1,290 @@
+"""Chaos for the lab's HTTP services: real resource faults the healer must find and fix.
+
+Each lab service carries a :class:`ChaosState` that does *real* work and reports *real*
+measurements, so the healer's sensing reads numbers that move because something
+happened, not because a test wrote them:
+
+* **CPU burn** — a thread that busy-loops for a duty cycle of ``demand / instances``;
+  ``cpu_utilization_pct`` is the burner's measured busy time over wall time (what a guest
+  OS reports for a busy vCPU, steal included: stable on a shared 2-core test machine).
+  Scaling out (``instances``) spreads the demand, as a load balancer in front of more
+  instances would, so the burner really does less work.
+* **Memory pressure** — real ``bytearray`` allocations; ``memory_utilization_pct`` is the
+  allocated bytes over the instance's memory budget (``memory_limit_mb``). A restart frees
+  them; a vertical scale doubles the budget.
+* **Disk fill** — real files written into the service's data volume (a folder with a
+  quota); ``disk_used_pct`` is the bytes on disk over the quota. Cleanup deletes old log
+  files (by mtime), expansion raises the quota.
+* **Failing health** — the existing ``/_lab/fault`` (``health=fail``).
+* **Expiring certificate** — the service's certificate ``not_after``;
+  ``certificate_days_remaining`` counts down from it. Renewal sets a new ``not_after``.
+* **DB connection exhaustion** — a bounded connection pool (a semaphore of
+  ``max_connections``); the fault leaks every connection, so ``GET /`` answers 503 and
+  ``db_connections_used_ratio`` reaches 1. Raising ``max_connections`` plus a restart
+  (which drops the leaked connections) heals it.
+
+Remediation operations (``restart``, ``scale_out``, ``vertical_scale``, ``cleanup_disk``,
+``expand_disk``, ``renew_certificate``, ``set_max_connections``) are the lab side of the
+healer's actions; the cloud side (EC2, ACM) is done by the healer against the emulator.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MB = 1024 * 1024
+BASE_MEMORY_MB = 8  # the "application" itself, allocated for real at start
+OLD_LOG_AGE_DAYS = 45  # chaos disk files are old logs: cleanup may delete them
+
+
+class ChaosRequest(BaseModel):
+    """Body of ``POST /_lab/chaos`` (and the control server's ``/services/NAME/chaos``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["cpu", "memory", "disk", "certificate", "db_connections", "clear"]
+    cpu_demand: float = Field(default=0.97, ge=0, le=4, description="cores of demand")
+    memory_mb: int = Field(default=60, ge=0, le=2048)
+    disk_mb: int = Field(default=20, ge=0, le=4096)
+    certificate_days: float = Field(default=-0.01, ge=-3650, le=3650)
+
+
+class RemediationRequest(BaseModel):
+    """Body of ``POST /_lab/remediate``: one lab-side remediation operation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    op: Literal["restart", "scale_out", "scale_in", "vertical_scale", "cleanup_disk",
+                "expand_disk", "renew_certificate", "set_max_connections",
+                "set_memory_limit", "set_disk_quota"]
+    instances: int | None = Field(default=None, ge=1, le=64)
+    memory_limit_mb: int | None = Field(default=None, ge=1, le=65536)
+    disk_quota_mb: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_connections: int | None = Field(default=None, ge=1, le=100_000)
+    max_age_days: float | None = Field(default=None, ge=0)
+    certificate_days: float | None = Field(default=None, ge=1, le=3650)
+
+
+@dataclass
+class ChaosState:
+    """Real resource usage of one lab service; thread-safe."""
+
+    name: str
+    instances: int = 1
+    memory_limit_mb: int = 64
+    disk_quota_mb: int = 24
+    max_connections: int = 10
+    cert_not_after: datetime = field(
+        default_factory=lambda: datetime.now(UTC) + timedelta(days=90))
+    disk_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mbx-vol-")))
+    restarts: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _cpu_demand: float = 0.0
+    _burn_cpu_s: float = 0.0
+    _burner: threading.Thread | None = None
+    _stop_burn: threading.Event = field(default_factory=threading.Event)
+    _memory: list[bytearray] = field(default_factory=list)
+    _held: int = 0
+    _cpu_mark: tuple[float, float] | None = None  # (wall, process cpu) at last reading
+    _burn_mark: float = 0.0
+    _latency_sum_ms: float = 0.0
+    _latency_n: int = 0
+
+    def __post_init__(self) -> None:
+        self._memory.append(bytearray(BASE_MEMORY_MB * MB))
+        self._connections = threading.BoundedSemaphore(self.max_connections)
+
+    # ------------------------------------------------------------------ faults
+    def inject(self, req: ChaosRequest) -> None:
+        if req.kind == "cpu":
+            self._start_burn(req.cpu_demand)
+        elif req.kind == "memory":
+            with self.lock:
+                for _ in range(req.memory_mb):
+                    chunk = bytearray(MB)
+                    chunk[::4096] = b"\x01" * len(chunk[::4096])  # touch pages: resident
+                    self._memory.append(chunk)
+        elif req.kind == "disk":
+            self._fill_disk(req.disk_mb)
+        elif req.kind == "certificate":
+            with self.lock:
+                self.cert_not_after = datetime.now(UTC) + timedelta(days=req.certificate_days)
+        elif req.kind == "db_connections":
+            while self.acquire_connection(timeout=0):
+                with self.lock:
+                    self._held += 1  # leaked: never released until a restart
+        elif req.kind == "clear":
+            self._stop_burner()
+            self._free_memory()
+            self._release_leaked()
+
+    def _start_burn(self, demand: float) -> None:
+        with self.lock:
+            self._cpu_demand = demand
+            if self._burner is not None and self._burner.is_alive():
+                return
+            self._stop_burn.clear()
+            self._burner = threading.Thread(target=self._burn, name=f"burn-{self.name}",
+                                            daemon=True)
+            self._burner.start()
+
+    def _burn(self) -> None:
+        """Busy-loop for ``demand/instances`` of every 100 ms slice (at most 95 %)."""
+        slice_s = 0.1
+        while not self._stop_burn.is_set():
+            with self.lock:
+                duty = min(0.95, self._cpu_demand / max(1, self.instances))
+            t0 = time.perf_counter()
+            busy_until = t0 + slice_s * duty
+            x = 0
+            while time.perf_counter() < busy_until:
+                x += 1
+            spent = time.perf_counter() - t0
+            with self.lock:
+                self._burn_cpu_s += spent
+            time.sleep(max(0.0, slice_s * (1 - duty)))
+
+    def _stop_burner(self) -> None:
+        self._stop_burn.set()
+        burner = self._burner
+        if burner is not None:
+            burner.join(timeout=2)
+        with self.lock:
+            self._burner = None
+            self._cpu_demand = 0.0
+
+    def _free_memory(self) -> None:
+        with self.lock:
+            del self._memory[1:]
+
+    def _release_leaked(self) -> None:
+        with self.lock:
+            held, self._held = self._held, 0
+        for _ in range(held):
+            self._connections.release()
+
+    def _fill_disk(self, mb: int) -> None:
+        self.disk_dir.mkdir(parents=True, exist_ok=True)
+        old = time.time() - OLD_LOG_AGE_DAYS * 86400
+        block = os.urandom(MB)
+        for i in range(mb):
+            path = self.disk_dir / f"app-{time.time_ns()}-{i}.log"
+            path.write_bytes(block)
+            os.utime(path, (old, old))
+
+    # ------------------------------------------------------------------ requests
+    def acquire_connection(self, timeout: float = 0.0) -> bool:
+        return self._connections.acquire(timeout=timeout) if timeout else (
+            self._connections.acquire(blocking=False))
+
+    def release_connection(self) -> None:
+        self._connections.release()
+
+    def observe_latency(self, ms: float) -> None:
+        with self.lock:
+            self._latency_sum_ms += ms
+            self._latency_n += 1
+
+    # ------------------------------------------------------------------ remediation
+    def remediate(self, req: RemediationRequest) -> dict[str, Any]:
+        if req.op == "restart":
+            # a restart ends whatever ran in the process: burn, leaks, leaked connections
+            self._stop_burner()
+            self._free_memory()
+            self._release_leaked()
+            with self.lock:
+                self.restarts += 1
+        elif req.op in ("scale_out", "scale_in"):
+            with self.lock:
+                self.instances = req.instances or (
+                    self.instances + 1 if req.op == "scale_out" else max(1, self.instances - 1))
+        elif req.op in ("vertical_scale", "set_memory_limit"):
+            with self.lock:
+                self.memory_limit_mb = req.memory_limit_mb or self.memory_limit_mb * 2
+        elif req.op == "cleanup_disk":
+            cutoff = time.time() - (30 if req.max_age_days is None else req.max_age_days) * 86400
+            removed = 0
+            for path in sorted(self.disk_dir.glob("*.log")):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+            return {"removed_files": removed, **self.metrics()}
+        elif req.op in ("expand_disk", "set_disk_quota"):
+            with self.lock:
+                self.disk_quota_mb = req.disk_quota_mb or self.disk_quota_mb * 2
+        elif req.op == "renew_certificate":
+            with self.lock:
+                self.cert_not_after = datetime.now(UTC) + timedelta(
+                    days=req.certificate_days or 90)
+        elif req.op == "set_max_connections":
+            new = req.max_connections or self.max_connections * 2
+            with self.lock:
+                extra = new - self.max_connections
+                self.max_connections = new
+            if extra > 0:
+                # a BoundedSemaphore cannot grow: widen it by replacing its bound
+                self._connections._initial_value += extra  # type: ignore[attr-defined]
+                for _ in range(extra):
+                    self._connections.release()
+        return self.metrics()
+
+    # ------------------------------------------------------------------ metrics
+    def disk_used_bytes(self) -> int:
+        if not self.disk_dir.exists():
+            return 0
+        return sum(p.stat().st_size for p in self.disk_dir.iterdir() if p.is_file())
+
+    def metrics_peek(self) -> dict[str, Any]:
+        """Measured values without starting a new measurement interval (health, probes)."""
+        return self.metrics(consume=False)
+
+    def metrics(self, consume: bool = True) -> dict[str, Any]:
+        """Measured values now. CPU and latency are over the interval since the previous
+        consuming reading (the publisher's), which ``consume=True`` starts anew."""
+        now_wall, now_cpu = time.perf_counter(), time.process_time()
+        with self.lock:
+            burn = self._burn_cpu_s
+            if self._cpu_mark is None:
+                cpu_pct = 0.0
+            else:
+                wall = max(1e-6, now_wall - self._cpu_mark[0])
+                cpu_pct = min(100.0, 100.0 * (burn - self._burn_mark) / wall)
+            if consume or self._cpu_mark is None:
+                self._cpu_mark, self._burn_mark = (now_wall, now_cpu), burn
+            mem_bytes = sum(len(b) for b in self._memory)
+            latency = (self._latency_sum_ms / self._latency_n) if self._latency_n else 0.0
+            if consume:
+                self._latency_sum_ms, self._latency_n = 0.0, 0
+            in_use = self.max_connections - self._connections._value  # type: ignore[attr-defined]
+            days = (self.cert_not_after - datetime.now(UTC)).total_seconds() / 86400
+            limit, quota, instances = self.memory_limit_mb, self.disk_quota_mb, self.instances
+            max_conn, restarts = self.max_connections, self.restarts
+        return {
+            "cpu_utilization_pct": round(cpu_pct, 2),
+            "memory_utilization_pct": round(100.0 * mem_bytes / (limit * MB), 2),
+            "memory_allocated_mb": round(mem_bytes / MB, 1),
+            "disk_used_pct": round(100.0 * self.disk_used_bytes() / (quota * MB), 2),
+            "db_connections_used_ratio": round(in_use / max_conn, 3),
+            "certificate_days_remaining": round(days, 3),
+            "latency_ms": round(latency, 2),
+            "instances": instances,
+            "memory_limit_mb": limit,
+            "disk_quota_mb": quota,
+            "max_connections": max_conn,
+            "restarts": restarts,
+            "certificate_not_after": self.cert_not_after.isoformat(),
+        }
+
+    def close(self) -> None:
+        self._stop_burner()
+        shutil.rmtree(self.disk_dir, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Post-migration evidence: great-expectations suites per server and database."""
