@@ -190,3 +190,31 @@ def test_failing_cutover_health_check_rolls_back_to_source(platform, tmp_path):
     assert runs["cutover"].status == "failed"
     assert "web-01" in (runs["cutover"].summary or "")
     assert status[1] == "rolled_back"
+
+
+def test_scheduler_killed_mid_wave_comes_back_and_the_wave_completes(platform, tmp_path):
+    """SIGKILL the scheduler (and its executor workers) while the wave waits at its
+    cutover gate, start it again, approve: the same run carries on to success."""
+    from migrationbox.orchestration.follow import Approver, follow_run
+
+    _prepare(platform, tmp_path, "itcrash")
+    client = platform.client()
+    dag_id = "migrate__itcrash__wave_01"
+    client.wait_for_dag(dag_id, timeout=240)
+    restarted: list[int] = []
+
+    def decide(detail: dict) -> str:
+        task = detail.get("task_id") or (detail.get("task_instance") or {}).get("task_id")
+        if task == "cutover.approve_cutover" and not restarted:
+            old = platform.read_state().processes["airflow-scheduler"].pid
+            record = platform.restart_component("scheduler", kill=True)
+            assert record.pid != old
+            restarted.append(record.pid)
+        return "Approve"
+
+    run = client.trigger(dag_id, conf=FAST_CONF)
+    outcome = follow_run(client, dag_id, run["dag_run_id"], approver=Approver(decide),
+                         timeout=900, say=print)
+    assert restarted, "the scheduler was never restarted"
+    assert outcome.state == "success", outcome.task_states
+    assert outcome.task_states["validate.decommission_sources"] == "success"

@@ -463,6 +463,45 @@ class Platform:
             afr.wait_until_healthy(client, self._children, logs, self.startup_timeout)
             self._apply_settings(client, extra)
 
+    def restart_component(self, name: str, kill: bool = False) -> ProcessRecord:
+        """Stop one Airflow component (``scheduler``, ``triggerer``, ...) and start it again.
+
+        ``kill`` sends SIGKILL to its whole process group instead of a graceful SIGTERM,
+        as a crash would. Used by fault tests and by operators recovering a stuck part.
+        """
+        if name not in afr.COMPONENT_COMMANDS:
+            raise PlatformError(f"unknown component {name!r}; one of "
+                                f"{sorted(afr.COMPONENT_COMMANDS)}")
+        state = self.running_state()
+        if state is None:
+            raise PlatformError("the platform is not running (make up)")
+        key = f"airflow-{name}"
+        record = state.processes.get(key)
+        if record is not None and _alive(record.pid, record.create_time):
+            if kill:
+                self._signal_group(record.pid, signal.SIGKILL)
+                self._wait_gone({record.pid}, self.stop_timeout)
+            else:
+                self._stop_records([record], set(), [])
+        old = self._children.pop(name, None)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                old.wait(timeout=5)
+        extra = {
+            **self.migrationbox_env(state.api_port, state.emulator_port),
+            OWNER_MARKER: str(self.runtime_dir),
+        }
+        env = afr.airflow_env(
+            self.airflow_home, state.api_port, self.dags_folder, self.plugins_folder,
+            extra=extra, parallelism=self.parallelism, users=f"{self.username}:admin",
+        )
+        proc = afr.start_component(name, env, self.logs_dir / f"airflow-{name}.log")
+        self._children[name] = proc
+        state.processes[key] = self._record(key, proc.pid, ["airflow",
+                                                            *afr.COMPONENT_COMMANDS[name]])
+        self._write_state(state)
+        return state.processes[key]
+
     def _apply_settings(self, client: AirflowClient, extra: Mapping[str, str]) -> None:
         if not self.settings_file.exists():
             return
