@@ -100,6 +100,11 @@ def test_seven_groups_in_order_with_gates_and_rollback(plans):
     assert keep.upstream_task_ids == {"rollback.restore_dns",
                                       "rollback.restore_dns_after_approval"}
     assert type(task("replicate.sync_rounds")).__name__ == "ReplicationRoundsOperator"
+    teardown = task("rollback.teardown_wave")
+    assert teardown.trigger_rule == "one_failed"
+    assert teardown.upstream_task_ids == {"provision.infrastructure",
+                                          "provision.instances_running"}
+    assert not teardown.downstream_task_ids
     assert "budget.approve_budget" not in dag.task_dict
 
 

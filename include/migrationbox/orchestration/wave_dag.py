@@ -243,6 +243,8 @@ def build_wave_dag(spec: PlanSpec, wave: WaveSpec, settings: BuildSettings | Non
                 op_kwargs=key,
                 trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
             )
+            # a failed provisioning deletes exactly what this wave created (by its tags)
+            teardown = phase("teardown_wave", "teardown", trigger_rule=TriggerRule.ONE_FAILED)
             decide >> [restore, approve_rollback]
             approve_rollback >> restore_approved
             [restore, restore_approved] >> keep
@@ -266,6 +268,7 @@ def build_wave_dag(spec: PlanSpec, wave: WaveSpec, settings: BuildSettings | Non
             g1 >> g2
         g2 >> g3 >> g4 >> g5 >> g6 >> g7
         [shift, verify] >> decide
+        [infra, running] >> teardown
     return dag
 
 
