@@ -156,6 +156,19 @@ def _print_summary(plan, wave, run_id: str, outcome, say) -> None:
     for r in runs:
         secs = (r.finished_at - r.started_at).total_seconds() if r.finished_at else float("nan")
         say(f"  {r.phase:<18} {r.status:<12} {secs:>8.1f}  {(r.summary or '')[:70]}")
+    rep = _details(next((r for r in runs if r.phase == "replicate"), None))
+    if rep.get("servers"):
+        say("")
+        say("  replication (block-level, SHA-256 per block; rounds until the delta is small):")
+        say(f"    {'server':<10} {'data MiB':>9} {'sent MiB':>9} {'rounds':>7} {'blocks':>7}"
+            "  checksums")
+        for sid, d in sorted(rep["servers"].items()):
+            if "skipped" in d:
+                continue
+            say(f"    {sid:<10} {d.get('bytes', 0) / 2**20:>9.1f} "
+                f"{d.get('bytes_sent', 0) / 2**20:>9.1f} {d.get('rounds', 0):>7} "
+                f"{d.get('blocks_sent', 0):>7}  "
+                f"{'match' if d.get('checksum_match') else 'MISMATCH'}")
     cut = next((r for r in runs if r.phase == "cutover"), None)
     steps = _details(cut).get("steps") or []
     if steps:
