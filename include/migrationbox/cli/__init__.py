@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "demo_cmd",
     "detect",
     "size",
+    "heal_cmd",
 )
 
 

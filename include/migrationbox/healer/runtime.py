@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pandas as pd
 from sqlalchemy.engine import Engine
 
 from migrationbox.healer import sensing
@@ -281,11 +282,17 @@ class Healer:
                        or data[(t.metric_id, m)].empty]
             if data and missing:
                 report.notes.append(f"{t.server_id}: no data for {', '.join(missing)}")
+            # the detectors only need the z-score window before the longest episode a
+            # row waits for, plus the recent margin: older points are history already
+            # judged by earlier passes (and each flagged point costs a Prophet predict)
+            longest = max((r.condition.for_seconds for r in self.matrix.rows), default=0.0)
+            keep = pd.Timestamp(now - timedelta(seconds=longest) - cfg.recent - timedelta(
+                seconds=cfg.detector.zscore.window * cfg.period_s))
             for m in sensing.CONTINUOUS:
                 series = data.get((t.metric_id, m))
                 if series is not None and not series.empty:
-                    judgements[m] = sensing.judge(t, m, series, now=now, config=cfg,
-                                                  forecasters=self.forecasters)
+                    judgements[m] = sensing.judge(t, m, series[series.index >= keep], now=now,
+                                                  config=cfg, forecasters=self.forecasters)
         for row in self.matrix.rows:
             metric = row.condition.metric
             op = _OPS[row.condition.operator]
@@ -322,12 +329,14 @@ class Healer:
                 detection = "high"
             else:
                 j = judgements.get(metric)
-                # the anomaly that starts an episode comes with the first points; a value
-                # that dips under the threshold for a moment restarts the spell, so look
-                # back ``recent`` before the spell too
-                spell = [a for a in (j.anomalies if j else [])
-                         if since is None or a.timestamp >= since - cfg.recent]
-                detection = "high" if any(a.high_confidence for a in spell) else "low"
+                # the anomaly that starts an episode comes with its first points (the
+                # z-score adapts afterwards), possibly before a dip restarted the spell:
+                # any confirmed anomaly in the judged window (the longest rule + recent +
+                # the z-score window) that deviates the way the condition does counts
+                rising = row.condition.operator in (">", ">=")
+                spell = [a for a in (j.anomalies if j else []) if a.high_confidence
+                         and ((a.z_score or 0) > 0) == rising]
+                detection = "high" if spell else "low"
             out.append((t, row.id, row, Observation(metric, latest, sustained), detection,
                         since))
         for m, j in judgements.items():
@@ -456,6 +465,10 @@ class Healer:
             approved_by=decision.approved_by, side_effects=outcome.side_effects)
         rec, why = PREVENTION.get(row.action, ("Review the runbook", "Add an alarm"))
         incident.prevention = Prevention(recommendation=rec, action_item=why)
+        rep.remediation_success, rep.rolled_back = outcome.success, outcome.rolled_back
+        rep.resolved_at = resolved.isoformat() if resolved else None
+        if outcome.refused:  # nothing was done: not an outcome the action can learn from
+            return
         posteriors = ActionPosteriors.from_records(self.matrix, self.log.records())
         record_outcome(self.log, posteriors, anomaly_type=row.id, action=row.action,
                        success=outcome.success, timestamp=outcome.finished_at,
@@ -465,9 +478,7 @@ class Healer:
                        severity=incident.severity,
                        root_cause="self" if decision.situation.root_cause == "self"
                        else "dependency", remediation_id=rid,
-                       notes=outcome.error or outcome.refused)
-        rep.remediation_success, rep.rolled_back = outcome.success, outcome.rolled_back
-        rep.resolved_at = resolved.isoformat() if resolved else None
+                       notes=outcome.error)
 
     def _check(self, target: sensing.Target, row: MatrixRow) -> Callable[[], tuple[bool, str]]:
         """Recovery check: the row's metric read back from the monitoring API (a point

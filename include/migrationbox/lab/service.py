@@ -289,6 +289,7 @@ def _chaos_op(state: ServiceState, op: str, raw: bytes) -> tuple[int, dict[str, 
     """Apply a chaos injection or a remediation operation to one service."""
     from migrationbox.lab.chaos import ChaosRequest, RemediationRequest
 
+    extra: dict[str, Any] = {}
     try:
         if op == "chaos":
             req = ChaosRequest.model_validate_json(raw)
@@ -297,12 +298,12 @@ def _chaos_op(state: ServiceState, op: str, raw: bytes) -> tuple[int, dict[str, 
                 state.set_fault(FaultRequest(health="ok"))
         else:
             rem = RemediationRequest.model_validate_json(raw)
-            state.chaos.remediate(rem)
+            extra = state.chaos.remediate(rem)
             if rem.op == "restart":  # a restarted process no longer has the fault
                 state.set_fault(FaultRequest(health="ok"))
     except ValueError as exc:
         return 400, {"error": str(exc)}
-    return 200, {**_metrics_body(state), "health": state.health}
+    return 200, {**extra, **_metrics_body(state), "health": state.health}
 
 
 def _make_control_handler(states: dict[str, ServiceState], ports: dict[str, int]):

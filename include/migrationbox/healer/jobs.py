@@ -1,0 +1,167 @@
+"""What the healer's DAGs run: each function is one task, and returns a small JSON summary
+(kept small on purpose: it becomes an XCom).
+
+* :func:`sense_window` — the heal DAG's long-running sensing task: sensing passes every
+  ``interval_s`` for ``window_s`` over every estate with a completed wave, auto-heals
+  included; returns the incidents that wait for a person.
+* :func:`execute_approved` — after the approval task: runs the approved remediations.
+* :func:`retrain_forecasters` / :func:`retrain_success_model` — the weekly retraining.
+
+Why a long-running task inside a continuous DAG (``schedule="@continuous"``,
+``max_active_runs=1``) rather than a DAG every minute: the scheduler's and metadata
+database's work is per DAG run and per task instance, while the healer's cadence is per
+pass. A run per minute costs 3 task instances a minute and senses once a minute; one run
+per ``window_s`` (5 min) costs 3 task instances per 5 minutes and senses every
+``interval_s`` (10 s): 30x the cadence for a fifth of the scheduling. See
+``docs/healer.md`` (runtime) and ``benchmarks/bench_healer.py`` for the figures.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class HealConf(BaseModel):
+    """The heal DAG's run conf (all optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    estates: list[str] | None = None  # None: every estate with a completed wave
+    window_s: float = Field(default=300.0, ge=0, le=3600)
+    interval_s: float = Field(default=10.0, ge=0.5, le=600)
+    max_passes: int | None = Field(default=None, ge=1)
+    sustain_scale: float = Field(default=1.0, gt=0, le=1)
+    verify_timeout_s: float = Field(default=60.0, gt=0, le=1800)
+    stop_when_idle: bool = False  # end the window at the first pass with no situation
+
+
+@dataclass
+class WindowSummary:
+    passes: int
+    situations: int
+    auto_healed: int
+    pending_approvals: list[str]
+    incidents: list[str]
+    pass_seconds_mean: float
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def watched_estates() -> list[str]:
+    from migrationbox.store import repository
+    from migrationbox.store.db import session_scope
+
+    out: list[str] = []
+    with session_scope(read_only=True) as s:
+        for e in repository.list_estates(s):
+            name = e.name
+            if "completed" in repository.wave_statuses(s, name).values():
+                out.append(name)
+    return sorted(out)
+
+
+def _healer(conf: HealConf) -> Any:
+    from migrationbox.healer.runtime import Healer, HealerSettings
+    from migrationbox.healer.sensing import SensingConfig
+
+    return Healer(settings=HealerSettings(
+        sensing=SensingConfig(sustain_scale=conf.sustain_scale),
+        verify_timeout_s=conf.verify_timeout_s))
+
+
+def sense_window(raw_conf: dict[str, Any] | None = None, say: Any = print) -> dict[str, Any]:
+    conf = HealConf.model_validate(raw_conf or {})
+    healer = _healer(conf)
+    estates = conf.estates if conf.estates is not None else watched_estates()
+    deadline = time.monotonic() + conf.window_s
+    passes, durations = 0, []
+    situations = healed = 0
+    pending: list[str] = []
+    incidents: list[str] = []
+    notes: list[str] = []
+    while True:
+        started = time.monotonic()
+        busy = False
+        for estate in estates:
+            try:
+                report = healer.run_pass(estate)
+            except Exception as exc:  # one broken estate must not stop the others
+                notes.append(f"{estate}: pass failed: {type(exc).__name__}: {exc}")
+                say(notes[-1])
+                continue
+            for s in report.situations:
+                busy = True
+                situations += 1
+                healed += s.outcome == "auto_heal" and bool(s.remediation_success)
+                if s.incident_id and s.incident_id not in incidents:
+                    incidents.append(s.incident_id)
+                say(f"{estate}/{s.server_id}: {s.anomaly_type} -> {s.outcome} "
+                    f"({s.incident_id})")
+            pending.extend(i for i in report.pending_approvals() if i not in pending)
+        passes += 1
+        durations.append(time.monotonic() - started)
+        if conf.max_passes is not None and passes >= conf.max_passes:
+            break
+        if conf.stop_when_idle and incidents and not busy:
+            break
+        if time.monotonic() + conf.interval_s > deadline:
+            break
+        time.sleep(max(0.0, conf.interval_s - (time.monotonic() - started)))
+    return WindowSummary(passes, situations, healed, pending, incidents,
+                         round(sum(durations) / max(1, len(durations)), 3),
+                         notes[-20:]).to_dict()
+
+
+def execute_approved(incident_ids: list[str], approval: dict[str, Any] | None,
+                     raw_conf: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Run each approved remediation; ``approval`` is the ApprovalOperator's XCom."""
+    if not incident_ids:
+        return []
+    chosen = (approval or {}).get("chosen_options") or []
+    if "Approve" not in chosen:
+        return [{"incident_id": i, "executed": False, "why": "not approved"}
+                for i in incident_ids]
+    user = (approval or {}).get("responded_by_user") or {}
+    who = str(user.get("name") or user.get("id") or "unknown")
+    healer = _healer(HealConf.model_validate(raw_conf or {}))
+    out = []
+    for incident_id in incident_ids:
+        inc = healer.execute_approved(incident_id, who)
+        out.append({"incident_id": incident_id, "executed": True,
+                    "status": inc.status.value})
+    return out
+
+
+def retrain_forecasters(estates: list[str] | None = None,
+                        lookback: timedelta = timedelta(days=14)) -> dict[str, Any]:
+    """Fit and log (MLflow) model 2 per continuous metric of every watched server."""
+    from migrationbox.healer.sensing import SensingConfig, load_targets, train_forecasters
+
+    cfg = SensingConfig(lookback=lookback, period_s=60 if lookback > timedelta(hours=3) else 1)
+    runs: dict[str, str] = {}
+    for estate in estates if estates is not None else watched_estates():
+        runs.update(train_forecasters(load_targets(estate), config=cfg))
+    return {"forecasters": len(runs), "metric_keys": sorted(runs)[:50]}
+
+
+def retrain_success_model(min_records: int = 40) -> dict[str, Any]:
+    """Train the remediation success classifier on the stored outcomes (MLflow-tracked);
+    it becomes the decision engine's confidence source only if it beats the matrix."""
+    from migrationbox.healer.decision import load_matrix
+    from migrationbox.healer.learning import SqlRemediationLog, train_success_model
+    from migrationbox.store.db import engine
+
+    records = SqlRemediationLog(engine()).records()
+    report = train_success_model(records, load_matrix(), min_records=min_records)
+    out = {k: v for k, v in report.__dict__.items() if isinstance(v, (str, int, float, bool))
+           or v is None}
+    out["metrics"] = {k: float(v) for k, v in report.metrics.items()}
+    out["records"] = len(records)
+    return out

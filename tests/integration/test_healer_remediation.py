@@ -1,0 +1,152 @@
+"""Remediation executor and incident store behaviour that the chaos tests do not force:
+half-done actions, failed verification, refused pre-checks, incident ids and dedupe."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine
+
+from migrationbox.healer.remediation import RemediationContext, RemediationError, execute
+
+
+class Scale:
+    """A remediation with a real effect on ``state`` (a dict standing for the resource)."""
+
+    action = "horizontal_scale"
+    risky = False
+
+    def __init__(self, state: dict[str, Any], fail_after_first_step: bool = False,
+                 refuse: str | None = None) -> None:
+        self.state, self.fail, self.refuse = state, fail_after_first_step, refuse
+
+    def precheck(self, ctx: RemediationContext) -> str | None:
+        return self.refuse
+
+    def apply(self, ctx: RemediationContext, log) -> dict[str, Any]:
+        before = self.state["instances"]
+        self.state["instances"] += 1
+        log(f"launched one: {before} -> {self.state['instances']}")
+        if self.fail:
+            err = RemediationError("second launch: InsufficientInstanceCapacity")
+            err.undo = {"before": before}  # type: ignore[attr-defined]
+            raise err
+        self.state["instances"] += 1
+        return {"before": before}
+
+    def rollback(self, ctx: RemediationContext, undo: dict[str, Any], log) -> None:
+        self.state["instances"] = undo["before"]
+        log(f"back to {undo['before']}")
+
+
+def _ctx(check) -> RemediationContext:
+    return RemediationContext(estate="e", server_id="web-01", action="horizontal_scale",
+                              params={}, remediation_id="r1", check=check,
+                              verify_timeout_s=0.3, verify_interval_s=0.1)
+
+
+def test_success_is_verified() -> None:
+    state = {"instances": 1}
+    out = execute(Scale(state), _ctx(lambda: (state["instances"] >= 3, "cpu 30")))
+    assert out.success and out.verified and not out.rolled_back
+    assert state["instances"] == 3
+
+
+def test_half_done_action_is_rolled_back_and_says_why() -> None:
+    state = {"instances": 1}
+    out = execute(Scale(state, fail_after_first_step=True), _ctx(lambda: (True, "")))
+    assert not out.success and out.rolled_back
+    assert "InsufficientInstanceCapacity" in (out.error or "")
+    assert state["instances"] == 1
+    assert [t for _, t in out.steps][-1] == "rolled back"
+
+
+def test_unrecovered_metric_is_rolled_back() -> None:
+    state = {"instances": 1}
+    out = execute(Scale(state), _ctx(lambda: (False, "cpu still 97")))
+    assert not out.success and out.rolled_back
+    assert out.rollback_reason and "did not recover" in out.rollback_reason
+    assert state["instances"] == 1
+
+
+def test_refused_precheck_does_nothing() -> None:
+    state = {"instances": 9}
+    out = execute(Scale(state, refuse="cap of 10 instances"), _ctx(lambda: (True, "")))
+    assert out.refused == "cap of 10 instances" and not out.success
+    assert state["instances"] == 9
+
+
+def test_a_check_that_raises_counts_as_not_recovered() -> None:
+    state = {"instances": 1}
+
+    def broken() -> tuple[bool, str]:
+        raise ConnectionError("monitoring API down")
+
+    out = execute(Scale(state), _ctx(broken))
+    assert not out.success and out.rolled_back
+    assert any("monitoring API down" in t for _, t in out.steps)
+
+
+@pytest.fixture()
+def store(tmp_path):
+    from migrationbox.healer.store import IncidentStore
+
+    return IncidentStore(create_engine(f"sqlite:///{tmp_path / 'h.db'}"))
+
+
+def _incident(incident_id: str, status: str = "open"):
+    from migrationbox.healer.incident import Incident
+
+    return Incident(incident_id=incident_id, title="t", resource="web-01", severity="P2",
+                    status=status, summary="s", detected_at=datetime.now(UTC))
+
+
+def test_incident_ids_follow_the_plan_and_dedupe(store) -> None:
+    a = store.create("e", "high_cpu", _incident, seen_on="web-01")
+    b = store.create("e", "high_cpu", _incident, seen_on="web-01")
+    day = datetime.now(UTC).date().isoformat()
+    assert a.incident_id == f"INC-{day}-001" and b.incident_id == f"INC-{day}-002"
+    assert store.open_for("e", "web-01", "high_cpu").incident_id == b.incident_id
+    from migrationbox.healer.incident import IncidentStatus
+
+    a.status = b.status = IncidentStatus.resolved
+    store.save(a)
+    store.save(b)
+    assert store.open_for("e", "web-01", "high_cpu") is None
+    c = store.create("e", "high_cpu", lambda i: _incident(i, "alerted"), seen_on="web-01")
+    assert store.open_for("e", "web-01", "high_cpu", within=timedelta(minutes=15)
+                          ).incident_id == c.incident_id
+    assert store.open_for("e", "web-01", "high_cpu", within=timedelta(minutes=15),
+                          now=datetime.now(UTC) + timedelta(hours=1)) is None
+    assert store.list("e")[0].incident_id == c.incident_id
+    assert store.get("INC-1999-01-01-001") is None
+
+
+def test_approved_risky_remediation_runs_and_its_refusal_is_reported(tmp_path) -> None:
+    """``restore_from_backup`` waits for a person; once approved, its pre-check refuses
+    (no backup system in the lab) and the incident says so instead of pretending."""
+    from migrationbox.healer.incident import IncidentStatus
+    from migrationbox.healer.runtime import Healer
+    from migrationbox.healer.sensing import Target
+
+    healer = Healer(create_engine(f"sqlite:///{tmp_path / 'h.db'}"), notifiers=[])
+
+    def awaiting(incident_id: str):
+        inc = _incident(incident_id)
+        inc.status = IncidentStatus.awaiting_approval
+        return inc
+
+    inc = healer.incidents.create("e", "data_corruption", awaiting, seen_on="web-01")
+    done = healer.execute_approved(inc.incident_id, "alice",
+                                   targets=[Target(estate="e", server_id="web-01", wave=1)])
+    assert done.status is IncidentStatus.failed
+    assert done.remediation is not None and done.remediation.approved_by == "alice"
+    assert "no backup system" in (done.remediation.rollback_reason or "")
+    _, report = healer.incidents.get(inc.incident_id)
+    assert "approved by alice" in report
+    # approving again is a no-op: the incident is no longer awaiting approval
+    again = healer.execute_approved(inc.incident_id, "bob")
+    assert again.status is IncidentStatus.failed and again.remediation.approved_by == "alice"
+    assert healer.log.records() == []  # a refusal is not an outcome to learn from

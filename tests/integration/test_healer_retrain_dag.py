@@ -1,0 +1,109 @@
+"""The healer's weekly retraining DAG runs green with ``dag.test()`` on a migrated
+temporary Airflow database, and trains the success classifier from stored outcomes."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DAG_FILE = REPO / "dags" / "retrain_healer.py"
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+
+def _dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAG_FILE), safe_mode=False)
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags["migrationbox_retrain_healer"]
+
+
+def test_dag_shape() -> None:
+    dag = _dag()
+    assert set(dag.task_ids) == {"retrain_forecasters", "retrain_success_model"}
+    assert dag.schedule == "@weekly"
+    assert "healer" in dag.tags
+
+
+def test_heal_dag_shape() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags" / "heal.py"), safe_mode=False)
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.dags["migrationbox_heal"]
+    assert dag.max_active_runs == 1
+    assert dag.get_task("approve_risky_remediation").upstream_task_ids == {
+        "has_pending_approvals"}
+    assert "approve_risky_remediation" in dag.get_task("execute_approved").upstream_task_ids
+
+
+@pytest.fixture()
+def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> Path:
+    from airflow.configuration import conf
+
+    dags = Path(conf.get("core", "dags_folder")).resolve()
+    if not dags.is_relative_to(Path(tempfile.gettempdir()).resolve()):
+        pytest.skip(f"needs a temporary AIRFLOW_HOME; dags folder is {dags}")
+    env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    done = subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dags.mkdir(parents=True, exist_ok=True)
+    copy = dags / DAG_FILE.name
+    shutil.copy(DAG_FILE, copy)
+    request.addfinalizer(lambda: copy.unlink(missing_ok=True))
+    monkeypatch.setenv("MIGRATIONBOX_HOME", str(tmp_path / "mb"))
+    monkeypatch.setenv("MIGRATIONBOX_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path / "mb"
+
+
+def _outcomes(n: int) -> None:
+    """Outcomes with a learnable pattern: restarts at night fail more often."""
+    from migrationbox.healer.decision import load_matrix
+    from migrationbox.healer.learning import (
+        ActionPosteriors,
+        SqlRemediationLog,
+        record_outcome,
+    )
+    from migrationbox.store.db import engine
+
+    rng = random.Random(3)
+    log = SqlRemediationLog(engine())
+    post = ActionPosteriors(load_matrix())
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    for i in range(n):
+        at = start + timedelta(hours=7 * i)
+        action, anomaly = rng.choice([("horizontal_scale", "high_cpu"),
+                                      ("rolling_restart", "health_check_failed")])
+        fail_p = 0.6 if (action == "rolling_restart" and at.hour < 6) else 0.08
+        record_outcome(log, post, anomaly_type=anomaly, action=action,
+                       success=rng.random() > fail_p, timestamp=at, resource="web-01",
+                       time_to_recovery_seconds=60.0)
+
+
+def test_retrain_dag_runs_green_and_tracks_the_classifier(runtime: Path) -> None:
+    _outcomes(80)
+    run = _dag().test(run_conf={"estates": [], "min_records": 40})
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success", states
+    assert (runtime / "mlflow" / "mlflow.db").exists()
+    import mlflow
+
+    from migrationbox.healer.tracking import mlflow_tracking_uri
+
+    mlflow.set_tracking_uri(mlflow_tracking_uri())
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    tracked = [r for r in runs if "holdout_brier_model" in r.data.metrics]
+    assert tracked, [r.data.metrics for r in runs]
+    assert "holdout_brier_matrix" in tracked[0].data.metrics
