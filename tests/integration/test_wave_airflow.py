@@ -76,6 +76,9 @@ def platform(tmp_path_factory):
         finally:
             os.environ.clear()
             os.environ.update(saved)
+            from migrationbox.cloud.aws_session import clear_client_cache
+
+            clear_client_cache()
 
 
 def _prepare(platform, tmp_path: Path, estate: str):

@@ -9,6 +9,7 @@ in the CLI and in tests alike.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Any
 
@@ -16,7 +17,11 @@ from migrationbox.config import AWS_CONN_ID
 
 
 @lru_cache(maxsize=64)
-def _hook(conn_id: str, service: str, region: str | None) -> Any:
+def _hook(conn_id: str, service: str, region: str | None, _env_conn: str | None) -> Any:
+    """Hooks are cached per connection *definition*: ``_env_conn`` is the connection's
+    environment variable, so a process whose ``AIRFLOW_CONN_*`` changes (an emulator
+    restarted on a new port, a test module with its own emulator) never reuses a client
+    bound to the old endpoint."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
     return AwsBaseHook(aws_conn_id=conn_id, client_type=service, region_name=region)
@@ -24,7 +29,8 @@ def _hook(conn_id: str, service: str, region: str | None) -> Any:
 
 def aws_client(service: str, conn_id: str = AWS_CONN_ID, region: str | None = None) -> Any:
     """A boto3 client for ``service`` built from the Airflow connection ``conn_id``."""
-    return _hook(conn_id, service, region).get_conn()
+    env_conn = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    return _hook(conn_id, service, region, env_conn).get_conn()
 
 
 def clear_client_cache() -> None:
