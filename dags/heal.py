@@ -2,9 +2,10 @@
 
 Thin on purpose: every task calls one function of ``migrationbox.healer.jobs``. The DAG is
 continuous (one run after the other, ``max_active_runs=1``); each run's ``sense_and_heal``
-task senses every ``interval_s`` for ``window_s`` (conf), so the sensing cadence is
-seconds while the scheduler handles one run per window. Risky remediations (killing
-queries, restoring data) wait for a person at ``approve_risky_remediation``.
+task senses every ``interval_s`` for ``window_s``, so the sensing cadence is seconds while
+the scheduler handles one run per window. Risky remediations (killing queries, restoring
+data) are not decided here: each gets its own run of ``migrationbox_heal_approval``, so
+that sensing goes on while a person thinks.
 """
 
 from __future__ import annotations
@@ -13,28 +14,28 @@ import os
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import dag, get_current_context, task
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Variable, dag, get_current_context, task
 
 DOC = """\
 ### MigrationBox healer
 
 1. **sense_and_heal** — sensing passes over the migrated resources of every completed
-   wave (health endpoints + CloudWatch metrics), two detectors, root cause on the plan's
-   dependency graph, the decision matrix; low-risk remediations run, are verified and
-   rolled back when they do not help; every incident is stored
+   wave (health endpoints, database lock probes, CloudWatch metrics), two detectors, root
+   cause on the plan's dependency graph, the decision matrix; low-risk remediations run,
+   are verified and rolled back when they do not help; every incident is stored
    (`migrationbox heal incidents list`).
-2. **has_pending_approvals** — skips the rest when nothing risky waits.
-3. **approve_risky_remediation** — a person approves or rejects (HITL).
-4. **execute_approved** — runs the approved remediations.
+2. **request_approval** — one run of `migrationbox_heal_approval` per incident whose
+   remediation is risky (a person approves or rejects it there).
 
-Conf: `estates`, `window_s` (300), `interval_s` (10), `max_passes`, `sustain_scale`,
-`verify_timeout_s`, `stop_when_idle`. Teams notifications: connection
-`migrationbox_healer_teams` (off when it does not exist).
+Conf (defaults from the Airflow Variable `migrationbox_heal_conf`, JSON; a run's conf wins):
+`estates`, `window_s` (300), `interval_s` (10), `max_passes`, `sustain_scale`,
+`verify_timeout_s`, `stop_when_idle`, `stop_on_approval` (true). Teams notifications:
+connection `migrationbox_healer_teams` (off when it does not exist).
 """
 
 
-#: "@continuous" in production; "none" leaves only manual/REST runs (tests, demos)
+#: "@continuous" in production; "none" leaves only manual/REST runs (tests)
 _SCHEDULE = os.environ.get("MIGRATIONBOX_HEAL_SCHEDULE", "@continuous")
 
 
@@ -53,34 +54,22 @@ _SCHEDULE = os.environ.get("MIGRATIONBOX_HEAL_SCHEDULE", "@continuous")
 def migrationbox_heal() -> None:
     @task(execution_timeout=timedelta(hours=2))
     def sense_and_heal() -> dict[str, Any]:
-        from migrationbox.healer.jobs import sense_window
+        from migrationbox.healer.jobs import CONF_VARIABLE, effective_conf, sense_window
 
-        return sense_window(get_current_context()["dag_run"].conf or {})
-
-    @task.short_circuit
-    def has_pending_approvals(summary: dict[str, Any]) -> bool:
-        return bool(summary.get("pending_approvals"))
-
-    approve = ApprovalOperator(
-        task_id="approve_risky_remediation",
-        subject="MigrationBox healer: approve risky remediation(s)?",
-        body=("Incidents waiting: {{ ti.xcom_pull(task_ids='sense_and_heal')"
-              "['pending_approvals'] | join(', ') }}. See `migrationbox heal incidents show "
-              "ID` for the root cause and the proposed action."),
-        response_timeout=timedelta(hours=4),
-    )
+        conf = effective_conf(Variable.get(CONF_VARIABLE, default=None, deserialize_json=True),
+                              get_current_context()["dag_run"].conf or {})
+        return sense_window(conf)
 
     @task
-    def execute_approved(summary: dict[str, Any], approval: Any) -> list[dict[str, Any]]:
-        from migrationbox.healer.jobs import execute_approved as run
+    def approval_requests(summary: dict[str, Any]) -> list[dict[str, Any]]:
+        from migrationbox.healer.jobs import approval_requests as requests
 
-        return run(summary.get("pending_approvals") or [], approval,
-                   get_current_context()["dag_run"].conf or {})
+        return requests(summary)
 
-    summary = sense_and_heal()
-    gate = has_pending_approvals(summary)
-    gate >> approve
-    execute_approved(summary, approve.output)
+    TriggerDagRunOperator.partial(
+        task_id="request_approval", trigger_dag_id="migrationbox_heal_approval",
+        skip_when_already_exists=True, wait_for_completion=False,
+    ).expand_kwargs(approval_requests(sense_and_heal()))
 
 
 migrationbox_heal()

@@ -151,6 +151,35 @@ def test_legitimate_traffic_spike_explained_by_model_2_is_not_auto_healed(chaos,
     assert all(a["model2"] is False for a in low), low
 
 
+def test_lock_chain_waits_for_a_person_then_the_blocker_is_killed(chaos, healer):
+    """A session holding an exclusive lock forever: risky to fix (kill_blocking_query), so
+    the healer asks; once approved, the blocker is terminated and the probe verifies that
+    no session waits any more."""
+    if not chaos.supports("blocking_lock"):
+        pytest.skip("the lab's databases are SQLite here (no PostgreSQL on 127.0.0.1:5432)")
+    chaos.inject("blocking_lock")
+    try:
+        deadline, asked = time.monotonic() + 60, None
+        while time.monotonic() < deadline and asked is None:
+            report = healer.run_pass(chaos.estate, chaos.targets)
+            asked = next((s for s in report.situations if s.server_id == "db-01"
+                          and s.outcome == "needs_approval"), None)
+            time.sleep(1.0)
+        assert asked is not None, "the lock chain was not detected"
+        assert asked.anomaly_type == "database_deadlock" and asked.action == \
+            "kill_blocking_query"
+        assert report.pending_approvals() == [asked.incident_id]
+        # a second pass does not ask again for the same incident
+        again = healer.run_pass(chaos.estate, chaos.targets)
+        assert again.pending_approvals() == []
+        incident = healer.execute_approved(asked.incident_id, "alice")
+        _, text = _incident(healer, asked.incident_id)
+        assert incident.status.value == "resolved", text
+        assert "terminated blocking session" in text and "approved by alice" in text
+    finally:
+        chaos.release_locks()
+
+
 def _cli(argv: list[str]) -> int:
     """``migrationbox heal ...`` through the heal command's own parser (the lead registers
     ``heal_cmd`` in ``migrationbox.cli``)."""

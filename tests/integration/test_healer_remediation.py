@@ -150,3 +150,59 @@ def test_approved_risky_remediation_runs_and_its_refusal_is_reported(tmp_path) -
     again = healer.execute_approved(inc.incident_id, "bob")
     assert again.status is IncidentStatus.failed and again.remediation.approved_by == "alice"
     assert healer.log.records() == []  # a refusal is not an outcome to learn from
+
+
+def test_rejected_or_unanswered_approval_runs_nothing_and_says_who(tmp_path, monkeypatch
+                                                                  ) -> None:
+    """The approval DAG's last task: "Reject", or the timeout's default, leaves the
+    incident with people and records who (or that nobody) decided."""
+    from migrationbox.healer.incident import IncidentStatus
+    from migrationbox.healer.jobs import apply_approval
+    from migrationbox.healer.runtime import Healer
+
+    monkeypatch.setenv("MIGRATIONBOX_STORE_URL", f"sqlite:///{tmp_path / 'h.db'}")
+    monkeypatch.setenv("MIGRATIONBOX_HOME", str(tmp_path / "mb"))
+    from migrationbox.store.db import engine
+
+    healer = Healer(engine(), notifiers=[])
+
+    def awaiting(incident_id: str):
+        inc = _incident(incident_id)
+        inc.status = IncidentStatus.awaiting_approval
+        return inc
+
+    first = healer.incidents.create("e", "database_deadlock", awaiting, seen_on="db-01")
+    second = healer.incidents.create("e", "data_corruption", awaiting, seen_on="db-01")
+    out = apply_approval(first.incident_id, {"chosen_options": ["Reject"],
+                                             "responded_by_user": {"id": "7", "name": "carol"}})
+    assert out == {"incident_id": first.incident_id, "executed": False, "why": "rejected",
+                   "status": "alerted"}
+    timed_out = apply_approval(second.incident_id, {"chosen_options": ["Reject"],
+                                                    "responded_by_user": None})
+    assert timed_out["why"] == "no answer before the approval timed out"
+    inc, report = healer.incidents.get(first.incident_id)
+    assert inc.status is IncidentStatus.alerted
+    assert "not approved: rejected (carol)" in report
+    assert healer.log.records() == []
+    # deciding twice changes nothing
+    again = apply_approval(first.incident_id, {"chosen_options": ["Approve"],
+                                               "responded_by_user": {"name": "dave"}})
+    assert again["status"] == "alerted"
+
+
+def test_heal_conf_variable_defaults_and_run_conf_override() -> None:
+    from pydantic import ValidationError
+
+    from migrationbox.healer.jobs import approval_requests, effective_conf
+
+    conf = effective_conf({"window_s": 60, "interval_s": 2}, {"interval_s": 5})
+    assert conf == {"window_s": 60, "interval_s": 5}
+    assert effective_conf(None, None) == {}
+    with pytest.raises(ValidationError, match="interval_s"):
+        effective_conf({"interval_s": 0}, {})
+    with pytest.raises(ValidationError, match="windw_s"):
+        effective_conf({}, {"windw_s": 5})
+    assert approval_requests({"pending_approvals": ["INC-1", "INC-2"]}) == [
+        {"trigger_run_id": "approval__INC-1", "conf": {"incident_id": "INC-1"}},
+        {"trigger_run_id": "approval__INC-2", "conf": {"incident_id": "INC-2"}}]
+    assert approval_requests({"pending_approvals": []}) == []

@@ -42,9 +42,20 @@ def test_heal_dag_shape() -> None:
     assert not bag.import_errors, bag.import_errors
     dag = bag.dags["migrationbox_heal"]
     assert dag.max_active_runs == 1
-    assert dag.get_task("approve_risky_remediation").upstream_task_ids == {
-        "has_pending_approvals"}
-    assert "approve_risky_remediation" in dag.get_task("execute_approved").upstream_task_ids
+    # approvals are asked in their own DAG, so sensing never waits for a person
+    assert not any(t.task_type.startswith("HITL") or "Approval" in t.task_type
+                   for t in dag.tasks)
+    trigger = dag.get_task("request_approval")
+    assert trigger.upstream_task_ids == {"approval_requests"}
+    assert trigger.partial_kwargs["trigger_dag_id"] == "migrationbox_heal_approval"
+
+    bag = DagBag(dag_folder=str(REPO / "dags" / "heal_approval.py"), safe_mode=False)
+    assert not bag.import_errors, bag.import_errors
+    approval = bag.dags["migrationbox_heal_approval"]
+    ask = approval.get_task("approve_remediation")
+    assert ask.options == ["Approve", "Reject"] and ask.defaults == ["Reject"]
+    assert ask.upstream_task_ids == {"describe_incident"}
+    assert "approve_remediation" in approval.get_task("apply_decision").upstream_task_ids
 
 
 @pytest.fixture()

@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop", action="store_true", help="stop the platform at the end")
     p.add_argument("--conf", default=None, help="extra DAG run conf as JSON")
     p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--no-heal", action="store_true",
+                   help="skip the last act (a fault injected and healed by migrationbox_heal)")
     p.set_defaults(handler=_handle)
 
 
@@ -33,4 +35,5 @@ def _handle(args: argparse.Namespace) -> int:
         keep_running=not args.stop,
         conf=json.loads(args.conf) if args.conf else None,
         timeout=args.timeout,
+        heal=not args.no_heal,
     )

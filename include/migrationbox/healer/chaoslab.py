@@ -42,6 +42,13 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                                  "row": "db_connections_exhausted"},
 }
 
+#: faults whose remediation is risky: the healer must ask a person (approval DAG)
+RISKY_SCENARIOS: dict[str, dict[str, Any]] = {
+    # a session takes an exclusive lock on the migrated database and never commits;
+    # another session queues behind it (PostgreSQL targets only)
+    "blocking_lock": {"server": "db-01", "row": "database_deadlock"},
+}
+
 
 def _record(sid: str, role: str, ip: str, ports: list[int], kind: str,
             deps: list[str]) -> dict[str, Any]:
@@ -81,6 +88,7 @@ class ChaosEstate:
     lab: Any = None
     targets: list[sensing.Target] = field(default_factory=list)
     _traffic_stop: threading.Event = field(default_factory=threading.Event)
+    _locks: list[Any] = field(default_factory=list)
 
     def up(self) -> ChaosEstate:
         from migrationbox.lab.lab import Lab
@@ -150,6 +158,9 @@ class ChaosEstate:
 
     # --------------------------------------------------------------- chaos
     def inject(self, scenario: str) -> None:
+        if scenario in RISKY_SCENARIOS:
+            self._hold_lock(self.target(RISKY_SCENARIOS[scenario]["server"]))
+            return
         spec = SCENARIOS[scenario]
         name = f"{spec['server']}:target"
         if "fault" in spec:
@@ -159,6 +170,45 @@ class ChaosEstate:
             r = httpx.post(f"{self.control_url}/services/{name}/chaos", json=spec["chaos"],
                            timeout=10)
         r.raise_for_status()
+
+    def supports(self, scenario: str) -> bool:
+        """Lock chains need a PostgreSQL target (the lab falls back to SQLite without one)."""
+        if scenario in RISKY_SCENARIOS:
+            url = self.target(RISKY_SCENARIOS[scenario]["server"]).database_url or ""
+            return url.startswith("postgresql")
+        return scenario in SCENARIOS
+
+    def _hold_lock(self, target: sensing.Target) -> None:
+        """A blocker (exclusive table lock, transaction left open) and a waiter behind it."""
+        from sqlalchemy import create_engine, text
+
+        url = target.database_url or ""
+        if not url.startswith("postgresql"):
+            raise RuntimeError(f"{target.server_id}: lock chains need a PostgreSQL target "
+                               f"database, not {url.split(':', 1)[0] or 'none'}")
+        engine = create_engine(url, pool_size=2)
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE IF NOT EXISTS healer_chaos_lock (id integer)"))
+        blocker = engine.connect()
+        blocker.execute(text("LOCK TABLE healer_chaos_lock IN ACCESS EXCLUSIVE MODE"))
+
+        def wait() -> None:
+            with contextlib.suppress(Exception), engine.connect() as conn:
+                conn.execute(text("SELECT count(*) FROM healer_chaos_lock"))
+
+        waiter = threading.Thread(target=wait, daemon=True, name="chaos-lock-waiter")
+        waiter.start()
+        self._locks.append((engine, blocker, waiter))
+
+    def release_locks(self) -> None:
+        while self._locks:
+            engine, blocker, waiter = self._locks.pop()
+            with contextlib.suppress(Exception):
+                blocker.rollback()
+            with contextlib.suppress(Exception):
+                blocker.close()
+            waiter.join(timeout=10)
+            engine.dispose()
 
     def clear(self, server_id: str) -> None:
         httpx.post(f"{self.control_url}/services/{server_id}:target/chaos",
@@ -170,5 +220,6 @@ class ChaosEstate:
 
     def down(self) -> None:
         self._traffic_stop.set()
+        self.release_locks()
         if self.lab is not None:
             self.lab.down(purge=True)

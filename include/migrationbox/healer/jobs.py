@@ -4,7 +4,11 @@
 * :func:`sense_window` — the heal DAG's long-running sensing task: sensing passes every
   ``interval_s`` for ``window_s`` over every estate with a completed wave, auto-heals
   included; returns the incidents that wait for a person.
-* :func:`execute_approved` — after the approval task: runs the approved remediations.
+* :func:`approval_requests` — one run of the approval DAG (``migrationbox_heal_approval``)
+  per incident that waits for a person; the run id is derived from the incident, so a
+  request is never made twice.
+* :func:`apply_approval` — the approval DAG's last task: runs the approved remediation,
+  or records the refusal (a person said no, or nobody answered in time).
 * :func:`retrain_forecasters` / :func:`retrain_success_model` — the weekly retraining.
 
 Why a long-running task inside a continuous DAG (``schedule="@continuous"``,
@@ -38,6 +42,23 @@ class HealConf(BaseModel):
     sustain_scale: float = Field(default=1.0, gt=0, le=1)
     verify_timeout_s: float = Field(default=60.0, gt=0, le=1800)
     stop_when_idle: bool = False  # end the window at the first pass with no situation
+    #: end the window as soon as an incident waits for a person, so that the request for
+    #: approval goes out now rather than at the end of the window
+    stop_on_approval: bool = True
+
+
+#: Airflow Variable with the heal DAG's default conf (JSON): operators tune the healer
+#: (window, interval, which estates) without a deploy; a run's own conf wins over it
+CONF_VARIABLE = "migrationbox_heal_conf"
+APPROVAL_DAG_ID = "migrationbox_heal_approval"
+
+
+def effective_conf(defaults: dict[str, Any] | None, run_conf: dict[str, Any] | None
+                   ) -> dict[str, Any]:
+    """The Variable's defaults overlaid by the run's conf, validated (a bad key or value
+    fails the task with pydantic's message naming the field)."""
+    merged = {**(defaults or {}), **(run_conf or {})}
+    return HealConf.model_validate(merged).model_dump(exclude_unset=True)
 
 
 @dataclass
@@ -105,11 +126,22 @@ def sense_window(raw_conf: dict[str, Any] | None = None, say: Any = print) -> di
                 say(f"{estate}/{s.server_id}: {s.anomaly_type} -> {s.outcome} "
                     f"({s.incident_id})")
             pending.extend(i for i in report.pending_approvals() if i not in pending)
+            slow = float(report.timings_s.get("total", 0.0)) > conf.interval_s
+            if slow or report.situations or passes % 30 == 0:
+                # the real cadence, visible in the task log (every 30th pass, and when a
+                # pass is slower than the interval or found something)
+                say(f"{estate}: pass {passes + 1}: {report.targets} targets, "
+                    f"{len(report.situations)} situation(s); "
+                    + ", ".join(f"{k} {v:.2f}s" for k, v in report.timings_s.items())
+                    + (" (slower than interval_s)" if slow else ""))
         passes += 1
         durations.append(time.monotonic() - started)
         if conf.max_passes is not None and passes >= conf.max_passes:
             break
         if conf.stop_when_idle and incidents and not busy:
+            break
+        if conf.stop_on_approval and pending:
+            say(f"{len(pending)} incident(s) wait for a person: ending the window to ask")
             break
         if time.monotonic() + conf.interval_s > deadline:
             break
@@ -119,24 +151,55 @@ def sense_window(raw_conf: dict[str, Any] | None = None, say: Any = print) -> di
                          notes[-20:]).to_dict()
 
 
-def execute_approved(incident_ids: list[str], approval: dict[str, Any] | None,
-                     raw_conf: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Run each approved remediation; ``approval`` is the ApprovalOperator's XCom."""
-    if not incident_ids:
-        return []
+def approval_requests(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Keyword arguments of one approval-DAG trigger per incident waiting for a person."""
+    return [{"trigger_run_id": f"approval__{incident_id}",
+             "conf": {"incident_id": incident_id}}
+            for incident_id in summary.get("pending_approvals") or []]
+
+
+def describe_incident(incident_id: str) -> dict[str, Any]:
+    """What the person deciding needs to see: the incident's title, root cause, proposed
+    action and its risk (shown in the approval task's body)."""
+    from migrationbox.healer.decision import load_matrix
+    from migrationbox.healer.store import IncidentStore
+    from migrationbox.store.db import engine
+
+    store = IncidentStore(engine())
+    found = store.get(incident_id)
+    if found is None:
+        raise KeyError(f"no incident {incident_id!r} in the healer's store")
+    incident, _ = found
+    row = load_matrix().row(store.anomaly_type(incident_id) or "")
+    remediation = incident.remediation
+    return {"incident_id": incident_id, "title": incident.title,
+            "status": incident.status.value, "resource": incident.resource,
+            "summary": incident.summary, "root_cause": incident.root_cause,
+            "root_cause_confidence": incident.root_cause_confidence,
+            "action": remediation.action if remediation else (row.action if row else ""),
+            "action_description": row.action_description if row else "",
+            "risk": row.risk if row else "unknown",
+            "show": f"migrationbox heal incidents show {incident_id}"}
+
+
+def apply_approval(incident_id: str, approval: dict[str, Any] | None,
+                   raw_conf: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the remediation when the answer is "Approve"; otherwise record why not.
+
+    ``approval`` is the HITL task's XCom (``chosen_options``, ``responded_by_user``); a
+    timeout answers with the task's default ("Reject") and no user."""
     chosen = (approval or {}).get("chosen_options") or []
-    if "Approve" not in chosen:
-        return [{"incident_id": i, "executed": False, "why": "not approved"}
-                for i in incident_ids]
     user = (approval or {}).get("responded_by_user") or {}
-    who = str(user.get("name") or user.get("id") or "unknown")
+    who = str(user.get("name") or user.get("id") or "nobody (timed out)")
     healer = _healer(HealConf.model_validate(raw_conf or {}))
-    out = []
-    for incident_id in incident_ids:
+    if "Approve" in chosen:
         inc = healer.execute_approved(incident_id, who)
-        out.append({"incident_id": incident_id, "executed": True,
-                    "status": inc.status.value})
-    return out
+        return {"incident_id": incident_id, "executed": True, "approved_by": who,
+                "status": inc.status.value}
+    why = "rejected" if user else "no answer before the approval timed out"
+    inc = healer.reject(incident_id, who, why)
+    return {"incident_id": incident_id, "executed": False, "why": why,
+            "status": inc.status.value}
 
 
 def retrain_forecasters(estates: list[str] | None = None,

@@ -74,6 +74,8 @@ PREVENTION = {
     "increase_max_connections_restart": ("Fix the connection leak",
                                          "Add pool timeouts and leak detection"),
     "renew_certificate_reload": ("Automate renewal", "Alarm 30 days before expiry"),
+    "kill_blocking_query": ("Bound how long a transaction may hold locks",
+                            "Set idle_in_transaction_session_timeout and lock_timeout"),
 }
 
 
@@ -313,6 +315,21 @@ class Healer:
                             bad.unhealthy_since if bad else None))
                 covered.add(metric)
                 continue
+            if metric in sensing.PROBE_FACTS:
+                probed = health.get(t.server_id)
+                fact = (probed.components.get("database") or {}) if probed else {}
+                value = fact.get(metric)
+                if value is None or not holds(float(value)):
+                    continue
+                covered.add(metric)
+                waited = float(fact.get("longest_wait_s") or 0.0)
+                if waited < row.condition.for_seconds:
+                    report.notes.append(f"{t.server_id}: {row.condition.describe()} has held "
+                                        f"{waited:.1f} s: watching")
+                    continue
+                out.append((t, row.id, row, Observation(metric, float(value), waited),
+                            "high", now - timedelta(seconds=waited)))
+                continue
             series = data.get((t.metric_id, metric))
             if series is None or series.empty:
                 continue
@@ -440,9 +457,12 @@ class Healer:
         from migrationbox.healer.learning import new_remediation_id
 
         rid = new_remediation_id()
+        params = dict(row.action_params)
+        if target.database_url:  # database actions work on the migrated (target) database
+            params.setdefault("database_url", target.database_url)
         ctx = RemediationContext(
             estate=target.estate, server_id=target.server_id, action=row.action,
-            params=dict(row.action_params), remediation_id=rid, service=target.service,
+            params=params, remediation_id=rid, service=target.service,
             control_url=target.control_url, dns_name=target.dns_name,
             check=self._check(target, row), cloud_client=_cloud_client(),
             verify_timeout_s=self.settings.verify_timeout_s,
@@ -486,6 +506,17 @@ class Healer:
         started = datetime.now(UTC)
         metric = row.condition.metric
         op, th = _OPS[row.condition.operator], row.condition.threshold
+
+        if metric in sensing.PROBE_FACTS:
+            def check_fact() -> tuple[bool, str]:
+                r = sensing.probe(target, at=datetime.now(UTC), previous=None)
+                value = (r.components.get("database") or {}).get(metric)
+                if value is None:
+                    return False, f"{metric} not measured: {r.detail}"
+                ok = not op(float(value), th)
+                return ok, f"{metric} = {value:g} ({'recovered' if ok else 'still'} " \
+                           f"{row.condition.operator} {th:g})"
+            return check_fact
 
         if metric == HEALTH_METRIC or not target.service:
             def check_health() -> tuple[bool, str]:
@@ -545,6 +576,24 @@ class Healer:
         else:
             incident.status = IncidentStatus.alerted
             incident.add_event(datetime.now(UTC), "not executed: " + decision.reasons[-1])
+        self._finish_incident(incident)
+        return incident
+
+
+    def reject(self, incident_id: str, who: str, why: str = "rejected") -> Incident:
+        """A person said no (or nobody answered in time): the incident stays with people,
+        no action runs. Idempotent like :meth:`execute_approved`."""
+        found = self.incidents.get(incident_id)
+        if found is None:
+            raise KeyError(f"no incident {incident_id!r}")
+        incident, _ = found
+        if incident.status is not IncidentStatus.awaiting_approval:
+            return incident
+        incident.status = IncidentStatus.alerted
+        incident.add_event(datetime.now(UTC), f"remediation not approved: {why} ({who}); "
+                                              "left to people")
+        if incident.remediation is not None:
+            incident.remediation.decision = f"not approved: {why} ({who})"
         self._finish_incident(incident)
         return incident
 

@@ -52,6 +52,19 @@ CONTINUOUS = ("cpu_utilization_pct", "memory_utilization_pct", "disk_used_pct", 
 #: metrics whose matrix condition is a fact, not a statistical anomaly
 THRESHOLD_FACTS = ("certificate_days_remaining", "db_connections_used_ratio")
 READ = CONTINUOUS + THRESHOLD_FACTS
+#: facts the health probe measures itself (not published metrics): ``health.components
+#: ["database"]`` of a PostgreSQL target carries them, with how long the condition held
+PROBE_FACTS = ("db_blocked_sessions",)
+#: a session waiting this long on another session's lock makes the database "degraded"
+LOCK_WAIT_DEGRADED_S = 5.0
+#: sessions of the target database waiting on a lock another session holds, and the
+#: longest such wait. A true deadlock is broken by PostgreSQL itself within
+#: ``deadlock_timeout``; what stays is a lock chain behind a session that never finishes
+#: (idle in transaction, a runaway batch): the case the matrix's "kill blocking query" is for.
+_BLOCKED_SQL = (
+    "SELECT count(*), coalesce(max(extract(epoch FROM clock_timestamp() - query_start)), 0) "
+    "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+    "AND wait_event_type = 'Lock' AND cardinality(pg_blocking_pids(pid)) > 0")
 
 
 def lab_detector_config() -> DetectorConfig:
@@ -172,15 +185,27 @@ def probe(target: Target, *, at: datetime, previous: HealthResult | None,
 
         engine = create_engine(target.database_url, connect_args=_connect_timeout(
             target.database_url, timeout))
+        facts: dict[str, Any] = {}
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
+                if target.database_url.startswith("postgresql"):
+                    n, waited = conn.execute(text(_BLOCKED_SQL)).one()
+                    facts = {"db_blocked_sessions": int(n), "longest_wait_s": float(waited)}
             status, detail = HealthStatus.healthy, "SELECT 1 answered"
+            if facts.get("db_blocked_sessions") and facts["longest_wait_s"] >= \
+                    LOCK_WAIT_DEGRADED_S:
+                status = HealthStatus.degraded
+                detail += (f"; {facts['db_blocked_sessions']} session(s) blocked by another "
+                           f"session's locks, longest {facts['longest_wait_s']:.0f} s")
         except Exception as exc:
             status, detail = HealthStatus.unhealthy, f"SELECT 1 failed: {type(exc).__name__}"
         finally:
             engine.dispose()
-        return _simple(target.server_id, status, detail, at, previous)
+        result = _simple(target.server_id, status, detail, at, previous)
+        if facts:
+            result.components["database"] = facts
+        return result
     if target.disk_path:
         from migrationbox.lab.endpoints import file_uri_path
 

@@ -27,6 +27,7 @@ class DemoOptions:
     keep_running: bool = True
     conf: dict[str, Any] | None = None
     timeout: float = 1800
+    heal: bool = True  # after the wave: inject a fault and let migrationbox_heal fix it
 
 
 def _say(text: str = "") -> None:
@@ -69,7 +70,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = _say) -> int:
     platform = Platform()
     os.environ.update(platform.env())
 
-    _heading("1/5 Start the platform: AWS emulator (moto) and Airflow 3 on loopback")
+    _heading("1/6 Start the platform: AWS emulator (moto) and Airflow 3 on loopback")
     t0 = time.monotonic()
     state = platform.up()
     os.environ.update(platform.env())
@@ -78,7 +79,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = _say) -> int:
     say(f"  runtime folder    {state.runtime_dir}")
     say(f"  ready in {time.monotonic() - t0:.0f}s")
 
-    _heading(f"2/5 Validate and plan the estate in {opts.estate_path}")
+    _heading(f"2/6 Validate and plan the estate in {opts.estate_path}")
     planned = plan_estate(opts.estate_path, estate=opts.estate)
     plan = planned.plan
     say(f"  {planned.validation_summary}")
@@ -87,7 +88,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = _say) -> int:
         say(f"  {line}")
     say(f"\n  stored as plan {plan.estate} v{plan.version}; wave-DAG spec {planned.spec_path}")
 
-    _heading("3/5 Start the local lab (source data, databases, HTTP services)")
+    _heading("3/6 Start the local lab (source data, databases, HTTP services)")
     wave = plan.wave(opts.wave)
     wave_servers = [plan.server(sid) for sid in wave.server_ids]
     estate_obj = _stored_estate(plan.estate)
@@ -102,7 +103,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = _say) -> int:
         f"({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}) registered in the store")
 
     dag_id = dag_id_for(plan.estate, wave.number)
-    _heading(f"4/5 Trigger {dag_id} by REST and follow it")
+    _heading(f"4/6 Trigger {dag_id} by REST and follow it")
     client = platform.client()
     say("  waiting for Airflow to parse the wave DAGs ...")
     client.wait_for_dag(dag_id, timeout=300)
@@ -118,15 +119,23 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = _say) -> int:
     outcome = follow_run(client, dag_id, run_id, approver=approver, timeout=opts.timeout,
                          say=say)
 
-    _heading("5/5 Summary")
+    _heading("5/6 Summary")
     _print_summary(plan, wave, run_id, outcome, say)
+    healed = None
+    if opts.heal and outcome.state == "success":
+        from migrationbox.orchestration.heal_demo import run_heal_demo
+
+        _heading("6/6 Heal: a real fault in a migrated server, fixed by migrationbox_heal")
+        healed = run_heal_demo(client, plan.estate, state.emulator_url, state.api_url, say)
     if opts.keep_running:
         say("")
         say(f"  The platform keeps running. UI: {state.api_url}  login: {state.username} / admin")
         say("  Stop everything with: make down")
     else:
         platform.down()
-    return 0 if outcome.state == "success" else 1
+    if outcome.state != "success":
+        return 1
+    return 0 if healed is None or healed.status in ("resolved", "skipped") else 1
 
 
 def _stored_estate(name: str):
