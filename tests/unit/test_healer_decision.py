@@ -149,7 +149,7 @@ def test_risky_actions_always_need_approval_even_when_confident(
         Situation("data_corruption", "orders-db", "high", 0.99,
                   Observation("data_checksum_mismatches", 3)),
         Situation("database_deadlock", "orders-db", "high", 0.99,
-                  Observation("db_blocked_sessions", 1)),
+                  Observation("db_blocked_sessions", 1, 75.0)),
     ):
         decision = engine.decide(situation)
         assert decision.outcome is Outcome.needs_approval

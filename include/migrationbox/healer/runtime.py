@@ -224,7 +224,7 @@ class Healer:
         keys = [(t.metric_id, m) for t in watched for m in sensing.READ]
         calls_before = self.source.calls
         try:
-            data = self.source.series(keys, now - cfg.lookback, now + timedelta(seconds=1),
+            data = self.source.series(keys, now - self._lookback(), now + timedelta(seconds=1),
                                       cfg.period_s)
         except Exception as exc:  # the monitoring API stopped answering: health only
             report.notes.append(f"monitoring API failed: {type(exc).__name__}: {exc}")
@@ -258,6 +258,17 @@ class Healer:
                             "total": round(t4 - t0, 3)}
         report.finished_at = datetime.now(UTC).isoformat()
         return report
+
+    def _lookback(self) -> timedelta:
+        """How much history a pass reads: the z-score window before the longest episode a
+        row waits for, plus the recent margin (capped by ``lookback``). Reading no more
+        matters on the emulator, whose ``GetMetricData`` cost grows with the square of the
+        window (each 1 s period scans every point of the window)."""
+        cfg = self.settings.sensing
+        longest = max((r.condition.for_seconds for r in self.matrix.rows), default=0.0)
+        needed = timedelta(seconds=longest + 10 + cfg.detector.zscore.window * cfg.period_s
+                           ) + cfg.recent
+        return min(cfg.lookback, needed)
 
     def _graph(self, estate: str) -> Any:
         from migrationbox.planning.graph import build_dependency_graph
