@@ -525,7 +525,7 @@ class Healer:
                 if value is None:
                     return False, f"{metric} not measured: {r.detail}"
                 ok = not op(float(value), th)
-                return ok, f"{metric} = {value:g} ({'recovered' if ok else 'still'} " \
+                return ok, f"{metric} = {value:g} ({'no longer' if ok else 'still'} " \
                            f"{row.condition.operator} {th:g})"
             return check_fact
 
@@ -540,7 +540,7 @@ class Healer:
             if value is None:
                 return False, f"no {metric} point published since the action began"
             ok = not op(value, th)
-            return ok, f"{metric} = {value:g} ({'recovered' if ok else 'still'} " \
+            return ok, f"{metric} = {value:g} ({'no longer' if ok else 'still'} " \
                        f"{row.condition.operator} {th:g})"
         return check_metric
 
