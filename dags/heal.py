@@ -37,6 +37,10 @@ connection `migrationbox_healer_teams` (off when it does not exist).
 
 #: "@continuous" in production; "none" leaves only manual/REST runs (tests)
 _SCHEDULE = os.environ.get("MIGRATIONBOX_HEAL_SCHEDULE", "@continuous")
+#: "window" (default): one long sensing task per run. "deferrable": one pass per run
+#: after a deferrable 10 s wait in the triggerer (frees the worker slot between passes,
+#: at a DAG run and two task instances per pass: see benchmarks/bench_sensing_cost.py)
+_MECHANISM = os.environ.get("MIGRATIONBOX_HEAL_MECHANISM", "window").lower()
 
 
 @dag(
@@ -58,6 +62,8 @@ def migrationbox_heal() -> None:
 
         conf = effective_conf(Variable.get(CONF_VARIABLE, default=None, deserialize_json=True),
                               get_current_context()["dag_run"].conf or {})
+        if _MECHANISM == "deferrable":
+            conf |= {"max_passes": 1, "window_s": 0}
         return sense_window(conf)
 
     @task
@@ -66,10 +72,16 @@ def migrationbox_heal() -> None:
 
         return requests(summary)
 
+    summary = sense_and_heal()
+    if _MECHANISM == "deferrable":
+        from airflow.providers.standard.sensors.time_delta import WaitSensor
+
+        WaitSensor(task_id="wait_interval", time_to_wait=timedelta(seconds=10),
+                   deferrable=True) >> summary
     TriggerDagRunOperator.partial(
         task_id="request_approval", trigger_dag_id="migrationbox_heal_approval",
         skip_when_already_exists=True, wait_for_completion=False,
-    ).expand_kwargs(approval_requests(sense_and_heal()))
+    ).expand_kwargs(approval_requests(summary))
 
 
 migrationbox_heal()

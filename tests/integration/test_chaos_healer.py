@@ -180,6 +180,68 @@ def test_lock_chain_waits_for_a_person_then_the_blocker_is_killed(chaos, healer)
         chaos.release_locks()
 
 
+def test_a_monitoring_api_that_stops_answering_leaves_health_sensing_running(chaos):
+    """CloudWatch unreachable: the pass does not crash, says why, still probes health and
+    starts no remediation from data it could not read."""
+    import boto3
+    from botocore.config import Config
+
+    from migrationbox.healer.runtime import Healer, HealerSettings
+    from migrationbox.healer.sensing import MetricSource, SensingConfig
+    from migrationbox.platform.supervisor import free_port
+    from migrationbox.store.db import engine
+
+    dead = boto3.client("cloudwatch", endpoint_url=f"http://127.0.0.1:{free_port()}",
+                        region_name="us-east-1", aws_access_key_id="x",
+                        aws_secret_access_key="x",
+                        config=Config(retries={"max_attempts": 1}, connect_timeout=1,
+                                      read_timeout=1))
+    blind = Healer(engine(), HealerSettings(sensing=SensingConfig(
+        sustain_scale=SUSTAIN_SCALE)), source=MetricSource(client=dead), notifiers=[])
+    chaos.inject("cpu_burn")
+    try:
+        time.sleep(8)
+        report = blind.run_pass(chaos.estate, chaos.targets)
+    finally:
+        chaos.clear("web-01")
+    assert any(n.startswith("monitoring API failed") for n in report.notes), report.notes
+    assert set(report.health) == {t.server_id for t in chaos.targets}
+    assert not [s for s in report.situations if s.outcome == "auto_heal"], report.situations
+
+
+def test_missing_metrics_are_named_not_guessed(chaos, healer):
+    from dataclasses import replace
+
+    ghost = replace(chaos.target("web-02"), service="ghost-01:target")
+    report = healer.run_pass(chaos.estate, [*chaos.targets, ghost])
+    notes = [n for n in report.notes if n.startswith("web-02: no data for")]
+    assert notes and "cpu_utilization_pct" in notes[0], report.notes
+    assert not [s for s in report.situations if s.server_id == "web-02"
+                and s.outcome == "auto_heal"]
+
+
+def test_flapping_health_checks_are_watched_not_restarted(chaos, healer):
+    """Fail, recover, fail: never five failures out of the last five, so no restart; the
+    pass report says it is watching."""
+    import httpx
+
+    url = f"{chaos.control_url}/services/api-01:target/fault"
+    notes: list[str] = []
+    restarts: list[object] = []
+    try:
+        for i in range(8):
+            httpx.post(url, json={"health": "fail" if i % 2 == 0 else "ok"},
+                       timeout=10).raise_for_status()
+            report = healer.run_pass(chaos.estate, chaos.targets)
+            notes += [n for n in report.notes if n.startswith("api-01:") and "flapping" in n]
+            restarts += [s for s in report.situations if s.server_id == "api-01"
+                         and s.anomaly_type == "health_check_failed"]
+    finally:
+        httpx.post(url, json={"health": "ok"}, timeout=10)
+    assert notes, "flapping health checks should be reported as watched"
+    assert not restarts, restarts
+
+
 def _cli(argv: list[str]) -> int:
     """``migrationbox heal ...`` through the heal command's own parser (the lead registers
     ``heal_cmd`` in ``migrationbox.cli``)."""

@@ -49,6 +49,18 @@ def test_heal_dag_shape() -> None:
     assert trigger.upstream_task_ids == {"approval_requests"}
     assert trigger.partial_kwargs["trigger_dag_id"] == "migrationbox_heal_approval"
 
+    # the measured alternative: a deferrable wait (triggerer) before one pass per run
+    import os
+
+    os.environ["MIGRATIONBOX_HEAL_MECHANISM"] = "deferrable"
+    try:
+        alt = DagBag(dag_folder=str(REPO / "dags" / "heal.py"), safe_mode=False
+                     ).dags["migrationbox_heal"]
+    finally:
+        del os.environ["MIGRATIONBOX_HEAL_MECHANISM"]
+    wait = alt.get_task("wait_interval")
+    assert wait.deferrable and wait.downstream_task_ids == {"sense_and_heal"}
+
     bag = DagBag(dag_folder=str(REPO / "dags" / "heal_approval.py"), safe_mode=False)
     assert not bag.import_errors, bag.import_errors
     approval = bag.dags["migrationbox_heal_approval"]
