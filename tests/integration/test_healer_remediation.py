@@ -206,3 +206,16 @@ def test_heal_conf_variable_defaults_and_run_conf_override() -> None:
         {"trigger_run_id": "approval__INC-1", "conf": {"incident_id": "INC-1"}},
         {"trigger_run_id": "approval__INC-2", "conf": {"incident_id": "INC-2"}}]
     assert approval_requests({"pending_approvals": []}) == []
+
+
+def test_probe_history_is_pruned_to_its_retention(tmp_path) -> None:
+    from migrationbox.healer.health import HealthResult, HealthStatus
+    from migrationbox.healer.store import ProbeStore
+
+    store = ProbeStore(create_engine(f"sqlite:///{tmp_path / 'p.db'}"))
+    now = datetime.now(UTC)
+    for hours in (50, 30, 2, 0):
+        store.add("e", HealthResult("web-01", HealthStatus.healthy, now - timedelta(hours=hours)))
+    assert store.prune(now - timedelta(hours=24)) == 2
+    assert [round((now - r.observed_at).total_seconds() / 3600) for r in
+            store.last("e", "web-01", 10)] == [0, 2]

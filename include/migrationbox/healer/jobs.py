@@ -45,6 +45,8 @@ class HealConf(BaseModel):
     #: end the window as soon as an incident waits for a person, so that the request for
     #: approval goes out now rather than at the end of the window
     stop_on_approval: bool = True
+    #: health-probe history kept (hours); one row per watched server per pass
+    probe_retention_h: float = Field(default=24.0, gt=0, le=24 * 90)
 
 
 #: Airflow Variable with the heal DAG's default conf (JSON): operators tune the healer
@@ -146,6 +148,14 @@ def sense_window(raw_conf: dict[str, Any] | None = None, say: Any = print) -> di
         if time.monotonic() + conf.interval_s > deadline:
             break
         time.sleep(max(0.0, conf.interval_s - (time.monotonic() - started)))
+    try:
+        from datetime import UTC, datetime
+
+        pruned = healer.probes.prune(datetime.now(UTC) - timedelta(hours=conf.probe_retention_h))
+        if pruned:
+            say(f"pruned {pruned} health probe(s) older than {conf.probe_retention_h:g} h")
+    except Exception as exc:  # housekeeping must not fail the sensing run
+        notes.append(f"probe retention failed: {type(exc).__name__}: {exc}")
     return WindowSummary(passes, situations, healed, pending, incidents,
                          round(sum(durations) / max(1, len(durations)), 3),
                          notes[-20:]).to_dict()

@@ -215,6 +215,15 @@ class ProbeStore:
                 status=result.status.value, unhealthy_since=result.unhealthy_since,
                 detail=result.detail[:2000]))
 
+    def prune(self, before: datetime) -> int:
+        """Delete probes older than ``before`` (the decisions only read the newest five;
+        older rows are history for people). Returns how many rows went."""
+        from sqlalchemy import delete
+
+        with self.engine.begin() as conn:
+            return int(conn.execute(delete(probes).where(probes.c.observed_at < before)
+                                    ).rowcount or 0)
+
     def last(self, estate: str, resource: str, n: int = 5) -> list[HealthResult]:
         """The newest ``n`` probes, newest first."""
         with self.engine.connect() as conn:
