@@ -558,12 +558,9 @@ class Healer:
     def execute_approved(self, incident_id: str, approver: str,
                          targets: Sequence[sensing.Target] | None = None) -> Incident:
         """Run the remediation of an incident awaiting approval, now that a person said
-        yes (the heal DAG's approval task). Idempotent: other statuses are returned as is."""
-        found = self.incidents.get(incident_id)
-        if found is None:
-            raise KeyError(f"no incident {incident_id!r}")
-        incident, _ = found
-        if incident.status is not IncidentStatus.awaiting_approval:
+        yes (the approval DAG's last task). Idempotent: other statuses are returned as is."""
+        incident, waiting = self._awaiting(incident_id)
+        if not waiting:
             return incident
         anomaly_type = self.incidents.anomaly_type(incident_id)
         row = self.matrix.row(anomaly_type)
@@ -590,15 +587,18 @@ class Healer:
         self._finish_incident(incident)
         return incident
 
-
-    def reject(self, incident_id: str, who: str, why: str = "rejected") -> Incident:
-        """A person said no (or nobody answered in time): the incident stays with people,
-        no action runs. Idempotent like :meth:`execute_approved`."""
+    def _awaiting(self, incident_id: str) -> tuple[Incident, bool]:
         found = self.incidents.get(incident_id)
         if found is None:
             raise KeyError(f"no incident {incident_id!r}")
         incident, _ = found
-        if incident.status is not IncidentStatus.awaiting_approval:
+        return incident, incident.status is IncidentStatus.awaiting_approval
+
+    def reject(self, incident_id: str, who: str, why: str = "rejected") -> Incident:
+        """A person said no (or nobody answered in time): the incident stays with people,
+        no action runs. Idempotent like :meth:`execute_approved`."""
+        incident, waiting = self._awaiting(incident_id)
+        if not waiting:
             return incident
         incident.status = IncidentStatus.alerted
         incident.add_event(datetime.now(UTC), f"remediation not approved: {why} ({who}); "
