@@ -108,15 +108,18 @@ def _quiesce(client: Any, timeout: float = 900) -> None:
     others = ("migrationbox_retrain_sizing", "migrationbox_retrain_healer")
     for dag_id in others:
         client.wait_for_dag(dag_id, timeout=300)
-        client.pause(dag_id)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        # wait before pausing: a paused DAG's running run gets no more tasks scheduled
         busy = [r["dag_id"] for d in others for r in client.dag_runs(d)
                 if r["state"] in ("queued", "running")]
         if not busy:
-            return
+            break
         time.sleep(5)
-    raise TimeoutError(f"runs still active after {timeout:g} s: {busy}")
+    else:
+        raise TimeoutError(f"runs still active after {timeout:g} s: {busy}")
+    for dag_id in others:
+        client.pause(dag_id)
 
 
 def measure(variant: str, minutes: float, root: Path) -> dict[str, Any]:
