@@ -5,8 +5,9 @@ its lab publishes metrics to the platform's emulator. One run of ``migrationbox_
 (schedule off via ``MIGRATIONBOX_HEAL_SCHEDULE=none`` so only this run senses) senses every
 2 s while the test injects each fault in turn: the run's ``sense_and_heal`` task must
 detect it, root-cause it, remediate and verify it, and store the incident. A routine
-traffic burst must not be auto-healed. Last, a lock chain on the migrated PostgreSQL
-database: the risky fix ends the window, the heal DAG requests
+traffic burst must not be auto-healed; each incident is posted to a (loopback) Teams
+webhook through the connection ``migrationbox_healer_teams``. Last, a lock chain on the
+migrated PostgreSQL database: the risky fix ends the window, the heal DAG requests
 ``migrationbox_heal_approval``, a person approves it by REST, and the blocker is killed.
 
 The matrix's "for N s" durations are scaled by 0.02 (``sustain_scale``) as in
@@ -15,10 +16,13 @@ The matrix's "for N s" durations are scaled by 0.02 (``sustain_scale``) as in
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -52,6 +56,32 @@ def platform(tmp_path_factory):
             os.environ.update(saved)
 
 
+@pytest.fixture()
+def teams_webhook():
+    """A loopback stand-in for a Teams channel's incoming webhook: records each POST."""
+    posts: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            posts.append({"path": self.path, "body": json.loads(body or b"{}")})
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"1")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/webhookb2/chaos", posts
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def _states(client, dag_id: str, run_id: str) -> dict[str, str]:
     return {t["task_id"]: t["state"] for t in client.task_instances(dag_id, run_id)}
 
@@ -71,7 +101,7 @@ def _wait_for(what, predicate, timeout: float, poll: float = 1.0):
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
-def test_every_chaos_scenario_is_healed_by_the_heal_dag(platform):
+def test_every_chaos_scenario_is_healed_by_the_heal_dag(platform, teams_webhook):
     from pathlib import Path
 
     from migrationbox.healer.chaoslab import SCENARIOS, ChaosEstate
@@ -89,6 +119,10 @@ def test_every_chaos_scenario_is_healed_by_the_heal_dag(platform):
         client.wait_for_dag(DAG_ID, timeout=240)
         client.wait_for_dag(APPROVAL_DAG_ID, timeout=240)
         client.unpause(DAG_ID)
+        # Teams notifications: the connection a user would add in the UI
+        hook_url, posts = teams_webhook
+        client.bulk_upsert("connections", [{"connection_id": "migrationbox_healer_teams",
+                                             "conn_type": "http", "host": hook_url}])
         chaos.baseline(30.0)
         risky = chaos.supports("blocking_lock")
         run = client.trigger(DAG_ID, conf={
@@ -137,6 +171,13 @@ def test_every_chaos_scenario_is_healed_by_the_heal_dag(platform):
                 if r.status == "awaiting_approval"], timeout=120)[0]
         outcome = follow_run(client, DAG_ID, run_id, timeout=700, say=lambda _t: None)
         assert outcome.state == "success", outcome.task_states
+        # every incident of the run went to the Teams channel as an Adaptive Card
+        cards = [p for p in posts if p["path"] == "/webhookb2/chaos"]
+        posted = json.dumps([p["body"] for p in cards])
+        cpu = next(r for r in store.list(chaos.estate) if r.anomaly_type == "high_cpu")
+        assert cpu.incident_id in posted, f"{len(cards)} card(s) posted"
+        assert all(p["body"]["attachments"][0]["contentType"] ==
+                   "application/vnd.microsoft.card.adaptive" for p in cards)
         if not risky:
             pytest.skip("lab databases are SQLite here: the approval path needs PostgreSQL")
         approval_run = f"approval__{asked.incident_id}"

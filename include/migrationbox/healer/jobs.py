@@ -91,12 +91,13 @@ def watched_estates() -> list[str]:
 
 
 def _healer(conf: HealConf) -> Any:
-    from migrationbox.healer.runtime import Healer, HealerSettings
+    from migrationbox.healer.runtime import Healer, HealerSettings, notifiers_from_airflow
     from migrationbox.healer.sensing import SensingConfig
 
-    return Healer(settings=HealerSettings(
-        sensing=SensingConfig(sustain_scale=conf.sustain_scale),
-        verify_timeout_s=conf.verify_timeout_s))
+    settings = HealerSettings(sensing=SensingConfig(sustain_scale=conf.sustain_scale),
+                              verify_timeout_s=conf.verify_timeout_s)
+    return Healer(settings=settings,
+                  notifiers=notifiers_from_airflow(settings.notify_conn_id, in_task=True))
 
 
 def sense_window(raw_conf: dict[str, Any] | None = None, say: Any = print) -> dict[str, Any]:

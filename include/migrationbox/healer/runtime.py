@@ -138,12 +138,17 @@ def scaled_matrix(matrix: DecisionMatrix, scale: float) -> DecisionMatrix:
     return matrix.model_copy(update={"rows": rows})
 
 
-def notifiers_from_airflow(conn_id: str) -> list[Any]:
-    """The Teams webhook notifier when the connection exists (off by default)."""
+def notifiers_from_airflow(conn_id: str, *, in_task: bool = False) -> list[Any]:
+    """The Teams webhook notifier when the connection exists (off by default).
+
+    Inside an Airflow task (``in_task``: the heal DAGs) the connection is looked up through
+    the Task SDK, wherever it was defined (UI, REST, secrets backend); elsewhere (CLI,
+    benchmarks) only an ``AIRFLOW_CONN_*`` variable is read, since there is no task
+    context to ask."""
     import os
 
-    if os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}") is None and not os.environ.get(
-            "MIGRATIONBOX_HEALER_NOTIFY_FROM_AIRFLOW"):
+    if not in_task and os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}") is None and \
+            not os.environ.get("MIGRATIONBOX_HEALER_NOTIFY_FROM_AIRFLOW"):
         return []
     try:
         from airflow.sdk import Connection
