@@ -123,69 +123,61 @@ def _quiesce(client: Any, timeout: float = 900) -> None:
 
 
 def measure(variant: str, minutes: float, root: Path) -> dict[str, Any]:
-    from migrationbox.platform.supervisor import Platform
+    from migrationbox.healer.chaoslab import ChaosEstate
+    from migrationbox.healer.jobs import CONF_VARIABLE
+    from migrationbox.platform.testing import running_platform
 
     spec = VARIANTS[variant]
-    saved = dict(os.environ)
     runtime = root / variant
-    os.environ["MIGRATIONBOX_HEAL_SCHEDULE"] = spec["schedule"]
-    os.environ["MIGRATIONBOX_HEAL_MECHANISM"] = spec.get("mechanism", "window")
-    os.environ["MIGRATIONBOX_HOME"] = str(runtime)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    plat = Platform(runtime_dir=runtime, api_port=0, emulator_port=0)
-    chaos = None
-    try:
-        state = plat.up()
-        os.environ.update(plat.env())
-        from migrationbox.cloud.aws_session import clear_client_cache
-        from migrationbox.healer.chaoslab import ChaosEstate
-        from migrationbox.healer.jobs import CONF_VARIABLE
-
-        clear_client_cache()
-        chaos = ChaosEstate(f"cost{uuid.uuid4().hex[:6]}", runtime / "chaos",
-                            state.emulator_url).up()
-        client = plat.client()
-        client.wait_for_dag("migrationbox_heal", timeout=300)
-        client.bulk_upsert("variables", [{"key": CONF_VARIABLE, "value": json.dumps(
-            {"estates": [chaos.estate], **spec["conf"]})}])
-        _quiesce(client)
-        time.sleep(20)  # let start-up work (parsing, first heartbeats) settle
-        pids = {name.removeprefix("airflow-"): rec.pid
-                for name, rec in plat.read_state().processes.items()}
-        db = Path(state.airflow_home) / "airflow.db"
-        store = plat.store_path
-        before = {name: _tree_cpu(pid) for name, pid in pids.items()}
-        rows0, size0, store0 = _rows(db), _size(db), _size(store)
-        if spec["unpause"]:
-            client.unpause("migrationbox_heal")
-        started = time.time()
-        time.sleep(minutes * 60)
-        ended = time.time()
-        after = {name: _tree_cpu(pid) for name, pid in pids.items()}
-        rows1, size1, store1 = _rows(db), _size(db), _size(store)
-        if spec["unpause"]:
-            client.pause("migrationbox_heal")
-        probes = [t for t in _probe_times(store, chaos.estate) if started <= t <= ended]
-        gaps = [b - a for a, b in itertools.pairwise(probes)]
-        scale = 60.0 / minutes
-        cpu = {name: ((after[name][0] - before[name][0]) * scale,
-                      (after[name][1] - before[name][1]) * scale) for name in pids}
-        return {
-            "variant": variant, "minutes": minutes, "cpu_per_hour": cpu,
-            "rows_per_hour": {t: (rows1[t] - rows0[t]) * scale for t in TABLES
-                              if rows1[t] != rows0[t]},
-            "airflow_db_mib_per_hour": (size1 - size0) * scale / 2**20,
-            "store_mib_per_hour": (store1 - store0) * scale / 2**20,
-            "passes": len(probes),
-            "cadence_s": (sum(gaps) / len(gaps)) if gaps else None,
-            "max_gap_s": max(gaps) if gaps else None,
-        }
-    finally:
-        if chaos is not None:
-            chaos.down()
-        plat.down()
-        os.environ.clear()
-        os.environ.update(saved)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)  # the platform's own MLflow store
+    with running_platform(runtime, MIGRATIONBOX_HOME=str(runtime),
+                          MIGRATIONBOX_HEAL_SCHEDULE=spec["schedule"],
+                          MIGRATIONBOX_HEAL_MECHANISM=spec.get("mechanism", "window")) as plat:
+        state = plat.read_state()
+        assert state is not None
+        chaos = None
+        try:
+            chaos = ChaosEstate(f"cost{uuid.uuid4().hex[:6]}", runtime / "chaos",
+                                state.emulator_url).up()
+            client = plat.client()
+            client.wait_for_dag("migrationbox_heal", timeout=300)
+            client.bulk_upsert("variables", [{"key": CONF_VARIABLE, "value": json.dumps(
+                {"estates": [chaos.estate], **spec["conf"]})}])
+            _quiesce(client)
+            time.sleep(20)  # let start-up work (parsing, first heartbeats) settle
+            pids = {name.removeprefix("airflow-"): rec.pid
+                    for name, rec in plat.read_state().processes.items()}
+            db = Path(state.airflow_home) / "airflow.db"
+            store = plat.store_path
+            before = {name: _tree_cpu(pid) for name, pid in pids.items()}
+            rows0, size0, store0 = _rows(db), _size(db), _size(store)
+            if spec["unpause"]:
+                client.unpause("migrationbox_heal")
+            started = time.time()
+            time.sleep(minutes * 60)
+            ended = time.time()
+            after = {name: _tree_cpu(pid) for name, pid in pids.items()}
+            rows1, size1, store1 = _rows(db), _size(db), _size(store)
+            if spec["unpause"]:
+                client.pause("migrationbox_heal")
+            probes = [t for t in _probe_times(store, chaos.estate) if started <= t <= ended]
+            gaps = [b - a for a, b in itertools.pairwise(probes)]
+            scale = 60.0 / minutes
+            cpu = {name: ((after[name][0] - before[name][0]) * scale,
+                          (after[name][1] - before[name][1]) * scale) for name in pids}
+            return {
+                "variant": variant, "minutes": minutes, "cpu_per_hour": cpu,
+                "rows_per_hour": {t: (rows1[t] - rows0[t]) * scale for t in TABLES
+                                  if rows1[t] != rows0[t]},
+                "airflow_db_mib_per_hour": (size1 - size0) * scale / 2**20,
+                "store_mib_per_hour": (store1 - store0) * scale / 2**20,
+                "passes": len(probes),
+                "cadence_s": (sum(gaps) / len(gaps)) if gaps else None,
+                "max_gap_s": max(gaps) if gaps else None,
+            }
+        finally:
+            if chaos is not None:
+                chaos.down()
 
 
 def main(argv: list[str] | None = None) -> int:

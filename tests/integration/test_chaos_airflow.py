@@ -34,26 +34,12 @@ APPROVAL_DAG_ID = "migrationbox_heal_approval"
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    from migrationbox.platform.supervisor import Platform
+    from migrationbox.platform.testing import running_platform
 
-    runtime = tmp_path_factory.mktemp("heal-platform")
-    saved = dict(os.environ)
-    os.environ["MIGRATIONBOX_HEAL_SCHEDULE"] = "none"
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    plat = Platform(runtime_dir=runtime, api_port=0, emulator_port=0)
-    try:
-        plat.up()
-        os.environ.update(plat.env())
-        from migrationbox.cloud.aws_session import clear_client_cache
-
-        clear_client_cache()
+    os.environ.pop("MLFLOW_TRACKING_URI", None)  # the platform's own MLflow store
+    with running_platform(tmp_path_factory.mktemp("heal-platform"),
+                          MIGRATIONBOX_HEAL_SCHEDULE="none") as plat:
         yield plat
-    finally:
-        try:
-            plat.down()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
 
 
 @pytest.fixture()

@@ -9,7 +9,6 @@ approval gates by REST, as a person's tooling would.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -58,27 +57,10 @@ def _write_estate(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    from migrationbox.platform.supervisor import Platform
+    from migrationbox.platform.testing import running_platform
 
-    runtime = tmp_path_factory.mktemp("wave-platform")
-    plat = Platform(runtime_dir=runtime, api_port=0, emulator_port=0)
-    saved = dict(os.environ)
-    try:
-        plat.up()
-        os.environ.update(plat.env())
-        from migrationbox.cloud.aws_session import clear_client_cache
-
-        clear_client_cache()
+    with running_platform(tmp_path_factory.mktemp("wave-platform")) as plat:
         yield plat
-    finally:
-        try:
-            plat.down()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            from migrationbox.cloud.aws_session import clear_client_cache
-
-            clear_client_cache()
 
 
 def _prepare(platform, tmp_path: Path, estate: str):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -150,8 +150,6 @@ def sense_window(raw_conf: dict[str, Any] | None = None, say: Any = print) -> di
             break
         time.sleep(max(0.0, conf.interval_s - (time.monotonic() - started)))
     try:
-        from datetime import UTC, datetime
-
         pruned = healer.probes.prune(datetime.now(UTC) - timedelta(hours=conf.probe_retention_h))
         if pruned:
             say(f"pruned {pruned} health probe(s) older than {conf.probe_retention_h:g} h")

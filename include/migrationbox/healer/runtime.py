@@ -264,16 +264,21 @@ class Healer:
         report.finished_at = datetime.now(UTC).isoformat()
         return report
 
-    def _lookback(self) -> timedelta:
-        """How much history a pass reads: the z-score window before the longest episode a
-        row waits for, plus the recent margin (capped by ``lookback``). Reading no more
-        matters on the emulator, whose ``GetMetricData`` cost grows with the square of the
-        window (each 1 s period scans every point of the window)."""
+    def _judged_history(self) -> timedelta:
+        """The history the detectors judge: the z-score window before the longest episode
+        a row waits for, plus the recent margin; older points were judged by earlier
+        passes (and each flagged point costs a Prophet predict)."""
         cfg = self.settings.sensing
         longest = max((r.condition.for_seconds for r in self.matrix.rows), default=0.0)
-        needed = timedelta(seconds=longest + 10 + cfg.detector.zscore.window * cfg.period_s
-                           ) + cfg.recent
-        return min(cfg.lookback, needed)
+        return timedelta(seconds=longest + cfg.detector.zscore.window * cfg.period_s
+                         ) + cfg.recent
+
+    def _lookback(self) -> timedelta:
+        """How much history a pass reads: what it judges plus 10 s (capped by
+        ``lookback``). Reading no more matters on the emulator, whose ``GetMetricData``
+        cost grows with the square of the window (each 1 s period scans every point)."""
+        return min(self.settings.sensing.lookback,
+                   self._judged_history() + timedelta(seconds=10))
 
     def _graph(self, estate: str) -> Any:
         from migrationbox.planning.graph import build_dependency_graph
@@ -300,12 +305,7 @@ class Healer:
                        or data[(t.metric_id, m)].empty]
             if data and missing:
                 report.notes.append(f"{t.server_id}: no data for {', '.join(missing)}")
-            # the detectors only need the z-score window before the longest episode a
-            # row waits for, plus the recent margin: older points are history already
-            # judged by earlier passes (and each flagged point costs a Prophet predict)
-            longest = max((r.condition.for_seconds for r in self.matrix.rows), default=0.0)
-            keep = pd.Timestamp(now - timedelta(seconds=longest) - cfg.recent - timedelta(
-                seconds=cfg.detector.zscore.window * cfg.period_s))
+            keep = pd.Timestamp(now - self._judged_history())
             for m in sensing.CONTINUOUS:
                 series = data.get((t.metric_id, m))
                 if series is not None and not series.empty:
