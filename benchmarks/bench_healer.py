@@ -84,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 report = healer.run_pass(chaos.estate, chaos.targets)
                 pass_times.append(time.perf_counter() - p0)
                 monitoring_calls += report.monitoring_calls
-                seen = [n for n in report.notes if n.startswith(f"{server}:") and (
-                    "has held" in n or "health checks failed" in n)]
+                seen = [n for n in report.watching if n.startswith(f"{server}:")]
                 mine = [s for s in report.situations
                         if s.server_id == server and s.anomaly_type == row]
                 if (seen or mine) and detected is None:
@@ -150,8 +149,8 @@ def _risky(chaos, healer, timeout: float) -> tuple:
     try:
         while time.time() - injected < timeout:
             report = healer.run_pass(chaos.estate, chaos.targets)
-            if detected is None and (any(n.startswith("db-01:") and "has held" in n
-                                         for n in report.notes) or report.situations):
+            if detected is None and (any(n.startswith("db-01:")
+                                         for n in report.watching) or report.situations):
                 detected = datetime.fromisoformat(report.started_at).timestamp()
             asked = [s for s in report.situations
                      if s.server_id == "db-01" and s.outcome == "needs_approval"]

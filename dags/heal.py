@@ -39,13 +39,31 @@ connection `migrationbox_healer_teams` (off when it does not exist).
 _SCHEDULE = os.environ.get("MIGRATIONBOX_HEAL_SCHEDULE", "@continuous")
 #: "window" (default): one long sensing task per run. "deferrable": one pass per run
 #: after a deferrable 10 s wait in the triggerer (frees the worker slot between passes,
-#: at a DAG run and two task instances per pass: see benchmarks/bench_sensing_cost.py)
+#: at a DAG run and two task instances per pass). "asset": an estate watch in the
+#: triggerer (an Asset watcher) wakes the DAG only when something is off; the run senses
+#: until the estate is quiet again. See benchmarks/bench_sensing_cost.py for their costs.
 _MECHANISM = os.environ.get("MIGRATIONBOX_HEAL_MECHANISM", "window").lower()
+
+
+def _schedule() -> Any:
+    if _MECHANISM == "asset":
+        from airflow.sdk import Asset, AssetWatcher
+
+        from migrationbox.healer.watch_trigger import (
+            SIGNALS_ASSET,
+            SIGNALS_URI,
+            EstateWatchTrigger,
+            watch_settings,
+        )
+
+        return [Asset(name=SIGNALS_ASSET, uri=SIGNALS_URI, watchers=[AssetWatcher(
+            name="migrationbox_estate_watch", trigger=EstateWatchTrigger(**watch_settings()))])]
+    return None if _SCHEDULE.lower() == "none" else _SCHEDULE
 
 
 @dag(
     dag_id="migrationbox_heal",
-    schedule=None if _SCHEDULE.lower() == "none" else _SCHEDULE,
+    schedule=_schedule(),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -60,11 +78,18 @@ def migrationbox_heal() -> None:
     def sense_and_heal() -> dict[str, Any]:
         from migrationbox.healer.jobs import CONF_VARIABLE, effective_conf, sense_window
 
+        context = get_current_context()
         conf = effective_conf(Variable.get(CONF_VARIABLE, default=None, deserialize_json=True),
-                              get_current_context()["dag_run"].conf or {})
+                              context["dag_run"].conf or {})
         if _MECHANISM == "deferrable":
             conf |= {"max_passes": 1, "window_s": 0}
-        return sense_window(conf)
+        woken: list[dict[str, Any]] = []
+        if _MECHANISM == "asset":
+            from migrationbox.healer.jobs import woken_by
+
+            conf = {"stop_when_quiet": True} | conf
+            woken = woken_by(context.get("triggering_asset_events") or {})
+        return sense_window(conf) | ({"woken_by": woken} if woken else {})
 
     @task
     def approval_requests(summary: dict[str, Any]) -> list[dict[str, Any]]:

@@ -233,7 +233,7 @@ def test_flapping_health_checks_are_watched_not_restarted(chaos, healer):
             httpx.post(url, json={"health": "fail" if i % 2 == 0 else "ok"},
                        timeout=10).raise_for_status()
             report = healer.run_pass(chaos.estate, chaos.targets)
-            notes += [n for n in report.notes if n.startswith("api-01:") and "flapping" in n]
+            notes += [n for n in report.watching if n.startswith("api-01:") and "flapping" in n]
             restarts += [s for s in report.situations if s.server_id == "api-01"
                          and s.anomaly_type == "health_check_failed"]
     finally:
@@ -272,3 +272,119 @@ def test_unknown_incident_is_a_clear_error(chaos, capsys):
 
     assert main(["heal", "incidents", "show", "INC-1999-01-01-001"]) == 2
     assert "INC-1999-01-01-001" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- estate watch
+# the cheap check the Asset-watcher mechanism runs in the triggerer
+
+
+def _until(what, predicate, timeout: float, poll: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def test_estate_watch_is_quiet_on_a_healthy_estate_and_names_each_fault(chaos):
+    from migrationbox.healer.watch import EstateWatch
+
+    watch = EstateWatch()
+    # earlier tests healed things; the estate settles back to quiet
+    _until("a quiet estate", lambda: not watch.check([chaos.estate]).signals, timeout=60)
+    result = watch.check([chaos.estate])
+    assert result.targets == len(chaos.targets) and not result.problems, result
+
+    chaos.inject("cpu_burn")
+    try:
+        cpu = _until("a high-CPU signal", lambda: [
+            s for s in watch.check([chaos.estate]).signals
+            if s.server_id == "web-01" and s.kind == "condition" and "high_cpu" in s.detail],
+            timeout=30)
+    finally:
+        chaos.clear("web-01")
+    assert "cpu_utilization_pct > 90" in cpu[0].detail
+
+    chaos.inject("failing_health")
+    try:
+        bad = [s for s in watch.check([chaos.estate]).signals if s.server_id == "api-01"]
+    finally:
+        chaos.clear("api-01")
+        import httpx
+
+        httpx.post(f"{chaos.control_url}/services/api-01:target/fault", json={"health": "ok"},
+                   timeout=10)
+    assert any(s.kind == "health" and "unhealthy" in s.detail for s in bad), bad
+
+
+def test_estate_watch_names_an_unreadable_estate_and_goes_on(chaos):
+    from migrationbox.healer.watch import EstateWatch
+
+    result = EstateWatch().check(["no-such-estate", chaos.estate])
+    assert result.targets == len(chaos.targets)
+    # an unknown estate has no plan: nothing to watch, no crash
+    assert not [s for s in result.signals if s.estate == "no-such-estate"]
+
+
+def test_estate_watch_trigger_fires_on_a_fault_once_and_again_after_quiet(chaos):
+    """The trigger as the triggerer runs it: quiet estate → no event; a fault → one event
+    naming it; the fault lasting → no second event within ``refire_s``; quiet, then a new
+    fault → a new event."""
+    import asyncio
+    import contextlib
+
+    import httpx
+
+    from migrationbox.healer.watch_trigger import CLASSPATH, EstateWatchTrigger
+
+    trigger = EstateWatchTrigger(interval_s=1.0, refire_s=3600.0, estates=[chaos.estate])
+    classpath, kwargs = trigger.serialize()
+    assert classpath == CLASSPATH and EstateWatchTrigger(**kwargs).serialize() == (
+        classpath, kwargs)
+    fault = f"{chaos.control_url}/services/api-01:target/fault"
+
+    async def scenario() -> list[str]:
+        events: asyncio.Queue = asyncio.Queue()
+
+        async def consume() -> None:
+            async for event in trigger.run():
+                await events.put(event.payload)
+
+        async def post(health: str) -> None:
+            await asyncio.to_thread(lambda: httpx.post(fault, json={"health": health},
+                                                       timeout=10).raise_for_status())
+
+        async def no_event_for(seconds: float) -> None:
+            try:
+                payload = await asyncio.wait_for(events.get(), seconds)
+            except TimeoutError:
+                return
+            raise AssertionError(f"unexpected event: {payload}")
+
+        task = asyncio.create_task(consume())
+        seen: list[str] = []
+        try:
+            await no_event_for(4.0)
+            await post("fail")
+            first = await asyncio.wait_for(events.get(), 30)
+            seen.append(first["fired_at"])
+            assert any(s["server_id"] == "api-01" and s["kind"] == "health"
+                       for s in first["signals"]), first
+            assert first["estates"] == [chaos.estate] and first["events"] == 1
+            await no_event_for(5.0)  # still failing: no refire within refire_s
+            await post("ok")
+            await no_event_for(4.0)
+            await post("fail")
+            second = await asyncio.wait_for(events.get(), 30)
+            assert second["events"] == 2, second
+            seen.append(second["fired_at"])
+        finally:
+            await post("ok")
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return seen
+
+    assert len(asyncio.run(scenario())) == 2

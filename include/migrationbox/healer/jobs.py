@@ -42,6 +42,10 @@ class HealConf(BaseModel):
     sustain_scale: float = Field(default=1.0, gt=0, le=1)
     verify_timeout_s: float = Field(default=60.0, gt=0, le=1800)
     stop_when_idle: bool = False  # end the window at the first pass with no situation
+    #: end the window at the first pass in which every estate is quiet (no situation, no
+    #: condition building up, every probe healthy): how a run the estate watch woke
+    #: (``MIGRATIONBOX_HEAL_MECHANISM=asset``) hands back to the watcher
+    stop_when_quiet: bool = False
     #: end the window as soon as an incident waits for a person, so that the request for
     #: approval goes out now rather than at the end of the window
     stop_on_approval: bool = True
@@ -113,6 +117,7 @@ def sense_window(raw_conf: dict[str, Any] | None = None, say: Any = print) -> di
     while True:
         started = time.monotonic()
         busy = False
+        quiet = True
         for estate in estates:
             try:
                 report = healer.run_pass(estate)
@@ -129,6 +134,9 @@ def sense_window(raw_conf: dict[str, Any] | None = None, say: Any = print) -> di
                 say(f"{estate}/{s.server_id}: {s.anomaly_type} -> {s.outcome} "
                     f"({s.incident_id})")
             pending.extend(i for i in report.pending_approvals() if i not in pending)
+            quiet = quiet and report.quiet
+            for w in report.watching:
+                say(f"{estate}/{w}: watching")
             slow = float(report.timings_s.get("total", 0.0)) > conf.interval_s
             if slow or report.situations or passes % 30 == 0:
                 # the real cadence, visible in the task log (every 30th pass, and when a
@@ -142,6 +150,9 @@ def sense_window(raw_conf: dict[str, Any] | None = None, say: Any = print) -> di
         if conf.max_passes is not None and passes >= conf.max_passes:
             break
         if conf.stop_when_idle and incidents and not busy:
+            break
+        if conf.stop_when_quiet and quiet:
+            say(f"pass {passes}: every watched estate is quiet: back to the watcher")
             break
         if conf.stop_on_approval and pending:
             say(f"{len(pending)} incident(s) wait for a person: ending the window to ask")
@@ -158,6 +169,28 @@ def sense_window(raw_conf: dict[str, Any] | None = None, say: Any = print) -> di
     return WindowSummary(passes, situations, healed, pending, incidents,
                          round(sum(durations) / max(1, len(durations)), 3),
                          notes[-20:]).to_dict()
+
+
+def woken_by(triggering_asset_events: Any, say: Any = print) -> list[dict[str, Any]]:
+    """What the estate watch saw when it woke this run, and how long the wake took (from
+    the check that fired to this task), from the run's triggering asset events."""
+    out: list[dict[str, Any]] = []
+    now = datetime.now(UTC)
+    for events in dict(triggering_asset_events).values():
+        for event in events:
+            payload = ((getattr(event, "extra", None) or {}).get("payload") or {})
+            fired = payload.get("fired_at")
+            latency = (now - datetime.fromisoformat(fired)).total_seconds() if fired else None
+            signals = payload.get("signals") or []
+            out.append({"fired_at": fired, "wake_latency_s": None if latency is None
+                        else round(latency, 1), "signal_count": payload.get("signal_count",
+                                                                           len(signals)),
+                        "signals": signals[:5]})
+            when = f" {latency:.1f} s after it fired" if latency is not None else ""
+            say(f"woken by the estate watch{when}: " + ("; ".join(
+                f"{s.get('server_id')}: {s.get('detail')}" for s in signals[:5])
+                or "no signal recorded"))
+    return out
 
 
 def approval_requests(summary: dict[str, Any]) -> list[dict[str, Any]]:

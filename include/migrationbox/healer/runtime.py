@@ -119,11 +119,24 @@ class PassReport:
     situations: list[SituationReport] = field(default_factory=list)
     low_anomalies: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: conditions that hold but not yet for as long as their matrix row asks (a burn at
+    #: 92 % CPU for 40 s of 300): the next passes decide
+    watching: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     monitoring_calls: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing to act on or to watch: no situation, no condition building up, every
+        probe healthy (or without an endpoint). Low-confidence anomalies do not count:
+        they only alert, and waiting for them to fade would keep a woken healer busy for
+        nothing."""
+        return not self.situations and not self.watching and all(
+            h in (HealthStatus.healthy.value, HealthStatus.unknown.value)
+            for h in self.health.values())
 
     def pending_approvals(self) -> list[str]:
         return [s.incident_id for s in self.situations
@@ -323,8 +336,8 @@ class Healer:
                 if failed == 0:
                     continue
                 if failed < 5:
-                    report.notes.append(f"{t.server_id}: {failed}/5 recent health checks "
-                                        "failed (flapping or starting): watching")
+                    report.watching.append(f"{t.server_id}: {failed}/5 recent health "
+                                           "checks failed (flapping or starting)")
                     continue
                 bad = health.get(t.server_id)
                 out.append((t, row.id, row, Observation(metric, float(failed), 0.0), "high",
@@ -340,8 +353,8 @@ class Healer:
                 covered.add(metric)
                 waited = float(fact.get("longest_wait_s") or 0.0)
                 if waited < row.condition.for_seconds:
-                    report.notes.append(f"{t.server_id}: {row.condition.describe()} has held "
-                                        f"{waited:.1f} s: watching")
+                    report.watching.append(f"{t.server_id}: {row.condition.describe()} "
+                                           f"has held {waited:.1f} s")
                     continue
                 out.append((t, row.id, row, Observation(metric, float(value), waited),
                             "high", now - timedelta(seconds=waited)))
@@ -355,8 +368,8 @@ class Healer:
             latest = float(series.dropna().iloc[-1])
             covered.add(metric)
             if sustained < row.condition.for_seconds:
-                report.notes.append(f"{t.server_id}: {row.condition.describe()} has held "
-                                    f"{sustained:g} s: watching")
+                report.watching.append(f"{t.server_id}: {row.condition.describe()} has "
+                                       f"held {sustained:g} s")
                 continue
             if metric in sensing.THRESHOLD_FACTS:
                 detection = "high"
