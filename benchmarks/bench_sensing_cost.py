@@ -14,17 +14,25 @@ then left alone for ``--minutes``:
                uses 300), a pass every 10 s (the chosen mechanism);
   per_minute   the heal DAG on a ``* * * * *`` cron, one sensing pass per run;
   deferrable   ``@continuous`` heal DAG whose run is a deferrable 10 s wait (in the
-               triggerer, no worker slot) then one sensing pass.
+               triggerer, no worker slot) then one sensing pass;
+  asset_watcher the heal DAG scheduled on an asset whose watcher (the estate watch, in
+               the triggerer) checks every 10 s and wakes the DAG only when something is
+               off; the woken run senses every 10 s until the estate is quiet.
 
 Measured per variant: CPU seconds of the scheduler process itself (its scheduling loop)
 and of its descendants (LocalExecutor workers and the task processes they run, i.e. the
 sensing work), the API server (the Task SDK's execution API calls land there), the DAG
 processor and the triggerer; rows added to the metadata tables; growth of airflow.db and
 of the MigrationBox store (health-probe history); the real sensing cadence (passes
-counted in the healer's probe table) and the largest gap between two passes. Figures are
+counted in the healer's probe table) and the largest gap between two passes; the health
+checks a lab service answered (heal passes and estate-watch checks alike). Figures are
 scaled to one hour from the measured minutes (linear; ``--minutes 60`` measures the hour).
-The Asset-watcher variant the issue also names is not measured: see ``docs/healer.md``
-(runtime) for why.
+
+Then, unless ``--no-latency``, the end-to-end latency on the same platform: a CPU burn is
+injected on web-01 and the seconds from injection to the stored incident (detected), to
+its verified recovery, and the MTTR are read from the incident. The matrix's "for 5 min"
+is scaled by 0.02 (6 s) as in the chaos tests, so the figures show the mechanism's own
+delay, not the matrix's patience.
 """
 
 from __future__ import annotations
@@ -51,7 +59,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
                    "conf": {"max_passes": 1, "window_s": 0}},
     "deferrable": {"schedule": "@continuous", "unpause": True, "mechanism": "deferrable",
                    "conf": {}},
+    "asset_watcher": {"schedule": "@continuous", "unpause": True, "mechanism": "asset",
+                      "conf": {"interval_s": 10}},
 }
+#: conf every variant shares: the chaos tests' time scale for the latency phase
+COMMON_CONF = {"sustain_scale": 0.02, "verify_timeout_s": 60}
 TABLES = ("dag_run", "task_instance", "task_instance_history", "xcom", "job", "log",
           "rendered_task_instance_fields", "trigger", "dag_version", "serialized_dag")
 
@@ -102,6 +114,44 @@ def _probe_times(store: Path, estate: str) -> list[float]:
     return [datetime.fromisoformat(str(r[0])).timestamp() for r in rows]
 
 
+def _health_checks(chaos: Any, server: str = "web-01") -> int:
+    """``/health/live`` requests the server's target service answered so far."""
+    import httpx
+
+    url = f"{chaos.target(server).http_url}/_lab/stats"
+    return int(httpx.get(url, timeout=5).json()["by_path"].get("/health/live", 0))
+
+
+def _latency(chaos: Any, timeout: float = 240) -> dict[str, float | None]:
+    """Inject a CPU burn on web-01 and read the healer's incident: seconds from injection
+    to detection and to verified recovery, and the MTTR."""
+    from datetime import UTC, datetime
+
+    from migrationbox.healer.store import IncidentStore
+    from migrationbox.store.db import engine
+
+    store = IncidentStore(engine())
+    injected = datetime.now(UTC)
+    chaos.inject("cpu_burn")
+    found = None
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and found is None:
+            time.sleep(1)
+            found = next((r for r in store.list(chaos.estate) if r.resource == "web-01"
+                          and r.anomaly_type == "high_cpu" and r.detected_at >= injected
+                          and r.status in ("resolved", "failed", "alerted")), None)
+    finally:
+        chaos.clear("web-01")
+    if found is None:
+        return {"detected_s": None, "recovered_s": None, "mttr_s": None}
+    incident, _ = store.get(found.incident_id)  # type: ignore[misc]
+    resolved = incident.resolved_at
+    return {"detected_s": (incident.detected_at - injected).total_seconds(),
+            "recovered_s": (resolved - injected).total_seconds() if resolved else None,
+            "mttr_s": incident.mttr.total_seconds() if incident.mttr else None}
+
+
 def _quiesce(client: Any, timeout: float = 900) -> None:
     """Pause the other scheduled DAGs (a fresh platform runs each weekly retraining once,
     minutes of model training that are not sensing) and wait for their runs to end."""
@@ -122,7 +172,8 @@ def _quiesce(client: Any, timeout: float = 900) -> None:
         client.pause(dag_id)
 
 
-def measure(variant: str, minutes: float, root: Path) -> dict[str, Any]:
+def measure(variant: str, minutes: float, root: Path, latency: bool = True
+            ) -> dict[str, Any]:
     from migrationbox.healer.chaoslab import ChaosEstate
     from migrationbox.healer.jobs import CONF_VARIABLE
     from migrationbox.platform.testing import running_platform
@@ -139,10 +190,14 @@ def measure(variant: str, minutes: float, root: Path) -> dict[str, Any]:
         try:
             chaos = ChaosEstate(f"cost{uuid.uuid4().hex[:6]}", runtime / "chaos",
                                 state.emulator_url).up()
+            if latency and spec["unpause"]:
+                # model 2's forecasters, as the weekly retraining would have left them:
+                # without them a burn is a low-confidence anomaly that only alerts
+                chaos.baseline(30.0)
             client = plat.client()
             client.wait_for_dag("migrationbox_heal", timeout=300)
             client.bulk_upsert("variables", [{"key": CONF_VARIABLE, "value": json.dumps(
-                {"estates": [chaos.estate], **spec["conf"]})}])
+                {"estates": [chaos.estate], **COMMON_CONF, **spec["conf"]})}])
             _quiesce(client)
             time.sleep(20)  # let start-up work (parsing, first heartbeats) settle
             pids = {name.removeprefix("airflow-"): rec.pid
@@ -151,6 +206,7 @@ def measure(variant: str, minutes: float, root: Path) -> dict[str, Any]:
             store = plat.store_path
             before = {name: _tree_cpu(pid) for name, pid in pids.items()}
             rows0, size0, store0 = _rows(db), _size(db), _size(store)
+            checks0 = _health_checks(chaos)
             if spec["unpause"]:
                 client.unpause("migrationbox_heal")
             started = time.time()
@@ -158,6 +214,8 @@ def measure(variant: str, minutes: float, root: Path) -> dict[str, Any]:
             ended = time.time()
             after = {name: _tree_cpu(pid) for name, pid in pids.items()}
             rows1, size1, store1 = _rows(db), _size(db), _size(store)
+            checks1 = _health_checks(chaos)
+            lat = _latency(chaos) if spec["unpause"] and latency else {}
             if spec["unpause"]:
                 client.pause("migrationbox_heal")
             probes = [t for t in _probe_times(store, chaos.estate) if started <= t <= ended]
@@ -174,6 +232,8 @@ def measure(variant: str, minutes: float, root: Path) -> dict[str, Any]:
                 "passes": len(probes),
                 "cadence_s": (sum(gaps) / len(gaps)) if gaps else None,
                 "max_gap_s": max(gaps) if gaps else None,
+                "health_checks_per_hour": (checks1 - checks0) * scale,
+                "latency": lat,
             }
         finally:
             if chaos is not None:
@@ -184,34 +244,50 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--no-latency", action="store_true",
+                    help="skip the CPU-burn latency measurement after each variant")
     args = ap.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bench-sensing-"))
     results = []
     for variant in args.variants:
         print(f"measuring {variant} for {args.minutes:g} min ...", flush=True)
-        results.append(measure(variant, args.minutes, root))
+        results.append(measure(variant, args.minutes, root, latency=not args.no_latency))
+        print(f"  {variant}: {json.dumps(results[-1], default=str)}", flush=True)
 
     print()
     print(f"Cost of one hour of sensing (measured over {args.minutes:g} min per variant, "
           "scaled to 1 h; 4 watched servers; CPU seconds per hour)")
     print()
-    print("| variant | passes/h | cadence (s) | max gap (s) | scheduler loop | workers+tasks "
-          "| api-server | dag-processor | triggerer | dag runs | task instances | airflow.db "
-          "MiB | store MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| variant | passes/h | health checks/h | cadence (s) | max gap (s) | scheduler loop "
+          "| workers+tasks | api-server | dag-processor | triggerer | dag runs | task instances "
+          "| airflow.db MiB | store MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
     def f(v: float | None, nd: int = 1) -> str:
         return "-" if v is None else f"{v:.{nd}f}"
 
     for r in results:
         cpu, rows = r["cpu_per_hour"], r["rows_per_hour"]
-        print(f"| {r['variant']} | {r['passes'] * 60 / r['minutes']:.0f} | {f(r['cadence_s'])} "
+        print(f"| {r['variant']} | {r['passes'] * 60 / r['minutes']:.0f} "
+              f"| {r['health_checks_per_hour']:.0f} | {f(r['cadence_s'])} "
               f"| {f(r['max_gap_s'])} | {f(cpu.get('scheduler', (0, 0))[0])} "
               f"| {f(cpu.get('scheduler', (0, 0))[1])} | {f(sum(cpu.get('api-server', (0, 0))))} "
               f"| {f(sum(cpu.get('dag-processor', (0, 0))))} "
               f"| {f(sum(cpu.get('triggerer', (0, 0))))} | {rows.get('dag_run', 0):.0f} "
               f"| {rows.get('task_instance', 0):.0f} | {r['airflow_db_mib_per_hour']:.2f} "
               f"| {r['store_mib_per_hour']:.2f} |")
+    lat = [r for r in results if r["latency"]]
+    if lat:
+        print()
+        print("End-to-end latency, CPU burn on web-01 (seconds from injection; the matrix's "
+              "5 min scaled to 6 s):")
+        print()
+        print("| variant | detected | recovered (verified) | MTTR |")
+        print("|---|---|---|---|")
+        for r in lat:
+            x = r["latency"]
+            print(f"| {r['variant']} | {f(x['detected_s'])} | {f(x['recovered_s'])} "
+                  f"| {f(x['mttr_s'])} |")
     print()
     for r in results:
         print(f"{r['variant']}: metadata rows added per hour: "

@@ -30,8 +30,14 @@ DOC = """\
 
 Conf (defaults from the Airflow Variable `migrationbox_heal_conf`, JSON; a run's conf wins):
 `estates`, `window_s` (300), `interval_s` (10), `max_passes`, `sustain_scale`,
-`verify_timeout_s`, `stop_when_idle`, `stop_on_approval` (true). Teams notifications:
-connection `migrationbox_healer_teams` (off when it does not exist).
+`verify_timeout_s`, `stop_when_idle`, `stop_when_quiet`, `stop_on_approval` (true),
+`probe_retention_h` (24). Teams notifications: connection `migrationbox_healer_teams`
+(off when it does not exist).
+
+Mechanism (`MIGRATIONBOX_HEAL_MECHANISM`): `window` (default, continuous runs of one long
+sensing task), `deferrable` (a deferrable 10 s wait then one pass per run) or `asset` (the
+estate watch in the triggerer wakes this DAG through the asset `migrationbox_heal_signals`
+only when something is off; `migrationbox heal watch` runs the same check by hand).
 """
 
 

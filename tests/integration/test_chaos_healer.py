@@ -13,6 +13,7 @@ for 5 min" means "for 6 s" here; everything else is the production path.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -388,3 +389,22 @@ def test_estate_watch_trigger_fires_on_a_fault_once_and_again_after_quiet(chaos)
         return seen
 
     assert len(asyncio.run(scenario())) == 2
+
+
+def test_heal_watch_cli_prints_what_would_wake_the_healer(chaos, capsys):
+    import httpx
+
+    fault = f"{chaos.control_url}/services/api-01:target/fault"
+    httpx.post(fault, json={"health": "fail"}, timeout=10).raise_for_status()
+    try:
+        assert _cli(["heal", "watch", "--estate", chaos.estate]) == 1
+        out = capsys.readouterr().out
+    finally:
+        httpx.post(fault, json={"health": "ok"}, timeout=10)
+    assert f"{chaos.estate}/api-01" in out and "health" in out, out
+    _until("a quiet estate", lambda: _cli(["heal", "watch", "--estate", chaos.estate]) == 0,
+           timeout=60)
+    capsys.readouterr()
+    assert _cli(["heal", "watch", "--estate", chaos.estate, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["signals"] == [] and shown["targets"] == len(chaos.targets), shown

@@ -1,8 +1,12 @@
-"""``migrationbox heal incidents [list|show ID]``: the healer's incident reports.
+"""``migrationbox heal incidents [list|show ID]`` and ``migrationbox heal watch``.
 
 ``list`` prints one line per incident (newest first; ``--estate``, ``--status``,
 ``--json``); ``show ID`` prints the stored report in the plan's template (Markdown), or the
 incident as JSON with ``--json``. Unknown ids exit 2 with the id in the message.
+
+``watch`` runs the estate watch once (what the Asset watcher checks in the triggerer,
+:mod:`migrationbox.healer.watch`) and prints each reason it would wake the healer, so an
+operator can see what the healer sees; exit 0 when quiet, 1 when something is off.
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ def register(subparsers: Any) -> None:
     show.add_argument("--json", action="store_true")
     show.add_argument("--url", help="SQLAlchemy URL of the store")
     show.set_defaults(handler=_show)
+    watch = area.add_parser("watch", help="one estate-watch check: what would wake the healer")
+    watch.add_argument("--estate", action="append", dest="estates", metavar="ESTATE",
+                       help="estate to check (repeat; default: every estate with a "
+                            "completed wave)")
+    watch.add_argument("--json", action="store_true")
+    watch.set_defaults(handler=_watch)
 
 
 def _store(url: str | None) -> Any:
@@ -71,3 +81,32 @@ def _show(args: argparse.Namespace) -> int:
 
         print(report or render_markdown(incident))
     return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    import os
+
+    from migrationbox.healer.jobs import watched_estates
+    from migrationbox.healer.watch import EstateWatch
+
+    if "AIRFLOW_CONN_AWS_DEFAULT" not in os.environ:
+        # the local platform's connections, as `eval "$(migrationbox platform env)"` sets
+        from migrationbox.platform.supervisor import platform_env
+
+        for key, value in platform_env().items():
+            os.environ.setdefault(key, value)
+    estates = args.estates or watched_estates()
+    result = EstateWatch().check(estates)
+    if args.json:
+        print(json.dumps({"estates": estates, "targets": result.targets,
+                          "signals": [s.to_dict() for s in result.signals],
+                          "problems": result.problems}, indent=2))
+    else:
+        for problem in result.problems:
+            print(f"problem: {problem}")
+        for sig in result.signals:
+            print(f"{sig.estate}/{sig.server_id}  {sig.kind:<9}  {sig.detail}")
+        if not result.signals:
+            print(f"quiet: {result.targets} target(s) in "
+                  f"{', '.join(estates) or 'no estate with a completed wave'}")
+    return 1 if result.signals else 0
