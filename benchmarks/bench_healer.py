@@ -7,7 +7,10 @@ Starts its own AWS emulator (moto server) and lab on free loopback ports in a te
 folder, marks a small estate's wave completed, publishes the lab's measured metrics to
 CloudWatch every second, trains the forecasters on a baseline, then for each scenario:
 inject the fault, run sensing passes back to back (``Healer.run_pass``, what the heal
-DAG's task loops over) until the incident is resolved.
+DAG's task loops over) until the incident is resolved. A scenario the matrix leaves to
+people (the slow partner API: confidence 0.82, no auto-heal) ends at the alert; the
+approval scenarios (lock chain on PostgreSQL, corrupt rows restored from the backup) are
+approved at once.
 
 Times (seconds, from the injection):
   detected  the first pass whose readings show the fault (its matrix condition holds,
@@ -35,21 +38,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    from migrationbox.healer.chaoslab import SCENARIOS
+    from migrationbox.healer.chaoslab import ALERT_SCENARIOS, SCENARIOS
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--baseline", type=float, default=30.0)
     ap.add_argument("--sustain-scale", type=float, default=0.02)
-    ap.add_argument("--scenarios", nargs="*", default=list(SCENARIOS))
+    ap.add_argument("--scenarios", nargs="*", default=[*SCENARIOS, *ALERT_SCENARIOS])
     ap.add_argument("--timeout", type=float, default=90.0)
     ap.add_argument("--no-risky", dest="risky", action="store_false",
-                    help="skip the lock chain (needs the lab's PostgreSQL)")
+                    help="skip the approval scenarios (lock chain, data corruption)")
     args = ap.parse_args(argv)
 
     root = Path(tempfile.mkdtemp(prefix="bench-healer-"))
     os.environ["MIGRATIONBOX_HOME"] = str(root / "runtime")
     os.environ["MIGRATIONBOX_STORE_URL"] = f"sqlite:///{root / 'store.db'}"
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    os.environ["MIGRATIONBOX_HEAL_INTEGRITY_EVERY_S"] = "0"  # row check on every pass
     from migrationbox.cloud.emulator import EmulatorProcess
 
     emulator = EmulatorProcess(log_path=root / "moto.log").start()
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         pass_times: list[float] = []
         monitoring_calls = 0
         for name in args.scenarios:
-            spec = SCENARIOS[name]
+            spec = SCENARIOS.get(name) or ALERT_SCENARIOS[name]
             server, row = spec["server"], spec["row"]
             injected = time.time()
             chaos.inject(name)
@@ -89,10 +93,13 @@ def main(argv: list[str] | None = None) -> int:
                         if s.server_id == server and s.anomaly_type == row]
                 if (seen or mine) and detected is None:
                     detected = datetime.fromisoformat(report.started_at).timestamp()
-                acted = [s for s in mine if s.outcome == "auto_heal"]
+                acted = [s for s in mine if s.outcome in ("auto_heal", "alert")]
                 if acted:
                     s = acted[0]
                     decided = datetime.fromisoformat(s.decided_at).timestamp()
+                    if s.outcome == "alert":  # the matrix leaves it to people
+                        outcome = "alerted people (matrix: no auto-heal)"
+                        break
                     if s.resolved_at:
                         recovered = datetime.fromisoformat(s.resolved_at).timestamp()
                     outcome = "healed" if s.remediation_success else "rolled back"
@@ -102,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                          decided and decided - injected, recovered and recovered - injected,
                          (recovered - detected) if recovered and detected else None, outcome))
             time.sleep(2.0)
-        if args.risky and chaos.supports("blocking_lock"):
-            rows.append(_risky(chaos, healer, args.timeout))
+        for risky in ("blocking_lock", "data_corruption"):
+            if args.risky and chaos.supports(risky):
+                rows.append(_risky(chaos, healer, args.timeout, risky))
         # ------------------------------------------------------------ report
         def f(v: float | None) -> str:
             return "-" if v is None else f"{v:6.1f}"
@@ -138,22 +146,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _risky(chaos, healer, timeout: float) -> tuple:
-    """The lock chain: "decided" is when the healer asked for approval; the approval is
-    given at once here (a person's thinking time is not the healer's), so "recovered" is
-    ask + the approved kill + its verification."""
+def _risky(chaos, healer, timeout: float, scenario: str) -> tuple:
+    """A risky fix (the lock chain's kill, the corruption's restore): "decided" is when the
+    healer asked for approval; the approval is given at once here (a person's thinking
+    time is not the healer's), so "recovered" is ask + the approved action + its
+    verification."""
+    from migrationbox.healer.chaoslab import RISKY_SCENARIOS
+
+    server, row = RISKY_SCENARIOS[scenario]["server"], RISKY_SCENARIOS[scenario]["row"]
     injected = time.time()
-    chaos.inject("blocking_lock")
+    chaos.inject(scenario)
     detected = decided = recovered = None
     outcome = "timeout"
     try:
         while time.time() - injected < timeout:
             report = healer.run_pass(chaos.estate, chaos.targets)
-            if detected is None and (any(n.startswith("db-01:")
+            if detected is None and (any(n.startswith(f"{server}:")
                                          for n in report.watching) or report.situations):
                 detected = datetime.fromisoformat(report.started_at).timestamp()
-            asked = [s for s in report.situations
-                     if s.server_id == "db-01" and s.outcome == "needs_approval"]
+            asked = [s for s in report.situations if s.server_id == server
+                     and s.anomaly_type == row and s.outcome == "needs_approval"]
             if asked:
                 detected = detected or datetime.fromisoformat(report.started_at).timestamp()
                 decided = datetime.fromisoformat(asked[0].decided_at).timestamp()
@@ -165,7 +177,7 @@ def _risky(chaos, healer, timeout: float) -> tuple:
             time.sleep(0.5)
     finally:
         chaos.release_locks()
-    return ("blocking_lock", "database_deadlock", detected and detected - injected,
+    return (scenario, row, detected and detected - injected,
             decided and decided - injected, recovered and recovered - injected,
             (recovered - detected) if recovered and detected else None, outcome)
 

@@ -34,6 +34,7 @@ def chaos(tmp_path_factory, aws_emulator):
     os.environ["MIGRATIONBOX_HOME"] = str(root / "runtime")
     os.environ["MIGRATIONBOX_STORE_URL"] = f"sqlite:///{root / 'store.db'}"
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    os.environ["MIGRATIONBOX_HEAL_INTEGRITY_EVERY_S"] = "0"  # check rows on every pass
     estate = ChaosEstate(f"chaos{uuid.uuid4().hex[:6]}", root, aws_emulator.url)
     try:
         estate.up()
@@ -179,6 +180,86 @@ def test_lock_chain_waits_for_a_person_then_the_blocker_is_killed(chaos, healer)
         assert "terminated blocking session" in text and "approved by alice" in text
     finally:
         chaos.release_locks()
+
+
+def test_corrupt_rows_wait_for_a_person_then_are_restored_from_the_backup(chaos, healer):
+    """Rows changed behind the application's back: detected against the backup, risky to
+    fix (restore_from_backup), so the healer asks; once approved only the corrupt rows are
+    put back, a newer legitimate write is kept, and the probe verifies it."""
+    from sqlalchemy import create_engine, text
+
+    from migrationbox.healer.chaoslab import CORRUPTED_ORDERS
+
+    url = chaos.target("db-01").database_url
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        before = dict(conn.execute(text("SELECT id, amount FROM orders")).all())
+    try:
+        chaos.inject("data_corruption")
+        # a legitimate write after the backup: the application bumps updated_at
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE orders SET amount = 1.23, updated_at = :t WHERE id = 5"),
+                         {"t": "2099-01-01 00:00:00"})
+        deadline, asked = time.monotonic() + 60, None
+        while time.monotonic() < deadline and asked is None:
+            report = healer.run_pass(chaos.estate, chaos.targets)
+            asked = next((s for s in report.situations if s.server_id == "db-01"
+                          and s.anomaly_type == "data_corruption"), None)
+            time.sleep(1.0)
+        assert asked is not None, "the corruption was not detected"
+        assert asked.outcome == "needs_approval" and asked.action == "restore_from_backup"
+        assert asked.value == len(CORRUPTED_ORDERS)
+        incident = healer.execute_approved(asked.incident_id, "bob")
+        _, report_md = _incident(healer, asked.incident_id)
+        assert incident.status.value == "resolved", report_md
+        assert f"restored {len(CORRUPTED_ORDERS)} corrupt row(s)" in report_md, report_md
+        assert "approved by bob" in report_md
+        with engine.connect() as conn:
+            after = dict(conn.execute(text("SELECT id, amount FROM orders")).all())
+        assert all(after[i] == before[i] for i in CORRUPTED_ORDERS)
+        assert float(after[5]) == 1.23  # the newer write was kept
+    finally:
+        engine.dispose()
+
+
+def test_a_restore_that_does_not_help_is_rolled_back_and_a_bad_backup_refused(chaos):
+    """The restore's rollback puts the rows back exactly as they were; a backup that no
+    longer matches its manifest is refused before anything is touched."""
+    import sqlite3
+
+    from sqlalchemy import create_engine, text
+
+    from migrationbox.healer import backup
+    from migrationbox.healer.chaoslab import CORRUPTED_ORDERS
+    from migrationbox.healer.remediation import RemediationContext, execute, remediation_for
+
+    url = chaos.target("db-01").database_url
+    ctx_args = {"estate": chaos.estate, "server_id": "db-01", "action": "restore_from_backup",
+                "params": {"database_url": url}, "verify_timeout_s": 2.0,
+                "verify_interval_s": 0.5}
+    engine = create_engine(url)
+    chaos.inject("data_corruption")
+    with engine.connect() as conn:
+        damaged = dict(conn.execute(text("SELECT id, amount FROM orders")).all())
+    out = execute(remediation_for("restore_from_backup"), RemediationContext(
+        remediation_id="rb-1", check=lambda: (False, "pretend it did not help"), **ctx_args))
+    assert out.rolled_back and not out.success, out
+    with engine.connect() as conn:
+        assert dict(conn.execute(text("SELECT id, amount FROM orders")).all()) == damaged
+    # a damaged backup: refused, nothing restored
+    latest = backup.latest_backup(chaos.estate, "db-01")
+    with sqlite3.connect(latest.path) as db:
+        db.execute("UPDATE customers SET name = 'tampered' WHERE id = 1")
+    try:
+        refused = execute(remediation_for("restore_from_backup"), RemediationContext(
+            remediation_id="rb-2", check=lambda: (True, ""), **ctx_args))
+        assert refused.refused and "fails its own check" in refused.refused, refused
+    finally:
+        backup.take_backup(url, chaos.estate, "db-01")  # a sound backup for later tests
+        engine.dispose()
+    # the new backup holds the rows as they are now: nothing is corrupt against it
+    assert backup.corrupted_rows(url, backup.latest_backup(chaos.estate, "db-01")) == {}
+    assert set(damaged) >= set(CORRUPTED_ORDERS)
 
 
 def test_a_monitoring_api_that_stops_answering_leaves_health_sensing_running(chaos):
@@ -408,3 +489,75 @@ def test_heal_watch_cli_prints_what_would_wake_the_healer(chaos, capsys):
     assert _cli(["heal", "watch", "--estate", chaos.estate, "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["signals"] == [] and shown["targets"] == len(chaos.targets), shown
+
+
+def test_slow_partner_api_alerts_people_and_the_circuit_breaker_heals_it(chaos, healer):
+    """The matrix leaves an external API timeout to people (confidence 0.82 < 0.85): the
+    healer detects it and alerts, proposing the circuit breaker; run as an operator would,
+    the action is verified against CloudWatch; an action that does not help is rolled
+    back to the previous breaker settings."""
+    import httpx
+
+    from migrationbox.healer.chaoslab import ALERT_SCENARIOS
+    from migrationbox.healer.remediation import RemediationContext, execute, remediation_for
+
+    spec = ALERT_SCENARIOS["slow_partner_api"]
+    server, row_id = spec["server"], spec["row"]
+    row = healer.matrix.row(row_id)
+    target = chaos.target(server)
+    breaker = f"{chaos.control_url}/services/{server}:target/remediate"
+    chaos.inject("slow_partner_api")
+    try:
+        alerted = []
+        deadline = time.monotonic() + 60
+        while not alerted and time.monotonic() < deadline:
+            report = healer.run_pass(chaos.estate, chaos.targets)
+            alerted = [s for s in report.situations
+                       if s.server_id == server and s.anomaly_type == row_id]
+            time.sleep(1.0)
+        assert alerted, "the slow partner API was not detected"
+        assert alerted[0].outcome != "auto_heal", alerted[0]
+        incident, report_md = _incident(healer, alerted[0].incident_id)
+        assert incident.status.value == "alerted", report_md
+        assert "circuit breaker" in report_md.lower(), report_md
+
+        def ctx(rid: str, check, timeout: float = 30.0) -> RemediationContext:
+            return RemediationContext(
+                estate=chaos.estate, server_id=server, action=row.action,
+                params=dict(row.action_params), remediation_id=rid, service=target.service,
+                control_url=target.control_url, check=check, verify_timeout_s=timeout,
+                verify_interval_s=1.0)
+
+        # an action that does not bring the metric back is rolled back
+        failed = execute(remediation_for(row.action),
+                         ctx("cb-no", lambda: (False, "still slow (test)"), 3.0))
+        assert failed.rolled_back and not failed.success, failed
+        assert not chaos.metrics(server)["circuit_breaker"]["enabled"]
+        # the real check: the metric read back from CloudWatch
+        healed = execute(remediation_for(row.action),
+                         ctx("cb-yes", healer._check(target, row)))
+        assert healed.success and healed.verified, healed
+        assert chaos.metrics(server)["circuit_breaker"]["open"]
+        assert chaos.metrics(server)["external_api_p95_latency_s"] <= 5
+        # on already: the pre-check refuses rather than pretending
+        again = execute(remediation_for(row.action), ctx("cb-again", lambda: (True, "")))
+        assert again.refused and "already on" in again.refused
+    finally:
+        chaos.clear(server)
+        httpx.post(breaker, json={"op": "circuit_breaker", "breaker_enabled": False},
+                   timeout=10)
+
+
+def test_heal_backup_cli_backs_up_the_migrated_databases(chaos, capsys):
+    from migrationbox.healer import backup
+
+    before = backup.latest_backup(chaos.estate, "db-01")
+    assert _cli(["heal", "backup", "--estate", chaos.estate]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("db-01  4 table(s)"), out
+    latest = backup.latest_backup(chaos.estate, "db-01")
+    assert latest is not None and latest.path != (before.path if before else None)
+    assert _cli(["heal", "backup", "--estate", chaos.estate, "--list"]) == 0
+    assert str(latest.path) in capsys.readouterr().out
+    assert _cli(["heal", "backup", "--estate", "no-such-estate"]) == 2
+    assert "no-such-estate" in capsys.readouterr().err

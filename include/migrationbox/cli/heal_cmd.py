@@ -7,6 +7,10 @@ incident as JSON with ``--json``. Unknown ids exit 2 with the id in the message.
 ``watch`` runs the estate watch once (what the Asset watcher checks in the triggerer,
 :mod:`migrationbox.healer.watch`) and prints each reason it would wake the healer, so an
 operator can see what the healer sees; exit 0 when quiet, 1 when something is off.
+
+``backup --estate E [--server S]`` takes a backup of each migrated database of the estate's
+completed waves (what ``restore_from_backup`` restores corrupt rows from, and what the
+integrity check compares against); ``--list`` shows the latest one per database.
 """
 
 from __future__ import annotations
@@ -45,6 +49,12 @@ def register(subparsers: Any) -> None:
                             "completed wave)")
     watch.add_argument("--json", action="store_true")
     watch.set_defaults(handler=_watch)
+    bk = area.add_parser("backup", help="back up the migrated databases of an estate")
+    bk.add_argument("--estate", required=True)
+    bk.add_argument("--server", action="append", dest="servers", metavar="SERVER_ID",
+                    help="only this server's database (repeat)")
+    bk.add_argument("--list", action="store_true", help="show the latest backups, take none")
+    bk.set_defaults(handler=_backup)
 
 
 def _store(url: str | None) -> Any:
@@ -110,3 +120,27 @@ def _watch(args: argparse.Namespace) -> int:
             print(f"quiet: {result.targets} target(s) in "
                   f"{', '.join(estates) or 'no estate with a completed wave'}")
     return 1 if result.signals else 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from migrationbox.healer import backup
+    from migrationbox.healer.sensing import load_targets
+
+    targets = [t for t in load_targets(args.estate) if t.database_url
+               and (not args.servers or t.server_id in args.servers)]
+    if not targets:
+        print(f"migrationbox heal: estate {args.estate!r} has no migrated database"
+              + (f" among {', '.join(args.servers)}" if args.servers else "")
+              + " (only completed waves count)", file=sys.stderr)
+        return 2
+    for t in targets:
+        if args.list:
+            latest = backup.latest_backup(args.estate, t.server_id)
+            when = f"{latest.taken_at:%Y-%m-%d %H:%M:%S}" if latest else ""
+            print(f"{t.server_id}  " + (f"{latest.path}  taken {when} UTC" if latest
+                                        else "no backup"))
+            continue
+        taken = backup.take_backup(t.database_url or "", args.estate, t.server_id)
+        rows = sum(int(e["rows"]) for e in taken.manifest.values())
+        print(f"{t.server_id}  {len(taken.manifest)} table(s), {rows} row(s) -> {taken.path}")
+    return 0

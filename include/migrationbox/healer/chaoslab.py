@@ -42,12 +42,26 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                                  "row": "db_connections_exhausted"},
 }
 
+#: faults the matrix leaves to people (confidence under 0.85, no auto-heal): the healer
+#: detects them and alerts, proposing the action
+ALERT_SCENARIOS: dict[str, dict[str, Any]] = {
+    # the partner API web-01's sync job calls answers after 8 s (p95 > 5 s)
+    "slow_partner_api": {"server": "web-01",
+                         "chaos": {"kind": "external_api", "external_latency_s": 8.0},
+                         "row": "external_api_timeout"},
+}
+
 #: faults whose remediation is risky: the healer must ask a person (approval DAG)
 RISKY_SCENARIOS: dict[str, dict[str, Any]] = {
     # a session takes an exclusive lock on the migrated database and never commits;
     # another session queues behind it (PostgreSQL targets only)
     "blocking_lock": {"server": "db-01", "row": "database_deadlock"},
+    # rows of the migrated database changed behind the application's back (its updated_at
+    # watermark untouched); the restore from the backup taken at ``up`` needs a person
+    "data_corruption": {"server": "db-01", "row": "data_corruption"},
 }
+#: the orders the corruption scenario damages
+CORRUPTED_ORDERS = (3, 7, 11, 19, 42)
 
 
 def _record(sid: str, role: str, ip: str, ports: list[int], kind: str,
@@ -106,9 +120,22 @@ class ChaosEstate:
         self.lab = Lab(self.estate, servers, root=self.root / "lab", data_scale_mb=1)
         register_lab_endpoints(self.estate, self.lab.up())
         self.targets = sensing.load_targets(self.estate)
+        self._migrate_and_back_up("db-01")
         sensing.start_lab_publishing(self.control_url, self.emulator_url,
                                      self.publish_interval_s)
         return self
+
+    def _migrate_and_back_up(self, server_id: str) -> None:
+        """The migrated database holds the application's rows (what the wave's database
+        copy left) and has a backup (what the nightly backup leaves)."""
+        from migrationbox.healer import backup
+        from migrationbox.lab.databases import seed_source
+
+        url = self.target(server_id).database_url
+        server = next(s for s in self.lab.servers if s.server_id == server_id)
+        if url:
+            seed_source(url, self.estate, server)
+            backup.take_backup(url, self.estate, server_id)
 
     @property
     def control_url(self) -> str:
@@ -158,10 +185,13 @@ class ChaosEstate:
 
     # --------------------------------------------------------------- chaos
     def inject(self, scenario: str) -> None:
+        if scenario == "data_corruption":
+            self._corrupt(self.target(RISKY_SCENARIOS[scenario]["server"]))
+            return
         if scenario in RISKY_SCENARIOS:
             self._hold_lock(self.target(RISKY_SCENARIOS[scenario]["server"]))
             return
-        spec = SCENARIOS[scenario]
+        spec = SCENARIOS.get(scenario) or ALERT_SCENARIOS[scenario]
         name = f"{spec['server']}:target"
         if "fault" in spec:
             r = httpx.post(f"{self.control_url}/services/{name}/fault", json=spec["fault"],
@@ -173,10 +203,26 @@ class ChaosEstate:
 
     def supports(self, scenario: str) -> bool:
         """Lock chains need a PostgreSQL target (the lab falls back to SQLite without one)."""
+        if scenario == "data_corruption":
+            return bool(self.target(RISKY_SCENARIOS[scenario]["server"]).database_url)
         if scenario in RISKY_SCENARIOS:
             url = self.target(RISKY_SCENARIOS[scenario]["server"]).database_url or ""
             return url.startswith("postgresql")
         return scenario in SCENARIOS
+
+    def _corrupt(self, target: sensing.Target) -> None:
+        """Damage a few orders the way a bad script or a broken disk would: values change,
+        the application's ``updated_at`` watermark does not."""
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(target.database_url or "")
+        try:
+            with engine.begin() as conn:
+                for order_id in CORRUPTED_ORDERS:
+                    conn.execute(text("UPDATE orders SET amount = amount + 1000, status = "
+                                      "'corrupt' WHERE id = :i"), {"i": order_id})
+        finally:
+            engine.dispose()
 
     def _hold_lock(self, target: sensing.Target) -> None:
         """A blocker (exclusive table lock, transaction left open) and a waiter behind it."""

@@ -538,7 +538,8 @@ class Healer:
 
         if metric in sensing.PROBE_FACTS:
             def check_fact() -> tuple[bool, str]:
-                r = sensing.probe(target, at=datetime.now(UTC), previous=None)
+                r = sensing.probe(target, at=datetime.now(UTC), previous=None,
+                                  integrity_max_age_s=0)
                 value = (r.components.get("database") or {}).get(metric)
                 if value is None:
                     return False, f"{metric} not measured: {r.detail}"

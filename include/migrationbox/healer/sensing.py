@@ -25,6 +25,7 @@ evidence is the measurement itself, and they count as high-confidence detections
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -50,11 +51,18 @@ NAMESPACE = "MigrationBox/Lab"
 CONTINUOUS = ("cpu_utilization_pct", "memory_utilization_pct", "disk_used_pct", "latency_ms",
               "request_rate", "error_rate")
 #: metrics whose matrix condition is a fact, not a statistical anomaly
-THRESHOLD_FACTS = ("certificate_days_remaining", "db_connections_used_ratio")
+THRESHOLD_FACTS = ("certificate_days_remaining", "db_connections_used_ratio",
+                   "external_api_p95_latency_s")
 READ = CONTINUOUS + THRESHOLD_FACTS
 #: facts the health probe measures itself (not published metrics): ``health.components
 #: ["database"]`` of a PostgreSQL target carries them, with how long the condition held
-PROBE_FACTS = ("db_blocked_sessions",)
+PROBE_FACTS = ("db_blocked_sessions", "data_checksum_mismatches")
+#: how often (seconds) the integrity check of a database target (rows against its latest
+#: backup, :mod:`migrationbox.healer.backup`) runs, unless
+#: ``MIGRATIONBOX_HEAL_INTEGRITY_EVERY_S`` says otherwise; between two checks a probe reuses
+#: the last finding. The check reads every table, so it is not run on every 10 s pass.
+INTEGRITY_EVERY_S = 60.0
+_integrity: dict[str, tuple[float, dict[str, Any]]] = {}
 #: a session waiting this long on another session's lock makes the database "degraded"
 LOCK_WAIT_DEGRADED_S = 5.0
 #: sessions of the target database waiting on a lock another session holds, and the
@@ -173,8 +181,33 @@ def probe_http(base: str, timeout: float) -> tuple[int | None, int | None, Any]:
             ready.status_code if ready is not None else None, body)
 
 
+def integrity_facts(target: Target, max_age_s: float | None = None) -> dict[str, Any]:
+    """``data_checksum_mismatches`` of a database target against its latest backup (none
+    without a backup), at most ``max_age_s`` old (default ``INTEGRITY_EVERY_S``)."""
+    from migrationbox.healer import backup
+
+    if not target.database_url:
+        return {}
+    age = float(os.environ.get("MIGRATIONBOX_HEAL_INTEGRITY_EVERY_S", INTEGRITY_EVERY_S)) \
+        if max_age_s is None else max_age_s
+    cached = _integrity.get(target.database_url)
+    if cached is not None and time.monotonic() - cached[0] < age:
+        return cached[1]
+    facts: dict[str, Any] = {}
+    try:
+        latest = backup.latest_backup(target.estate, target.server_id)
+        if latest is not None:
+            found = backup.corrupted_rows(target.database_url, latest)
+            facts = {"data_checksum_mismatches": backup.count(found),
+                     "corrupt_rows": backup.describe(found), "backup": latest.path.name}
+    except Exception as exc:  # the check failing says nothing about the data: no fact
+        facts = {"integrity_error": f"{type(exc).__name__}: {exc}"[:300]}
+    _integrity[target.database_url] = (time.monotonic(), facts)
+    return facts
+
+
 def probe(target: Target, *, at: datetime, previous: HealthResult | None,
-          timeout: float = 2.0) -> HealthResult:
+          timeout: float = 2.0, integrity_max_age_s: float | None = None) -> HealthResult:
     """One health observation of a target, whatever kind of endpoint it has."""
     if target.http_url:
         live, ready, body = probe_http(target.http_url, timeout)
@@ -192,12 +225,17 @@ def probe(target: Target, *, at: datetime, previous: HealthResult | None,
                 if target.database_url.startswith("postgresql"):
                     n, waited = conn.execute(text(_BLOCKED_SQL)).one()
                     facts = {"db_blocked_sessions": int(n), "longest_wait_s": float(waited)}
+            facts |= integrity_facts(target, integrity_max_age_s)
             status, detail = HealthStatus.healthy, "SELECT 1 answered"
             if facts.get("db_blocked_sessions") and facts["longest_wait_s"] >= \
                     LOCK_WAIT_DEGRADED_S:
                 status = HealthStatus.degraded
                 detail += (f"; {facts['db_blocked_sessions']} session(s) blocked by another "
                            f"session's locks, longest {facts['longest_wait_s']:.0f} s")
+            if facts.get("data_checksum_mismatches"):
+                status = HealthStatus.degraded
+                detail += (f"; {facts['data_checksum_mismatches']} row(s) differ from backup "
+                           f"{facts['backup']} without a write explaining it")
         except Exception as exc:
             status, detail = HealthStatus.unhealthy, f"SELECT 1 failed: {type(exc).__name__}"
         finally:

@@ -8,7 +8,8 @@ seconds inside the triggerer (:mod:`migrationbox.healer.watch_trigger`) and wake
 DAG only when there is work:
 
 * a target's health is not ``healthy`` (one probe, nothing stored);
-* a database target has sessions blocked behind another session's locks;
+* a database target has sessions blocked behind another session's locks, or rows that
+  differ from its backup with nothing explaining it (the probe facts);
 * a matrix row's condition holds on the newest point of its metric (no "for how long":
   the woken healer judges that);
 * a continuous metric no row covers (latency, error and request rates) has its last
@@ -37,7 +38,7 @@ class Signal:
 
     estate: str
     server_id: str
-    kind: str  # health | lock | condition | anomaly
+    kind: str  # health | fact | condition | anomaly
     detail: str
 
     def to_dict(self) -> dict[str, str]:
@@ -103,7 +104,7 @@ class EstateWatch:
             facts = result.components.get("database") or {}
             for fact in PROBE_FACTS:
                 if facts.get(fact):
-                    out.append(Signal(t.estate, t.server_id, "lock",
+                    out.append(Signal(t.estate, t.server_id, "fact",
                                       f"{fact} = {facts[fact]}"))
         watched = [t for t in targets if t.service]
         if not watched:

@@ -22,10 +22,18 @@ happened, not because a test wrote them:
   ``max_connections``); the fault leaks every connection, so ``GET /`` answers 503 and
   ``db_connections_used_ratio`` reaches 1. Raising ``max_connections`` plus a restart
   (which drops the leaked connections) heals it.
+* **Slow partner API** — the service's partner-sync job calls an external API once a
+  second; the fault makes that API answer after ``external_latency_s`` (the call's wait
+  is real wall time of the job's thread). ``external_api_p95_latency_s`` is the p95 of
+  the calls of the last 10 s, an unfinished call counted at its elapsed time. A circuit
+  breaker (``circuit_breaker`` operation: a call deadline, a failure count that opens the
+  breaker, a reset time after which one trial call goes through) makes the job fail fast
+  and fall back to its cached copy instead of waiting.
 
 Remediation operations (``restart``, ``scale_out``, ``vertical_scale``, ``cleanup_disk``,
-``expand_disk``, ``renew_certificate``, ``set_max_connections``) are the lab side of the
-healer's actions; the cloud side (EC2, ACM) is done by the healer against the emulator.
+``expand_disk``, ``renew_certificate``, ``set_max_connections``, ``circuit_breaker``) are
+the lab side of the healer's actions; the cloud side (EC2, ACM) is done by the healer
+against the emulator.
 """
 
 from __future__ import annotations
@@ -45,6 +53,10 @@ from pydantic import BaseModel, ConfigDict, Field
 MB = 1024 * 1024
 BASE_MEMORY_MB = 8  # the "application" itself, allocated for real at start
 OLD_LOG_AGE_DAYS = 45  # chaos disk files are old logs: cleanup may delete them
+#: the partner-sync job: one call a second; its HTTP client gives up after 30 s
+SYNC_EVERY_S = 1.0
+CLIENT_TIMEOUT_S = 30.0
+P95_WINDOW_S = 10.0
 
 
 class ChaosRequest(BaseModel):
@@ -52,11 +64,13 @@ class ChaosRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["cpu", "memory", "disk", "certificate", "db_connections", "clear"]
+    kind: Literal["cpu", "memory", "disk", "certificate", "db_connections", "external_api",
+                  "clear"]
     cpu_demand: float = Field(default=0.97, ge=0, le=4, description="cores of demand")
     memory_mb: int = Field(default=60, ge=0, le=2048)
     disk_mb: int = Field(default=20, ge=0, le=4096)
     certificate_days: float = Field(default=-0.01, ge=-3650, le=3650)
+    external_latency_s: float = Field(default=8.0, ge=0, le=600)
 
 
 class RemediationRequest(BaseModel):
@@ -66,13 +80,19 @@ class RemediationRequest(BaseModel):
 
     op: Literal["restart", "scale_out", "scale_in", "vertical_scale", "cleanup_disk",
                 "expand_disk", "renew_certificate", "set_max_connections",
-                "set_memory_limit", "set_disk_quota"]
+                "set_memory_limit", "set_disk_quota", "circuit_breaker"]
     instances: int | None = Field(default=None, ge=1, le=64)
     memory_limit_mb: int | None = Field(default=None, ge=1, le=65536)
     disk_quota_mb: int | None = Field(default=None, ge=1, le=1_000_000)
     max_connections: int | None = Field(default=None, ge=1, le=100_000)
     max_age_days: float | None = Field(default=None, ge=0)
     certificate_days: float | None = Field(default=None, ge=1, le=3650)
+    #: ``circuit_breaker``: on/off, the call deadline, failures that open it, and how
+    #: long it stays open before one trial call
+    breaker_enabled: bool | None = None
+    breaker_timeout_s: float | None = Field(default=None, gt=0, le=60)
+    breaker_failures: int | None = Field(default=None, ge=1, le=100)
+    breaker_reset_s: float | None = Field(default=None, gt=0, le=3600)
 
 
 @dataclass
@@ -99,6 +119,16 @@ class ChaosState:
     _burn_mark: float = 0.0
     _latency_sum_ms: float = 0.0
     _latency_n: int = 0
+    breaker: dict[str, Any] = field(default_factory=lambda: {
+        "enabled": False, "timeout_s": 1.0, "failures": 3, "reset_s": 30.0})
+    _external_latency_s: float = 0.0
+    _sync: threading.Thread | None = None
+    _stop_sync: threading.Event = field(default_factory=threading.Event)
+    _calls: list[tuple[float, float]] = field(default_factory=list)  # (ended, seconds)
+    _call_started: float | None = None
+    _failures: int = 0
+    _open_until: float = 0.0
+    _short_circuited: int = 0
 
     def __post_init__(self) -> None:
         self._memory.append(bytearray(BASE_MEMORY_MB * MB))
@@ -123,10 +153,16 @@ class ChaosState:
             while self.acquire_connection(timeout=0):
                 with self.lock:
                     self._held += 1  # leaked: never released until a restart
+        elif req.kind == "external_api":
+            with self.lock:
+                self._external_latency_s = req.external_latency_s
+            self._start_sync()
         elif req.kind == "clear":
             self._stop_burner()
             self._free_memory()
             self._release_leaked()
+            with self.lock:
+                self._external_latency_s = 0.0
 
     def _start_burn(self, demand: float) -> None:
         with self.lock:
@@ -190,6 +226,69 @@ class ChaosState:
     def release_connection(self) -> None:
         self._connections.release()
 
+    # ------------------------------------------------------------------ partner API
+    def _start_sync(self) -> None:
+        with self.lock:
+            if self._sync is not None and self._sync.is_alive():
+                return
+            self._stop_sync.clear()
+            self._sync = threading.Thread(target=self._sync_loop, daemon=True,
+                                          name=f"partner-sync-{self.name}")
+            self._sync.start()
+
+    def _sync_loop(self) -> None:
+        while not self._stop_sync.is_set():
+            started = time.monotonic()
+            self.call_partner()
+            self._stop_sync.wait(max(0.0, SYNC_EVERY_S - (time.monotonic() - started)))
+
+    def call_partner(self) -> str:
+        """One call of the partner API as the sync job makes it: through the breaker when
+        it is on. Returns ``ok``, ``timeout`` or ``short_circuit`` (fallback to cache)."""
+        started = time.monotonic()
+        with self.lock:
+            if self.breaker["enabled"] and started < self._open_until:
+                self._short_circuited += 1
+                self._calls.append((started, 0.0))
+                return "short_circuit"
+            self._call_started = started
+        outcome = "ok"
+        while not self._stop_sync.is_set():
+            with self.lock:  # the partner's delay and the deadline are read live
+                answer_after = self._external_latency_s
+                deadline = self.breaker["timeout_s"] if self.breaker["enabled"] \
+                    else CLIENT_TIMEOUT_S
+            elapsed = time.monotonic() - started
+            if elapsed >= answer_after:
+                break
+            if elapsed >= deadline:
+                outcome = "timeout"
+                break
+            self._stop_sync.wait(min(0.05, answer_after - elapsed, deadline - elapsed))
+        ended = time.monotonic()
+        with self.lock:
+            self._call_started = None
+            self._calls.append((ended, ended - started))
+            if outcome == "timeout" and self.breaker["enabled"]:
+                self._failures += 1
+                # a failed trial call (half-open) reopens at once
+                if self._open_until > 0 or self._failures >= int(self.breaker["failures"]):
+                    self._open_until = ended + float(self.breaker["reset_s"])
+                    self._failures = 0
+            elif outcome == "ok":
+                self._failures, self._open_until = 0, 0.0
+        return outcome
+
+    def _partner_p95(self) -> float:
+        """Nearest-rank p95 of the last ``P95_WINDOW_S`` of calls (caller holds the lock)."""
+        now = time.monotonic()
+        self._calls = [c for c in self._calls if now - c[0] <= P95_WINDOW_S]
+        durations = sorted([d for _, d in self._calls] + (
+            [now - self._call_started] if self._call_started is not None else []))
+        if not durations:
+            return 0.0
+        return durations[max(0, -(-95 * len(durations) // 100) - 1)]
+
     def observe_latency(self, ms: float) -> None:
         with self.lock:
             self._latency_sum_ms += ms
@@ -226,6 +325,16 @@ class ChaosState:
             with self.lock:
                 self.cert_not_after = datetime.now(UTC) + timedelta(
                     days=req.certificate_days or 90)
+        elif req.op == "circuit_breaker":
+            with self.lock:
+                for key, value in (("enabled", req.breaker_enabled),
+                                   ("timeout_s", req.breaker_timeout_s),
+                                   ("failures", req.breaker_failures),
+                                   ("reset_s", req.breaker_reset_s)):
+                    if value is not None:
+                        self.breaker[key] = value
+                if not self.breaker["enabled"]:
+                    self._open_until, self._failures = 0.0, 0
         elif req.op == "set_max_connections":
             new = req.max_connections or self.max_connections * 2
             with self.lock:
@@ -269,6 +378,9 @@ class ChaosState:
             days = (self.cert_not_after - datetime.now(UTC)).total_seconds() / 86400
             limit, quota, instances = self.memory_limit_mb, self.disk_quota_mb, self.instances
             max_conn, restarts = self.max_connections, self.restarts
+            partner_p95 = self._partner_p95()
+            breaker = dict(self.breaker, open=time.monotonic() < self._open_until,
+                           short_circuited=self._short_circuited)
         return {
             "cpu_utilization_pct": round(cpu_pct, 2),
             "memory_utilization_pct": round(100.0 * mem_bytes / (limit * MB), 2),
@@ -277,6 +389,8 @@ class ChaosState:
             "db_connections_used_ratio": round(in_use / max_conn, 3),
             "certificate_days_remaining": round(days, 3),
             "latency_ms": round(latency, 2),
+            "external_api_p95_latency_s": round(partner_p95, 3),
+            "circuit_breaker": breaker,
             "instances": instances,
             "memory_limit_mb": limit,
             "disk_quota_mb": quota,
@@ -286,5 +400,6 @@ class ChaosState:
         }
 
     def close(self) -> None:
+        self._stop_sync.set()
         self._stop_burner()
         shutil.rmtree(self.disk_dir, ignore_errors=True)

@@ -28,7 +28,7 @@ NAMESPACE = "MigrationBox/Lab"
 PUBLISHED = (
     "cpu_utilization_pct", "memory_utilization_pct", "disk_used_pct",
     "db_connections_used_ratio", "certificate_days_remaining", "latency_ms",
-    "request_rate", "error_rate",
+    "request_rate", "error_rate", "external_api_p95_latency_s",
 )
 
 

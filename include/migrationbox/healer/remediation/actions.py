@@ -15,8 +15,13 @@ Per action: cloud side (EC2/EBS/ACM/Route 53 on the emulator) / lab side / rollb
   ``not_after`` and reload / delete the new certificate.
 * flush_dns_cache_verify: re-UPSERT the record set (a new change) / none / none.
 * kill_blocking_query (approval): ``pg_terminate_backend`` of blockers, PostgreSQL only.
-* enable_circuit_breaker, restore_from_backup: not available in the lab; the pre-check
-  refuses with the reason, so the incident says people must act.
+* enable_circuit_breaker: none (the breaker is the application's, not the cloud's) / the
+  service's partner calls go through a breaker (deadline, failures that open it, trial
+  call after a reset time; the caller falls back to its cache) / previous settings.
+* restore_from_backup (approval): none on the emulator (a managed database restores from
+  its own snapshots) / the corrupt rows of the migrated database put back from its latest
+  verified backup (:mod:`migrationbox.healer.backup`), one transaction / the rows as they
+  were before the restore.
 
 A server that has no instance on the cloud (a lab-only estate, or a wave not provisioned)
 gets the lab side only, and the step log says so.
@@ -311,25 +316,90 @@ class KillBlockingQuery(_Base):
         log("terminated sessions cannot be restored")
 
 
-class _NotInLab(_Base):
-    why = ""
+class EnableCircuitBreaker(_Base):
+    action = "enable_circuit_breaker"
+    settings = ("enabled", "timeout_s", "failures", "reset_s")
 
     def precheck(self, ctx: RemediationContext) -> str | None:
-        return self.why
+        if not (ctx.control_url and ctx.service):
+            return ("no control of this server's application: its circuit breaker is an "
+                    "application setting people must switch")
+        breaker = ctx.lab_metrics().get("circuit_breaker") or {}
+        if breaker.get("enabled"):
+            return ("the circuit breaker is already on and the partner API is still slow "
+                    "through it: people must act")
+        return None
 
     def apply(self, ctx: RemediationContext, log: Log) -> dict[str, Any]:
-        raise RemediationError(self.why)
+        before = ctx.lab_metrics().get("circuit_breaker") or {}
+        timeout = float(ctx.params.get("timeout_s", 1.0))
+        failures = int(ctx.params.get("failures", 3))
+        reset = float(ctx.params.get("reset_s", 30.0))
+        ctx.lab("circuit_breaker", breaker_enabled=True, breaker_timeout_s=timeout,
+                breaker_failures=failures, breaker_reset_s=reset)
+        log(f"lab: {ctx.service} calls its partner API through a circuit breaker: deadline "
+            f"{timeout:g} s, open after {failures} failure(s), a trial call every {reset:g} s, "
+            f"fallback {ctx.params.get('fallback', 'cache')}")
+        return {"breaker_before": {k: before[k] for k in self.settings if k in before}}
+
+    def rollback(self, ctx: RemediationContext, undo: dict[str, Any], log: Log) -> None:
+        before = undo.get("breaker_before") or {}
+        if not before:
+            log("no previous breaker settings recorded: nothing to undo")
+            return
+        ctx.lab("circuit_breaker", breaker_enabled=bool(before.get("enabled")),
+                breaker_timeout_s=before.get("timeout_s"),
+                breaker_failures=before.get("failures"), breaker_reset_s=before.get("reset_s"))
+        log(f"lab: circuit breaker back to {before}")
 
 
-class EnableCircuitBreaker(_NotInLab):
-    action = "enable_circuit_breaker"
-    why = "the lab services have no circuit breaker to switch on: people must act"
-
-
-class RestoreFromBackup(_NotInLab):
+class RestoreFromBackup(_Base):
     action = "restore_from_backup"
     risky = True
-    why = "no backup system is connected to the healer: restore by hand"
+
+    def precheck(self, ctx: RemediationContext) -> str | None:
+        from migrationbox.healer import backup
+
+        url = str(ctx.params.get("database_url") or "")
+        if not url:
+            return "no database behind this server: nothing to restore"
+        latest = backup.latest_backup(ctx.estate, ctx.server_id)
+        if latest is None:
+            return "no backup of this database: restore by hand"
+        broken = backup.verify_backup(latest)
+        if broken:
+            return f"the latest backup {latest.path.name} fails its own check ({broken})"
+        if not backup.corrupted_rows(url, latest):
+            return "no row differs from the backup any more: nothing to restore"
+        return None
+
+    def apply(self, ctx: RemediationContext, log: Log) -> dict[str, Any]:
+        from migrationbox.healer import backup
+
+        url = str(ctx.params["database_url"])
+        latest = backup.latest_backup(ctx.estate, ctx.server_id)
+        if latest is None:
+            raise RemediationError("the backup disappeared after the pre-check")
+        found = backup.corrupted_rows(url, latest)
+        log(f"backup {latest.path.name} (taken {latest.taken_at:%Y-%m-%d %H:%M:%S} UTC) "
+            "matches its manifest")
+        before = backup.restore_rows(url, latest, found)
+        log(f"restored {backup.count(found)} corrupt row(s) from the backup, newer writes "
+            f"kept: {backup.describe(found)}")
+        return {"rows_before": before,
+                "_side_effects": [f"{backup.count(found)} row(s) restored from "
+                                  f"{latest.path.name}"]}
+
+    def rollback(self, ctx: RemediationContext, undo: dict[str, Any], log: Log) -> None:
+        from migrationbox.healer import backup
+
+        rows = undo.get("rows_before") or {}
+        if not rows:
+            log("no row was changed: nothing to undo")
+            return
+        backup.put_rows(str(ctx.params["database_url"]), rows)
+        log(f"put back {sum(len(v) for v in rows.values())} row(s) as they were before the "
+            "restore")
 
 
 REGISTRY: dict[str, _Base] = {cls.action: cls() for cls in (
