@@ -1,11 +1,14 @@
 """The autonomous healer (``migrationbox_heal``): sense, detect, root-cause, remediate.
 
-Thin on purpose: every task calls one function of ``migrationbox.healer.jobs``. The DAG is
-continuous (one run after the other, ``max_active_runs=1``); each run's ``sense_and_heal``
-task senses every ``interval_s`` for ``window_s``, so the sensing cadence is seconds while
-the scheduler handles one run per window. Risky remediations (killing queries, restoring
-data) are not decided here: each gets its own run of ``migrationbox_heal_approval``, so
-that sensing goes on while a person thinks.
+Thin on purpose: every task calls one function of ``migrationbox.healer.jobs``. By default
+the DAG is scheduled on an asset whose watcher, the estate watch, runs in the triggerer
+and checks the migrated estates every 10 s: a quiet estate costs no DAG run at all, and a
+run woken by the watch senses every ``interval_s`` until the estate is quiet again (the
+cheapest of the measured mechanisms at the same latency: ``docs/healer.md``). With
+``MIGRATIONBOX_HEAL_MECHANISM=window`` it is continuous instead (one run after the other,
+``max_active_runs=1``), each run sensing every ``interval_s`` for ``window_s``. Risky
+remediations (killing queries, restoring data) are not decided here: each gets its own
+run of ``migrationbox_heal_approval``, so that sensing goes on while a person thinks.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Variable, dag, get_current_context, task
+
+from migrationbox.healer.jobs import heal_mechanism
 
 DOC = """\
 ### MigrationBox healer
@@ -34,24 +39,24 @@ Conf (defaults from the Airflow Variable `migrationbox_heal_conf`, JSON; a run's
 `probe_retention_h` (24). Teams notifications: connection `migrationbox_healer_teams`
 (off when it does not exist).
 
-Mechanism (`MIGRATIONBOX_HEAL_MECHANISM`): `window` (default, continuous runs of one long
-sensing task), `deferrable` (a deferrable 10 s wait then one pass per run) or `asset` (the
-estate watch in the triggerer wakes this DAG through the asset `migrationbox_heal_signals`
-only when something is off; `migrationbox heal watch` runs the same check by hand).
+Mechanism (`MIGRATIONBOX_HEAL_MECHANISM`): `asset` (default: the estate watch in the
+triggerer wakes this DAG through the asset `migrationbox_heal_signals` only when something
+is off, and the woken run senses until the estate is quiet; `migrationbox heal watch` runs
+the same check by hand), `window` (continuous runs of one long sensing task) or
+`deferrable` (a deferrable 10 s wait then one pass per run). A manual run senses for
+its whole window whatever the mechanism.
 """
 
 
 #: "@continuous" in production; "none" leaves only manual/REST runs (tests)
 _SCHEDULE = os.environ.get("MIGRATIONBOX_HEAL_SCHEDULE", "@continuous")
-#: "window" (default): one long sensing task per run. "deferrable": one pass per run
-#: after a deferrable 10 s wait in the triggerer (frees the worker slot between passes,
-#: at a DAG run and two task instances per pass). "asset": an estate watch in the
-#: triggerer (an Asset watcher) wakes the DAG only when something is off; the run senses
-#: until the estate is quiet again. See benchmarks/bench_sensing_cost.py for their costs.
-_MECHANISM = os.environ.get("MIGRATIONBOX_HEAL_MECHANISM", "window").lower()
+#: "asset" (default), "window" or "deferrable": see migrationbox.healer.jobs.MECHANISMS
+_MECHANISM = heal_mechanism()
 
 
 def _schedule() -> Any:
+    if _SCHEDULE.lower() == "none":
+        return None
     if _MECHANISM == "asset":
         from airflow.sdk import Asset, AssetWatcher
 
@@ -64,7 +69,7 @@ def _schedule() -> Any:
 
         return [Asset(name=SIGNALS_ASSET, uri=SIGNALS_URI, watchers=[AssetWatcher(
             name="migrationbox_estate_watch", trigger=EstateWatchTrigger(**watch_settings()))])]
-    return None if _SCHEDULE.lower() == "none" else _SCHEDULE
+    return _SCHEDULE
 
 
 @dag(
@@ -93,8 +98,9 @@ def migrationbox_heal() -> None:
         if _MECHANISM == "asset":
             from migrationbox.healer.jobs import woken_by
 
-            conf = {"stop_when_quiet": True} | conf
             woken = woken_by(context.get("triggering_asset_events") or {})
+            if woken:  # woken by the watch: hand back to it once the estate is quiet
+                conf = {"stop_when_quiet": True} | conf
         return sense_window(conf) | ({"woken_by": woken} if woken else {})
 
     @task

@@ -49,17 +49,34 @@ def test_heal_dag_shape() -> None:
     assert trigger.upstream_task_ids == {"approval_requests"}
     assert trigger.partial_kwargs["trigger_dag_id"] == "migrationbox_heal_approval"
 
-    # the measured alternative: a deferrable wait (triggerer) before one pass per run
+    # the chosen mechanism: scheduled on an asset the estate watch (triggerer) watches
+    from migrationbox.healer.watch_trigger import SIGNALS_ASSET, EstateWatchTrigger
+
+    assert type(dag.timetable).__name__ == "AssetTriggeredTimetable"
+    (signals,) = dag.schedule
+    assert signals.name == SIGNALS_ASSET
+    assert [type(w.trigger) for w in signals.watchers] == [EstateWatchTrigger]
+
+    # the measured alternatives: continuous runs, or a deferrable wait before each pass
     import os
 
-    os.environ["MIGRATIONBOX_HEAL_MECHANISM"] = "deferrable"
+    def heal_dag(mechanism: str):
+        os.environ["MIGRATIONBOX_HEAL_MECHANISM"] = mechanism
+        try:
+            return DagBag(dag_folder=str(REPO / "dags" / "heal.py"), safe_mode=False
+                          ).dags["migrationbox_heal"]
+        finally:
+            del os.environ["MIGRATIONBOX_HEAL_MECHANISM"]
+
+    assert heal_dag("window").schedule == "@continuous"
+    wait = heal_dag("deferrable").get_task("wait_interval")
+    assert wait.deferrable and wait.downstream_task_ids == {"sense_and_heal"}
+    os.environ["MIGRATIONBOX_HEAL_MECHANISM"] = "every-second"
     try:
-        alt = DagBag(dag_folder=str(REPO / "dags" / "heal.py"), safe_mode=False
-                     ).dags["migrationbox_heal"]
+        bad = DagBag(dag_folder=str(REPO / "dags" / "heal.py"), safe_mode=False)
     finally:
         del os.environ["MIGRATIONBOX_HEAL_MECHANISM"]
-    wait = alt.get_task("wait_interval")
-    assert wait.deferrable and wait.downstream_task_ids == {"sense_and_heal"}
+    assert "expected one of asset, window, deferrable" in str(bad.import_errors)
 
     bag = DagBag(dag_folder=str(REPO / "dags" / "heal_approval.py"), safe_mode=False)
     assert not bag.import_errors, bag.import_errors

@@ -53,6 +53,23 @@ class HealConf(BaseModel):
     probe_retention_h: float = Field(default=24.0, gt=0, le=24 * 90)
 
 
+#: how the heal DAG is scheduled (``MIGRATIONBOX_HEAL_MECHANISM``), measured in
+#: ``benchmarks/bench_sensing_cost.py``: ``asset`` (default: the estate watch in the
+#: triggerer wakes the DAG only when something is off), ``window`` (continuous runs of one
+#: long sensing task), ``deferrable`` (a deferrable wait, then one pass per run)
+MECHANISMS = ("asset", "window", "deferrable")
+
+
+def heal_mechanism() -> str:
+    import os
+
+    value = os.environ.get("MIGRATIONBOX_HEAL_MECHANISM", MECHANISMS[0]).strip().lower()
+    if value not in MECHANISMS:
+        raise ValueError(f"MIGRATIONBOX_HEAL_MECHANISM={value!r}: expected one of "
+                         f"{', '.join(MECHANISMS)}")
+    return value
+
+
 #: Airflow Variable with the heal DAG's default conf (JSON): operators tune the healer
 #: (window, interval, which estates) without a deploy; a run's own conf wins over it
 CONF_VARIABLE = "migrationbox_heal_conf"

@@ -4,8 +4,9 @@ What a user would do to see the healer work, through the same interfaces: the la
 service publishes its measured metrics to the emulator's CloudWatch, a short baseline
 trains the forecaster (model 2, logged to MLflow as the weekly retraining DAG would),
 the Airflow Variable ``migrationbox_heal_conf`` points the healer at the estate, the
-``migrationbox_heal`` DAG is unpaused (continuous runs), a real CPU burn is injected into
-the migrated service, and the demo waits for the incident the DAG stores.
+``migrationbox_heal`` DAG is unpaused (its estate watch starts in the triggerer; with
+``MIGRATIONBOX_HEAL_MECHANISM=window``, continuous runs start instead), a real CPU burn is
+injected into the migrated service, and the demo waits for the incident the DAG stores.
 
 Demo-only settings, said on screen: sensing every 2 s and the matrix's "for N s"
 durations scaled by 0.02 (CPU > 90 % "for 5 min" becomes 6 s). Afterwards the heal DAG is
@@ -59,7 +60,7 @@ def run_heal_demo(client: Any, estate: str, emulator_url: str, api_url: str,
                   say: Callable[[str], None], *, baseline_s: float = 30.0,
                   timeout: float = 240.0) -> HealDemoResult:
     from migrationbox.healer import sensing
-    from migrationbox.healer.jobs import CONF_VARIABLE
+    from migrationbox.healer.jobs import CONF_VARIABLE, heal_mechanism
     from migrationbox.healer.store import IncidentStore
     from migrationbox.store import repository
     from migrationbox.store.db import engine, session_scope
@@ -95,9 +96,15 @@ def run_heal_demo(client: Any, estate: str, emulator_url: str, api_url: str,
         say("  (demo settings: sense every 2 s; the matrix's 'for 5 min' scaled to 6 s)")
         client.wait_for_dag(HEAL_DAG_ID, timeout=300)
         client.unpause(HEAL_DAG_ID)
-        run_id = _wait_for_sensing(client, timeout=180)
-        say(f"  {HEAL_DAG_ID} unpaused; run {run_id} is sensing: "
-            f"{api_url}/dags/{HEAL_DAG_ID}/runs/{run_id}")
+        if heal_mechanism() == "asset":
+            watcher = _wait_for_watcher(client, timeout=180)
+            say(f"  {HEAL_DAG_ID} unpaused; the estate watch ({watcher}) checks the "
+                "estate from Airflow's triggerer and wakes the DAG only when something is "
+                "off: no run while all is well")
+        else:
+            run_id = _wait_for_sensing(client, timeout=180)
+            say(f"  {HEAL_DAG_ID} unpaused; run {run_id} is sensing: "
+                f"{api_url}/dags/{HEAL_DAG_ID}/runs/{run_id}")
 
         injected = datetime.now(UTC)
         httpx.post(f"{target.control_url}/services/{target.service}/chaos",
@@ -111,6 +118,10 @@ def run_heal_demo(client: Any, estate: str, emulator_url: str, api_url: str,
                 f"of {HEAL_DAG_ID}")
             return HealDemoResult(None, "timeout", time.monotonic() - t0)
         incident, _report = store.get(found.incident_id)
+        woke = [r for r in client.dag_runs(HEAL_DAG_ID) if r.get("run_type") ==
+                "asset_triggered"]
+        if woke:
+            say(f"  woken run: {api_url}/dags/{HEAL_DAG_ID}/runs/{woke[-1]['dag_run_id']}")
         _print_incident(incident, injected, say)
         return HealDemoResult(incident.incident_id, incident.status.value,
                               time.monotonic() - t0)
@@ -123,6 +134,26 @@ def run_heal_demo(client: Any, estate: str, emulator_url: str, api_url: str,
             client.pause(HEAL_DAG_ID)
         with contextlib.suppress(Exception):
             client.request("DELETE", f"/api/v2/variables/{CONF_VARIABLE}")
+
+
+def _wait_for_watcher(client: Any, timeout: float) -> str:
+    """The watcher is registered when the DAG processor next parses the unpaused DAG and
+    the triggerer picks it up; wait for both, then one watch interval of quiet checks."""
+    from migrationbox.healer.watch_trigger import SIGNALS_ASSET, watch_settings
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assets = client.request("GET", "/api/v2/assets",
+                                params={"name_pattern": SIGNALS_ASSET}).get("assets") or []
+        watchers = [w for a in assets if a.get("name") == SIGNALS_ASSET
+                    for w in a.get("watchers") or []]
+        if watchers and client.health().get("triggerer", {}).get("status") == "healthy":
+            time.sleep(watch_settings()["interval_s"] + 2)
+            return f"trigger {watchers[0].get('trigger_id')}, every " \
+                   f"{watch_settings()['interval_s']:g} s"
+        time.sleep(2)
+    raise TimeoutError(f"the estate watch of {HEAL_DAG_ID} was not registered within "
+                       f"{timeout:.0f} s: is the triggerer running?")
 
 
 def _wait_for_sensing(client: Any, timeout: float) -> str:
