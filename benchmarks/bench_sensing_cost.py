@@ -11,13 +11,14 @@ then left alone for ``--minutes``:
   idle         the heal DAG paused: what the platform costs with no sensing at all;
   continuous   ``@continuous`` heal DAG, one long sensing task per run
                (``window_s`` 60 here so a short measurement sees several runs; production
-               uses 300), a pass every 10 s (the chosen mechanism);
+               uses 300), a pass every 10 s (``MIGRATIONBOX_HEAL_MECHANISM=window``);
   per_minute   the heal DAG on a ``* * * * *`` cron, one sensing pass per run;
   deferrable   ``@continuous`` heal DAG whose run is a deferrable 10 s wait (in the
                triggerer, no worker slot) then one sensing pass;
   asset_watcher the heal DAG scheduled on an asset whose watcher (the estate watch, in
                the triggerer) checks every 10 s and wakes the DAG only when something is
-               off; the woken run senses every 10 s until the estate is quiet.
+               off; the woken run senses every 10 s until the estate is quiet (the default
+               mechanism, chosen on these figures: docs/healer.md).
 
 Measured per variant: CPU seconds of the scheduler process itself (its scheduling loop)
 and of its descendants (LocalExecutor workers and the task processes they run, i.e. the
