@@ -78,13 +78,9 @@ def _incidents_since(store, estate: str, since: datetime, server: str, anomaly: 
 
 
 def _wait_for(what, predicate, timeout: float, poll: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    from migrationbox.platform.testing import wait_until
+
+    return wait_until(what, predicate, timeout, poll)
 
 
 def test_every_chaos_scenario_is_healed_by_the_heal_dag(platform, teams_webhook):

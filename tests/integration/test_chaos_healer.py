@@ -362,13 +362,9 @@ def test_unknown_incident_is_a_clear_error(chaos, capsys):
 
 
 def _until(what, predicate, timeout: float, poll: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    from migrationbox.platform.testing import wait_until
+
+    return wait_until(what, predicate, timeout, poll)
 
 
 def test_estate_watch_is_quiet_on_a_healthy_estate_and_names_each_fault(chaos):

@@ -35,13 +35,9 @@ def platform(tmp_path_factory):
 
 
 def _wait_for(what, predicate, timeout: float, poll: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    from migrationbox.platform.testing import wait_until
+
+    return wait_until(what, predicate, timeout, poll)
 
 
 def test_a_quiet_estate_costs_no_run_and_a_fault_wakes_the_healer(platform):

@@ -126,7 +126,8 @@ def test_incident_ids_follow_the_plan_and_dedupe(store) -> None:
 
 def test_approved_risky_remediation_runs_and_its_refusal_is_reported(tmp_path) -> None:
     """``restore_from_backup`` waits for a person; once approved, its pre-check refuses
-    (no backup system in the lab) and the incident says so instead of pretending."""
+    (this server has no database to restore) and the incident says so instead of
+    pretending."""
     from migrationbox.healer.incident import IncidentStatus
     from migrationbox.healer.runtime import Healer
     from migrationbox.healer.sensing import Target
@@ -143,7 +144,7 @@ def test_approved_risky_remediation_runs_and_its_refusal_is_reported(tmp_path) -
                                    targets=[Target(estate="e", server_id="web-01", wave=1)])
     assert done.status is IncidentStatus.failed
     assert done.remediation is not None and done.remediation.approved_by == "alice"
-    assert "no backup system" in (done.remediation.rollback_reason or "")
+    assert "no database behind this server" in (done.remediation.rollback_reason or "")
     _, report = healer.incidents.get(inc.incident_id)
     assert "approved by alice" in report
     # approving again is a no-op: the incident is no longer awaiting approval

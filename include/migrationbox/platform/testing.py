@@ -1,4 +1,5 @@
-"""A whole local platform for a test module or a benchmark, started and put back.
+"""A whole local platform for a test module or a benchmark, started and put back; and
+the polling helper those tests share.
 
 Tests and benchmarks that need Airflow itself (not only the emulator) share this so that
 each one leaves the process as it found it: the environment, and the AWS clients cached
@@ -9,10 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from migrationbox.platform.supervisor import Platform
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -37,3 +42,15 @@ def running_platform(runtime: Path, **env: str) -> Iterator[Platform]:
             os.environ.clear()
             os.environ.update(saved)
             clear_client_cache()
+
+
+def wait_until(what: str, predicate: Callable[[], T], timeout: float, poll: float = 1.0) -> T:
+    """Poll ``predicate`` until it returns something truthy (and return that), or fail
+    after ``timeout`` seconds naming ``what`` was awaited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
