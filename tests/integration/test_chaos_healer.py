@@ -77,6 +77,17 @@ def heal_until_resolved(chaos, healer, scenario: str, timeout: float = 60.0):
     raise AssertionError(f"{scenario}: not healed in {timeout:g} s; situations seen: {seen}")
 
 
+def _first_situation(chaos, healer, match, timeout: float = 60.0):
+    """Sensing passes a second apart until one reports a situation ``match`` accepts:
+    (that situation or None, the last pass report)."""
+    deadline, found, report = time.monotonic() + timeout, None, None
+    while time.monotonic() < deadline and found is None:
+        report = healer.run_pass(chaos.estate, chaos.targets)
+        found = next((s for s in report.situations if match(s)), None)
+        time.sleep(1.0)
+    return found, report
+
+
 def _incident(healer, incident_id):
     incident, report = healer.incidents.get(incident_id)
     return incident, report
@@ -162,12 +173,8 @@ def test_lock_chain_waits_for_a_person_then_the_blocker_is_killed(chaos, healer)
         pytest.skip("the lab's databases are SQLite here (no PostgreSQL on 127.0.0.1:5432)")
     chaos.inject("blocking_lock")
     try:
-        deadline, asked = time.monotonic() + 60, None
-        while time.monotonic() < deadline and asked is None:
-            report = healer.run_pass(chaos.estate, chaos.targets)
-            asked = next((s for s in report.situations if s.server_id == "db-01"
-                          and s.outcome == "needs_approval"), None)
-            time.sleep(1.0)
+        asked, report = _first_situation(chaos, healer, lambda s: s.server_id == "db-01"
+                                         and s.outcome == "needs_approval")
         assert asked is not None, "the lock chain was not detected"
         assert asked.anomaly_type == "database_deadlock" and asked.action == \
             "kill_blocking_query"
@@ -201,12 +208,8 @@ def test_corrupt_rows_wait_for_a_person_then_are_restored_from_the_backup(chaos,
         with engine.begin() as conn:
             conn.execute(text("UPDATE orders SET amount = 1.23, updated_at = :t WHERE id = 5"),
                          {"t": "2099-01-01 00:00:00"})
-        deadline, asked = time.monotonic() + 60, None
-        while time.monotonic() < deadline and asked is None:
-            report = healer.run_pass(chaos.estate, chaos.targets)
-            asked = next((s for s in report.situations if s.server_id == "db-01"
-                          and s.anomaly_type == "data_corruption"), None)
-            time.sleep(1.0)
+        asked, _ = _first_situation(chaos, healer, lambda s: s.server_id == "db-01"
+                                    and s.anomaly_type == "data_corruption")
         assert asked is not None, "the corruption was not detected"
         assert asked.outcome == "needs_approval" and asked.action == "restore_from_backup"
         assert asked.value == len(CORRUPTED_ORDERS)
@@ -508,16 +511,11 @@ def test_slow_partner_api_alerts_people_and_the_circuit_breaker_heals_it(chaos, 
     breaker = f"{chaos.control_url}/services/{server}:target/remediate"
     chaos.inject("slow_partner_api")
     try:
-        alerted = []
-        deadline = time.monotonic() + 60
-        while not alerted and time.monotonic() < deadline:
-            report = healer.run_pass(chaos.estate, chaos.targets)
-            alerted = [s for s in report.situations
-                       if s.server_id == server and s.anomaly_type == row_id]
-            time.sleep(1.0)
+        alerted, _ = _first_situation(chaos, healer, lambda s: s.server_id == server
+                                      and s.anomaly_type == row_id)
         assert alerted, "the slow partner API was not detected"
-        assert alerted[0].outcome != "auto_heal", alerted[0]
-        incident, report_md = _incident(healer, alerted[0].incident_id)
+        assert alerted.outcome != "auto_heal", alerted
+        incident, report_md = _incident(healer, alerted.incident_id)
         assert incident.status.value == "alerted", report_md
         assert "circuit breaker" in report_md.lower(), report_md
 

@@ -237,7 +237,7 @@ def put_rows(database_url: str, rows: Mapping[str, list[dict[str, Any]]]) -> Non
             for name, new_rows in rows.items():
                 table = md.tables[name]
                 pk = [c.name for c in table.primary_key.columns]
-                _replace(conn, table, pk, [_typed(table, r) for r in new_rows])
+                _replace(conn, table, pk, [_typed(r) for r in new_rows])
     finally:
         engine.dispose()
 
@@ -267,7 +267,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _typed(table: Any, row: Mapping[str, Any]) -> dict[str, Any]:
+def _typed(row: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in row.items():
         if isinstance(value, dict) and "decimal" in value:

@@ -58,6 +58,10 @@ class ConditionSpec(BaseModel):
     threshold: float
     for_seconds: float = Field(default=0, ge=0)
 
+    def holds(self, value: float) -> bool:
+        """Whether one value meets the comparison (not the "for how long")."""
+        return bool(_OPERATORS[self.operator](value, self.threshold))
+
     def describe(self) -> str:
         text = f"{self.metric} {self.operator} {self.threshold:g}"
         return text + (f" for {self.for_seconds:g} s" if self.for_seconds else "")
@@ -172,7 +176,7 @@ def condition_met(spec: ConditionSpec, observation: Observation | None) -> tuple
     if observation.metric != spec.metric:
         return False, (f"observation is of {observation.metric}, the condition needs "
                        f"{spec.metric}")
-    if not _OPERATORS[spec.operator](observation.value, spec.threshold):
+    if not spec.holds(observation.value):
         return False, (f"{spec.metric} = {observation.value:g} does not satisfy "
                        f"{spec.operator} {spec.threshold:g}")
     if observation.sustained_seconds < spec.for_seconds:

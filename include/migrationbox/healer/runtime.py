@@ -24,7 +24,6 @@ same resource and anomaly type (or a recent alert) is not duplicated.
 
 from __future__ import annotations
 
-import operator
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -60,9 +59,6 @@ from migrationbox.healer.store import IncidentStore, ProbeStore, failed_of_last
 
 HEALTH_METRIC = "failed_health_checks_of_last_5"
 TEAMS_CONN_ID = "migrationbox_healer_teams"
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
-    "==": operator.eq}
 
 PREVENTION = {
     "horizontal_scale": ("Set auto-scaling on CPU for this service",
@@ -326,10 +322,7 @@ class Healer:
                                                   config=cfg, forecasters=self.forecasters)
         for row in self.matrix.rows:
             metric = row.condition.metric
-            op = _OPS[row.condition.operator]
-
-            def holds(v: float, op: Any = op, th: float = row.condition.threshold) -> bool:
-                return bool(op(v, th))
+            holds = row.condition.holds
 
             if metric == HEALTH_METRIC:
                 failed = failed_of_last(self.probes.last(t.estate, t.server_id, 5))
@@ -534,7 +527,7 @@ class Healer:
         published after the action) no longer meets the condition; health rows re-probe."""
         started = datetime.now(UTC)
         metric = row.condition.metric
-        op, th = _OPS[row.condition.operator], row.condition.threshold
+        th = row.condition.threshold
 
         if metric in sensing.PROBE_FACTS:
             def check_fact() -> tuple[bool, str]:
@@ -543,7 +536,7 @@ class Healer:
                 value = (r.components.get("database") or {}).get(metric)
                 if value is None:
                     return False, f"{metric} not measured: {r.detail}"
-                ok = not op(float(value), th)
+                ok = not row.condition.holds(float(value))
                 return ok, f"{metric} = {value:g} ({'no longer' if ok else 'still'} " \
                            f"{row.condition.operator} {th:g})"
             return check_fact
@@ -558,7 +551,7 @@ class Healer:
             value = self.source.latest(target.metric_id, metric, started)
             if value is None:
                 return False, f"no {metric} point published since the action began"
-            ok = not op(value, th)
+            ok = not row.condition.holds(value)
             return ok, f"{metric} = {value:g} ({'no longer' if ok else 'still'} " \
                        f"{row.condition.operator} {th:g})"
         return check_metric

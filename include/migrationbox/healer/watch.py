@@ -22,14 +22,10 @@ It reads the same targets, endpoints and CloudWatch series as the healer, one
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
-        "==": operator.eq}
 
 
 @dataclass(frozen=True)
@@ -137,7 +133,7 @@ class EstateWatch:
             if series is None or series.dropna().empty:
                 continue
             latest = float(series.dropna().iloc[-1])
-            if _OPS[row.condition.operator](latest, row.condition.threshold):
+            if row.condition.holds(latest):
                 out.append(Signal(t.estate, t.server_id, "condition",
                                   f"{metric} {row.condition.operator} "
                                   f"{row.condition.threshold:g} ({latest:g}): {row.id}"))

@@ -148,9 +148,9 @@ def _wait_for_watcher(client: Any, timeout: float) -> str:
         watchers = [w for a in assets if a.get("name") == SIGNALS_ASSET
                     for w in a.get("watchers") or []]
         if watchers and client.health().get("triggerer", {}).get("status") == "healthy":
-            time.sleep(watch_settings()["interval_s"] + 2)
-            return f"trigger {watchers[0].get('trigger_id')}, every " \
-                   f"{watch_settings()['interval_s']:g} s"
+            every = watch_settings()["interval_s"]
+            time.sleep(every + 2)
+            return f"trigger {watchers[0].get('trigger_id')}, every {every:g} s"
         time.sleep(2)
     raise TimeoutError(f"the estate watch of {HEAL_DAG_ID} was not registered within "
                        f"{timeout:.0f} s: is the triggerer running?")
