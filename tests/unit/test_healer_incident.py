@@ -33,7 +33,7 @@ from migrationbox.healer.notify import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-CARD_SCHEMA = ROOT.parent / "shared" / "specs" / "adaptive-card-1.5.schema.json"
+CARD_SCHEMA = ROOT / "include" / "migrationbox" / "schemas" / "adaptive-card-1.5.schema.json"
 DETECTED = datetime(2026, 5, 15, 14, 23, 45, tzinfo=UTC)
 
 
@@ -125,7 +125,7 @@ def test_durations_and_ids() -> None:
 
 
 def test_adaptive_card_validates_against_the_1_5_schema() -> None:
-    jsonschema = pytest.importorskip("jsonschema")
+    import jsonschema
     schema = json.loads(CARD_SCHEMA.read_text(encoding="utf-8"))
     card = adaptive_card(plan_incident(), report_url="https://airflow.example/incidents/1")
     jsonschema.validate(card, schema)

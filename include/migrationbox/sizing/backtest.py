@@ -63,13 +63,13 @@ class TraceNotFound(FileNotFoundError):
 
 
 def traces_dir() -> Path:
-    """``MIGRATIONBOX_TRACES_DIR``, else ``../shared/data/traces`` next to the checkout."""
+    """``MIGRATIONBOX_TRACES_DIR``, else the traces shipped in the checkout (``ml/data/traces``)."""
     explicit = os.environ.get("MIGRATIONBOX_TRACES_DIR")
     if explicit:
         return Path(explicit)
     from migrationbox.config import project_root
 
-    return project_root().parent / "shared" / "data" / "traces"
+    return project_root() / "ml" / "data" / "traces"
 
 
 def trace_path() -> Path:
