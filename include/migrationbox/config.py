@@ -24,23 +24,22 @@ def project_root() -> Path:
 
 
 def runtime_dir() -> Path:
-    """Folder for local state: stores, plan exports, lab data, logs, pid files."""
-    path = Path(os.environ.get("MIGRATIONBOX_HOME", project_root() / ".runtime"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Folder for local state: stores, plan exports, lab data, logs, pid files.
+
+    Pure: it names the folder and creates nothing (it is read at DAG-parse time);
+    whoever writes below it creates the folders it writes into.
+    """
+    return Path(os.environ.get("MIGRATIONBOX_HOME", project_root() / ".runtime"))
 
 
 def plans_dir() -> Path:
-    """Folder of exported plan specs read by the wave-DAG file at parse time."""
-    path = Path(os.environ.get("MIGRATIONBOX_PLANS_DIR", runtime_dir() / "plans"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Folder of exported plan specs read by the wave-DAG file at parse time (not created)."""
+    return Path(os.environ.get("MIGRATIONBOX_PLANS_DIR", runtime_dir() / "plans"))
 
 
 def artifacts_dir() -> Path:
-    path = Path(os.environ.get("MIGRATIONBOX_ARTIFACTS_DIR", runtime_dir() / "artifacts"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Folder of phase reports and run artifacts (not created; writers create it)."""
+    return Path(os.environ.get("MIGRATIONBOX_ARTIFACTS_DIR", runtime_dir() / "artifacts"))
 
 
 def _url_from_airflow_connection(conn_id: str) -> str | None:
