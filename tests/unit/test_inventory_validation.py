@@ -22,7 +22,6 @@ from migrationbox.inventory.validation import (
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "inventory"
 BAD = ROOT / "include" / "estates" / "bad"
-PLAN = ROOT.parent / "shared" / "seed" / "migrationbox-plan.txt"
 
 
 def record(server_id: str, host: str, ip: str, deps: list[dict[str, Any]] | None = None,
@@ -64,12 +63,6 @@ def test_plan_example_validates_unchanged() -> None:
         "network_dependencies[0].destination", "network_dependencies[1].destination"]
     relaxed = validate_inventory(FIXTURES / "plan_example.json", unknown_dependencies="warn")
     assert len(relaxed.valid) == 1 and len(relaxed.warnings) == 2
-
-
-@pytest.mark.skipif(not PLAN.exists(), reason="the product plan is not beside this checkout")
-def test_plan_example_fixture_is_a_verbatim_copy() -> None:
-    fixture = (FIXTURES / "plan_example.json").read_text()
-    assert fixture.strip() in PLAN.read_text()
 
 
 # ----------------------------------------------------------------------- bad fixtures
