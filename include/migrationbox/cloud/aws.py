@@ -9,14 +9,16 @@ wave's tags, in dependency order.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from ipaddress import ip_address
 from typing import Any, TypeVar
 
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from migrationbox.cloud.aws_session import aws_client
 from migrationbox.cloud.base import (
@@ -25,10 +27,16 @@ from migrationbox.cloud.base import (
     TAG_SERVER,
     TAG_WAVE,
     CloudResource,
+    CloudServiceError,
     Identity,
+    ImageChoice,
     IngressRule,
     InstanceInfo,
     LoadBalancer,
+    MetricDatum,
+    MetricQuery,
+    MetricStatistics,
+    NoFittingImage,
     Quota,
     SubnetSpec,
     WeightedRecord,
@@ -55,11 +63,28 @@ AMI_PARAMETERS = {
     "arm64": "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64",
 }
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped"]
+#: tag of instances a token-keyed action (``launch_like``) created
+TAG_TOKEN = "migrationbox:token"
 TLS_PORTS = {443, 8443}
+
+
+#: GetMetricData takes at most this many queries per call
+METRIC_QUERIES_PER_CALL = 500
+#: PutMetricData takes at most this many data points per call
+METRIC_POINTS_PER_CALL = 1000
 
 
 class AwsAdapterError(RuntimeError):
     """An AWS call failed in a way the caller must act on; the message says what."""
+
+
+@contextlib.contextmanager
+def _cloud_call(what: str) -> Iterator[None]:
+    """Turn botocore's errors (API refusals, unreachable endpoints) into CloudServiceError."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise CloudServiceError(f"AWS {what} failed ({type(exc).__name__}: {exc})") from exc
 
 
 def _code(exc: ClientError) -> str:
@@ -115,6 +140,7 @@ class AwsAdapter:
         self.poll_seconds = poll_seconds
         self.timeout_seconds = timeout_seconds
         self._images: dict[str, str] = {}
+        self.monitoring_calls = 0
 
     # -- plumbing -------------------------------------------------------------------
     def _client(self, service: str) -> Any:
@@ -458,8 +484,9 @@ class AwsAdapter:
         return perm
 
     # -- compute --------------------------------------------------------------------
-    def image_for(self, instance_type: str) -> str:
-        """The current Amazon Linux 2023 AMI for the instance type's architecture."""
+    def default_image(self, instance_type: str) -> str:
+        """The current Amazon Linux 2023 AMI for the instance type's architecture (the
+        image ``ensure_instances`` boots when it is not given one)."""
         if instance_type not in self._images:
             archs = self.instance_type_info([instance_type])[instance_type]["architectures"]
             arch = "arm64" if "arm64" in archs and "x86_64" not in archs else "x86_64"
@@ -499,8 +526,14 @@ class AwsAdapter:
         count: int = 1,
         root_volume_gb: int | None = None,
         wait: bool = True,
+        image_id: str | None = None,
     ) -> list[str]:
-        """``count`` live instances for ``server_id`` under these tags; waits until running."""
+        """``count`` live instances for ``server_id`` under these tags; waits until running.
+
+        ``image_id`` (from :meth:`image_for`) boots an image that fits the source OS;
+        ``None`` boots :meth:`default_image`. Instances found running another image are
+        left as they are (replacing a server's OS is not a re-run's business).
+        """
         tags = {TAG_NAME: server_id, **tags, TAG_SERVER: server_id}
         lookup = {k: tags[k] for k in (TAG_ESTATE, TAG_WAVE, TAG_SERVER) if k in tags}
         found = self.find_instances(lookup)
@@ -523,7 +556,7 @@ class AwsAdapter:
         if missing > 0:
             token_src = "|".join([*(f"{k}={v}" for k, v in sorted(lookup.items())), str(len(ids))])
             request: dict[str, Any] = {
-                "ImageId": self.image_for(instance_type),
+                "ImageId": image_id or self.default_image(instance_type),
                 "InstanceType": instance_type,
                 "MinCount": missing,
                 "MaxCount": missing,
@@ -538,7 +571,7 @@ class AwsAdapter:
             }
             if root_volume_gb:
                 request["BlockDeviceMappings"] = [{
-                    "DeviceName": "/dev/xvda",
+                    "DeviceName": self._root_device(request["ImageId"]),
                     "Ebs": {"VolumeSize": int(max(8, min(root_volume_gb, 16384))),
                             "VolumeType": "gp3", "Encrypted": True,
                             "DeleteOnTermination": True},
@@ -578,6 +611,197 @@ class AwsAdapter:
         """Ids of the live instances tagged with this wave (any server)."""
         tags = {TAG_ESTATE: estate, TAG_WAVE: wave_tag(estate, wave)}
         return [i.instance_id for i in self.find_instances(tags)]
+
+    def _root_device(self, image_id: str) -> str:
+        """The image's root device name (Windows images boot from /dev/sda1)."""
+        images = self._client("ec2").describe_images(ImageIds=[image_id])["Images"]
+        return str(images[0].get("RootDeviceName") or "/dev/xvda") if images else "/dev/xvda"
+
+    # -- images that fit the source ----------------------------------------------------
+    def _find_images(self, entry: dict[str, Any], arch_token: str, architecture: str,
+                     edition: str | None = None) -> list[dict[str, Any]]:
+        key = "sql_name" if edition else "name"
+        if key not in entry:
+            return []
+        pattern = entry[key].format(arch=arch_token, edition=(edition or "").capitalize())
+        images = self._client("ec2").describe_images(
+            Owners=list(entry["owners"]),
+            Filters=[{"Name": "name", "Values": [pattern]},
+                     {"Name": "state", "Values": ["available"]},
+                     {"Name": "architecture", "Values": [architecture]}],
+        )["Images"]
+        from migrationbox.cloud.images import natural_key
+
+        # newest first: creation date, then the date or build in the name
+        return sorted(images, key=lambda i: (i.get("CreationDate", ""),
+                                             natural_key(i.get("Name", ""))), reverse=True)
+
+    def image_for(
+        self,
+        os_name: str,
+        os_version: str | None,
+        architecture: str = "x86_64",
+        sql_server: str | None = None,
+        server: str | None = None,
+    ) -> ImageChoice:
+        """The newest AMI that fits ``os_name``/``os_version`` (``os_images.json`` rows).
+
+        ``sql_server`` (an edition: standard, enterprise, web, express) asks for the
+        licence-included Windows + SQL Server image of that edition. ``server`` only
+        names the server in the refusal. Raises ``NoFittingImage`` saying what was
+        looked for and which images of that family the account's region does have.
+        """
+        from migrationbox.cloud.images import family_rows, rules_for
+
+        rules = rules_for(self.cloud, os_name, os_version, architecture, server)
+        edition = sql_server.lower() if sql_server else None
+        if rules[0].platform != "windows":
+            edition = None  # SQL Server on Linux is installed on the plain image
+        for rule in rules:
+            found = self._find_images(rule.entry, rule.arch_token, architecture, edition)
+            if found:
+                img = found[0]
+                return ImageChoice(
+                    image_id=str(img["ImageId"]), name=str(img.get("Name", "")),
+                    owner=str(img.get("OwnerId", "")), match=rule.match,
+                    os_family=rule.family, os_version=rule.version,
+                    rule=rule.rule + (f" + SQL Server {edition}" if edition else ""),
+                    architecture=str(img.get("Architecture", architecture)),
+                    platform=rule.platform)
+        family = rules[0].family
+        exist = []
+        for row in family_rows(self.cloud, family):
+            for img in self._find_images(row[self.cloud], rules[0].arch_token, architecture)[:1]:
+                exist.append(f"{family} {row['version']}: {img['Name']} ({img['ImageId']})")
+        who = f"server {server}: " if server else ""
+        what = f"{os_name} {os_version or '(version unknown)'} ({architecture})"
+        if edition:
+            what += f" with SQL Server {edition}"
+        tried = ", ".join(r.rule for r in rules)
+        raise NoFittingImage(
+            f"{who}no AMI in {self.region} fits {what} (looked for {tried}); images that "
+            f"exist for {family}: {'; '.join(exist) if exist else 'none'}")
+
+    # -- healer actions -------------------------------------------------------------
+    def launch_like(
+        self, instance_id: str, count: int, token: str, extra_tags: dict[str, str]
+    ) -> list[str]:
+        """``count`` more instances with the image, type, subnet, groups and tags of
+        ``instance_id`` (plus ``extra_tags``); ``token`` makes a repeat return the same.
+
+        The token is both the client token and a tag (``TAG_TOKEN``): a repeat finds the
+        instances by that tag first, so it holds even where client tokens are not kept.
+        """
+        with _cloud_call(f"find instances of token {token}"):
+            done = [i.instance_id for i in self.find_instances({TAG_TOKEN: token})]
+        count -= len(done)
+        if count <= 0:
+            return done
+        ec2 = self._client("ec2")
+        with _cloud_call(f"describe {instance_id}"):
+            found = [i for r in ec2.describe_instances(InstanceIds=[instance_id])[
+                "Reservations"] for i in r["Instances"]]
+        if not found:
+            raise CloudServiceError(f"instance {instance_id} does not exist")
+        model = found[0]
+        tags = {k: v for k, v in _tag_dict(model.get("Tags")).items()
+                if not k.startswith("aws:")}
+        tags.update(extra_tags)
+        tags[TAG_TOKEN] = token[:256]
+        request: dict[str, Any] = {
+            "ImageId": model["ImageId"], "InstanceType": model["InstanceType"],
+            "MinCount": count, "MaxCount": count, "ClientToken": token[:64],
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": _tag_list(tags)}],
+        }
+        if model.get("SubnetId"):
+            request["SubnetId"] = model["SubnetId"]
+        groups = [g["GroupId"] for g in model.get("SecurityGroups", [])]
+        if groups and model.get("SubnetId"):
+            request["SecurityGroupIds"] = groups
+        with _cloud_call(f"run_instances like {instance_id}"):
+            created = ec2.run_instances(**request)["Instances"]
+        return done + [str(i["InstanceId"]) for i in created]
+
+    def terminate_instances(self, ids: list[str], wait: bool = False) -> None:
+        if not ids:
+            return
+        ec2 = self._client("ec2")
+        with _cloud_call(f"terminate {ids}"):
+            ec2.terminate_instances(InstanceIds=ids)
+            if wait:
+                ec2.get_waiter("instance_terminated").wait(
+                    InstanceIds=ids, WaiterConfig=self._waiter_config())
+
+    def reboot_instances(self, ids: list[str]) -> None:
+        if ids:
+            with _cloud_call(f"reboot {ids}"):
+                self._client("ec2").reboot_instances(InstanceIds=ids)
+
+    def resize_instance(self, instance_id: str, instance_type: str) -> str:
+        """Stop, change the type, start; returns the previous type. Already that type:
+        only makes sure it runs."""
+        ec2 = self._client("ec2")
+        with _cloud_call(f"describe {instance_id}"):
+            info = self.describe_instances([instance_id]).get(instance_id)
+        if info is None:
+            raise CloudServiceError(f"instance {instance_id} does not exist")
+        with _cloud_call(f"resize {instance_id} to {instance_type}"):
+            if info.instance_type != instance_type:
+                if info.state not in ("stopped",):
+                    ec2.stop_instances(InstanceIds=[instance_id])
+                ec2.get_waiter("instance_stopped").wait(
+                    InstanceIds=[instance_id], WaiterConfig=self._waiter_config())
+                ec2.modify_instance_attribute(InstanceId=instance_id,
+                                              InstanceType={"Value": instance_type})
+            if info.state != "running" or info.instance_type != instance_type:
+                ec2.start_instances(InstanceIds=[instance_id])
+        return info.instance_type
+
+    def grow_volumes(self, instance_id: str, factor: float = 2.0) -> dict[str, tuple[int, int]]:
+        """Grow every EBS volume of the instance by ``factor``: volume id → (old, new) GiB."""
+        ec2 = self._client("ec2")
+        out: dict[str, tuple[int, int]] = {}
+        with _cloud_call(f"grow volumes of {instance_id}"):
+            volumes = ec2.describe_volumes(Filters=[
+                {"Name": "attachment.instance-id", "Values": [instance_id]}])["Volumes"]
+            for vol in sorted(volumes, key=lambda v: v["VolumeId"]):
+                old = int(vol["Size"])
+                new = max(old + 1, int(old * factor))
+                ec2.modify_volume(VolumeId=vol["VolumeId"], Size=new)
+                out[vol["VolumeId"]] = (old, new)
+        return out
+
+    def request_certificate(self, domain: str, token: str) -> str:
+        """A DNS-validated certificate for ``domain``; ``token`` makes a repeat idempotent."""
+        clean = "".join(c for c in token if c.isalnum())[:32] or "migrationbox"
+        with _cloud_call(f"request a certificate for {domain}"):
+            return str(self._client("acm").request_certificate(
+                DomainName=domain.rstrip("."), ValidationMethod="DNS",
+                IdempotencyToken=clean)["CertificateArn"])
+
+    def delete_certificate(self, certificate_id: str) -> None:
+        with _cloud_call(f"delete certificate {certificate_id}"):
+            self._client("acm").delete_certificate(CertificateArn=certificate_id)
+
+    def republish_records(self, fqdn: str, comment: str = "") -> tuple[int, str]:
+        """Re-UPSERT the record sets of ``fqdn`` (a new change propagates them again);
+        returns how many sets and the change's id and status."""
+        name = _fqdn(fqdn).lower()
+        zone_name = name.split(".", 1)[1]
+        zone_id = self.find_hosted_zone(zone_name)
+        if zone_id is None:
+            raise CloudServiceError(f"no hosted zone {zone_name}")
+        with _cloud_call(f"republish {name}"):
+            sets = [r for r in self._record_sets(zone_id) if r["Name"].lower() == name]
+            if not sets:
+                raise CloudServiceError(f"no record {name} in {zone_name}")
+            batch: dict[str, Any] = {"Changes": [{"Action": "UPSERT", "ResourceRecordSet": r}
+                                                 for r in sets]}
+            if comment:
+                batch["Comment"] = comment[:256]
+            info = self._client("route53").change_resource_record_sets(
+                HostedZoneId=zone_id, ChangeBatch=batch)["ChangeInfo"]
+        return len(sets), f"{info['Id']} {info['Status']}"
 
     # -- load balancing -------------------------------------------------------------
     def ensure_load_balancer(
@@ -707,6 +931,20 @@ class AwsAdapter:
         )
         return str(zone_id)
 
+    def find_hosted_zone(self, name: str, estate: str | None = None) -> str | None:
+        """The id of the zone called ``name``; with several of that name (a private and a
+        public one), the one tagged with ``estate`` wins, else the first listed."""
+        fqdn = _fqdn(name).lower()
+        r53 = self._client("route53")
+        found = r53.list_hosted_zones_by_name(DNSName=fqdn, MaxItems="100")["HostedZones"]
+        ids = [z["Id"].split("/")[-1] for z in found if z["Name"].lower() == fqdn]
+        if len(ids) <= 1 or estate is None:
+            return ids[0] if ids else None
+        for zone_id, tag_list in self._zone_tags(ids).items():
+            if _tag_dict(tag_list).get(TAG_ESTATE) == estate:
+                return str(zone_id)
+        return ids[0]
+
     def _zones_named(self, fqdn: str) -> list[dict[str, Any]]:
         zones = self._paginate(self._client("route53"), "list_hosted_zones", "HostedZones")
         return [z for z in zones if z["Name"].lower() == fqdn.lower()]
@@ -832,6 +1070,84 @@ class AwsAdapter:
 
     def get_secret(self, name: str) -> str:
         return str(self._client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
+
+    def put_metric_data(self, namespace: str, points: list[MetricDatum]) -> None:
+        """Publish points, up to 1,000 per PutMetricData call."""
+        cw = self._client("cloudwatch")
+        data = []
+        for p in points:
+            item: dict[str, Any] = {
+                "MetricName": p.name, "Value": float(p.value),
+                "Dimensions": [{"Name": k, "Value": v} for k, v in p.dimensions.items()],
+            }
+            if p.timestamp is not None:
+                item["Timestamp"] = p.timestamp
+            if p.unit:
+                item["Unit"] = p.unit
+            if p.high_resolution:
+                item["StorageResolution"] = 1
+            data.append(item)
+        for chunk in _chunks(data, METRIC_POINTS_PER_CALL):
+            with _cloud_call("CloudWatch put_metric_data"):
+                cw.put_metric_data(Namespace=namespace, MetricData=chunk)
+
+    def metric_series(
+        self, queries: list[MetricQuery], start: datetime, end: datetime
+    ) -> dict[str, list[tuple[datetime, float]]]:
+        """Series per query id, oldest first: one GetMetricData call per 500 queries
+        (plus its continuation pages)."""
+        ids = [q.id for q in queries]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"metric query ids must be unique: {ids}")
+        cw = self._client("cloudwatch")
+        out: dict[str, dict[datetime, float]] = {q.id: {} for q in queries}
+        for chunk in _chunks(queries, METRIC_QUERIES_PER_CALL):
+            # CloudWatch ids must start with a lower-case letter: use positions, map back
+            request = [{"Id": f"q{i}", "ReturnData": True, "MetricStat": {
+                "Metric": {"Namespace": q.namespace, "MetricName": q.metric,
+                           "Dimensions": [{"Name": k, "Value": v}
+                                          for k, v in q.dimensions.items()]},
+                "Period": int(q.period_s), "Stat": q.stat}} for i, q in enumerate(chunk)]
+            token: str | None = None
+            while True:
+                kwargs: dict[str, Any] = {"MetricDataQueries": request, "StartTime": start,
+                                          "EndTime": end, "ScanBy": "TimestampAscending"}
+                if token:
+                    kwargs["NextToken"] = token
+                with _cloud_call("CloudWatch get_metric_data"):
+                    res = cw.get_metric_data(**kwargs)
+                self.monitoring_calls += 1
+                for r in res["MetricDataResults"]:
+                    out[chunk[int(r["Id"][1:])].id].update(
+                        zip(r["Timestamps"], r["Values"], strict=False))
+                token = res.get("NextToken")
+                if not token:
+                    break
+        return {k: sorted(v.items()) for k, v in out.items()}
+
+    def metric_statistics(
+        self,
+        namespace: str,
+        metric: str,
+        dimensions: dict[str, str],
+        start: datetime,
+        end: datetime,
+        period_s: int = 60,
+    ) -> list[MetricStatistics]:
+        """Sum, maximum, minimum, sample count and average per period, oldest first."""
+        with _cloud_call("CloudWatch get_metric_statistics"):
+            res = self._client("cloudwatch").get_metric_statistics(
+                Namespace=namespace, MetricName=metric,
+                Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
+                StartTime=start, EndTime=end, Period=int(period_s),
+                Statistics=["Sum", "Maximum", "Minimum", "SampleCount", "Average"])
+        self.monitoring_calls += 1
+        points = [MetricStatistics(
+            timestamp=d["Timestamp"], sum=float(d.get("Sum", 0.0)),
+            maximum=float(d.get("Maximum", 0.0)), minimum=float(d.get("Minimum", 0.0)),
+            sample_count=float(d.get("SampleCount", 0.0)),
+            average=float(d.get("Average", 0.0))) for d in res.get("Datapoints", [])]
+        return sorted(points, key=lambda p: p.timestamp)
 
     def ensure_cpu_alarm(
         self, name: str, instance_id: str, tags: dict[str, str], threshold_pct: float = 80.0

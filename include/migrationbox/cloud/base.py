@@ -1,7 +1,11 @@
 """The one interface every cloud adapter implements, and the value types it speaks.
 
-Phases talk to a ``CloudAdapter`` only, never to boto3/Azure/GCP SDKs, so that the
-same phase code provisions on AWS today and on Azure or GCP when their adapters land.
+Phases, gates, smoke tests, the cutover's canary metrics, the healer (sensing and
+remediations) and the lab's metrics agent talk to a ``CloudAdapter`` only, never to
+boto3/Azure/GCP SDKs, so that the same code provisions, measures and heals on AWS today
+and on Azure or GCP when their adapters land. Only modules under ``migrationbox.cloud``
+build SDK clients (through the Airflow providers' hooks).
+
 Every adapter obeys the same three rules, because the wave DAG may re-run any task:
 
 * every resource it creates carries the MigrationBox tags (estate, wave, server where
@@ -15,7 +19,10 @@ Every adapter obeys the same three rules, because the wave DAG may re-run any ta
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol, runtime_checkable
+
+from migrationbox.errors import ExternalServiceError, NotFoundError
 
 TAG_ESTATE = "migrationbox:estate"
 TAG_WAVE = "migrationbox:wave"
@@ -140,16 +147,101 @@ class CloudResource:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+class CloudServiceError(ExternalServiceError):
+    """A cloud API call failed or the endpoint did not answer; the message names the call.
+
+    Adapters raise it (or a subclass) from the monitoring and healer-action methods, so
+    that callers catch one provider-neutral type whatever SDK sits underneath.
+    """
+
+
+class NoFittingImage(NotFoundError):
+    """No machine image of the target cloud fits a server's operating system."""
+
+
+@dataclass(frozen=True)
+class MetricDatum:
+    """One measurement to publish.
+
+    ``unit`` is one of ``Count``, ``Milliseconds``, ``Seconds``, ``Percent``, ``Bytes`` or
+    ``None``; ``high_resolution`` asks for 1-second storage where the cloud offers it.
+    """
+
+    name: str
+    value: float
+    dimensions: dict[str, str]
+    timestamp: datetime | None = None
+    unit: str | None = None
+    high_resolution: bool = False
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    """One series to read: ``stat`` of ``metric`` per ``period_s``; ``id`` keys the result.
+
+    ``stat`` is ``Average``, ``Sum``, ``Minimum``, ``Maximum`` or ``SampleCount``.
+    """
+
+    id: str
+    namespace: str
+    metric: str
+    dimensions: dict[str, str]
+    period_s: int = 60
+    stat: str = "Average"
+
+
+@dataclass(frozen=True)
+class MetricStatistics:
+    """All the statistics of one period of one metric (what a canary window needs)."""
+
+    timestamp: datetime
+    sum: float
+    maximum: float
+    minimum: float
+    sample_count: float
+    average: float
+
+
+@dataclass(frozen=True)
+class ImageChoice:
+    """The machine image chosen for a server's operating system, and how it matched.
+
+    ``match`` is ``exact`` (family and version as discovered), ``major`` (same family and
+    major version, e.g. RHEL 7.9 on a RHEL 7 image) or ``family-default`` (version
+    unknown: the family's default). ``rule`` is the mapping-table entry that matched.
+    """
+
+    image_id: str
+    name: str
+    owner: str
+    match: str
+    os_family: str
+    os_version: str | None
+    rule: str
+    architecture: str = "x86_64"
+    platform: str = "linux"
+
+
 @runtime_checkable
 class CloudAdapter(Protocol):
-    """What phases need from a cloud. AWS implements it in ``cloud.aws``."""
+    """What MigrationBox needs from a cloud. AWS implements it in ``cloud.aws``.
+
+    A second cloud implements every method below with the same meaning (see the
+    group docstrings) and registers itself in ``migrationbox.cloud.get_adapter``; the
+    contract tests (``tests/integration/adapter_contract.py``) then run against it
+    unchanged. Provider ids (instance ids, zone ids, ARNs) are opaque strings to callers.
+    """
 
     cloud: str
+    #: read calls made to the monitoring API so far (the healer reports it per pass)
+    monitoring_calls: int
 
     @property
     def region(self) -> str: ...
 
     # -- pre-flight -------------------------------------------------------------
+    # Read-only: who we are, zones, quotas and usage. ``None``/missing keys mean "the
+    # cloud does not say", never zero.
     def whoami(self) -> Identity: ...
     def availability_zones(self) -> list[str]: ...
     def vcpu_quota(self) -> Quota | None: ...
@@ -160,6 +252,7 @@ class CloudAdapter(Protocol):
     def existing_networks(self) -> dict[str, str]: ...
 
     # -- network ----------------------------------------------------------------
+    # Idempotent by tags/name: a second call returns the same ids and changes nothing.
     def ensure_vpc(self, cidr: str, tags: dict[str, str]) -> str: ...
     def ensure_subnets(
         self, vpc_id: str, specs: list[SubnetSpec], tags: dict[str, str]
@@ -178,6 +271,14 @@ class CloudAdapter(Protocol):
     def security_group_id(self, name: str, vpc_id: str) -> str | None: ...
 
     # -- compute ----------------------------------------------------------------
+    # ``ensure_instances`` is idempotent by the server's tags; ``image_id=None`` keeps the
+    # adapter's default image (a current Linux image for the instance type's CPU
+    # architecture); pass ``image_for(...).image_id`` to boot an image that fits the
+    # source OS. ``image_for`` raises ``NoFittingImage`` naming the OS, version and
+    # the images that do exist for that family.
+    def image_for(
+        self, os_name: str, os_version: str | None, architecture: str = "x86_64"
+    ) -> ImageChoice: ...
     def ensure_instances(
         self,
         server_id: str,
@@ -188,6 +289,7 @@ class CloudAdapter(Protocol):
         count: int = 1,
         root_volume_gb: int | None = None,
         wait: bool = True,
+        image_id: str | None = None,
     ) -> list[str]: ...
     def wait_running(self, ids: list[str]) -> None: ...
     def instances_state(self, ids: list[str]) -> dict[str, str]: ...
@@ -196,6 +298,23 @@ class CloudAdapter(Protocol):
         self, tags: dict[str, str], states: list[str] | None = None
     ) -> list[InstanceInfo]: ...
     def wave_instance_ids(self, estate: str, wave: int | str) -> list[str]: ...
+
+    # -- healer actions -------------------------------------------------------------
+    # What the healer's remediations do to compute, volumes, certificates and DNS. Each
+    # is safe to repeat: ``launch_like`` is keyed by ``token`` (the remediation id), a
+    # resize to the type an instance already has only makes sure it runs, terminating a
+    # terminated instance is a no-op. Failures raise ``CloudServiceError``.
+    def launch_like(
+        self, instance_id: str, count: int, token: str, extra_tags: dict[str, str]
+    ) -> list[str]: ...
+    def terminate_instances(self, ids: list[str], wait: bool = False) -> None: ...
+    def reboot_instances(self, ids: list[str]) -> None: ...
+    def resize_instance(self, instance_id: str, instance_type: str) -> str: ...
+    def grow_volumes(self, instance_id: str, factor: float = 2.0) -> dict[str, tuple[int, int]]:
+        ...
+    def request_certificate(self, domain: str, token: str) -> str: ...
+    def delete_certificate(self, certificate_id: str) -> None: ...
+    def republish_records(self, fqdn: str, comment: str = "") -> tuple[int, str]: ...
 
     # -- load balancing ---------------------------------------------------------
     def ensure_load_balancer(
@@ -218,6 +337,10 @@ class CloudAdapter(Protocol):
     def target_health(self, tg_arn: str) -> dict[str, str]: ...
 
     # -- DNS ----------------------------------------------------------------------
+    # ``find_hosted_zone`` is the read-only lookup smoke tests and cutover use: the id of
+    # the zone called ``name`` (trailing dot optional), the one tagged with ``estate``
+    # when several share the name, ``None`` when there is none.
+    def find_hosted_zone(self, name: str, estate: str | None = None) -> str | None: ...
     def ensure_hosted_zone(
         self, name: str, tags: dict[str, str], vpc_id: str | None = None
     ) -> str: ...
@@ -237,6 +360,25 @@ class CloudAdapter(Protocol):
     def get_weighted_records(self, zone_id: str, name: str) -> list[WeightedRecord]: ...
 
     # -- secrets and monitoring ---------------------------------------------------
+    # Monitoring: ``put_metric_data`` publishes points (batched by the adapter);
+    # ``metric_series`` reads many series over one window with as few calls as the cloud
+    # allows (AWS: one GetMetricData per 500 queries), returning ``{query.id: [(time,
+    # value), ...]}`` in time order, an empty list for a series without points;
+    # ``metric_statistics`` returns every statistic per period of one metric. All three
+    # raise ``CloudServiceError`` when the monitoring API fails or does not answer.
+    def put_metric_data(self, namespace: str, points: list[MetricDatum]) -> None: ...
+    def metric_series(
+        self, queries: list[MetricQuery], start: datetime, end: datetime
+    ) -> dict[str, list[tuple[datetime, float]]]: ...
+    def metric_statistics(
+        self,
+        namespace: str,
+        metric: str,
+        dimensions: dict[str, str],
+        start: datetime,
+        end: datetime,
+        period_s: int = 60,
+    ) -> list[MetricStatistics]: ...
     def put_secret(self, name: str, value: str, tags: dict[str, str]) -> str: ...
     def get_secret(self, name: str) -> str: ...
     def ensure_cpu_alarm(

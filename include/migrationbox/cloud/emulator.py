@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,31 @@ def _listening(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+EXTRA_IMAGES = Path(__file__).with_name("emulator_images.json")
+
+
+def write_image_catalogue(path: Path) -> Path:
+    """moto's own AMI catalogue (its ``amis.json`` and every region's ``latest_amis``,
+    so the SSM "latest Amazon Linux" parameters still resolve) plus ``EXTRA_IMAGES``,
+    as one ``MOTO_AMIS_PATH`` file. moto reads only that file when the variable is set."""
+    from importlib import resources
+
+    from moto.utilities.utils import load_resource
+
+    amis: dict[str, dict[str, Any]] = {}
+    for ami in load_resource("ec2/resources/amis.json"):
+        amis[ami["ami_id"]] = ami
+    latest = resources.files("moto") / "ec2" / "resources" / "latest_amis"
+    for entry in sorted(latest.iterdir(), key=lambda e: e.name):
+        name = entry.name.removesuffix(".gz")
+        for ami in load_resource(f"ec2/resources/latest_amis/{name}"):
+            amis.setdefault(ami["ami_id"], ami)
+    for ami in json.loads(EXTRA_IMAGES.read_text(encoding="utf-8"))["images"]:
+        amis[ami["ami_id"]] = ami
+    path.write_text(json.dumps(list(amis.values())), encoding="utf-8")
+    return path
 
 
 class EmulatorError(RuntimeError):
@@ -62,7 +88,12 @@ class EmulatorProcess:
     host: str = LOOPBACK
     log_path: Path | str | None = None
     startup_timeout: float = 30.0
+    #: seed the catalogue with ``EXTRA_IMAGES`` (current Ubuntu, Debian, RHEL, Windows
+    #: Server with and without SQL Server) besides moto's own images
+    extra_images: bool = True
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _seed_dir: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False,
+                                                               repr=False)
     _log: IO[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -114,6 +145,11 @@ class EmulatorProcess:
         # The server must never try real AWS for anything it proxies.
         env.setdefault("AWS_ACCESS_KEY_ID", "testing")
         env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        if self.extra_images:
+            if self._seed_dir is None:
+                self._seed_dir = tempfile.TemporaryDirectory(prefix="mbx-moto-amis-")
+            env["MOTO_AMIS_PATH"] = str(write_image_catalogue(
+                Path(self._seed_dir.name) / "amis.json"))
         self._proc = subprocess.Popen(
             cmd,
             stdout=out,
@@ -165,6 +201,9 @@ class EmulatorProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._seed_dir is not None:
+            self._seed_dir.cleanup()
+            self._seed_dir = None
 
     @staticmethod
     def stop_group(pid: int, timeout: float = 10.0) -> bool:
