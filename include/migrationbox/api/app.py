@@ -1,4 +1,8 @@
-"""Read-only MigrationBox API: estates, plans, waves, phase runs, approvals, events.
+"""MigrationBox API: estates, plans, waves, phase runs, approvals, events, endpoints.
+
+Everything is read-only except registering an estate's endpoints (``POST
+/estates/{estate}/endpoints``), which validates the whole body and stores nothing when
+any record is refused.
 
 Mounted at ``/migrationbox`` inside Airflow's API server (see ``plugins/``). Airflow
 mounts plugin apps WITHOUT its own auth, so every route here depends on Airflow's
@@ -10,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query
+from fastapi.responses import JSONResponse
 
 
 def _plain(value: Any) -> Any:
@@ -74,6 +79,61 @@ def build_app(auth: Callable[..., Any] | None = None) -> FastAPI:
                limit: int = Query(default=200, ge=1, le=5000)) -> list[dict[str, Any]]:
         with session_scope(read_only=True) as s:
             return [_plain(e) for e in repository.events(s, estate, wave, since_id, limit)]
+
+    def _stored_endpoints(estate: str, server: str | None) -> list[Any]:
+        from migrationbox.endpoints.model import Endpoint
+
+        with session_scope(read_only=True) as s:
+            if not repository.server_ids(s, estate):
+                raise HTTPException(404, f"estate {estate!r} is not in the store")
+            rows = repository.endpoints(s, estate, server)
+        return [Endpoint(r.server_id, r.kind, r.name, r.source_uri, r.target_uri,
+                         dict(r.details)) for r in rows]
+
+    @router.get("/estates/{estate}/endpoints")
+    def endpoints(estate: str, server: str | None = None) -> dict[str, Any]:
+        """The registered endpoints (an endpoints file, importable as it is)."""
+        return {"estate": estate,
+                "endpoints": [e.to_dict() for e in _stored_endpoints(estate, server)]}
+
+    @router.get("/estates/{estate}/endpoints/check")
+    def check_endpoints(estate: str, server: str | None = None) -> dict[str, Any]:
+        """Try every endpoint (reachable, authenticated, readable, room on the target)."""
+        from migrationbox.endpoints.checks import check_endpoints as run_checks
+
+        checks = run_checks(_stored_endpoints(estate, server))
+        return {"estate": estate, "ok": all(c.ok for c in checks),
+                "endpoints": [c.to_dict() for c in checks]}
+
+    @router.post("/estates/{estate}/endpoints", response_model=None)
+    def import_endpoints(estate: str, body: Annotated[Any, Body()]) -> Any:
+        """Register endpoints: ``{"endpoints": [...]}`` or a list. All or nothing: any
+        refused record refuses the body (422, each record's server and field named)."""
+        from migrationbox.endpoints.registry import (
+            EndpointsFileError,
+            records_from_json,
+            store_report,
+            validate_records,
+        )
+
+        try:
+            file_estate, records = records_from_json(body, "body")
+        except EndpointsFileError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        if file_estate is not None and file_estate != estate:
+            raise HTTPException(422, f"body is for estate {file_estate!r}, not {estate!r}")
+        with session_scope() as s:
+            known = repository.server_ids(s, estate)
+            if not known:
+                raise HTTPException(404, f"estate {estate!r} is not in the store")
+            report = validate_records(estate, records, "body", known)
+            if report.quarantined:
+                return JSONResponse(status_code=422, content={
+                    "detail": f"{report.summary()}; nothing was stored",
+                    "issues": report.issue_lines(),
+                    "report": report.to_dict()})
+            store_report(s, report)
+        return report.to_dict()
 
     @app.get("/health")
     def health() -> dict[str, str]:

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "detect",
     "size",
     "heal_cmd",
+    "endpoints_cmd",
 )
 
 

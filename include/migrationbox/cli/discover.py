@@ -38,7 +38,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="length of the CPU/memory/IO sample (default 1s)")
     parser.add_argument("--no-packages", action="store_true",
                         help="leave out the installed package list")
+    parser.add_argument(
+        "--endpoints", action="store_true",
+        help="instead of the record, print the endpoints this machine seems to have "
+        "(filesystems, listening databases, HTTP health URLs) as an endpoints file to "
+        "edit and load with `migrationbox endpoints import`; nothing is registered",
+    )
+    parser.add_argument("--via", choices=("ssh", "local"), default="ssh",
+                        help="with --endpoints: disks as ssh:// URIs (default) or file://")
+    parser.add_argument("--ssh-user", default="root",
+                        help="with --endpoints: the user in the ssh:// URIs (default root)")
+    parser.add_argument("--ssh-conn-id", metavar="ID",
+                        help="with --endpoints: the Airflow SSH connection to name "
+                        "(default ssh_<server_id>)")
+    parser.add_argument("--no-http-probe", action="store_true",
+                        help="with --endpoints: do not probe listening ports for HTTP")
     parser.set_defaults(handler=run)
+
+
+def run_endpoints(args: argparse.Namespace) -> int:
+    """Print (or write) suggested endpoints: a file the person edits, never registered."""
+    from migrationbox.endpoints.suggest import suggest_local_endpoints
+
+    records = suggest_local_endpoints(
+        server_id=args.server_id, via=args.via, ssh_user=args.ssh_user,
+        ssh_conn_id=args.ssh_conn_id, probe_http=not args.no_http_probe,
+    )
+    text = json.dumps({"endpoints": records}, indent=2) + "\n"
+    if args.output:
+        _write_atomically(Path(args.output), text)
+        print(f"wrote {args.output}: {len(records)} suggested endpoint(s); edit it, create "
+              "the Airflow connections it names, then `migrationbox endpoints import "
+              f"{args.output} --estate ESTATE`", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -54,6 +88,8 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.endpoints:
+        return run_endpoints(args)
     from pydantic import ValidationError
 
     from migrationbox.inventory.collector import collect_local

@@ -210,6 +210,25 @@ def _http_uri_problem(uri: str) -> str | None:
     return None
 
 
+def host_key_problem(value: Any) -> str | None:
+    """Why a pinned host key is unusable (None when paramiko can load it)."""
+    import base64
+    import binascii
+
+    import paramiko
+
+    if not isinstance(value, str) or len(value.split()) < 2:
+        return "must be '<type> <base64>' as a known_hosts line has it (ssh-keyscan)"
+    key_type, data = value.split()[:2]
+    try:
+        paramiko.PKey.from_type_string(key_type, base64.b64decode(data, validate=True))
+    except (binascii.Error, ValueError, paramiko.SSHException) as exc:
+        return f"not a usable {key_type} public key ({type(exc).__name__})"
+    except Exception as exc:  # paramiko raises assorted errors on corrupt key data
+        return f"not a usable {key_type} public key ({type(exc).__name__})"
+    return None
+
+
 # ----------------------------------------------------------------------------- registration
 
 
@@ -240,6 +259,11 @@ class EndpointSpec(EndpointModel):
             elif isinstance(value, str) and url_has_password(value) and "://" in value:
                 problems.append((f"details.{key}", "embeds a password; keep credentials in "
                                  "an Airflow connection"))
+        for key_name in ("host_key", "target_host_key"):
+            host_key = (self.details or {}).get(key_name)
+            problem = host_key_problem(host_key) if host_key is not None else None
+            if problem:
+                problems.append((f"details.{key_name}", problem))
         kind = self.kind
         if kind == "disk":
             problems += self._disk_rules()

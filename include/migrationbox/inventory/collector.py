@@ -317,6 +317,17 @@ def _filesystems() -> list[dict[str, Any]]:
     return result
 
 
+def local_filesystems() -> list[dict[str, Any]]:
+    """The machine's real filesystems (no tmpfs, overlay or squashfs), with their sizes;
+    what ``discover --local`` reports and what its endpoint suggestions start from."""
+    return _filesystems()
+
+
+def local_addresses() -> list[str]:
+    """This machine's addresses without loopback or link-local (may be empty)."""
+    return _interfaces()[0]
+
+
 def _interfaces() -> tuple[list[str], list[str], float | None]:
     """(addresses, subnets, fastest link in Gbps) without loopback or link-local."""
     import psutil

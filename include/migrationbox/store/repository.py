@@ -12,7 +12,7 @@ raise :class:`UnknownEstateError`. Nothing returned is an ORM object (see ``reco
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -77,8 +77,10 @@ __all__ = [
     "record_cloud_resource",
     "record_phase_end",
     "record_phase_start",
+    "replace_server_endpoints",
     "save_estate",
     "save_plan",
+    "server_ids",
     "set_wave_status",
     "upsert_endpoint",
     "wave_statuses",
@@ -631,6 +633,55 @@ def upsert_endpoint(session: Session, *, estate: str, server_id: str,
         row.updated_at = utcnow()
         session.flush()
     return _endpoint(estate, row)
+
+
+def replace_server_endpoints(session: Session, *, estate: str, server_id: str,
+                             items: Sequence[Mapping[str, Any]]) -> list[Endpoint]:
+    """Make ``items`` (dicts with kind, name, source_uri, target_uri, details) exactly the
+    endpoints of one server; re-importing the same list leaves the same rows.
+
+    A target URI the items leave out is kept from the stored endpoint of the same kind
+    and name, because provisioning writes targets after the person registered sources.
+    All or nothing: a bad item leaves the server's endpoints as they were.
+    """
+    values = []
+    for index, item in enumerate(items):
+        where = f"server_endpoints[{server_id}][{index}]"
+        values.append({
+            "kind": _check_enum(item["kind"], EndpointKind, f"{where}.kind"),
+            "name": item["name"],
+            "source_uri": item.get("source_uri"),
+            "target_uri": item.get("target_uri"),
+            "details": _json(dict(item.get("details") or {}), f"{where}.details"),
+        })
+    with session.begin_nested():
+        estate_id = _estate_id(session, estate, "replace_server_endpoints")
+        if server_id not in server_ids(session, estate):
+            raise StoreError(f"estate {estate!r} has no server {server_id!r}; "
+                             "endpoints are only registered for servers of the estate")
+        old = {(r.kind, r.name): r.target_uri for r in session.scalars(
+            select(ServerEndpointRow).where(ServerEndpointRow.estate_id == estate_id,
+                                            ServerEndpointRow.server_id == server_id))}
+        session.execute(
+            delete(ServerEndpointRow).where(ServerEndpointRow.estate_id == estate_id,
+                                            ServerEndpointRow.server_id == server_id),
+            execution_options={"synchronize_session": False},
+        )
+        now = utcnow()
+        rows = [{**v, "estate_id": estate_id, "server_id": server_id, "updated_at": now,
+                 "target_uri": v["target_uri"] or old.get((v["kind"], v["name"]))}
+                for v in values]
+        if rows:
+            session.execute(ServerEndpointRow.__table__.insert(), rows)
+        session.flush()
+    return endpoints(session, estate, server_id)
+
+
+def server_ids(session: Session, estate: str) -> set[str]:
+    """The server ids of a stored estate (empty when the estate is unknown)."""
+    return set(session.scalars(
+        select(ServerRow.server_id).join(EstateRow, EstateRow.id == ServerRow.estate_id)
+        .where(EstateRow.name == estate)))
 
 
 def endpoints(session: Session, estate: str, server_id: str | None = None,
