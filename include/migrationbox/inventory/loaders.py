@@ -12,7 +12,12 @@ Accepted inputs:
   marker (written by ``migrationbox validate --quarantine-dir``) are skipped;
 * a ``.json`` file holding one record, a list of records, or an object with a
   ``servers`` list (an exported estate);
-* a JSON Lines file (``.jsonl`` / ``.ndjson``): one record per non-blank line.
+* a JSON Lines file (``.jsonl`` / ``.ndjson``): one record per non-blank line;
+* exports of other discovery tools (``.xlsx`` workbooks and ``.csv`` files), recognised
+  by their column headers and turned into records by ``inventory.importers``: an RVTools
+  export (vInfo, vDisk, vNetwork) and the AWS Migration Hub / Application Discovery
+  Service import template. Their records carry the sheet and row they came from, and
+  what the importer noticed (a skipped template, a powered-off VM) as ``LoadNote`` items.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import gc
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,7 @@ import msgspec
 
 JSON_SUFFIXES = frozenset({".json"})
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
+IMPORT_SUFFIXES = frozenset({".xlsx", ".csv"})
 QUARANTINE_MARKER = ".migrationbox-quarantine"
 
 _decoder = msgspec.json.Decoder()
@@ -61,25 +67,68 @@ class Origin:
 
     ``index`` is the position of the record in the file (0 for a single-record file,
     the list index for a list file, the record's ordinal for JSON Lines); ``line`` is the
-    1-based line number for JSON Lines records and ``None`` otherwise.
+    1-based line number for JSON Lines records and ``None`` otherwise. Imported records
+    (spreadsheets, CSV) also name the ``part`` (sheet or tab, e.g. ``vInfo``) whose
+    ``line`` is the row a spreadsheet shows, and a ``label`` such as ``VM 'web-03'``:
+    the name the source tool gives the record, which is what its owner searches for.
     """
 
     file: str
     index: int
     line: int | None = None
+    part: str | None = None
+    label: str | None = None
 
     def __str__(self) -> str:
+        if self.part is not None:  # "" for a CSV file, which has no sheets
+            return f"{self.file} {self.part} row {self.line}".replace("  ", " ")
         if self.line is not None:
             return f"{self.file}:{self.line}"
         return f"{self.file}#{self.index}"
 
 
 @dataclass(frozen=True, slots=True)
+class SourceProblem:
+    """A cell an importer could not turn into a record field (``CPUs: not a number``).
+
+    ``field`` names the source column (with its sheet and row when the cell lies in
+    another sheet than the record's own row); ``reason`` is a ``validation.Reason``
+    value. Validation quarantines the record with these next to its schema issues.
+    """
+
+    field: str
+    message: str
+    reason: str = "wrong_type"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadNote:
+    """Something an importer decided that a person should know; not an error.
+
+    A template that was skipped, a powered-off VM imported, a missing optional tab,
+    a file read as Windows-1252. ``reason`` is a ``validation.Reason`` value.
+    """
+
+    file: str
+    record: str
+    field: str
+    message: str
+    reason: str = "import_note"
+
+
+@dataclass(frozen=True, slots=True)
 class RawRecord:
-    """A parsed but unvalidated record (any JSON value) with its origin."""
+    """A parsed but unvalidated record (any JSON value) with its origin.
+
+    Imported records may carry ``problems`` found while reading their cells, and
+    ``columns``: which source column each record field came from (pairs of field path
+    and column), so that schema issues name the column a person can fix.
+    """
 
     origin: Origin
     data: Any
+    problems: tuple[SourceProblem, ...] = ()
+    columns: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +140,7 @@ class ParseError:
     column: int | None
     message: str
     text: str | None = None  # the offending JSON Lines line, kept for quarantine
-    kind: str = "malformed_json"  # or "unreadable_file"
+    kind: str = "malformed_json"  # or "unreadable_file", "unrecognised_file"
 
     def __str__(self) -> str:
         where = self.file
@@ -107,6 +156,7 @@ class LoadResult:
     records: list[RawRecord]
     errors: list[ParseError]
     files: list[str]
+    notes: list[LoadNote] = field(default_factory=list)
 
 
 def _decode(text: bytes) -> Any:
@@ -150,7 +200,7 @@ def record_files(path: Path) -> list[Path]:
             continue
         if any(parent in skipped_dirs for parent in candidate.parents):
             continue
-        if candidate.suffix.lower() in JSON_SUFFIXES | JSONL_SUFFIXES:
+        if candidate.suffix.lower() in JSON_SUFFIXES | JSONL_SUFFIXES | IMPORT_SUFFIXES:
             found.append(candidate)
     if (path / QUARANTINE_MARKER).exists():
         raise UnreadablePath(f"{path}: is a quarantine folder, not an estate")
@@ -164,9 +214,18 @@ def _read_bytes(path: Path) -> bytes:
         raise UnreadablePath(f"{path}: {exc.strerror or exc}") from exc
 
 
-def iter_file(path: Path) -> Iterator[RawRecord | ParseError]:
-    """Yield the records of one file, or parse errors naming file and line."""
+def iter_file(path: Path) -> Iterator[RawRecord | ParseError | LoadNote]:
+    """Yield the records of one file, or parse errors naming file and line.
+
+    Spreadsheets and CSV files go to ``inventory.importers`` (which also yields
+    ``LoadNote`` items); a file none of them recognises is a ``ParseError``.
+    """
     name = str(path)
+    if path.suffix.lower() in IMPORT_SUFFIXES:
+        from migrationbox.inventory.importers import iter_import
+
+        yield from iter_import(path)
+        return
     raw = _read_bytes(path)
     if path.suffix.lower() in JSONL_SUFFIXES:
         ordinal = 0
@@ -209,7 +268,7 @@ def iter_file(path: Path) -> Iterator[RawRecord | ParseError]:
         yield RawRecord(Origin(name, 0), data)
 
 
-def iter_records(path: str | Path) -> Iterator[RawRecord | ParseError]:
+def iter_records(path: str | Path) -> Iterator[RawRecord | ParseError | LoadNote]:
     """Stream records and parse errors from a file or folder (see module docstring)."""
     for file in record_files(Path(path)):
         yield from iter_file(file)
@@ -219,9 +278,10 @@ def load_records(path: str | Path) -> LoadResult:
     """Load every record under ``path``; raises ``UnreadablePath`` if it cannot be read."""
     files = record_files(Path(path))
     if not files:
-        raise UnreadablePath(f"{path}: no .json, .jsonl or .ndjson files found")
+        raise UnreadablePath(f"{path}: no .json, .jsonl, .ndjson, .xlsx or .csv files found")
     records: list[RawRecord] = []
     errors: list[ParseError] = []
+    notes: list[LoadNote] = []
     single = len(files) == 1 and files[0] == Path(path)
     with gc_paused():
         for file in files:
@@ -235,5 +295,10 @@ def load_records(path: str | Path) -> LoadResult:
                 items = [ParseError(str(file), None, None, f"cannot read file: {reason}",
                                     kind="unreadable_file")]
             for item in items:
-                (records if isinstance(item, RawRecord) else errors).append(item)
-    return LoadResult(records=records, errors=errors, files=[str(f) for f in files])
+                if isinstance(item, RawRecord):
+                    records.append(item)
+                elif isinstance(item, LoadNote):
+                    notes.append(item)
+                else:
+                    errors.append(item)
+    return LoadResult(records=records, errors=errors, files=[str(f) for f in files], notes=notes)

@@ -180,7 +180,9 @@ class ServerRecord(_Model):
     hardware: Hardware
     applications: list[Application] = Field(default_factory=list)
     network_dependencies: list[NetworkDependency] = Field(default_factory=list)
-    performance_baseline: PerformanceBaseline
+    performance_baseline: PerformanceBaseline | None = Field(
+        description="required key; null means not measured (e.g. an RVTools import, which "
+                    "knows allocation but not utilisation): nothing is invented for it")
     # optional dimensions of the plan
     environment: Environment = Environment.production
     role: str | None = Field(default=None, description="dns, ldap, database, web, api, ...")

@@ -17,6 +17,12 @@ Checks, in order:
    server of the estate, unless it carries ``"external": true``. A destination that
    names a record which was itself quarantined is a warning, not an error, so one bad
    DNS server record does not cascade through the whole estate.
+
+Records imported from other tools' exports (``inventory.importers``: RVTools, the
+Migration Hub import CSV) take the same path. Cells the importer could not read arrive
+as the record's ``problems``; schema issues are shown against the source column
+(``CPUs (hardware.cpu_cores)``), and the location is the file, sheet and row. What the
+importer decided (a template skipped, a powered-off VM) arrives as warnings.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from pydantic import ValidationError
 
 from migrationbox.inventory.loaders import (
     QUARANTINE_MARKER,
+    LoadNote,
     Origin,
     ParseError,
     RawRecord,
@@ -63,6 +70,11 @@ class Reason(StrEnum):
     ambiguous_dependency = "ambiguous_dependency"
     quarantined_dependency = "quarantined_dependency"
     ambiguous_name = "ambiguous_name"
+    # imports of other tools' exports (inventory.importers)
+    unrecognised_file = "unrecognised_file"
+    skipped_record = "skipped_record"
+    powered_off = "powered_off"
+    import_note = "import_note"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +100,12 @@ class Quarantined:
     issues: list[Issue]
     data: Any = None  # the parsed record, when it parsed
     text: str | None = None  # the raw text, when it did not
+    part: str | None = None  # sheet of an imported workbook ("" for a CSV file)
 
     @property
     def location(self) -> str:
+        if self.part is not None and self.line is not None:
+            return f"{self.file} {self.part} row {self.line}".replace("  ", " ")
         return f"{self.file}:{self.line}" if self.line is not None else self.file
 
     @property
@@ -98,13 +113,17 @@ class Quarantined:
         return {issue.reason for issue in self.issues}
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        result = {
             "file": self.file,
             "record": self.record,
             "index": self.index,
             "line": self.line,
             "issues": [issue.to_dict() for issue in self.issues],
         }
+        if self.part is not None:
+            result["sheet"] = self.part or None
+            result["location"] = self.location
+        return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +175,13 @@ class ValidationReport:
         return text
 
     def issue_lines(self) -> list[str]:
-        """One line per problem: file, record, field path, message."""
+        """One line per problem: file, record, field path, message.
+
+        Imported records read ``RVTools.xlsx vInfo row 17 (VM 'web-03'): CPUs: ...``.
+        """
         return [
+            f"{item.location} ({item.record}): {issue.field}: {issue.message}"
+            if item.part is not None else
             f"{item.location}  record {item.record}  {issue.field}: {issue.message}"
             for item in self.quarantined
             for issue in item.issues
@@ -288,6 +312,8 @@ class _Entry:
 
     @property
     def label(self) -> str:
+        if self.origin.label:
+            return self.origin.label
         sid = self.data.get("server_id") if isinstance(self.data, Mapping) else None
         if isinstance(sid, str) and sid.strip():
             return sid.strip()
@@ -409,8 +435,39 @@ def _parse_message(error: ParseError) -> str:
     return f"{error.message} (at {where})"
 
 
+def _source_column(path: str, columns: dict[str, str]) -> str | None:
+    """The source column a field path came from: the path itself or its nearest parent."""
+    candidate = re.sub(r"\[\d+\]", "", path)
+    while candidate:
+        if candidate in columns:
+            return columns[candidate]
+        candidate = candidate.rpartition(".")[0]
+    return None
+
+
+def imported_issues(raw: RawRecord, schema: list[Issue]) -> list[Issue]:
+    """An imported record's issues: its unreadable cells, then schema issues by column.
+
+    A schema issue on a column the importer already reported is dropped (``CPUs: not a
+    number: 'four'`` says it; ``cpu_cores: Input should be a valid integer`` would not
+    add anything).
+    """
+    issues = [Issue(p.field, p.message, Reason(p.reason)) for p in raw.problems]
+    if any(p.field == "(row)" for p in raw.problems):
+        return issues
+    reported = {p.field for p in raw.problems}
+    columns = dict(raw.columns)
+    for issue in schema:
+        column = _source_column(issue.field, columns)
+        if column is None:
+            issues.append(issue)
+        elif column not in reported:
+            issues.append(Issue(f"{column} ({issue.field})", issue.message, issue.reason))
+    return issues
+
+
 def validate_records(
-    items: Iterable[RawRecord | ParseError | Mapping[str, Any]],
+    items: Iterable[RawRecord | ParseError | LoadNote | Mapping[str, Any]],
     *,
     unknown_dependencies: UnknownPolicy = "error",
     files: list[str] | None = None,
@@ -421,13 +478,18 @@ def validate_records(
 
 
 def _validate_records(
-    items: Iterable[RawRecord | ParseError | Mapping[str, Any]],
+    items: Iterable[RawRecord | ParseError | LoadNote | Mapping[str, Any]],
     unknown_dependencies: UnknownPolicy,
     files: list[str] | None,
 ) -> ValidationReport:
     entries: list[_Entry] = []
     parse_failures: list[Quarantined] = []
+    load_notes: list[Notice] = []
     for position, item in enumerate(items):
+        if isinstance(item, LoadNote):
+            load_notes.append(Notice(item.file, item.record, item.field, item.message,
+                                     Reason(item.reason)))
+            continue
         if isinstance(item, ParseError):
             parse_failures.append(Quarantined(
                 file=item.file,
@@ -443,9 +505,14 @@ def _validate_records(
         try:
             server = ServerRecord.model_validate(raw.data)
         except ValidationError as exc:
-            entries.append(_Entry(raw.origin, raw.data, None, schema_issues(exc, raw.data)))
+            issues = schema_issues(exc, raw.data)
+            if raw.problems or raw.columns:
+                issues = imported_issues(raw, issues)
+            entries.append(_Entry(raw.origin, raw.data, None, issues))
         else:
-            entries.append(_Entry(raw.origin, raw.data, server, []))
+            issues = imported_issues(raw, []) if raw.problems else []
+            entries.append(_Entry(raw.origin, raw.data, server if not issues else None,
+                                  issues))
 
     _mark_shared(entries, _id_key, Reason.duplicate_server_id, "server_id")
     distinct_ids = [e for e in entries if not any(
@@ -481,6 +548,7 @@ def _validate_records(
             line=e.origin.line,
             issues=e.issues,
             data=e.data,
+            part=e.origin.part,
         )
         for e in entries
         if e.issues
@@ -489,20 +557,20 @@ def _validate_records(
         q.index if q.index is not None else -1)))
     origins = {e.server.server_id: e.origin for e in entries
                if e.server is not None and not e.issues}
-    return ValidationReport(valid=valid, quarantined=quarantined, warnings=notices,
-                            files=files or [], origins=origins)
+    return ValidationReport(valid=valid, quarantined=quarantined,
+                            warnings=load_notes + notices, files=files or [], origins=origins)
 
 
 def validate_inventory(
     path: str | Path, *, unknown_dependencies: UnknownPolicy = "error"
 ) -> ValidationReport:
-    """Load and validate a folder, JSON file or JSON Lines file.
+    """Load and validate a folder, JSON / JSON Lines file, or an importable export.
 
     Raises ``loaders.UnreadablePath`` if the path cannot be read at all; every other
     problem ends up in the report.
     """
     loaded = load_records(path)
-    return validate_records([*loaded.errors, *loaded.records],
+    return validate_records([*loaded.errors, *loaded.notes, *loaded.records],
                             unknown_dependencies=unknown_dependencies, files=loaded.files)
 
 

@@ -165,8 +165,22 @@ def licences_of(server: ServerRecord) -> Licences:
 
 
 def profile_from_record(server: ServerRecord) -> ServerProfile:
-    """A profile from a discovery record: the 7-day baseline is the only demand data."""
+    """A profile from a discovery record: the 7-day baseline is the only demand data.
+
+    A record without a baseline (an RVTools import: allocation known, utilisation not)
+    is sized like-for-like: its allocated vCPUs and memory are taken as the demand, and
+    ``stats_source`` says so.
+    """
     base = server.performance_baseline
+    if base is None:
+        from migrationbox.inventory.models import PerformanceBaseline
+
+        base = PerformanceBaseline(cpu_avg_utilization_pct=100, memory_avg_utilization_pct=100,
+                                   cpu_peak_utilization_pct=100,
+                                   memory_peak_utilization_pct=100)
+        measured = False
+    else:
+        measured = True
     used = 0.0
     if server.storage and server.storage.filesystems:
         used = sum((f.used_gb if f.used_gb is not None else f.size_gb)
@@ -187,7 +201,8 @@ def profile_from_record(server: ServerRecord) -> ServerProfile:
         memory=UsageStats(avg=base.memory_avg_utilization_pct,
                           p95=_nan(base.memory_p95_utilization_pct),
                           peak=_nan(base.memory_peak_utilization_pct)),
-        stats_source=f"discovery {days}baseline",
+        stats_source=f"discovery {days}baseline" if measured else
+        "no utilisation measured: sized like-for-like on the allocation",
         arch=_arch(server.os.architecture, server.server_id),
         os_type=server.os.type,
         disk_gb=float(disk or server.data_size_gb),
