@@ -272,7 +272,7 @@ class EndpointSpec(EndpointModel):
         else:
             problems += self._http_rules()
         if problems:
-            raise ValueError("; ".join(f"{where}: {msg}" for where, msg in problems))
+            raise ValueError("\n".join(f"{where}: {msg}" for where, msg in problems))
         return self
 
     def _disk_rules(self) -> list[tuple[str, str]]:
@@ -330,7 +330,7 @@ def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
         loc = ".".join(str(p) for p in err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
         if not loc and ": " in msg:
-            for part in msg.split("; "):
+            for part in msg.split("\n"):
                 where, _, text = part.partition(": ")
                 out.append((where, text) if text else ("(record)", part))
             continue

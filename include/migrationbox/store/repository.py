@@ -659,13 +659,16 @@ def replace_server_endpoints(session: Session, *, estate: str, server_id: str,
         if server_id not in server_ids(session, estate):
             raise StoreError(f"estate {estate!r} has no server {server_id!r}; "
                              "endpoints are only registered for servers of the estate")
-        old = {(r.kind, r.name): r.target_uri for r in session.scalars(
-            select(ServerEndpointRow).where(ServerEndpointRow.estate_id == estate_id,
-                                            ServerEndpointRow.server_id == server_id))}
+        old = {(kind, name): target for kind, name, target in session.execute(
+            select(ServerEndpointRow.kind, ServerEndpointRow.name, ServerEndpointRow.target_uri)
+            .where(ServerEndpointRow.estate_id == estate_id,
+                   ServerEndpointRow.server_id == server_id))}
+        # "fetch": rows already loaded in this session leave it, so a new row that
+        # reuses a deleted id (SQLite does) is never served from a stale object.
         session.execute(
             delete(ServerEndpointRow).where(ServerEndpointRow.estate_id == estate_id,
                                             ServerEndpointRow.server_id == server_id),
-            execution_options={"synchronize_session": False},
+            execution_options={"synchronize_session": "fetch"},
         )
         now = utcnow()
         rows = [{**v, "estate_id": estate_id, "server_id": server_id, "updated_at": now,
