@@ -218,6 +218,8 @@ class _Ssh:
                 "refused. If the server was rebuilt, verify the new key out of band and "
                 "update details.host_key (or the connection's host_key extra)")) from exc
         except paramiko.AuthenticationException as exc:
+            # paramiko checks the host key before it authenticates: the host passed
+            run.ok("reachable", f"{address} answered; its host key matches the pinned one")
             raise _Failed("authenticated", (
                 f"{address} refused the key of Airflow connection {self.target.conn_id!r} "
                 f"for user {hook.username!r} ({_first_line(exc)})")) from exc
