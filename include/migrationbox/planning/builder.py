@@ -18,8 +18,16 @@ from datetime import UTC, datetime
 from migrationbox.inventory.loaders import gc_paused
 from migrationbox.inventory.models import Estate, ServerRecord
 from migrationbox.planning.graph import UnresolvedDependency, build_dependency_graph
-from migrationbox.planning.models import PlanDocument, PlanSettings, ServerPlan, Sizing
+from migrationbox.planning.models import (
+    LicenceNote,
+    PlanDocument,
+    PlanSettings,
+    ServerPlan,
+    Sizing,
+    SourceOs,
+)
 from migrationbox.planning.waves import plan_waves, server_role
+from migrationbox.sizing.clouds.assumptions import PricingAssumptions
 
 MAX_LISTED_WARNINGS = 20
 
@@ -50,6 +58,77 @@ def _size_all(servers: list[ServerRecord], settings: PlanSettings
         except ValueError as exc:
             failures.append(f"not sized: {exc}")
     return sized, _capped(failures, "servers could not be sized"), list(result.notes)
+
+
+def source_os(server: ServerRecord) -> SourceOs:
+    """What the target image must fit: the distribution (else the OS type) and version."""
+    os_ = server.os
+    return SourceOs(type=os_.type, name=(os_.distribution or os_.type).strip(),
+                    version=os_.version, architecture=os_.architecture)
+
+
+def licence_note(server: ServerRecord, sizing: Sizing | None,
+                 assumptions: PricingAssumptions | None = None) -> LicenceNote | None:
+    """The licence flag of one server, with an assumed monthly cost where one is known.
+
+    Windows Server and SQL Server (and RHEL) move as licence-included images unless the
+    customer brings its own licences; either way the plan must say so. The cost is the
+    licence-included surcharge of ``PricingAssumptions`` (an ASSUMPTION, labelled as
+    such, since no licence prices are in the price data) on the planned machine's vCPUs.
+    """
+    from migrationbox.sizing.clouds.base import HOURS_PER_MONTH
+    from migrationbox.sizing.features import licences_of
+    from migrationbox.sizing.tco import licence_hourly
+
+    lic = licences_of(server)
+    if not (lic.windows or lic.sql_server or lic.rhel):
+        return None
+    a = assumptions or PricingAssumptions()
+    parts = []
+    rates = []
+    if lic.windows:
+        parts.append("Windows Server")
+        rates.append(f"Windows ${a.windows_usd_per_vcpu_hour}/vCPU-h")
+    if lic.sql_server:
+        parts.append(f"SQL Server {lic.sql_server.capitalize()}")
+        rate = (a.sql_enterprise_usd_per_vcpu_hour if lic.sql_server == "enterprise"
+                else a.sql_standard_usd_per_vcpu_hour)
+        rates.append(f"SQL Server {lic.sql_server} ${rate}/vCPU-h, at least "
+                     f"{a.sql_min_vcpu} vCPU")
+    if lic.rhel:
+        parts.append("RHEL")
+        rates.append(f"RHEL ${a.rhel_usd_per_hour_small}/h up to {a.rhel_small_max_vcpu} "
+                     f"vCPU, ${a.rhel_usd_per_hour_large}/h above")
+    note = (f"{' + '.join(parts)}: needs a licence-included image or the customer's own "
+            "licences (bring-your-own needs licence mobility or dedicated hosts); the "
+            "sizing price above is the machine alone")
+    basis = (f"ASSUMPTION, not a quoted price: {'; '.join(rates)} x {HOURS_PER_MONTH:g} h "
+             f"({a.licence_basis}); no licence prices are in the price data; override with "
+             "`migrationbox size --assumptions FILE`")
+    monthly = None
+    if sizing is not None:
+        monthly = round(licence_hourly(lic, sizing.vcpu, a) * HOURS_PER_MONTH, 2)
+        basis += f"; applied to {sizing.vcpu} vCPU of {sizing.instance_type}"
+    else:
+        basis += "; server not sized, so no vCPU count to apply it to"
+    return LicenceNote(windows=lic.windows, sql_server=lic.sql_server, rhel=lic.rhel,
+                       note=note, assumed_monthly_usd=monthly, basis=basis)
+
+
+def _licence_summary(plans: list[ServerPlan]) -> list[str]:
+    flagged = [p for p in plans if p.licence is not None]
+    if not flagged:
+        return []
+    windows = sum(1 for p in flagged if p.licence and p.licence.windows)
+    sql = sum(1 for p in flagged if p.licence and p.licence.sql_server)
+    rhel = sum(1 for p in flagged if p.licence and p.licence.rhel)
+    known = [p.licence.assumed_monthly_usd for p in flagged
+             if p.licence and p.licence.assumed_monthly_usd is not None]
+    line = (f"licences: {len(flagged)} server(s) need licence-included images or own "
+            f"licences (Windows Server {windows}, SQL Server {sql}, RHEL {rhel}); assumed "
+            f"${sum(known):,.2f}/month on top of the machines for {len(known)} sized "
+            "server(s) (ASSUMPTION, see each server's licence.basis)")
+    return [line]
 
 
 def _capped(lines: list[str], what: str) -> list[str]:
@@ -100,6 +179,7 @@ def _build(estate: Estate, settings: PlanSettings, version: int, created_at: dat
     waves, wave_warnings = plan_waves(dg, by_id, sizing, settings)
     warnings.extend(wave_warnings)
 
+    assumptions = PricingAssumptions()
     server_plans = [
         ServerPlan(
             server_id=s.server_id,
@@ -112,6 +192,8 @@ def _build(estate: Estate, settings: PlanSettings, version: int, created_at: dat
             ports=s.listening_ports,
             data_size_gb=round(s.data_size_gb, 3),
             sizing=sizing[s.server_id],
+            os=source_os(s),
+            licence=licence_note(s, sizing[s.server_id], assumptions),
         )
         for s in servers
     ]
@@ -124,5 +206,5 @@ def _build(estate: Estate, settings: PlanSettings, version: int, created_at: dat
         move_groups=dg.move_groups,
         waves=waves,
         warnings=warnings,
-        notes=sizing_notes,
+        notes=[*sizing_notes, *_licence_summary(server_plans)],
     )

@@ -33,6 +33,33 @@ class Sizing(_Frozen):
     price_source: str = Field(description="provenance of the price, with its date")
 
 
+class SourceOs(_Frozen):
+    """The discovered operating system: what the target image must fit."""
+
+    type: str = Field(description="Linux or Windows, as discovered")
+    name: str = Field(description="distribution if discovered, else type: the name "
+                                  "``CloudAdapter.image_for`` matches")
+    version: str | None = None
+    architecture: str | None = None
+
+
+class LicenceNote(_Frozen):
+    """Licence-bearing software the target image must include, and what it may cost.
+
+    ``assumed_monthly_usd`` is an assumption, not a price: the project's price data has
+    no Windows or SQL Server licence prices, so the figure applies the named per-vCPU
+    rates of ``sizing.clouds.assumptions`` (stated in ``basis``) to the planned machine.
+    It is ``None`` when the server was not sized (no vCPU count to apply them to).
+    """
+
+    windows: bool = False
+    sql_server: str | None = Field(default=None, description="standard or enterprise")
+    rhel: bool = False
+    note: str
+    assumed_monthly_usd: float | None = None
+    basis: str
+
+
 class ServerPlan(_Frozen):
     server_id: str
     hostname: str
@@ -44,6 +71,10 @@ class ServerPlan(_Frozen):
     ports: list[int] = Field(default_factory=list)
     data_size_gb: float = 0
     sizing: Sizing | None = None
+    os: SourceOs | None = None
+    licence: LicenceNote | None = Field(
+        default=None, description="set when the target needs a licence-included image "
+                                  "(Windows Server, SQL Server, RHEL)")
 
 
 class MoveGroup(_Frozen):
