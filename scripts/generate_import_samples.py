@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import zipfile
 from datetime import datetime
 from pathlib import Path
@@ -227,7 +228,11 @@ def _fixed_zip(path: Path) -> None:
         for item in sorted(source.infolist(), key=lambda i: i.filename):
             info = zipfile.ZipInfo(item.filename, date_time=FIXED.timetuple()[:6])
             info.compress_type = zipfile.ZIP_DEFLATED
-            target.writestr(info, source.read(item.filename))
+            data = source.read(item.filename)
+            if item.filename == "docProps/core.xml":  # openpyxl stamps "modified" on save
+                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>"
+                              + FIXED.strftime("%Y-%m-%dT%H:%M:%SZ").encode(), data)
+            target.writestr(info, data)
     source.close()
     path.write_bytes(buffer.getvalue())
 

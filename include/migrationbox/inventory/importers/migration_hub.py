@@ -166,7 +166,9 @@ def _server(sheet: _Sheet, row: Row, index: int, file: str) -> Iterator[RawRecor
         if not any(p.field.startswith("CPU.Number") for p in cells.problems):
             cells.problem("CPU.NumberOfLogicalCores", "empty, and so are CPU.NumberOfCores "
                           "and CPU.NumberOfProcessors", "missing_field")
-    hardware.update({f"cpu_{k}": v for k, v in counts.items()})
+    extras = {"logical_cores": "cpu_logical_cores", "cores": "cpu_physical_cores",
+              "processors": "cpu_sockets"}  # never "cpu_cores": that is the vCPU count
+    hardware.update({extras[k]: v for k, v in counts.items()})
     total_mb = cells.number(g("RAM.TotalSizeInMB"), sheet.name("RAM.TotalSizeInMB"))
     if total_mb is not None:
         hardware["ram_gb"] = mib_to_gb(total_mb)
