@@ -14,15 +14,17 @@ import sys
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "validate",
-        help="validate discovery JSON / JSON Lines; list bad records and quarantine them",
+        help="validate discovery JSON / JSON Lines / RVTools / Migration Hub CSV; "
+        "list bad records and quarantine them",
         description=(
-            "Validate a folder of discovery JSON files, a JSON file or a JSON Lines file. "
+            "Validate a folder of discovery JSON files, a JSON file or a JSON Lines file, "
+            "or RVTools / AWS Migration Hub import exports (.xlsx, .csv; docs/discovery.md). "
             "Each bad record is printed with its file, record (server_id or #index), field "
             "path and message; valid records still load. Exits 1 if any record was "
             "quarantined, 2 if the path cannot be read."
         ),
     )
-    parser.add_argument("path", help="folder, .json file or .jsonl file")
+    parser.add_argument("path", help="folder, .json, .jsonl, .xlsx or .csv file")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument(
         "--quarantine-dir",
