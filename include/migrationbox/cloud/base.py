@@ -274,10 +274,16 @@ class CloudAdapter(Protocol):
     # ``ensure_instances`` is idempotent by the server's tags; ``image_id=None`` keeps the
     # adapter's default image (a current Linux image for the instance type's CPU
     # architecture); pass ``image_for(...).image_id`` to boot an image that fits the
-    # source OS. ``image_for`` raises ``NoFittingImage`` naming the OS, version and
-    # the images that do exist for that family.
+    # source OS (``sql_server``, an edition, asks for the licence-included Windows + SQL
+    # Server image). ``image_for`` raises ``NoFittingImage`` naming the server, the OS,
+    # version and the images that do exist for that family.
     def image_for(
-        self, os_name: str, os_version: str | None, architecture: str = "x86_64"
+        self,
+        os_name: str,
+        os_version: str | None,
+        architecture: str = "x86_64",
+        sql_server: str | None = None,
+        server: str | None = None,
     ) -> ImageChoice: ...
     def ensure_instances(
         self,

@@ -15,9 +15,13 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from migrationbox.cloud.base import NoFittingImage
+from migrationbox.cloud.base import ImageChoice, NoFittingImage
+
+if TYPE_CHECKING:
+    from migrationbox.cloud.base import CloudAdapter
+    from migrationbox.planning.models import ServerPlan
 
 TABLE_PATH = Path(__file__).with_name("os_images.json")
 
@@ -161,3 +165,22 @@ def family_rows(cloud: str, family: str) -> list[dict[str, Any]]:
 def natural_key(text: str) -> list[Any]:
     """Sort key that orders "RHEL-9.10" after "RHEL-9.3"."""
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text)]
+
+
+_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64", "x86-64": "x86_64",
+         "arm64": "arm64", "aarch64": "arm64"}
+
+
+def image_for_server(adapter: CloudAdapter, server: ServerPlan) -> ImageChoice | None:
+    """The image that fits a planned server's source OS (and its SQL Server edition).
+
+    ``None`` for a plan written before plans carried the source OS: the adapter's
+    default image then boots, as it always did. ``NoFittingImage`` names the server.
+    """
+    if server.os is None:
+        return None
+    arch = _ARCH.get((server.os.architecture or "x86_64").strip().lower(),
+                     (server.os.architecture or "").strip().lower())
+    edition = server.licence.sql_server if server.licence is not None else None
+    return adapter.image_for(server.os.name, server.os.version, arch, sql_server=edition,
+                             server=server.server_id)
