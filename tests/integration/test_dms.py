@@ -14,7 +14,6 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from migrationbox.cloud.database_service import (
     TaskStatus,
 )
 from migrationbox.cloud.emulator import EmulatorProcess, free_port
+from migrationbox.endpoints.model import Endpoint
 from migrationbox.errors import ConfigurationError
 from migrationbox.lab import databases as labdb
 from migrationbox.lab.servers import LabServer
@@ -55,13 +55,9 @@ from migrationbox.replication.dms import (
 SERVER = LabServer("pg-01", "pg01.corp.example", "postgresql", data_size_gb=20)
 
 
-@dataclass(frozen=True)
-class DbEndpoint:
-    server_id: str
-    name: str
-    source_uri: str | None
-    target_uri: str | None
-    details: dict[str, Any] = field(default_factory=dict)
+def DbEndpoint(server_id: str, name: str, source_uri: str | None, target_uri: str | None,
+               details: dict[str, Any] | None = None) -> Endpoint:
+    return Endpoint(server_id, "database", name, source_uri, target_uri, dict(details or {}))
 
 
 @pytest.fixture
@@ -157,7 +153,7 @@ def test_resources_are_created_tagged_and_found_again(service):
                   source=DatabaseLocation("postgresql", "db2.corp.example", 5432, "shop"))
     with pytest.raises(ConfigurationError) as err:
         service.ensure_migration(moved, CREDS, CREDS)
-    assert "server pg-01 endpoint orders" in str(err.value)
+    assert "endpoint pg-01/database/orders" in str(err.value)
     assert "ServerName" in str(err.value)
 
 
@@ -261,7 +257,7 @@ def test_a_stopped_task_falls_back_with_the_status_and_nothing_half_done(service
 
     with pytest.raises(DatabaseServiceError) as err:
         finish_service_migration(ep, service, start, status, allow_fallback=False)
-    assert "server pg-01 endpoint app" in str(err.value)
+    assert "endpoint pg-01/database/app" in str(err.value)
     assert f"task {start.task_id} is stopped" in str(err.value)
     assert _tables(pg.target_url) == []  # nothing was copied, nothing reported done
 
@@ -298,7 +294,7 @@ def test_the_service_unreachable_falls_back_or_fails_clearly(pg, monkeypatch,
     placement = ServicePlacement(estate="acme", wave=1)
     with pytest.raises(DatabaseServiceError) as err:
         replicate_database_via_service(ep, placement, service, allow_fallback=False)
-    assert "server pg-01 endpoint app" in str(err.value)
+    assert "endpoint pg-01/database/app" in str(err.value)
     assert "EndpointConnectionError" in str(err.value)
     assert _tables(pg.target_url) == []
 
@@ -309,10 +305,11 @@ def test_the_service_unreachable_falls_back_or_fails_clearly(pg, monkeypatch,
 
 
 def test_credentials_stay_out_of_results_and_logs(service, pg, monkeypatch, caplog):
+    src = make_url(pg.source_url)
     monkeypatch.setenv("AIRFLOW_CONN_MB_DMS_SRC", json.dumps({
-        "conn_type": "postgres", "login": "postgres", "password": "never-logged-pw"}))
-    src = make_url(pg.source_url).set(username=None).render_as_string()
-    ep = DbEndpoint("pg-01", "app", src, pg.target_url, {"source_conn_id": "mb_dms_src"})
+        "conn_type": "postgres", "login": "postgres", "password": "never-logged-pw",
+        "host": src.host, "port": src.port, "schema": src.database}))
+    ep = DbEndpoint("pg-01", "app", None, pg.target_url, {"conn_id": "mb_dms_src"})
     caplog.set_level("INFO")  # what task logs carry (botocore DEBUG echoes request bodies)
     result = replicate_database_via_service(ep, ServicePlacement("acme", 1), service,
                                             poll_seconds=0.1, validation_attempts=1)

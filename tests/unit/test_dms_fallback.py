@@ -8,7 +8,6 @@ loopback where a test says so); the cloud side is in tests/integration/test_dms.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from migrationbox.cloud.aws_dms import AwsDmsService
+from migrationbox.endpoints.model import Endpoint
 from migrationbox.errors import ConfigurationError, ExternalServiceError, InputError
 from migrationbox.lab import databases as labdb
 from migrationbox.lab.servers import LabServer
@@ -31,13 +31,9 @@ SERVER = LabServer("db-01", "db-prod-01.company.local", "postgresql", data_size_
 PLACEMENT = ServicePlacement(estate="unit", wave=1)
 
 
-@dataclass(frozen=True)
-class DbEndpoint:
-    server_id: str
-    name: str
-    source_uri: str | None
-    target_uri: str | None
-    details: dict[str, Any] = field(default_factory=dict)
+def DbEndpoint(server_id: str, name: str, source_uri: str | None, target_uri: str | None,
+               details: dict[str, Any] | None = None) -> Endpoint:
+    return Endpoint(server_id, "database", name, source_uri, target_uri, dict(details or {}))
 
 
 @pytest.fixture
@@ -53,40 +49,29 @@ def _conn_env(monkeypatch, conn_id: str, **fields: Any) -> None:
 # ---------------------------------------------------------------- logins and bad input
 def test_login_comes_from_the_airflow_connection_at_call_time(monkeypatch):
     _conn_env(monkeypatch, "mb_unit_src", conn_type="postgres", login="app",
-              password="p@ss:w/rd")
-    ep = DbEndpoint("pg-01", "orders", "postgresql+psycopg2://db.corp.example:5433/shop",
-                    None, {"source_conn_id": "mb_unit_src"})
-    url = resolve_database_url(ep, "source")
+              password="p@ss:w/rd", host="db.corp.example", port=5433, schema="shop")
+    ep = DbEndpoint("pg-01", "orders", None, None, {"conn_id": "mb_unit_src"})
     from sqlalchemy.engine import make_url
 
-    parsed = make_url(url)
+    parsed = make_url(resolve_database_url(ep, "source"))
     assert (parsed.username, parsed.password) == ("app", "p@ss:w/rd")
     assert (parsed.host, parsed.port, parsed.database) == ("db.corp.example", 5433, "shop")
-    # rotated in Airflow: the next call sees the new password, nothing kept it
-    _conn_env(monkeypatch, "mb_unit_src", conn_type="postgres", login="app", password="new")
+    # rotated in Airflow: the next call sees the new password, nothing kept the old one
+    _conn_env(monkeypatch, "mb_unit_src", conn_type="postgres", login="app", password="new",
+              host="db.corp.example", port=5433, schema="shop")
     assert make_url(resolve_database_url(ep, "source")).password == "new"
-
-
-def test_a_connection_alone_gives_the_whole_url(monkeypatch):
-    _conn_env(monkeypatch, "mb_unit_tgt", conn_type="postgres", login="mig", password="pw",
-              host="10.0.3.7", port=5432, schema="shop")
-    ep = DbEndpoint("pg-01", "orders", None, None, {"target_conn_id": "mb_unit_tgt"})
-    assert resolve_database_url(ep, "target") == \
-        "postgresql+psycopg2://mig:pw@10.0.3.7:5432/shop"
-    _conn_env(monkeypatch, "mb_unit_http", conn_type="http", host="example.com")
-    with pytest.raises(ConfigurationError, match="sqlalchemy_scheme"):
-        resolve_database_url(DbEndpoint("pg-01", "orders", None, None,
-                                        {"target_conn_id": "mb_unit_http"}), "target")
+    # a URI without a connection is used as it is
+    plain = DbEndpoint("pg-01", "orders", "postgresql://app@db.corp.example/shop", None)
+    assert resolve_database_url(plain, "source") == "postgresql://app@db.corp.example/shop"
 
 
 def test_missing_connection_names_server_endpoint_field_and_connection(sqlite_pair):
     src, _ = sqlite_pair
-    ep = DbEndpoint("pg-01", "orders", src, "postgresql://db.example/shop",
-                    {"target_conn_id": "mb_unit_absent"})
+    ep = DbEndpoint("pg-01", "orders", src, None, {"target_conn_id": "mb_unit_absent"})
     with pytest.raises(ConfigurationError) as err:
         replicate_database_via_service(ep, PLACEMENT, None)
     message = str(err.value)
-    for part in ("server pg-01", "endpoint orders", "details.target_conn_id",
+    for part in ("endpoint pg-01/database/orders", "details.target_conn_id",
                  "'mb_unit_absent'", "AIRFLOW_CONN_MB_UNIT_ABSENT"):
         assert part in message
     assert "Traceback" not in message
@@ -94,13 +79,13 @@ def test_missing_connection_names_server_endpoint_field_and_connection(sqlite_pa
 
 def test_no_url_and_unknown_engine_are_input_errors(sqlite_pair):
     src, tgt = sqlite_pair
-    with pytest.raises(InputError, match=r"server pg-01 endpoint orders field target_uri"):
+    with pytest.raises(InputError, match=r"endpoint pg-01/database/orders.*target"):
         replicate_database_via_service(DbEndpoint("pg-01", "orders", src, None), PLACEMENT,
                                        None)
     with pytest.raises(InputError) as err:
         replicate_database_via_service(
             DbEndpoint("pg-01", "orders", "foodb://legacy.corp/erp", tgt), PLACEMENT, None)
-    assert "server pg-01 endpoint orders field source_uri" in str(err.value)
+    assert "endpoint pg-01/database/orders field source_uri" in str(err.value)
     assert "foodb" in str(err.value)
     # refused before anything was written
     engine = create_engine(tgt)
@@ -144,7 +129,7 @@ def test_a_copy_that_cannot_write_is_an_error_not_a_result(sqlite_pair, tmp_path
     with pytest.raises(DatabaseCopyFailed) as err:
         replicate_database_via_service(ep, PLACEMENT, None)
     assert isinstance(err.value, ExternalServiceError)
-    assert "server db-01 endpoint app" in str(err.value)
+    assert "endpoint db-01/database/app" in str(err.value)
 
 
 def test_password_is_in_no_result(monkeypatch):
@@ -158,13 +143,13 @@ def test_password_is_in_no_result(monkeypatch):
     try:
         # the lab's PostgreSQL trusts loopback, so any password is accepted and must
         # still never show up in what the copy reports
-        _conn_env(monkeypatch, "mb_unit_pg_src", conn_type="postgres", login="postgres",
-                  password="never-shown-pw")
         from sqlalchemy.engine import make_url
 
-        src = make_url(dbs.source_url).set(username=None).render_as_string()
-        ep = DbEndpoint("db-01", "app", src, dbs.target_url,
-                        {"source_conn_id": "mb_unit_pg_src"})
+        src = make_url(dbs.source_url)
+        _conn_env(monkeypatch, "mb_unit_pg_src", conn_type="postgres", login="postgres",
+                  password="never-shown-pw", host=src.host, port=src.port,
+                  schema=src.database)
+        ep = DbEndpoint("db-01", "app", None, dbs.target_url, {"conn_id": "mb_unit_pg_src"})
         result = replicate_database_via_service(ep, PLACEMENT, None)
         assert result.done
         assert "never-shown-pw" not in json.dumps(result.summary(), default=str)

@@ -118,7 +118,7 @@ class MigrationSpec:
     schemas: tuple[str, ...] = ("%",)
 
     def label(self) -> str:
-        return f"server {self.server_id} endpoint {self.name}"
+        return f"endpoint {self.server_id}/database/{self.name}"
 
 
 @dataclass(frozen=True)

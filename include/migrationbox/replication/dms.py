@@ -24,10 +24,11 @@ table ``_migrationbox_replication`` holds rows), later runs keep using the copy,
 resumes from its watermarks; the DMS resources are still found and reused, not made
 again.
 
-Credentials: an endpoint's ``details`` may name Airflow connections
-(``source_conn_id``, ``target_conn_id``) holding the database login; they are read at
-call time, handed to the database driver and to the cloud API, and appear in no result,
-log line or error message (URLs are shown with the password hidden).
+Credentials: an endpoint's ``details`` may name Airflow connections (``conn_id`` for
+the source, ``target_conn_id`` for the target, as ``migrationbox.endpoints`` defines);
+they are read at call time, handed to the database driver and to the cloud API, and
+appear in no result, log line or error message (URLs are shown with the password
+hidden).
 
 Nothing half-done is reported as done: a task still loading raises
 ``DatabaseServiceError`` (a re-run resumes it), a copy that fails raises
@@ -41,7 +42,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from migrationbox.cloud.database_service import (
     DatabaseCredentials,
@@ -52,7 +53,8 @@ from migrationbox.cloud.database_service import (
     TaskState,
     TaskStatus,
 )
-from migrationbox.errors import ConfigurationError, ExternalServiceError, InputError
+from migrationbox.endpoints.model import Endpoint
+from migrationbox.errors import ExternalServiceError, InputError
 from migrationbox.replication.database import (
     STATE_TABLE,
     DatabaseReplicationResult,
@@ -64,24 +66,8 @@ from migrationbox.replication.progress import ProgressCallback
 
 log = logging.getLogger("migrationbox.replication.dms")
 
-#: Airflow connection types → SQLAlchemy URL schemes (extra ``sqlalchemy_scheme`` wins)
-CONN_SCHEMES = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2",
-                "mysql": "mysql+pymysql", "mssql": "mssql+pymssql",
-                "oracle": "oracle+oracledb"}
-
-
 class DatabaseCopyFailed(ExternalServiceError):
     """The row-checksum copy could not read the source or write the target."""
-
-
-class DatabaseEndpointLike(Protocol):
-    """The fields of a database endpoint this module reads (lab or registered)."""
-
-    server_id: str
-    name: str
-    source_uri: str | None
-    target_uri: str | None
-    details: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -178,8 +164,8 @@ class DatabaseMigrationResult:
 
 
 # --------------------------------------------------------------------------- URLs
-def _where(endpoint: DatabaseEndpointLike) -> str:
-    return f"server {endpoint.server_id} endpoint {endpoint.name}"
+def _where(endpoint: Endpoint) -> str:
+    return f"endpoint {endpoint.label()}"
 
 
 def redact(url: str) -> str:
@@ -191,56 +177,24 @@ def redact(url: str) -> str:
         return "<unparseable url>"
 
 
-def resolve_database_url(endpoint: DatabaseEndpointLike, side: str) -> str:
-    """The SQLAlchemy URL of one side, with its login from the Airflow connection named
-    by ``details['<side>_conn_id']`` when there is one (read now, never stored).
+def _field(endpoint: Endpoint, side: str) -> str:
+    key = "conn_id" if side == "source" else "target_conn_id"
+    return f"details.{key}" if endpoint.details.get(key) else f"{side}_uri"
 
-    With a connection and a URL, the URL says where and the connection says who; with a
-    connection alone, the connection says both (``conn_type`` → scheme, or its extra
-    ``sqlalchemy_scheme``).
-    """
-    from sqlalchemy.engine import URL, make_url
+
+def resolve_database_url(endpoint: Endpoint, side: str) -> str:
+    """The SQLAlchemy URL of one side, password included, for the driver and the cloud
+    API only: ``endpoints.connections.database_url`` (the Airflow connection named by
+    ``details.conn_id`` / ``details.target_conn_id``, read now; else the URI)."""
     from sqlalchemy.exc import ArgumentError
 
-    where = _where(endpoint)
-    uri = getattr(endpoint, f"{side}_uri")
-    conn_id = (endpoint.details or {}).get(f"{side}_conn_id")
-    if not conn_id:
-        if not uri:
-            raise InputError(f"{where} field {side}_uri: no database URL and no "
-                             f"{side}_conn_id connection in details")
-        return str(uri)
-    from airflow.sdk import BaseHook
+    from migrationbox.endpoints.connections import database_url
 
     try:
-        conn = BaseHook.get_connection(str(conn_id))
-    except Exception as exc:
-        raise ConfigurationError(
-            f"{where} field details.{side}_conn_id: Airflow connection {conn_id!r} is not "
-            f"defined (add it in the UI, with 'airflow connections add', or as "
-            f"AIRFLOW_CONN_{str(conn_id).upper()}): {type(exc).__name__}") from None
-    if uri:
-        try:
-            url = make_url(str(uri))
-        except ArgumentError:
-            raise InputError(f"{where} field {side}_uri: not a database URL") from None
-        if conn.login and not url.username:
-            url = url.set(username=conn.login)
-        if conn.password and not url.password:
-            url = url.set(password=conn.password)
-        return url.render_as_string(hide_password=False)
-    scheme = (conn.extra_dejson or {}).get("sqlalchemy_scheme") or CONN_SCHEMES.get(
-        conn.conn_type or "")
-    if conn.conn_type == "sqlite" and not scheme:
-        return f"sqlite:///{conn.host}"
-    if not scheme:
-        raise ConfigurationError(
-            f"{where} field details.{side}_conn_id: connection {conn_id!r} has type "
-            f"{conn.conn_type!r}, not a database type MigrationBox knows; set its extra "
-            f"'sqlalchemy_scheme' (e.g. postgresql+psycopg2)")
-    return URL.create(scheme, username=conn.login or None, password=conn.password or None,
-                      host=conn.host or None, port=conn.port or None,
-                      database=conn.schema or None).render_as_string(hide_password=False)
+        return database_url(endpoint, side).render_as_string(hide_password=False)
+    except ArgumentError:
+        raise InputError(f"{_where(endpoint)} field {_field(endpoint, side)}: not a "
+                         f"database URL") from None
 
 
 def _copy_has_written(where: str, target_url: str) -> bool:
@@ -270,7 +224,7 @@ def _db_error(where: str, what: str, exc: Exception) -> DatabaseCopyFailed:
 
 # --------------------------------------------------------------------------- steps
 def start_service_migration(
-    endpoint: DatabaseEndpointLike,
+    endpoint: Endpoint,
     placement: ServicePlacement,
     service: DatabaseMigrationService | None,
     *,
@@ -285,8 +239,8 @@ def start_service_migration(
     where = _where(endpoint)
     src_url = resolve_database_url(endpoint, "source")
     tgt_url = resolve_database_url(endpoint, "target")
-    src = DatabaseLocation.from_url(src_url, f"{where} field source_uri")
-    tgt = DatabaseLocation.from_url(tgt_url, f"{where} field target_uri")
+    src = DatabaseLocation.from_url(src_url, f"{where} field {_field(endpoint, 'source')}")
+    tgt = DatabaseLocation.from_url(tgt_url, f"{where} field {_field(endpoint, 'target')}")
     if service is None:
         return ServiceStart(fallback_reason="no database migration service for this cloud")
     reason = service.unsupported_reason(src, tgt)
@@ -358,7 +312,7 @@ def _validate(where: str, src_url: str, tgt_url: str, attempts: int,
 
 
 def finish_service_migration(
-    endpoint: DatabaseEndpointLike,
+    endpoint: Endpoint,
     service: DatabaseMigrationService | None,
     start: ServiceStart,
     status: TaskStatus | None = None,
@@ -433,7 +387,7 @@ def finish_service_migration(
 
 
 def replicate_database_via_service(
-    endpoint: DatabaseEndpointLike,
+    endpoint: Endpoint,
     placement: ServicePlacement,
     service: DatabaseMigrationService | None,
     *,
