@@ -7,6 +7,9 @@ them the same way, and must notice when that source stops answering. In the lab 
 feed is our own probes of the target services plus the CPU and memory of the process
 that serves the target port (psutil), published with ``put_metric_data``.
 
+Both directions go through the cloud adapter (``put_metric_data``,
+``metric_statistics``), so the same controller runs on any cloud with an adapter.
+
 CloudWatch cannot compute percentiles from ``get_metric_statistics`` on the emulator, so
 each probe batch publishes its own P95 (``LatencyP95``) — what the CloudWatch agent does
 with its percentile aggregation — and the window's P95 is the maximum of the batches'.
@@ -17,7 +20,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from migrationbox.cloud.base import CloudAdapter, MetricStatistics
 
 NAMESPACE = "MigrationBox/Canary"
 
@@ -163,26 +169,31 @@ def process_load(base_url: str) -> tuple[float | None, float | None]:
 
 
 class CanaryMetrics:
-    """Publish batches and read windows for one cutover run (dimension ``Run``)."""
+    """Publish batches and read windows for one cutover run (dimension ``Step``)."""
 
-    def __init__(self, client: Any, estate: str, run_id: str):
-        self.client = client
+    def __init__(self, adapter: CloudAdapter | None, estate: str, run_id: str):
+        self.adapter = adapter
         self.estate = estate
         self.run_id = run_id
 
-    def _dims(self, record: str, side: str, step: str) -> list[dict[str, str]]:
-        return [{"Name": "Estate", "Value": self.estate}, {"Name": "Record", "Value": record},
-                {"Name": "Side", "Value": side},
-                {"Name": "Step", "Value": f"{self.run_id}:{step}"}]
+    def _dims(self, record: str, side: str, step: str) -> dict[str, str]:
+        return {"Estate": self.estate, "Record": record, "Side": side,
+                "Step": f"{self.run_id}:{step}"}
+
+    def _adapter(self) -> CloudAdapter:
+        if self.adapter is None:
+            raise MetricsUnavailable("no cloud adapter to publish or read canary metrics")
+        return self.adapter
 
     def publish(self, record: str, side: str, step: str, b: Batch,
                 at: datetime | None = None) -> None:
+        from migrationbox.cloud.base import MetricDatum
+
         at = at or datetime.now(UTC)
         dims = self._dims(record, side, step)
 
-        def datum(name: str, value: float, unit: str) -> dict[str, Any]:
-            return {"MetricName": name, "Dimensions": dims, "Timestamp": at, "Value": value,
-                    "Unit": unit}
+        def datum(name: str, value: float, unit: str) -> MetricDatum:
+            return MetricDatum(name=name, value=value, dimensions=dims, timestamp=at, unit=unit)
 
         data = [datum("Requests", b.requests, "Count"), datum("Errors", b.errors, "Count"),
                 datum("LatencyP95", b.p95_ms, "Milliseconds"),
@@ -193,23 +204,23 @@ class CanaryMetrics:
         if b.memory_pct is not None:
             data.append(datum("MemoryUtilization", b.memory_pct, "Percent"))
         try:
-            self.client.put_metric_data(Namespace=NAMESPACE, MetricData=data)
-        except Exception as exc:  # botocore's connection and client errors alike
+            self._adapter().put_metric_data(NAMESPACE, data)
+        except MetricsUnavailable:
+            raise
+        except Exception as exc:  # the adapter's CloudServiceError, or a connection error
             raise MetricsUnavailable(
-                f"CloudWatch put_metric_data failed ({type(exc).__name__}: {exc})") from exc
+                f"monitoring put_metric_data failed ({type(exc).__name__}: {exc})") from exc
 
-    def _stats(self, name: str, dims: list[dict[str, str]], start: datetime,
-               end: datetime) -> list[dict[str, Any]]:
+    def _stats(self, name: str, dims: dict[str, str], start: datetime,
+               end: datetime) -> list[MetricStatistics]:
         try:
-            out = self.client.get_metric_statistics(
-                Namespace=NAMESPACE, MetricName=name, Dimensions=dims,
-                StartTime=start, EndTime=end, Period=60,
-                Statistics=["Sum", "Maximum", "Minimum", "SampleCount"])
+            return self._adapter().metric_statistics(NAMESPACE, name, dims, start, end, 60)
+        except MetricsUnavailable:
+            raise
         except Exception as exc:
             raise MetricsUnavailable(
-                f"CloudWatch get_metric_statistics failed ({type(exc).__name__}: {exc})"
+                f"monitoring metric_statistics failed ({type(exc).__name__}: {exc})"
             ) from exc
-        return list(out.get("Datapoints", []))
 
     def window(self, record: str, side: str, step: str, start: datetime,
                end: datetime | None = None) -> Window:
@@ -221,19 +232,19 @@ class CanaryMetrics:
         req = self._stats("Requests", dims, start, end)
         if not req:
             raise MetricsUnavailable(
-                f"CloudWatch returned no Requests datapoints for {record} ({side}, step "
-                f"{step}) although probes were published")
-        w.requests = sum(d["Sum"] for d in req)
-        w.datapoints = int(sum(d["SampleCount"] for d in req))
-        w.errors = sum(d["Sum"] for d in self._stats("Errors", dims, start, end))
-        w.p95_ms = max((d["Maximum"] for d in self._stats("LatencyP95", dims, start, end)),
+                f"the monitoring API returned no Requests datapoints for {record} ({side}, "
+                f"step {step}) although probes were published")
+        w.requests = sum(d.sum for d in req)
+        w.datapoints = int(sum(d.sample_count for d in req))
+        w.errors = sum(d.sum for d in self._stats("Errors", dims, start, end))
+        w.p95_ms = max((d.maximum for d in self._stats("LatencyP95", dims, start, end)),
                        default=0.0)
-        w.health_checks = sum(d["Sum"] for d in self._stats("HealthChecks", dims, start, end))
-        w.health_failed = sum(d["Sum"] for d in self._stats("HealthChecksFailed", dims,
-                                                              start, end))
+        w.health_checks = sum(d.sum for d in self._stats("HealthChecks", dims, start, end))
+        w.health_failed = sum(d.sum for d in self._stats("HealthChecksFailed", dims,
+                                                          start, end))
         for name, attr in (("CPUUtilization", "cpu_min_pct"),
                            ("MemoryUtilization", "memory_min_pct")):
             points = self._stats(name, dims, start, end)
             if points:
-                setattr(w, attr, min(d["Minimum"] for d in points))
+                setattr(w, attr, min(d.minimum for d in points))
         return w
