@@ -400,3 +400,34 @@ def test_cli_and_api_check_say_per_server_what_is_wrong(tree, tmp_path, monkeypa
         ("web-01", True), ("db-01", False)}
     assert client.get("/estates/tiny/endpoints/check",
                       params={"server": "web-01"}).json()["ok"] is True
+
+
+# ----------------------------------------------------------------------------- the lab
+
+
+def test_the_lab_registers_through_the_domain_path_and_its_endpoints_pass(tmp_path,
+                                                                          monkeypatch):
+    from migrationbox.endpoints.checks import check_endpoints
+    from migrationbox.lab.endpoints import register_lab_endpoints
+    from migrationbox.lab.lab import Lab
+    from migrationbox.lab.testing import tiny_plan
+
+    monkeypatch.setenv("MIGRATIONBOX_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    estate = f"lab{uuid.uuid4().hex[:8]}"
+    plan = tiny_plan(estate)
+    with session_scope() as s:
+        repository.save_estate(s, tiny_estate(estate, tuple(p.server_id for p in plan.servers)))
+    lab = Lab(estate, plan, root=tmp_path / "lab", data_scale_mb=1.0)
+    try:
+        endpoints = lab.up()
+        report = register_lab_endpoints(estate, endpoints)
+        assert sorted(report.stored_servers) == sorted({e.server_id for e in endpoints})
+        with session_scope(read_only=True) as s:
+            stored = repository.endpoints(s, estate)
+        assert len(stored) == len(endpoints)
+        checks = check_endpoints([Endpoint(e.server_id, e.kind, e.name, e.source_uri,
+                                           e.target_uri, e.details) for e in stored])
+        failed = {c.label(): c.problems() for c in checks if not c.ok}
+        assert not failed
+    finally:
+        lab.down(purge=True)

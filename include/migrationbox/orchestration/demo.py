@@ -40,22 +40,11 @@ def _heading(text: str) -> None:
 
 
 def register_lab_endpoints(estate: str, endpoints: list[Any]) -> int:
-    """Store the lab's endpoints so phases read them from the store, as in production."""
-    from migrationbox.store import repository
-    from migrationbox.store.db import session_scope
+    """Store the lab's endpoints so phases read them from the store, as in production
+    (through the same registration rules as any estate's endpoints)."""
+    from migrationbox.lab.endpoints import register_lab_endpoints as register
 
-    with session_scope() as session:
-        for e in endpoints:
-            repository.upsert_endpoint(
-                session,
-                estate=estate,
-                server_id=e.server_id,
-                kind=e.kind,
-                name=e.name,
-                source_uri=e.source_uri,
-                target_uri=e.target_uri,
-                details=dict(e.details or {}),
-            )
+    register(estate, endpoints)
     return len(endpoints)
 
 
