@@ -235,6 +235,37 @@ def test_older_rvtools_headers_and_renamed_sheets(tmp_path: Path) -> None:
     assert not report.quarantined
 
 
+def test_full_workbook_other_tabs_ignored_and_vpartition_read(tmp_path: Path) -> None:
+    """A real export has 27 tabs: vCPU, vPartition, vHost... must not be taken for others."""
+    path = _workbook(tmp_path / "full.xlsx", {
+        "vInfo": [VINFO_4X, _vinfo("p-01"), _vinfo("p-02", "10.1.0.7")],
+        "vCPU": [["VM", "Powerstate", "Template", "CPUs", "Sockets", "Cores p/s"],
+                 ["p-01", "poweredOn", "False", 64, 64, 1]],
+        "vMemory": [["VM", "Powerstate", "Template", "Size MiB", "Consumed"],
+                    ["p-01", "poweredOn", "False", 999999, 1]],
+        "vDisk": [["VM", "Disk", "Capacity MiB", "Thin", "VM UUID"],
+                  ["p-01", "Hard disk 1", 102400, "True", "uuid-p-01"]],
+        "vPartition": [["VM", "Powerstate", "Disk", "Capacity MiB", "Consumed MiB",
+                        "Free MiB", "Free %", "VM UUID"],
+                       ["p-01", "poweredOn", "/", 40960, 10240, 30720, 75, "uuid-p-01"],
+                       ["p-01", "poweredOn", "/var/lib/pgsql", 51200, 30720, 20480, 40,
+                        "uuid-p-01"],
+                       ["p-02", "poweredOn", "C:\\", 40960, "lots", 0, 0, "uuid-p-02"]],
+        "vHost": [["Host", "Datacenter", "Cluster", "CPU Model", "# CPU"],
+                  ["esx01", "DC1", "CL1", "Xeon", 2]],
+    })
+    report = validate_inventory(path)
+    p1 = _by_id(report)["p-01"]
+    assert p1.hardware.cpu_cores == 2 and p1.hardware.disk_total_gb == 100
+    assert p1.storage is not None
+    assert [(f.mount_point, f.size_gb, f.used_gb) for f in p1.storage.filesystems] == [
+        ("/", 40, 10), ("/var/lib/pgsql", 50, 30)]
+    assert p1.data_size_gb == 40  # used space: what replication moves
+    (line,) = report.issue_lines()
+    assert line.endswith("vInfo row 3 (VM 'p-02'): vPartition row 4: Consumed MiB: "
+                         "not a number: 'lots'")
+
+
 def test_workbook_with_only_vinfo_notes_the_missing_tabs(tmp_path: Path) -> None:
     path = _workbook(tmp_path / "info-only.xlsx", {
         "vInfo": [VINFO_4X, _vinfo("a-01"), _vinfo("a-02", "10.1.0.6")]})
@@ -522,17 +553,22 @@ def _outcome(items: list[Any], rows: int) -> None:
 @given(st.lists(st.lists(CELL, min_size=len(VINFO_4X), max_size=len(VINFO_4X)),
                 min_size=1, max_size=4),
        st.lists(st.lists(CELL, min_size=4, max_size=4), max_size=4),
+       st.lists(st.lists(CELL, min_size=4, max_size=4), max_size=4),
        st.lists(st.lists(CELL, min_size=4, max_size=4), max_size=4))
 def test_rvtools_arbitrary_cells_never_raise(vinfo: list[list[Any]], vdisk: list[list[Any]],
-                                             vnet: list[list[Any]]) -> None:
+                                             vnet: list[list[Any]],
+                                             vpart: list[list[Any]]) -> None:
     names = [r[0] for r in vinfo]
     disk_rows = [[names[i % len(names)], *r[1:]] for i, r in enumerate(vdisk)]
     net_rows = [[names[i % len(names)], *r[1:]] for i, r in enumerate(vnet)]
+    part_rows = [[names[i % len(names)], *r[1:]] for i, r in enumerate(vpart)]
     tables = {
         rvtools.VINFO: _table("vInfo", VINFO_4X, vinfo),
         rvtools.VDISK: _table("vDisk", ["VM", "Disk", "Capacity MiB", "Thin"], disk_rows),
         rvtools.VNETWORK: _table("vNetwork", ["VM", "Network", "IPv4 Address", "Connected"],
                                  net_rows),
+        rvtools.VPARTITION: _table("vPartition", ["VM", "Disk", "Capacity MiB", "Consumed MiB"],
+                                   part_rows),
     }
     items = list(rvtools.import_tabs(tables, "prop.xlsx"))
     _outcome(items, len(vinfo))

@@ -12,7 +12,9 @@ Decisions a user should know (each one is also a ``LoadNote`` when it happens):
 * powered-off and suspended VMs are imported and tagged ``power_state``: someone has to
   decide whether they move, and dropping them would hide them from that decision;
 * vInfo is required; without vDisk the disk total comes from vInfo's
-  ``Total disk capacity MiB``, without vNetwork the IPs from ``Primary IP Address``.
+  ``Total disk capacity MiB``, without vNetwork the IPs from ``Primary IP Address``;
+* vPartition (the guest's own view of its filesystems, when VMware Tools runs) is read
+  when present: ``storage.filesystems`` with used space, which is what replication moves.
 
 Column names follow RVTools 4.x (``Provisioned MiB``); the ``MB`` spelling of 3.x and the
 older ``OS`` column are accepted too.
@@ -36,7 +38,7 @@ from migrationbox.inventory.importers.os_names import parse_os
 from migrationbox.inventory.importers.tables import Row, Table, norm
 from migrationbox.inventory.loaders import LoadNote, Origin, ParseError, RawRecord
 
-VINFO, VDISK, VNETWORK = "vInfo", "vDisk", "vNetwork"
+VINFO, VDISK, VNETWORK, VPARTITION = "vInfo", "vDisk", "vNetwork", "vPartition"
 TOOL = "rvtools"
 
 # column -> the spellings seen across RVTools versions (first is the current one)
@@ -75,6 +77,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "disk_path": ("Path", "Disk Path"),
     "controller": ("Controller",),
     "raw": ("Raw",),
+    # vPartition
+    "consumed": ("Consumed MiB", "Consumed MB"),
+    "free": ("Free MiB", "Free MB"),
     # vNetwork
     "nic": ("NIC label", "Network adapter", "Adapter Label"),
     "adapter": ("Adapter",),
@@ -94,6 +99,8 @@ def tab_kind(names: set[str]) -> str | None:
     has = lambda key: bool(names & {norm(v) for v in COLUMNS[key]})  # noqa: E731
     if has("cpus") and has("memory") and has("power"):
         return VINFO
+    if has("capacity") and (has("consumed") or has("free")):
+        return VPARTITION  # also has "Disk" and "Capacity MiB": test it before vDisk
     if has("capacity") and (has("disk") or has("disk_path")):
         return VDISK
     if has("network") and (has("mac") or has("ipv4") or has("adapter") or has("nic")):
@@ -141,6 +148,7 @@ def import_tabs(tables: dict[str, Table], file: str) -> Iterator[RawRecord | Loa
     info = _Tab(tables[VINFO], VINFO)
     disks = _Tab(tables[VDISK], VDISK) if VDISK in tables else None
     nets = _Tab(tables[VNETWORK], VNETWORK) if VNETWORK in tables else None
+    parts = _Tab(tables[VPARTITION], VPARTITION) if VPARTITION in tables else None
     for table in tables.values():
         for message in table.notes:
             yield LoadNote(file, "(file)", table.name, message, "import_note")
@@ -171,7 +179,7 @@ def import_tabs(tables: dict[str, Table], file: str) -> Iterator[RawRecord | Loa
         if vm:
             names.setdefault(vm, []).append(index)
     children: dict[int, dict[str, list[Row]]] = {}
-    for tab in (t for t in (disks, nets) if t is not None):
+    for tab in (t for t in (disks, nets, parts) if t is not None):
         for row in tab.table.rows:
             key = _join_key(tab, row)
             target = by_key.get(key) if key else None
@@ -190,7 +198,8 @@ def import_tabs(tables: dict[str, Table], file: str) -> Iterator[RawRecord | Loa
 
     for index, row in enumerate(info.table.rows):
         try:
-            yield from _vm(info, disks, nets, row, index, children.get(index, {}), file)
+            yield from _vm(info, disks, nets, parts, row, index, children.get(index, {}),
+                           file)
         except Exception as exc:  # a safety net: one odd row must not stop the file
             yield RawRecord(Origin(file, index, row.number, info.table.part,
                                    info.table.where(row)),
@@ -213,8 +222,8 @@ def _skipped(info: _Tab, rows: list[Row], indexes: list[int]) -> bool:
         or probe.flag(info.get(rows[i], "srm"), "SRM Placeholder") for i in indexes)
 
 
-def _vm(info: _Tab, disks: _Tab | None, nets: _Tab | None, row: Row, index: int,
-        kids: dict[str, list[Row]], file: str) -> Iterator[RawRecord | LoadNote]:
+def _vm(info: _Tab, disks: _Tab | None, nets: _Tab | None, parts: _Tab | None, row: Row,
+        index: int, kids: dict[str, list[Row]], file: str) -> Iterator[RawRecord | LoadNote]:
     cells = Cells()
     vm = text(info.get(row, "vm"))
     label = f"VM {vm!r}" if vm else info.table.where(row)
@@ -310,6 +319,27 @@ def _vm(info: _Tab, disks: _Tab | None, nets: _Tab | None, row: Row, index: int,
         if total_disk is not None:
             hardware["disk_total_gb"] = mib_to_gb(total_disk)
             cells.source("hardware.disk_total_gb", info.name("total_disk"))
+
+    if parts is not None and kids.get(VPARTITION):
+        filesystems = []
+        for prow in kids[VPARTITION]:
+            where = f"{parts.table.where(prow)}: "
+            capacity = cells.number(parts.get(prow, "capacity"), parts.name("capacity"),
+                                    where=where)
+            consumed = cells.number(parts.get(prow, "consumed"), parts.name("consumed"),
+                                    where=where)
+            if capacity is None:
+                if blank(parts.get(prow, "capacity")):
+                    cells.problem(f"{where}{parts.name('capacity')}", "empty", "missing_field")
+                continue
+            system: dict[str, Any] = {
+                "mount_point": text(parts.get(prow, "disk")) or f"partition {len(filesystems)}",
+                "size_gb": mib_to_gb(capacity)}
+            if consumed is not None:
+                system["used_gb"] = mib_to_gb(consumed)
+            filesystems.append(system)
+        data["storage"] = {"filesystems": filesystems}
+        cells.source("storage", parts.name("capacity"))
 
     # addresses: the primary IP first, then every NIC's
     addresses = cells.addresses(info.get(row, "primary_ip"), info.name("primary_ip"))
