@@ -18,6 +18,8 @@ from migrationbox.healer.detect import (
     DetectorConfig,
     ForecastConfig,
     Forecaster,
+    IncidentConfig,
+    IncidentDetector,
     MetricCsvError,
     SeriesError,
     ZScoreConfig,
@@ -236,9 +238,9 @@ def csv_file(tmp_path_factory) -> tuple[Path, list[str]]:
     return path, stamps
 
 
-def test_cli_prints_high_confidence_timestamps_one_per_line(csv_file, capsys) -> None:
+def test_cli_rows_prints_high_confidence_timestamps_one_per_line(csv_file, capsys) -> None:
     path, stamps = csv_file
-    assert run_cli(["--csv", str(path)]) == 0
+    assert run_cli(["--csv", str(path), "--rows"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert stamps[SPIKE] in lines and stamps[DROP] in lines and stamps[RAMP_END] in lines
     assert all(line in stamps for line in lines)
@@ -256,9 +258,11 @@ def test_cli_all_adds_low_confidence_lines_with_scores(csv_file, capsys) -> None
 
 def test_cli_bad_input_exits_2_with_the_line(tmp_path: Path, capsys) -> None:
     path = write(tmp_path, "timestamp,value\n2026-01-01T00:00Z,1\n2026-01-01T00:05Z,x\n")
-    assert run_cli(["--csv", str(path)]) == 2
+    assert run_cli(["--csv", str(path), "--strict"]) == 2
     err = capsys.readouterr().err
     assert "line 3: value 'x' is not a number" in err
+    assert run_cli(["--csv", str(path)]) == 0  # lenient: warned, row skipped
+    assert "line 3: value 'x' is not a number; row skipped" in capsys.readouterr().err
     assert run_cli(["--csv", str(path), "--window", "1"]) == 2
     assert "window" in capsys.readouterr().err
     assert run_cli(["--csv", str(tmp_path / "missing.csv")]) == 2
@@ -288,3 +292,83 @@ def test_missing_samples_are_skipped_not_flagged() -> None:
     result = Detector().detect(s)
     assert not any(SPIKE - 40 <= a.position < SPIKE - 20 for a in result.anomalies)
     assert by_position(result)[SPIKE].confidence is Confidence.high
+
+
+# --------------------------------------------------------------------------- incidents
+
+
+def flat_noise(n: int = 600, seed: int = 3) -> pd.Series:
+    rng = np.random.default_rng(seed)
+    index = pd.date_range("2026-05-01", periods=n, freq="5min", tz="UTC")
+    return pd.Series(50 + rng.normal(0, 1, n), index=index)
+
+
+def test_a_long_anomaly_is_one_incident_not_one_alert_per_row() -> None:
+    s = flat_noise()
+    s.iloc[300:360] += 25  # an hour-long outage: 60 rows far outside the baseline
+    result = IncidentDetector(IncidentConfig(cooldown=1000)).detect(s)
+    assert int(result.frame["score"].iloc[300:360].ge(4).sum()) == 60  # every row is odd
+    assert [i.start_position for i in result.incidents] == [300]  # ... one alert
+    assert int(result.alerts.sum()) == 1
+    incident = result.incidents[0]
+    assert incident.direction == "up" and incident.points == 60
+    assert incident.end_position == 359 and incident.end == s.index[359]
+
+
+def test_an_incident_clears_after_quiet_points_and_a_cooldown_reopens_a_lasting_one() -> None:
+    s = flat_noise()
+    s.iloc[300:310] += 25
+    s.iloc[400:410] += 40  # a second, larger burst after the first has cleared
+    cleared = IncidentDetector(IncidentConfig(cooldown=1000, clear_points=20)).detect(s)
+    assert [i.start_position for i in cleared.incidents] == [300, 400]
+    assert cleared.incidents[0].end_position == 309
+    # without clearing, only the cooldown ends an incident: the second burst falls inside
+    # the first incident's cooldown and opens nothing
+    held = IncidentDetector(IncidentConfig(cooldown=200, clear_points=1000)).detect(s)
+    assert [i.start_position for i in held.incidents] == [300]
+    # a shift that lasts: the cooldown closes the first alert and the shift alone does not
+    # alert again; a rise far beyond anything seen since is news and opens a second one
+    shift = flat_noise()
+    shift.iloc[300:] += 25
+    lasting = IncidentDetector(IncidentConfig(cooldown=100)).detect(shift)
+    assert [i.start_position for i in lasting.incidents] == [300]
+    assert lasting.incidents[0].end_position == 399  # closed by the cooldown
+    shift.iloc[450:] += 1000
+    again = IncidentDetector(IncidentConfig(cooldown=100)).detect(shift)
+    assert [i.start_position for i in again.incidents] == [300, 450]
+
+
+def test_incident_scores_are_causal() -> None:
+    s = flat_noise()
+    s.iloc[300:340] += 25
+    full = IncidentDetector().detect(s).frame
+    prefix = IncidentDetector().detect(s.iloc[:320]).frame
+    pd.testing.assert_frame_equal(full.iloc[:320], prefix)
+
+
+def test_repeated_out_of_order_and_missing_timestamps_are_put_up_with() -> None:
+    s = flat_noise(400)
+    frame = pd.DataFrame({"timestamp": s.index.astype(str), "value": s.to_numpy()})
+    frame.loc[300:, "value"] += 30
+    frame.loc[100, "timestamp"] = frame.loc[99, "timestamp"]  # repeated (DST, restart)
+    frame.loc[[150, 151]] = frame.loc[[151, 150]].to_numpy()  # out of order
+    frame.loc[200, "timestamp"] = None  # missing
+    result = IncidentDetector().detect(frame)
+    kinds = {(i.row, i.kind) for i in result.issues}
+    assert kinds == {(100, "repeated"), (151, "out_of_order"), (200, "missing_timestamp")}
+    assert len(result.frame) == 399 and result.frame.index.is_monotonic_increasing
+    assert [result.positions[i.start_position] for i in result.incidents] == [300]
+    with pytest.raises(SeriesError, match=r"row 100: timestamp .* repeats row 99"):
+        IncidentDetector().detect(frame, strict=True)
+
+
+def test_irregular_sampling_and_gaps_still_give_one_incident() -> None:
+    rng = np.random.default_rng(5)
+    steps = rng.integers(30, 900, 500)  # 30 s .. 15 min between samples
+    steps[250] = 6 * 3600  # and a six-hour gap
+    index = pd.DatetimeIndex(pd.Timestamp("2026-05-01", tz="UTC")
+                             + pd.to_timedelta(np.cumsum(steps), unit="s"))
+    s = pd.Series(50 + rng.normal(0, 1, 500), index=index)
+    s.iloc[400:430] -= 20
+    result = IncidentDetector().detect(s)
+    assert [(i.start_position, i.direction) for i in result.incidents] == [(400, "down")]

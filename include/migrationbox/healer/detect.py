@@ -273,8 +273,14 @@ def as_series(data: pd.Series | pd.DataFrame, *, timestamp_col: str = "timestamp
 
 @dataclass(frozen=True)
 class MetricCsv:
+    """A metric file's rows in time order. ``raw_timestamps[i]`` and ``lines[i]`` are how
+    row ``i`` of ``series`` was written and where; ``warnings`` name the lines the lenient
+    reader put up with (repeated, out-of-order, missing timestamps or values)."""
+
     series: pd.Series
     raw_timestamps: list[str]  # as written in the file, for echoing back to the user
+    lines: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 class MetricCsvError(ValueError):
@@ -284,17 +290,35 @@ class MetricCsvError(ValueError):
         self.path, self.line = str(path), line
 
 
-def read_metric_csv(path: str | Path) -> MetricCsv:
-    """Read a ``timestamp,value`` CSV (header required; other columns are ignored).
+def read_metric_csv(path: str | Path, *, strict: bool = True) -> MetricCsv:
+    """Read a ``timestamp,value`` CSV (header required; other columns are ignored;
+    ``.gz`` files are decompressed).
 
     Timestamps are ISO 8601 (with or without offset; naive means UTC) or Unix epoch
     seconds. Errors name the file line (the header is line 1).
+
+    ``strict`` (the default, for callers that need a clean series): any row with an empty,
+    unreadable, repeated or out-of-order timestamp or a missing or non-numeric value is an
+    error. Not strict (what ``migrationbox detect`` does unless ``--strict``): such rows
+    become ``warnings`` naming their line; rows without a usable timestamp or value are
+    dropped, repeated timestamps kept (both rows, in file order: daylight-saving changes
+    and agent restarts produce them) and out-of-order rows sorted into place.
     """
+    import gzip
+
     path = Path(path)
     try:
-        handle = path.open(newline="", encoding="utf-8-sig")
+        handle = (gzip.open(path, "rt", newline="", encoding="utf-8-sig")  # noqa: SIM115 (closed below)
+                  if path.suffix == ".gz" else path.open(newline="", encoding="utf-8-sig"))
     except OSError as exc:
         raise MetricCsvError(path, None, f"cannot read: {exc.strerror or exc}") from exc
+    warnings: list[str] = []
+
+    def problem(line: int, message: str) -> None:
+        if strict:
+            raise MetricCsvError(path, line, message)
+        warnings.append(f"{path} line {line}: {message}; row skipped")
+
     with handle:
         reader = csv.reader(handle)
         try:
@@ -302,6 +326,8 @@ def read_metric_csv(path: str | Path) -> MetricCsv:
         except StopIteration:
             raise MetricCsvError(path, None, "empty file (expected a header "
                                  "'timestamp,value')") from None
+        except (UnicodeDecodeError, OSError, csv.Error) as exc:
+            raise MetricCsvError(path, 1, f"cannot read: {exc}") from None
         names = [h.strip().lower() for h in header]
         missing = [c for c in ("timestamp", "value") if c not in names]
         if missing:
@@ -311,49 +337,85 @@ def read_metric_csv(path: str | Path) -> MetricCsv:
         stamps: list[str] = []
         values: list[float] = []
         lines: list[int] = []
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) <= max(ti, vi):
-                raise MetricCsvError(path, line, f"expected at least {max(ti, vi) + 1} "
-                                     f"columns, got {len(row)}")
-            stamp, raw = row[ti].strip(), row[vi].strip()
-            if not stamp:
-                raise MetricCsvError(path, line, "timestamp is empty")
-            if not raw:
-                raise MetricCsvError(path, line, "value is empty")
-            try:
-                value = float(raw)
-            except ValueError:
-                raise MetricCsvError(path, line, f"value {raw!r} is not a number") from None
-            if not math.isfinite(value):
-                raise MetricCsvError(path, line, f"value {raw!r} is not a finite number")
-            stamps.append(stamp)
-            values.append(value)
-            lines.append(line)
+        try:
+            for row in reader:
+                line = reader.line_num
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if len(row) <= max(ti, vi):
+                    problem(line, f"expected at least {max(ti, vi) + 1} columns, got {len(row)}")
+                    continue
+                stamp, raw = row[ti].strip(), row[vi].strip()
+                if not stamp:
+                    problem(line, "timestamp is empty")
+                    continue
+                if not raw:
+                    problem(line, "value is empty")
+                    continue
+                try:
+                    value = float(raw)
+                except ValueError:
+                    problem(line, f"value {raw!r} is not a number")
+                    continue
+                if not math.isfinite(value):
+                    problem(line, f"value {raw!r} is not a finite number")
+                    continue
+                stamps.append(stamp)
+                values.append(value)
+                lines.append(line)
+        except (UnicodeDecodeError, OSError, csv.Error) as exc:
+            raise MetricCsvError(path, reader.line_num + 1, f"cannot read: {exc}") from None
     if not stamps:
         raise MetricCsvError(path, None, "no data rows after the header")
-    index = _parse_timestamps(path, stamps, lines)
+    index = _parse_timestamps(path, stamps, lines, strict=strict, warnings=warnings)
+    keep = ~index.isna()
+    if not keep.any():
+        raise MetricCsvError(path, None, "no row has a readable timestamp")
+    kept = np.flatnonzero(keep)
+    stamps = [stamps[i] for i in kept]
+    lines = [lines[i] for i in kept]
+    index = index[kept]
+    vals = np.asarray(values, dtype=float)[kept]
     steps = np.diff(index.asi8)
-    if (steps <= 0).any():
+    if strict and (steps <= 0).any():
         pos = int(np.flatnonzero(steps <= 0)[0]) + 1
         raise MetricCsvError(path, lines[pos], f"timestamp {stamps[pos]!r} is not after the "
                              f"previous row's {stamps[pos - 1]!r} (line {lines[pos - 1]}); "
                              "rows must be in strictly increasing time order")
-    return MetricCsv(pd.Series(values, index=index, name="value", dtype=float), stamps)
+    series, order, issues = lenient_series(index, vals)
+    for issue in issues:  # only repeated / out-of-order remain here
+        earlier = ""
+        if issue.kind == "repeated":
+            first = int(np.flatnonzero(index.asi8 == index.asi8[issue.row])[0])
+            earlier = f" repeats line {lines[first]}'s; both rows kept"
+        else:
+            earlier = " is earlier than a previous row's; sorted into place"
+        warnings.append(f"{path} line {lines[issue.row]}: timestamp "
+                        f"{stamps[issue.row]!r}{earlier}")
+    return MetricCsv(series.rename("value"), [stamps[i] for i in order],
+                     [lines[i] for i in order], warnings)
 
 
-def _parse_timestamps(path: Path, stamps: list[str], lines: list[int]) -> pd.DatetimeIndex:
+def _parse_timestamps(path: Path, stamps: list[str], lines: list[int], *, strict: bool = True,
+                      warnings: list[str] | None = None) -> pd.DatetimeIndex:
+    """Parse every timestamp; a bad one raises (strict) or becomes NaT and a warning."""
     numeric = pd.to_numeric(pd.Series(stamps), errors="coerce")
     if numeric.notna().all():
         return pd.DatetimeIndex(pd.to_datetime(numeric.to_numpy(dtype=float), unit="s",
                                                utc=True))
     parsed = pd.to_datetime(pd.Series(stamps), utc=True, errors="coerce", format="ISO8601")
-    if parsed.isna().any():
-        pos = int(np.flatnonzero(parsed.isna().to_numpy())[0])
-        raise MetricCsvError(path, lines[pos], f"timestamp {stamps[pos]!r} is not ISO 8601 "
-                             "(e.g. 2026-05-15T14:23:45Z) or Unix epoch seconds")
+    # a file mixing epoch seconds and ISO 8601 keeps its epoch rows
+    epoch = parsed.isna() & numeric.notna()
+    if epoch.any():
+        parsed[epoch] = pd.to_datetime(numeric[epoch].to_numpy(dtype=float), unit="s",
+                                       utc=True)
+    for pos in np.flatnonzero(parsed.isna().to_numpy()):
+        message = (f"timestamp {stamps[pos]!r} is not ISO 8601 (e.g. 2026-05-15T14:23:45Z) "
+                   "or Unix epoch seconds")
+        if strict:
+            raise MetricCsvError(path, lines[pos], message)
+        if warnings is not None:
+            warnings.append(f"{path} line {lines[pos]}: {message}; row skipped")
     return pd.DatetimeIndex(parsed)
 
 
@@ -687,3 +749,275 @@ def detect(data: pd.Series | pd.DataFrame, config: DetectorConfig | None = None
            ) -> DetectionResult:
     """Shortcut for ``Detector(config).detect(data)``."""
     return Detector(config).detect(data)
+
+
+# --------------------------------------------------------------------------- input, lenient
+
+
+@dataclass(frozen=True)
+class SeriesIssue:
+    """Something odd about one input row that the lenient reader put up with.
+
+    ``row`` is the 0-based position in the input (a CSV reader maps it to a file line).
+    ``kind``: ``repeated`` (same timestamp as an earlier row; both kept), ``out_of_order``
+    (earlier than a previous row; sorted into place), ``missing_timestamp`` or
+    ``missing_value`` (row dropped).
+    """
+
+    row: int
+    kind: str
+    message: str
+
+
+def lenient_series(timestamps: Any, values: Any, *, strict: bool = False
+                   ) -> tuple[pd.Series, np.ndarray, list[SeriesIssue]]:
+    """Put ``(timestamps, values)`` in time order, putting up with what real exports do.
+
+    Repeated timestamps (daylight-saving changes, agent restarts) are kept, in input order;
+    rows out of time order are moved to their place (stable sort); rows without a
+    timestamp or value are dropped. Each case is an issue in the returned list. With
+    ``strict`` the first such row raises :class:`SeriesError` naming it instead.
+
+    Returns the series (UTC index, non-decreasing), the input position of each of its rows
+    and the issues.
+    """
+    index = pd.DatetimeIndex(pd.to_datetime(pd.Index(timestamps), utc=True, errors="coerce"))
+    vals = pd.to_numeric(pd.Series(list(values)), errors="coerce").to_numpy(dtype=float)
+    if len(index) != len(vals):
+        raise SeriesError(f"{len(index)} timestamps but {len(vals)} values")
+    issues: list[SeriesIssue] = []
+    keep = np.ones(len(vals), dtype=bool)
+    for pos in np.flatnonzero(index.isna()):
+        issues.append(SeriesIssue(int(pos), "missing_timestamp",
+                                  f"row {pos}: timestamp is missing; row dropped"))
+        keep[pos] = False
+    for pos in np.flatnonzero(~np.isfinite(vals) & keep):
+        issues.append(SeriesIssue(int(pos), "missing_value",
+                                  f"row {pos}: value is missing or not a finite number; "
+                                  "row dropped"))
+        keep[pos] = False
+    rows = np.flatnonzero(keep)
+    stamps = index.asi8[rows]
+    latest = np.maximum.accumulate(stamps) if len(stamps) else stamps
+    seen: dict[int, int] = {}
+    for k, (pos, stamp) in enumerate(zip(rows, stamps, strict=True)):
+        if stamp in seen:
+            issues.append(SeriesIssue(int(pos), "repeated",
+                                      f"row {pos}: timestamp {index[pos].isoformat()} repeats "
+                                      f"row {seen[int(stamp)]}'s; both kept"))
+        elif k and stamp < latest[k - 1]:
+            issues.append(SeriesIssue(int(pos), "out_of_order",
+                                      f"row {pos}: timestamp {index[pos].isoformat()} is "
+                                      "earlier than a previous row's; sorted into place"))
+        seen.setdefault(int(stamp), int(pos))
+    issues.sort(key=lambda i: i.row)
+    if strict and issues:
+        raise SeriesError(issues[0].message.split(";")[0] + " (strict: refused)")
+    order = np.argsort(stamps, kind="stable")
+    rows = rows[order]
+    series = pd.Series(vals[rows], index=index[rows], name="value")
+    return series, rows, issues
+
+
+# --------------------------------------------------------------------------- incidents
+
+
+@dataclass(frozen=True)
+class IncidentConfig:
+    """The incident detector (:class:`IncidentDetector`). Windows count points, not time.
+
+    Defaults were chosen on the tuning half of the NAB development files (see
+    ``benchmarks/bench_detector.py`` and docs/healer.md), not on the held-out half.
+    """
+
+    #: baseline: median and spread of up to this many points strictly before t
+    window: int = 4000
+    min_history: int = 100
+    #: a point can open an alert only beyond this robust z-score ...
+    threshold: float = 4.0
+    #: ... and only when its score exceeds ``novelty_ratio`` times the largest score of the
+    #: ``novelty_window`` points before it: a deviation larger than anything seen lately is
+    #: news; one like yesterday's is not
+    novelty_window: int = 8000
+    novelty_ratio: float = 1.0
+    #: an open alert closes after ``clear_points`` consecutive points below ``threshold``,
+    #: or ``cooldown`` points after it opened, whichever comes first; a new alert needs the
+    #: previous one closed
+    cooldown: int = 100
+    clear_points: int = 12
+    #: spread floor: the baseline's IQR/1.349, but at least this fraction of its std (a
+    #: series that is flat most of the time still has a scale) and ``min_scale``
+    std_fraction: float = 0.2
+    min_scale: float = 1e-9
+
+    def __post_init__(self) -> None:
+        for name in ("window", "min_history", "novelty_window", "cooldown", "clear_points"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if self.min_history < 2 or self.min_history > self.window:
+            raise ValueError(f"min_history: must be between 2 and window ({self.window}), "
+                             f"got {self.min_history}")
+        if self.threshold <= 0:
+            raise ValueError(f"threshold: must be positive, got {self.threshold}")
+        if self.novelty_ratio < 0:
+            raise ValueError(f"novelty_ratio: must be >= 0, got {self.novelty_ratio}")
+
+
+@dataclass(frozen=True)
+class Incident:
+    """One alert event: from the point that opened it to the point that closed it."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp | None  # None: still open at the end of the series
+    start_position: int
+    end_position: int  # last point of the incident (the series' last if still open)
+    peak: pd.Timestamp
+    peak_position: int
+    peak_score: float
+    direction: str  # "up" or "down", at the opening point
+    points: int  # points at or above the threshold inside the incident
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start.isoformat(),
+                "end": None if self.end is None else self.end.isoformat(),
+                "peak": self.peak.isoformat(), "peak_score": self.peak_score,
+                "direction": self.direction, "points": self.points,
+                "start_position": self.start_position, "end_position": self.end_position}
+
+
+@dataclass
+class IncidentResult:
+    """Per point (``frame``): value, baseline median and scale, signed ``z``, ``score``
+    (``|z|``), ``novelty`` (score over the largest recent score), ``alert`` (the point
+    opened an incident) and ``incident`` (its number, -1 outside any). ``incidents``: the
+    alert events. ``issues``: input rows the lenient reader put up with."""
+
+    frame: pd.DataFrame
+    incidents: list[Incident]
+    config: IncidentConfig
+    issues: list[SeriesIssue] = field(default_factory=list)
+    positions: np.ndarray | None = None  # input position of each frame row
+
+    @property
+    def alerts(self) -> np.ndarray:
+        return self.frame["alert"].to_numpy(dtype=bool)
+
+
+def incident_scores(series: pd.Series, config: IncidentConfig) -> pd.DataFrame:
+    """Causal robust z-score and novelty of each point (vectorised; rows in input order)."""
+    before = series.shift(1)
+    roll = before.rolling(config.window, min_periods=config.min_history)
+    median = roll.median()
+    iqr = roll.quantile(0.75) - roll.quantile(0.25)
+    scale = np.maximum(iqr / 1.349, config.std_fraction * roll.std())
+    scale = scale.where(scale > config.min_scale, config.min_scale)
+    z = (series - median) / scale
+    score = z.abs()
+    recent = score.shift(1).rolling(config.novelty_window, min_periods=1).max()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        novelty = score / recent
+    novelty = novelty.where(~(recent <= 0) | score.isna(), np.inf)
+    return pd.DataFrame({"value": series, "median": median, "scale": scale, "z": z,
+                         "score": score, "novelty": novelty})
+
+
+def group_incidents(frame: pd.DataFrame, config: IncidentConfig) -> tuple[np.ndarray,
+                                                                          np.ndarray,
+                                                                          list[Incident]]:
+    """Alert events from per-point scores: a point opens an incident when it is beyond
+    the threshold and novel and no incident is open; the incident closes after
+    ``clear_points`` points below the threshold or ``cooldown`` points after opening."""
+    score = frame["score"].to_numpy(dtype=float)
+    z = frame["z"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        above = score >= config.threshold
+        opens = above & (frame["novelty"].to_numpy(dtype=float) >= config.novelty_ratio)
+    n = len(score)
+    alert = np.zeros(n, dtype=bool)
+    member = np.full(n, -1, dtype=int)
+    spans: list[tuple[int, int, bool]] = []  # (start, end, closed)
+    pos = 0
+    candidates = np.flatnonzero(opens)
+    k = 0
+    while k < len(candidates):
+        start = int(candidates[k])
+        if start < pos:
+            k += 1
+            continue
+        alert[start] = True
+        limit = min(n, start + config.cooldown)  # closes at this point at the latest
+        end, below, closed = start, 0, False
+        i = start + 1
+        while i < limit:
+            if above[i]:
+                below, end = 0, i
+            elif not np.isnan(score[i]):
+                below += 1
+                if below >= config.clear_points:
+                    closed = True
+                    break
+            i += 1
+        if not closed and limit < n:  # cooldown over: closed, a new alert may open
+            closed, i = True, limit - 1
+        last = i if closed else n - 1
+        spans.append((start, end if closed else n - 1, closed))
+        member[start:last + 1] = len(spans) - 1
+        pos = last + 1 if closed else n
+        k += 1
+    index = frame.index
+    incidents = []
+    for start, end, closed in spans:
+        seg = score[start:end + 1]
+        peak = start + int(np.nanargmax(seg))
+        incidents.append(Incident(
+            start=index[start], end=index[end] if closed else None, start_position=start,
+            end_position=end, peak=index[peak], peak_position=peak,
+            peak_score=float(score[peak]), direction="up" if z[start] > 0 else "down",
+            points=int(np.count_nonzero(above[start:end + 1]))))
+    return alert, member, incidents
+
+
+class IncidentDetector:
+    """A causal per-point score and alert *events* over one metric series.
+
+    Each point's score uses only the points before it (in time order; repeated timestamps
+    in input order): its robust z-score against the median and spread of the ``window``
+    points before it. A point opens an incident when that score passes ``threshold`` *and*
+    exceeds every score of the ``novelty_window`` points before it, so a long anomaly makes
+    one alert, not one per row, and a deviation the series has been showing for a while
+    does not alert again. See :class:`IncidentConfig` for closing and cooldown.
+    """
+
+    def __init__(self, config: IncidentConfig | None = None) -> None:
+        self.config = config or IncidentConfig()
+
+    def detect(self, data: pd.Series | pd.DataFrame, *, strict: bool = False
+               ) -> IncidentResult:
+        """Score ``data`` (a Series on a DatetimeIndex, or a frame with ``timestamp`` and
+        ``value`` columns). Unordered, repeated or missing timestamps and missing values
+        are put up with (``result.issues``) unless ``strict``."""
+        if isinstance(data, pd.DataFrame):
+            missing = [c for c in ("timestamp", "value") if c not in data.columns]
+            if missing:
+                raise SeriesError(f"missing column(s) {', '.join(missing)}; found "
+                                  f"{', '.join(map(str, data.columns)) or 'none'}")
+            stamps, values = data["timestamp"], data["value"]
+        elif isinstance(data, pd.Series):
+            if not isinstance(data.index, pd.DatetimeIndex):
+                raise SeriesError("a Series must be indexed by timestamps (DatetimeIndex)")
+            stamps, values = data.index, data
+        else:
+            raise SeriesError(f"expected a pandas Series or DataFrame, got "
+                              f"{type(data).__name__}")
+        series, positions, issues = lenient_series(stamps, values, strict=strict)
+        return self.score(series, issues=issues, positions=positions)
+
+    def score(self, series: pd.Series, *, issues: list[SeriesIssue] | None = None,
+              positions: np.ndarray | None = None) -> IncidentResult:
+        """Score a series already in time order (NaN values are skipped, not scored)."""
+        frame = incident_scores(series.astype(float), self.config)
+        alert, member, incidents = group_incidents(frame, self.config)
+        frame["alert"] = alert
+        frame["incident"] = member
+        return IncidentResult(frame=frame, incidents=incidents, config=self.config,
+                              issues=list(issues or []), positions=positions)

@@ -1,0 +1,116 @@
+"""``migrationbox detect`` on a real exported series (NAB's speed_7578, shipped in
+ml/data/anomaly/nab-dev): incidents, scores, and files with repeated, out-of-order and
+missing timestamps (warned and carried on; ``--strict`` refuses, naming the line)."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+from pathlib import Path
+
+import pytest
+
+from migrationbox.cli import detect as detect_cli
+
+REAL = (Path(__file__).resolve().parents[2] / "ml" / "data" / "anomaly" / "nab-dev" / "data"
+        / "realTraffic" / "speed_7578.csv.gz")
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    detect_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["detect", *argv])
+    return args.handler(args)
+
+
+@pytest.fixture
+def real_lines() -> list[str]:
+    return gzip.decompress(REAL.read_bytes()).decode().splitlines()
+
+
+def write(tmp_path: Path, lines: list[str]) -> Path:
+    path = tmp_path / "speed.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_incidents_are_lines_with_start_end_and_peak(tmp_path: Path, real_lines, capsys) -> None:
+    path = write(tmp_path, real_lines)
+    assert run_cli(["--csv", str(path)]) == 0
+    out = capsys.readouterr()
+    assert out.err == ""
+    rows = [line.split("\t") for line in out.out.splitlines()]
+    stamps = {line.split(",")[0] for line in real_lines[1:]}
+    assert 0 < len(rows) < 20  # incidents, not rows: the file has 1,127 points
+    for start, end, peak, score, direction, points in rows:
+        assert start in stamps and (end in stamps or end == "open")
+        assert peak.removeprefix("peak=") in stamps and float(score.removeprefix("score=")) >= 4
+        assert direction in ("up", "down") and int(points.removeprefix("points=")) >= 1
+    # the .gz file itself is read too, with the same answer
+    assert run_cli(["--csv", str(REAL)]) == 0
+    assert [line.split("\t") for line in capsys.readouterr().out.splitlines()] == rows
+
+
+def test_scores_print_every_point_and_mark_the_alerts(tmp_path: Path, real_lines,
+                                                      capsys) -> None:
+    path = write(tmp_path, real_lines)
+    assert run_cli(["--csv", str(path)]) == 0
+    incidents = capsys.readouterr().out.splitlines()
+    assert run_cli(["--csv", str(path), "--scores"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == len(real_lines) - 1
+    assert rows[0][2] == "-"  # no history yet: no score
+    alerts = [r[0] for r in rows if r[-1] == "alert"]
+    assert alerts == [line.split("\t")[0] for line in incidents]
+
+
+def test_repeated_out_of_order_and_missing_rows_warn_and_carry_on(tmp_path: Path, real_lines,
+                                                                  capsys) -> None:
+    lines = list(real_lines)
+    clean = write(tmp_path, lines)
+    assert run_cli(["--csv", str(clean)]) == 0
+    expected = capsys.readouterr().out
+    # file line numbers are list index + 1 (the header is line 1)
+    stamp_40 = lines[39].split(",")[0]
+    lines.insert(40, f"{stamp_40},{lines[39].split(',')[1]}")  # line 41 repeats line 40
+    lines[60], lines[61] = lines[61], lines[60]  # line 62 is now earlier than line 61
+    lines.insert(80, ",55")  # line 81: no timestamp
+    messy = tmp_path / "messy.csv"
+    messy.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert run_cli(["--csv", str(messy)]) == 0
+    out = capsys.readouterr()
+    assert f"line 41: timestamp '{stamp_40}' repeats line 40's; both rows kept" in out.err
+    assert "line 62: timestamp" in out.err and "sorted into place" in out.err
+    assert "line 81: timestamp is empty; row skipped" in out.err
+    assert out.out.count("\n") == expected.count("\n")  # the same incidents are found
+    assert run_cli(["--csv", str(messy), "--strict"]) == 2
+    assert "messy.csv line 81: timestamp is empty" in capsys.readouterr().err
+    del lines[80]  # only the repeat and the swap left: strict names the repeat
+    messy.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert run_cli(["--csv", str(messy), "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert f"line 41: timestamp '{stamp_40}' is not after the previous row's" in err
+    assert "(line 40)" in err
+
+
+def test_many_warnings_are_counted_not_all_printed(tmp_path: Path, real_lines, capsys) -> None:
+    lines = real_lines[:1] + [f"{line},extra" if i % 2 else line.split(",")[0] + ",x"
+                              for i, line in enumerate(real_lines[1:300])]
+    path = write(tmp_path, lines)
+    assert run_cli(["--csv", str(path)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == detect_cli.MAX_WARNINGS + 1
+    assert err[-1].endswith("... and 140 more such rows")
+
+
+def test_bad_options_and_unreadable_files_exit_2(tmp_path: Path, real_lines, capsys) -> None:
+    path = write(tmp_path, real_lines)
+    assert run_cli(["--csv", str(path), "--window", "1"]) == 2
+    assert "window" in capsys.readouterr().err
+    assert run_cli(["--csv", str(path), "--cooldown", "0"]) == 2
+    assert "cooldown" in capsys.readouterr().err
+    assert run_cli(["--csv", str(tmp_path / "nope.csv")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    only_bad = write(tmp_path, ["timestamp,value", "soon,1", "later,2"])
+    assert run_cli(["--csv", str(only_bad)]) == 2
+    assert "no row has a readable timestamp" in capsys.readouterr().err
