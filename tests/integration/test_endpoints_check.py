@@ -192,6 +192,11 @@ def test_an_unpinned_host_key_is_refused(sshd, tree, monkeypatch):
                                      {"ssh_conn_id": "ssh_unpinned",
                                       "host_key": sshd.host_public_key}))
     assert pinned.ok, pinned.steps
+    # or a known_hosts file that has the host
+    by_file = check_endpoint(Endpoint("db-01", "disk", "root", ssh_uri(sshd, tree), None,
+                                      {"ssh_conn_id": "ssh_unpinned",
+                                       "known_hosts": str(sshd.known_hosts)}))
+    assert by_file.ok, by_file.steps
 
 
 def test_a_connection_that_allows_host_key_changes_is_refused(sshd, tree, monkeypatch):

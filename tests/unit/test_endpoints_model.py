@@ -88,6 +88,8 @@ def test_secrets_anywhere_in_details_or_uris_are_refused():
                                                              "host_key": "ssh-ed25519 AAAA"}},
      "details.host_key", "public key"),
     ({"kind": "database"}, "details.conn_id", "Airflow"),
+    ({"kind": "database", "details": {"conn_id": "c", "tables": "orders"}}, "details.tables",
+     "list of names"),
     ({"kind": "database", "source_uri": "sqlite:///relative.db"}, "source_uri", "absolute"),
     ({"kind": "database", "source_uri": "sqlite:////a.db", "details": {"conn_id": "x"}},
      "source_uri", "not both"),

@@ -119,6 +119,7 @@ class SshTarget:
     location: SshLocation
     conn_id: str
     host_key: str | None  # "ssh-ed25519 AAAA..." from details, if given per host
+    known_hosts: str | None = None  # a known_hosts file from details, if given
 
 
 def ssh_target(uri: str, details: dict[str, Any], *, conn_key: str = "ssh_conn_id",
@@ -131,7 +132,7 @@ def ssh_target(uri: str, details: dict[str, Any], *, conn_key: str = "ssh_conn_i
     if not conn_id:
         raise EndpointError(f"{label or uri}: details.{conn_key} names no Airflow SSH connection")
     key_name = "host_key" if conn_key == "ssh_conn_id" else "target_host_key"
-    return SshTarget(location, str(conn_id), details.get(key_name))
+    return SshTarget(location, str(conn_id), details.get(key_name), details.get("known_hosts"))
 
 
 def _public_key(text: str) -> Any:
@@ -142,6 +143,22 @@ def _public_key(text: str) -> Any:
         raise ValueError("host_key must be '<type> <base64>' as in known_hosts")
     key_type, data = parts[0], parts[1]
     return paramiko.PKey.from_type_string(key_type, base64.b64decode(data))
+
+
+def _known_host_key(path: str, host: str, port: int) -> Any:
+    """The key a known_hosts file pins for ``host`` (``[host]:port`` off port 22)."""
+    import paramiko
+
+    try:
+        keys = paramiko.HostKeys(path)
+    except OSError as exc:
+        raise HostKeyNotPinned(f"known_hosts file {path}: {exc.strerror or exc}") from exc
+    name = host if port == 22 else f"[{host}]:{port}"
+    entry = keys.lookup(name)
+    if not entry:
+        raise HostKeyNotPinned(f"host key of {host}:{port} is not pinned: {path} has no "
+                               f"entry for {name}")
+    return next(iter(entry.values()))
 
 
 def ssh_hook(target: SshTarget, *, timeout: int = SSH_CONNECT_TIMEOUT_S,
@@ -166,6 +183,11 @@ def ssh_hook(target: SshTarget, *, timeout: int = SSH_CONNECT_TIMEOUT_S,
             hook.host_key = _public_key(target.host_key)
         except Exception as exc:
             raise EndpointError(f"details.host_key of {loc.address()}: {exc}") from exc
+    if hook.host_key is None:
+        extra = dict(get_connection(target.conn_id).extra_dejson or {})
+        known_hosts = target.known_hosts or extra.get("known_hosts")
+        if known_hosts:
+            hook.host_key = _known_host_key(str(known_hosts), hook.remote_host, int(hook.port))
     if hook.key_file or hook.pkey:
         hook.look_for_keys = False  # the connection's key, not whatever ~/.ssh holds
     return hook

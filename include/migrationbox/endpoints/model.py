@@ -295,6 +295,12 @@ class EndpointSpec(EndpointModel):
 
     def _database_rules(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
+        for key in ("tables", "schemas"):
+            value = self.details.get(key)
+            if value is not None and (not isinstance(value, list) or not all(
+                    isinstance(v, str) and v for v in value)):
+                out.append((f"details.{key}", "must be a list of names"
+                            + (" (schema.table or table)" if key == "tables" else "")))
         for side, uri, conn_key in (("source_uri", self.source_uri, "conn_id"),
                                     ("target_uri", self.target_uri, "target_conn_id")):
             conn = self.details.get(conn_key)
