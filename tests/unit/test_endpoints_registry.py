@@ -250,3 +250,18 @@ def test_api_lists_imports_and_refuses_bad_bodies(store):
                        json={"estate": "x", "endpoints": []}).status_code == 422
     assert client.post("/estates/nope/endpoints", json=GOOD).status_code == 404
     assert client.get("/estates/nope/endpoints").status_code == 404
+
+
+def test_the_endpoint_routes_sit_behind_the_apis_authentication(store):
+    from fastapi import HTTPException
+
+    from migrationbox.api.app import build_app
+
+    def deny() -> None:
+        raise HTTPException(401, "not authenticated")
+
+    client = TestClient(build_app(auth=deny))
+    assert client.get("/estates/tiny/endpoints").status_code == 401
+    assert client.get("/estates/tiny/endpoints/check").status_code == 401
+    assert client.post("/estates/tiny/endpoints", json=GOOD).status_code == 401
+    assert stored() == []

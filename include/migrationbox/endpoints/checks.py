@@ -470,9 +470,15 @@ def check_endpoint(ep: Endpoint) -> EndpointCheck:
     except _Failed as failure:
         return run.finish(failure)
     except (EndpointError, ConfigurationError, ValueError) as exc:
-        step = next((s for s in STEPS if s not in {x.name for x in run.check.steps}), "room")
-        return run.finish(_Failed(step, str(exc)))
+        return run.finish(_Failed(_next_step(run), str(exc)))
+    except Exception as exc:  # a server or driver failing in a way not foreseen above
+        return run.finish(_Failed(_next_step(run), f"{type(exc).__name__}: {_first_line(exc)}"))
     return run.finish(None)
+
+
+def _next_step(run: _Run) -> StepName:
+    done = {x.name for x in run.check.steps}
+    return next((s for s in STEPS if s not in done), "room")
 
 
 def check_endpoints(endpoints: Iterable[Endpoint], workers: int = 4) -> list[EndpointCheck]:
