@@ -55,7 +55,7 @@ from migrationbox.replication.dms import (
 SERVER = LabServer("pg-01", "pg01.corp.example", "postgresql", data_size_gb=20)
 
 
-def DbEndpoint(server_id: str, name: str, source_uri: str | None, target_uri: str | None,
+def db_endpoint(server_id: str, name: str, source_uri: str | None, target_uri: str | None,
                details: dict[str, Any] | None = None) -> Endpoint:
     return Endpoint(server_id, "database", name, source_uri, target_uri, dict(details or {}))
 
@@ -209,7 +209,7 @@ def test_teardown_takes_only_its_own_waves_resources(service):
 
 # ---------------------------------------------------------------- the whole path
 def test_database_through_dms_is_judged_by_checksums_and_copied(service, pg):
-    ep = DbEndpoint("pg-01", "app", pg.source_url, pg.target_url)
+    ep = db_endpoint("pg-01", "app", pg.source_url, pg.target_url)
     placement = ServicePlacement(estate="acme", wave=1, subnet_ids=tuple(_subnets()))
     result = replicate_database_via_service(ep, placement, service, poll_seconds=0.1,
                                             validation_attempts=2)
@@ -240,7 +240,7 @@ def test_a_stopped_task_falls_back_with_the_status_and_nothing_half_done(service
     a task stopped behind MigrationBox's back (the provider's DmsStopTaskOperator)."""
     from airflow.providers.amazon.aws.operators.dms import DmsStopTaskOperator
 
-    ep = DbEndpoint("pg-01", "app", pg.source_url, pg.target_url)
+    ep = db_endpoint("pg-01", "app", pg.source_url, pg.target_url)
     placement = ServicePlacement(estate="acme", wave=1)
     start = start_service_migration(ep, placement, service)
     assert start.fallback_reason is None and start.task_id
@@ -269,7 +269,7 @@ def test_a_stopped_task_falls_back_with_the_status_and_nothing_half_done(service
 
 
 def test_a_task_not_yet_loaded_is_never_reported_done(service, pg):
-    ep = DbEndpoint("pg-01", "app", pg.source_url, pg.target_url)
+    ep = db_endpoint("pg-01", "app", pg.source_url, pg.target_url)
     spec = _spec(name="app", source=DatabaseLocation.from_url(pg.source_url, "s"),
                  target=DatabaseLocation.from_url(pg.target_url, "t"))
     res = service.ensure_migration(spec, CREDS, CREDS)
@@ -290,7 +290,7 @@ def test_the_service_unreachable_falls_back_or_fails_clearly(pg, monkeypatch,
                   "config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"},
                                     "connect_timeout": 2}}}))
     service = AwsDmsService(conn_id="aws_dms_down", poll_seconds=0.1, timeout_seconds=5)
-    ep = DbEndpoint("pg-01", "app", pg.source_url, pg.target_url)
+    ep = db_endpoint("pg-01", "app", pg.source_url, pg.target_url)
     placement = ServicePlacement(estate="acme", wave=1)
     with pytest.raises(DatabaseServiceError) as err:
         replicate_database_via_service(ep, placement, service, allow_fallback=False)
@@ -309,7 +309,7 @@ def test_credentials_stay_out_of_results_and_logs(service, pg, monkeypatch, capl
     monkeypatch.setenv("AIRFLOW_CONN_MB_DMS_SRC", json.dumps({
         "conn_type": "postgres", "login": "postgres", "password": "never-logged-pw",
         "host": src.host, "port": src.port, "schema": src.database}))
-    ep = DbEndpoint("pg-01", "app", None, pg.target_url, {"conn_id": "mb_dms_src"})
+    ep = db_endpoint("pg-01", "app", None, pg.target_url, {"conn_id": "mb_dms_src"})
     caplog.set_level("INFO")  # what task logs carry (botocore DEBUG echoes request bodies)
     result = replicate_database_via_service(ep, ServicePlacement("acme", 1), service,
                                             poll_seconds=0.1, validation_attempts=1)
@@ -319,3 +319,46 @@ def test_credentials_stay_out_of_results_and_logs(service, pg, monkeypatch, capl
     dms = aws_client("dms", region="us-east-1")
     assert "never-logged-pw" not in json.dumps(dms.describe_endpoints(), default=str)
     assert os.environ["AIRFLOW_CONN_MB_DMS_SRC"]  # only the connection holds it
+
+
+def _instance_transition(emulator: EmulatorProcess, transition: dict[str, Any] | None) -> None:
+    """moto's state manager: how many reads a replication instance stays ``creating``."""
+    import httpx
+
+    model = {"model_name": "dms::replicationinstance"}
+    if transition is None:
+        response = httpx.post(f"{emulator.url}/moto-api/state-manager/unset-transition",
+                              json=model, timeout=10)
+    else:
+        response = httpx.post(f"{emulator.url}/moto-api/state-manager/set-transition",
+                              json={**model, "transition": transition}, timeout=10)
+    assert response.status_code == 201, response.text
+
+
+def test_an_instance_that_never_comes_up_falls_back_and_a_rerun_resumes(fresh_aws, pg):
+    """The emulator's instance held in ``creating`` (moto's state manager): the wait
+    gives up with a reason naming the instance, the copy takes over; once the instance
+    is available, a re-run reuses it instead of making another."""
+    ep = db_endpoint("pg-01", "app", pg.source_url, pg.target_url)
+    placement = ServicePlacement(estate="acme", wave=1)
+    slow = AwsDmsService(region="us-east-1", poll_seconds=0.1, timeout_seconds=1)
+    _instance_transition(fresh_aws, {"progression": "manual", "times": 1_000_000})
+    try:
+        with pytest.raises(DatabaseServiceError) as err:
+            start_service_migration(ep, placement, slow, allow_fallback=False)
+        assert "endpoint pg-01/database/app" in str(err.value)
+        assert f"replication instance {wave_identifier('acme', 1)} to be available: still " \
+               f"creating" in str(err.value)
+        start = start_service_migration(ep, placement, slow)
+        assert start.task_id is None and "still creating" in (start.fallback_reason or "")
+        assert _tables(pg.target_url) == []  # nothing copied by the start
+    finally:
+        _instance_transition(fresh_aws, None)
+    dms = aws_client("dms", region="us-east-1")
+    assert len(dms.describe_replication_instances()["ReplicationInstances"]) == 1
+
+    resumed = start_service_migration(ep, placement, slow)
+    assert resumed.fallback_reason is None and resumed.task_id
+    assert resumed.resources is not None
+    assert wave_identifier("acme", 1) in resumed.resources["reused"]
+    assert len(dms.describe_replication_instances()["ReplicationInstances"]) == 1

@@ -31,7 +31,7 @@ SERVER = LabServer("db-01", "db-prod-01.company.local", "postgresql", data_size_
 PLACEMENT = ServicePlacement(estate="unit", wave=1)
 
 
-def DbEndpoint(server_id: str, name: str, source_uri: str | None, target_uri: str | None,
+def db_endpoint(server_id: str, name: str, source_uri: str | None, target_uri: str | None,
                details: dict[str, Any] | None = None) -> Endpoint:
     return Endpoint(server_id, "database", name, source_uri, target_uri, dict(details or {}))
 
@@ -50,7 +50,7 @@ def _conn_env(monkeypatch, conn_id: str, **fields: Any) -> None:
 def test_login_comes_from_the_airflow_connection_at_call_time(monkeypatch):
     _conn_env(monkeypatch, "mb_unit_src", conn_type="postgres", login="app",
               password="p@ss:w/rd", host="db.corp.example", port=5433, schema="shop")
-    ep = DbEndpoint("pg-01", "orders", None, None, {"conn_id": "mb_unit_src"})
+    ep = db_endpoint("pg-01", "orders", None, None, {"conn_id": "mb_unit_src"})
     from sqlalchemy.engine import make_url
 
     parsed = make_url(resolve_database_url(ep, "source"))
@@ -61,13 +61,13 @@ def test_login_comes_from_the_airflow_connection_at_call_time(monkeypatch):
               host="db.corp.example", port=5433, schema="shop")
     assert make_url(resolve_database_url(ep, "source")).password == "new"
     # a URI without a connection is used as it is
-    plain = DbEndpoint("pg-01", "orders", "postgresql://app@db.corp.example/shop", None)
+    plain = db_endpoint("pg-01", "orders", "postgresql://app@db.corp.example/shop", None)
     assert resolve_database_url(plain, "source") == "postgresql://app@db.corp.example/shop"
 
 
 def test_missing_connection_names_server_endpoint_field_and_connection(sqlite_pair):
     src, _ = sqlite_pair
-    ep = DbEndpoint("pg-01", "orders", src, None, {"target_conn_id": "mb_unit_absent"})
+    ep = db_endpoint("pg-01", "orders", src, None, {"target_conn_id": "mb_unit_absent"})
     with pytest.raises(ConfigurationError) as err:
         replicate_database_via_service(ep, PLACEMENT, None)
     message = str(err.value)
@@ -80,11 +80,11 @@ def test_missing_connection_names_server_endpoint_field_and_connection(sqlite_pa
 def test_no_url_and_unknown_engine_are_input_errors(sqlite_pair):
     src, tgt = sqlite_pair
     with pytest.raises(InputError, match=r"endpoint pg-01/database/orders.*target"):
-        replicate_database_via_service(DbEndpoint("pg-01", "orders", src, None), PLACEMENT,
+        replicate_database_via_service(db_endpoint("pg-01", "orders", src, None), PLACEMENT,
                                        None)
     with pytest.raises(InputError) as err:
         replicate_database_via_service(
-            DbEndpoint("pg-01", "orders", "foodb://legacy.corp/erp", tgt), PLACEMENT, None)
+            db_endpoint("pg-01", "orders", "foodb://legacy.corp/erp", tgt), PLACEMENT, None)
     assert "endpoint pg-01/database/orders field source_uri" in str(err.value)
     assert "foodb" in str(err.value)
     # refused before anything was written
@@ -99,7 +99,7 @@ def test_sqlite_source_is_copied_with_the_reason_and_validated(sqlite_pair):
     src, tgt = sqlite_pair
     # the adapter is real, but is never called for an engine DMS cannot take
     service = AwsDmsService(conn_id="mb_unit_no_aws_here", region="us-east-1")
-    result = replicate_database_via_service(DbEndpoint("db-01", "app", src, tgt), PLACEMENT,
+    result = replicate_database_via_service(db_endpoint("db-01", "app", src, tgt), PLACEMENT,
                                             service)
     assert result.method == "copy"
     assert result.dms_task_arn is None
@@ -109,14 +109,14 @@ def test_sqlite_source_is_copied_with_the_reason_and_validated(sqlite_pair):
     assert summary["checksum_match"] is True and summary["method"] == "copy"
     assert {t["table"] for t in summary["tables"]} == {t.table for t in result.tables}
     # a re-run resumes from the copy's watermarks: nothing left to copy
-    again = replicate_database_via_service(DbEndpoint("db-01", "app", src, tgt), PLACEMENT,
+    again = replicate_database_via_service(db_endpoint("db-01", "app", src, tgt), PLACEMENT,
                                            service)
     assert again.done and again.rows_copied == 0
 
 
 def test_no_service_for_the_cloud_is_recorded(sqlite_pair):
     src, tgt = sqlite_pair
-    result = replicate_database_via_service(DbEndpoint("db-01", "app", src, tgt), PLACEMENT,
+    result = replicate_database_via_service(db_endpoint("db-01", "app", src, tgt), PLACEMENT,
                                             None)
     assert result.method == "copy" and result.done
     assert result.fallback_reason == "no database migration service for this cloud"
@@ -125,7 +125,7 @@ def test_no_service_for_the_cloud_is_recorded(sqlite_pair):
 def test_a_copy_that_cannot_write_is_an_error_not_a_result(sqlite_pair, tmp_path):
     src, _ = sqlite_pair
     missing_dir = tmp_path / "no-such-dir" / "target.sqlite"
-    ep = DbEndpoint("db-01", "app", src, f"sqlite:///{missing_dir}")
+    ep = db_endpoint("db-01", "app", src, f"sqlite:///{missing_dir}")
     with pytest.raises(DatabaseCopyFailed) as err:
         replicate_database_via_service(ep, PLACEMENT, None)
     assert isinstance(err.value, ExternalServiceError)
@@ -149,7 +149,7 @@ def test_password_is_in_no_result(monkeypatch):
         _conn_env(monkeypatch, "mb_unit_pg_src", conn_type="postgres", login="postgres",
                   password="never-shown-pw", host=src.host, port=src.port,
                   schema=src.database)
-        ep = DbEndpoint("db-01", "app", None, dbs.target_url, {"conn_id": "mb_unit_pg_src"})
+        ep = db_endpoint("db-01", "app", None, dbs.target_url, {"conn_id": "mb_unit_pg_src"})
         result = replicate_database_via_service(ep, PLACEMENT, None)
         assert result.done
         assert "never-shown-pw" not in json.dumps(result.summary(), default=str)
