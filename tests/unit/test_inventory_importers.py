@@ -352,6 +352,17 @@ def test_csv_encodings_latin1_and_utf8_bom(tmp_path: Path) -> None:
     assert not any("UTF-8" in w.message for w in report.warnings)
 
 
+def test_utf16_tab_separated_export(tmp_path: Path) -> None:
+    """Excel's "Unicode text" export: UTF-16 with a byte-order mark, tab-separated."""
+    header = ["ExternalId", "HostName", "IPAddress", "CPU.NumberOfProcessors",
+              "RAM.TotalSizeInMB", "OS.Name"]
+    path = _csv(tmp_path / "servers.csv", [header, ["ü-1", "u1.example.com", "10.6.0.1", 2,
+                                                    2048, "Ubuntu"]],
+                encoding="utf-16", delimiter="\t")
+    (server,) = validate_inventory(path).valid
+    assert server.server_id == "u-1" and server.model_extra["identifiers"]["external_id"] == "ü-1"
+
+
 def test_semicolon_csv_tabs_paired_by_name(tmp_path: Path) -> None:
     _csv(tmp_path / "site1_vInfo.csv", [VINFO_4X, _vinfo("s1-a")], delimiter=";")
     _csv(tmp_path / "site1_vDisk.csv", [["VM", "Disk", "Capacity MiB", "VM UUID"],

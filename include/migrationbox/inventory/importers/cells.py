@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import Any
@@ -138,8 +139,13 @@ class Cells:
 
 
 def server_id_from(name: str) -> str:
-    """A server_id (``[A-Za-z0-9][A-Za-z0-9._:-]*``) from a VM or host name."""
-    cleaned = SERVER_ID_OK.sub("-", name.strip()).strip("-._:")
+    """A server_id (``[A-Za-z0-9][A-Za-z0-9._:-]*``) from a VM or host name.
+
+    Accents are dropped rather than the letter (``Müller`` -> ``Muller``), other
+    characters a server id cannot hold become ``-``.
+    """
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    cleaned = SERVER_ID_OK.sub("-", ascii_name.strip()).strip("-._:")
     return cleaned[:128]
 
 

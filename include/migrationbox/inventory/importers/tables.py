@@ -158,8 +158,8 @@ def decode_text(raw: bytes) -> tuple[str, str | None]:
     Windows machines, and said so, since a wrong guess shows up as odd characters in
     names rather than as an error.
     """
-    if raw.startswith(b"\xff\xfe") or raw.startswith(b"\xfe\xff"):
-        return raw.decode("utf-16"), None
+    if raw.startswith(b"\xff\xfe") or raw.startswith(b"\xfe\xff"):  # Excel "Unicode text"
+        return raw.decode("utf-16", errors="replace"), None
     try:
         return raw.decode("utf-8-sig"), None
     except UnicodeDecodeError as exc:
