@@ -36,7 +36,13 @@ from migrationbox.inventory.importers.cells import (
 )
 from migrationbox.inventory.importers.os_names import parse_os
 from migrationbox.inventory.importers.tables import Row, Table, norm
-from migrationbox.inventory.loaders import LoadNote, Origin, ParseError, RawRecord
+from migrationbox.inventory.loaders import (
+    LoadNote,
+    Origin,
+    ParseError,
+    RawRecord,
+    SourceProblem,
+)
 
 VINFO, VDISK, VNETWORK, VPARTITION = "vInfo", "vDisk", "vNetwork", "vPartition"
 TOOL = "rvtools"
@@ -207,9 +213,7 @@ def import_tabs(tables: dict[str, Table], file: str) -> Iterator[RawRecord | Loa
                             (_importer_error(exc),))
 
 
-def _importer_error(exc: Exception) -> Any:
-    from migrationbox.inventory.loaders import SourceProblem
-
+def _importer_error(exc: Exception) -> SourceProblem:
     return SourceProblem("(row)", f"importer error on this row: {type(exc).__name__}: {exc}",
                          "invalid_value")
 
