@@ -189,6 +189,17 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def describe_task(hook: Any, task_arn: str) -> dict[str, Any] | None:
+    """``DmsHook.get_task_description``, with the real service's ``ResourceNotFoundFault``
+    for a task that is gone read as "no task" (the emulator answers an empty list)."""
+    try:
+        return hook.get_task_description(task_arn)
+    except ClientError as exc:
+        if _code(exc) == "ResourceNotFoundFault":
+            return None
+        raise
+
+
 def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
 
@@ -272,7 +283,10 @@ class AwsDmsService:
         return None
 
     # -- look-ups -----------------------------------------------------------------------
-    def _find(self, op: str, key: str, filter_name: str, value: str) -> dict[str, Any] | None:
+    def _find(self, op: str, key: str, filter_name: str, value: str,
+              first: bool = True) -> Any:
+        """The first match (or, ``first=False``, all matches); the real service answers
+        ``ResourceNotFoundFault`` where the emulator answers an empty list."""
         try:
             found = getattr(self.client, op)(
                 Filters=[{"Name": filter_name, "Values": [value]}]).get(key, [])
@@ -280,6 +294,8 @@ class AwsDmsService:
             if _code(exc) == "ResourceNotFoundFault":
                 return None
             raise
+        if not first:
+            return found
         return found[0] if found else None
 
     def _task(self, arn: str) -> dict[str, Any] | None:
@@ -454,7 +470,7 @@ class AwsDmsService:
     # -- run ------------------------------------------------------------------------------
     def status(self, task_id: str) -> TaskStatus:
         with self._calling(f"task {task_id}", "status"):
-            return classify_task(task_id, self.hook.get_task_description(task_id))
+            return classify_task(task_id, describe_task(self.hook, task_id))
 
     def _test_connections(self, where: str, task: dict[str, Any]) -> None:
         """Have the instance test both endpoints before the first start (DMS's own check
@@ -463,9 +479,9 @@ class AwsDmsService:
         for role, endpoint in (("source", task["SourceEndpointArn"]),
                                ("target", task["TargetEndpointArn"])):
             def read(endpoint: str = endpoint) -> dict[str, Any] | None:
-                conns = self.client.describe_connections(
-                    Filters=[{"Name": "endpoint-arn", "Values": [endpoint]}]
-                ).get("Connections", [])
+                found = self._find("describe_connections", "Connections", "endpoint-arn",
+                                   endpoint, first=False)
+                conns = found or []
                 return next((c for c in conns if c.get("ReplicationInstanceArn") == instance),
                             None)
 
@@ -635,7 +651,7 @@ class DmsFullLoadSensor(DmsTaskBaseSensor):
         from airflow.sdk import PokeReturnValue
 
         status = classify_task(self.replication_task_arn,
-                               self.hook.get_task_description(self.replication_task_arn))
+                               describe_task(self.hook, self.replication_task_arn))
         self.log.info("DMS task %s: %s (%s)", self.replication_task_arn, status.state.value,
                       status.provider_status)
         return PokeReturnValue(is_done=status.terminal, xcom_value=status.as_dict())
