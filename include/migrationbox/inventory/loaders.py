@@ -81,7 +81,7 @@ class Origin:
 
     def __str__(self) -> str:
         if self.part is not None:  # "" for a CSV file, which has no sheets
-            return f"{self.file} {self.part} row {self.line}".replace("  ", " ")
+            return " ".join(x for x in (self.file, self.part, f"row {self.line}") if x)
         if self.line is not None:
             return f"{self.file}:{self.line}"
         return f"{self.file}#{self.index}"

@@ -105,7 +105,7 @@ class Quarantined:
     @property
     def location(self) -> str:
         if self.part is not None and self.line is not None:
-            return f"{self.file} {self.part} row {self.line}".replace("  ", " ")
+            return " ".join(x for x in (self.file, self.part, f"row {self.line}") if x)
         return f"{self.file}:{self.line}" if self.line is not None else self.file
 
     @property
