@@ -190,3 +190,20 @@ def test_dms_takes_server_engines_and_refuses_sqlite_with_the_reason():
     assert reason is not None and "sqlite source" in reason
     reason = service.unsupported_reason(pg, DatabaseLocation("sqlite", None, None, "/y.db"))
     assert reason is not None and "sqlite target" in reason
+
+
+@pytest.mark.parametrize(("endpoint_url", "emulated"), [
+    ("http://127.0.0.1:5000", True),
+    ("http://localhost:4566", True),
+    ("https://dms.eu-west-1.amazonaws.com", False),
+    (None, False),
+])
+def test_emulated_is_read_from_the_aws_connection(monkeypatch, endpoint_url, emulated):
+    import json
+
+    extra = {"region_name": "eu-west-1"}
+    if endpoint_url:
+        extra["endpoint_url"] = endpoint_url
+    monkeypatch.setenv("AIRFLOW_CONN_MB_UNIT_AWS", json.dumps(
+        {"conn_type": "aws", "login": "k", "password": "s", "extra": extra}))
+    assert AwsDmsService(conn_id="mb_unit_aws").emulated is emulated
