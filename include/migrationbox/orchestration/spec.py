@@ -1,21 +1,43 @@
-"""Wave-DAG specs: the compact, parse-time view of stored plans.
+"""The plan spec: the one model ``migrationbox plan`` writes and the wave-DAG file reads.
 
-``migrationbox plan`` writes one JSON file per estate into ``config.plans_dir()``. The DAG
-file reads only these files at parse time: no database, no network, and no per-server
-data, so parsing stays fast for a 10,000-server plan. A spec that does not validate is
-raised as an import error naming the file and the field, never skipped silently.
+``migrationbox plan`` writes one JSON file per estate into ``config.plans_dir()``
+(``planning.export.write_wave_spec`` builds a :class:`PlanSpec` and dumps it); the DAG
+file reads the same model back at parse time: no database, no network, and no
+per-server data, so parsing stays fast for a 10,000-server plan. Writer and reader share
+this one model, so a field cannot be written that the reader does not know.
+
+``schema_version`` is checked before anything else: a spec written by a newer
+MigrationBox is refused with a message naming the file and the MigrationBox version
+that wrote it, not half-read. Reading creates nothing (no folder, no file).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+#: the plan-spec format this MigrationBox writes and the newest it reads
+SCHEMA_VERSION = 1
+#: what specs written before ``schema_version`` existed carried instead (= version 1)
+_LEGACY_SCHEMA = "migrationbox.wave-spec/1"
+
+
+class SpecError(ValueError):
+    """A plan spec file that cannot be turned into DAGs (the message names the file)."""
+
+    def __init__(self, message: str, *, path: Path | None = None, estate: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.estate = estate
 
 
 class WaveSpec(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    """One wave, as much as building its DAG needs (no server list)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     number: int = Field(ge=1)
     name: str
@@ -29,55 +51,141 @@ class WaveSpec(BaseModel):
 
 
 class PlanSpec(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    """One estate's plan, compact: what the wave-DAG file builds every wave DAG from."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = Field(default=SCHEMA_VERSION, ge=1, le=SCHEMA_VERSION)
+    written_by: str | None = Field(
+        default=None, description="MigrationBox version that wrote the spec"
+    )
     estate: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     version: int = Field(ge=1)
     created_at: str
     waves: list[WaveSpec] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _waves_refer_to_earlier_waves(self) -> PlanSpec:
+        numbers = [w.number for w in self.waves]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError(f"waves: duplicate wave numbers {sorted(numbers)}")
+        for wave in self.waves:
+            bad = [d for d in wave.depends_on_waves if d not in numbers or d >= wave.number]
+            if bad:
+                raise ValueError(
+                    f"waves[{wave.number}].depends_on_waves: {bad} are not earlier waves"
+                )
+        return self
 
-class SpecError(ValueError):
-    """A plan spec file that cannot be turned into DAGs."""
+    def to_json(self) -> str:
+        """Stable text (sorted keys) so that an unchanged plan writes identical bytes."""
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+
+def migrationbox_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("migrationbox")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _check_schema_version(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    """Refuse a spec this MigrationBox cannot read; map the pre-version format to 1."""
+    raw = dict(raw)
+    if "schema_version" not in raw and raw.get("schema") == _LEGACY_SCHEMA:
+        raw.pop("schema")
+        raw["schema_version"] = 1
+    found = raw.get("schema_version")
+    if isinstance(found, bool) or not isinstance(found, int) or found < 1:
+        raise SpecError(
+            f"{path}: schema_version: missing or not a positive integer ({found!r}); "
+            f"this MigrationBox ({migrationbox_version()}) reads plan-spec schema version "
+            f"{SCHEMA_VERSION}: re-run `migrationbox plan` to rewrite the spec",
+            path=path,
+        )
+    if found > SCHEMA_VERSION:
+        writer = raw.get("written_by") or "a newer MigrationBox"
+        raise SpecError(
+            f"{path}: plan-spec schema version {found} was written by MigrationBox {writer}; "
+            f"this MigrationBox ({migrationbox_version()}) reads schema version "
+            f"{SCHEMA_VERSION} and older: upgrade to MigrationBox {writer} or later to "
+            "read it, or re-run `migrationbox plan` with this version",
+            path=path,
+            estate=raw.get("estate") if isinstance(raw.get("estate"), str) else None,
+        )
+    return raw
+
+
+def parse_spec(path: Path, text: str) -> PlanSpec:
+    """Validate the text of one spec file; every error names ``path`` and the field."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno})", path=path
+        ) from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a plan spec is a JSON object, got {type(raw).__name__}",
+                        path=path)
+    raw = _check_schema_version(path, raw)
+    try:
+        return PlanSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            (f"{'.'.join(str(p) for p in err['loc'])}: " if err["loc"] else "")
+            + err["msg"].removeprefix("Value error, ")
+            for err in exc.errors()
+        )
+        estate = raw.get("estate") if isinstance(raw.get("estate"), str) else None
+        raise SpecError(f"{path}: invalid plan spec: {problems}", path=path,
+                        estate=estate) from exc
 
 
 def read_spec(path: Path) -> PlanSpec:
+    """One spec file; raises :class:`SpecError` naming the file and the field."""
+    path = Path(path)
     try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno})") from exc
-    try:
-        spec = PlanSpec.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the plan spec: {exc.strerror or exc}",
+                        path=path) from exc
+    spec = parse_spec(path, text)
+    if path.stem != spec.estate:
+        raise SpecError(
+            f"{path}: estate: the spec is for estate {spec.estate!r} but the file is named "
+            f"{path.name!r} (expected {spec.estate}.json)",
+            path=path, estate=path.stem,
         )
-        raise SpecError(f"{path}: invalid plan spec: {problems}") from exc
-    numbers = [w.number for w in spec.waves]
-    if len(set(numbers)) != len(numbers):
-        raise SpecError(f"{path}: waves: duplicate wave numbers {sorted(numbers)}")
-    for wave in spec.waves:
-        unknown = [n for n in wave.depends_on_waves if n not in numbers or n >= wave.number]
-        if unknown:
-            raise SpecError(
-                f"{path}: waves[{wave.number}].depends_on_waves: {unknown} are not earlier waves"
-            )
     return spec
 
 
-def read_specs(folder: Path) -> list[PlanSpec]:
-    """All specs in ``folder``, sorted by estate so DAG generation is deterministic."""
+def spec_files(folder: Path) -> list[Path]:
+    """The spec files of ``folder`` by estate name (none, and nothing created, if absent)."""
+    folder = Path(folder)
     if not folder.is_dir():
         return []
-    specs = [read_spec(p) for p in sorted(folder.glob("*.json"))]
-    seen: dict[str, int] = {}
-    for s in specs:
-        seen[s.estate] = seen.get(s.estate, 0) + 1
-    dupes = [e for e, n in seen.items() if n > 1]
-    if dupes:
-        raise SpecError(f"{folder}: more than one spec for estate(s) {dupes}")
-    return specs
+    return sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
+
+
+def read_specs(folder: Path) -> list[PlanSpec]:
+    """All specs in ``folder``, sorted by estate; the first broken one raises.
+
+    The wave-DAG file does not use this (it reads estate by estate, so that one broken
+    spec fails only its own estate); tools that want all-or-nothing do.
+    """
+    return [read_spec(p) for p in spec_files(folder)]
 
 
 def dag_id_for(estate: str, wave: int) -> str:
     return f"migrate__{estate}__wave_{wave:02d}"
+
+
+def estate_of_dag_id(dag_id: str | None) -> str | None:
+    """The estate a ``migrate__<estate>__…`` DAG id belongs to (None for other ids)."""
+    if not dag_id or not dag_id.startswith("migrate__"):
+        return None
+    rest = dag_id.removeprefix("migrate__")
+    estate, sep, _ = rest.rpartition("__")
+    return estate if sep else None

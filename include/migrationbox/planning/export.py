@@ -1,4 +1,4 @@
-"""Plan serialisation: the full plan as JSON, and the compact wave spec.
+"""Plan serialisation: the full plan as JSON, and the compact plan spec (wave spec).
 
 The wave spec is what the wave-DAG file reads at *parse time*, continuously, so it
 holds only what building the DAGs needs (one small record per wave, no per-server
@@ -12,7 +12,6 @@ server named, rather than failing half-way through a migration.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections import Counter
@@ -21,9 +20,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from migrationbox.orchestration.spec import (
+    SCHEMA_VERSION,
+    PlanSpec,
+    WaveSpec,
+    migrationbox_version,
+)
 from migrationbox.planning.models import PlanDocument
-
-WAVE_SPEC_SCHEMA = "migrationbox.wave-spec/1"
 
 
 class PlanIntegrityError(ValueError):
@@ -95,28 +98,39 @@ def plan_from_json(text: str | bytes) -> PlanDocument:
     return plan
 
 
-def wave_spec(plan: PlanDocument) -> dict[str, Any]:
-    """The compact per-wave spec the wave-DAG file builds DAGs from."""
-    return {
-        "schema": WAVE_SPEC_SCHEMA,
-        "estate": plan.estate,
-        "version": plan.version,
-        "created_at": plan.created_at.isoformat(),
-        "waves": [
-            {
-                "number": w.number,
-                "name": w.name,
-                "server_count": len(w.server_ids),
-                "environment": w.environment,
-                "needs_approval": w.needs_approval,
-                "approval_reasons": list(w.approval_reasons),
-                "predicted_monthly_usd": w.predicted_monthly_usd,
-                "depends_on_waves": list(w.depends_on_waves),
-                "estimated_hours": w.estimated_hours,
-            }
+def plan_spec(plan: PlanDocument) -> PlanSpec:
+    """The compact plan spec the wave-DAG file builds DAGs from (one record per wave).
+
+    Built as the reader's own model, so the writer cannot write a field the reader does
+    not know, and validated on the way out (a plan whose waves depend on later waves is
+    refused here, not at the next parse).
+    """
+    return PlanSpec(
+        schema_version=SCHEMA_VERSION,
+        written_by=migrationbox_version(),
+        estate=plan.estate,
+        version=plan.version,
+        created_at=plan.created_at.isoformat(),
+        waves=[
+            WaveSpec(
+                number=w.number,
+                name=w.name,
+                server_count=len(w.server_ids),
+                environment=w.environment,
+                needs_approval=w.needs_approval,
+                approval_reasons=list(w.approval_reasons),
+                predicted_monthly_usd=w.predicted_monthly_usd,
+                depends_on_waves=list(w.depends_on_waves),
+                estimated_hours=w.estimated_hours,
+            )
             for w in plan.waves
         ],
-    }
+    )
+
+
+def wave_spec(plan: PlanDocument) -> dict[str, Any]:
+    """:func:`plan_spec` as the JSON-ready dict that is written."""
+    return plan_spec(plan).model_dump(mode="json")
 
 
 def write_wave_spec(plan: PlanDocument, folder: Path) -> Path:
@@ -131,7 +145,7 @@ def write_wave_spec(plan: PlanDocument, folder: Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{plan.estate}.json"
-    text = json.dumps(wave_spec(plan), indent=2, sort_keys=True) + "\n"
+    text = plan_spec(plan).to_json()
     if target.exists() and target.read_text(encoding="utf-8") == text:
         return target
     fd, tmp_name = tempfile.mkstemp(prefix=f".{plan.estate}.", suffix=".tmp", dir=folder)
