@@ -144,13 +144,17 @@ def test_csv_with_details_columns(store, tmp_path):
         "web-01,disk,root,ssh://10.0.0.10:2222/srv,,ssh_dc1,,\n"
         'db-01,database,app,,,,db01,"[""public.orders""]"\n'
         "dns-01,disk,root,relative/path,,,,\n"
+        'dns-01,database,app,,,,dns01,"[broken"\n'
+        "dns-01,database,legacy,,,,dns01,public.a public.b\n"
     )
     _, raw = read_file(write(tmp_path / "e.csv", csv_text))
     with session_scope() as s:
         report = import_records(s, "tiny", raw, "e.csv")
-    assert len(report.valid) == 2
-    (bad,) = report.quarantined
+    assert len(report.valid) == 3
+    bad, broken = report.quarantined
     assert bad.server_id == "dns-01" and bad.line == 4 and bad.location() == "e.csv:4"
+    assert broken.line == 5 and broken.issues[0].field == "details.tables"
+    assert report.valid[-1].details["tables"] == ["public.a", "public.b"]
     db = stored("db-01")[0]
     assert db.details == {"conn_id": "db01", "tables": ["public.orders"]}
     with pytest.raises(EndpointsFileError, match="header row"):

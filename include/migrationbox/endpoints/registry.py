@@ -136,13 +136,23 @@ def _clean(row: Mapping[str, Any]) -> dict[str, Any]:
                 out["details"] = parsed
         elif key.startswith("details."):
             sub = key.removeprefix("details.")
-            details[sub] = json.loads(text) if sub in ("tables", "schemas") and \
-                text.startswith("[") else text
+            details[sub] = _json_list(text) if sub in ("tables", "schemas") else text
         else:
             out[key] = text
     if details and "details" not in out:
         out["details"] = details
     return out
+
+
+def _json_list(text: str) -> Any:
+    """A CSV cell holding a list: JSON (``["a", "b"]``) or names split by spaces/commas.
+    Anything else is handed on as it is, for the model to refuse with the field's name."""
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    return [part for part in text.replace(",", " ").split() if part]
 
 
 def read_records(text: str, fmt: str, origin: str) -> tuple[str | None, list[RawEndpoint]]:
