@@ -9,24 +9,33 @@ from pathlib import Path
 import pytest
 
 from migrationbox.inventory.models import Estate, ServerRecord
+from migrationbox.orchestration.runconf import parse_run_conf
 from migrationbox.phases import preflight
 from migrationbox.phases.context import PhaseContext, PhaseFailed
 
 pytestmark = pytest.mark.integration
 
 WAVE1 = ["dns-01", "pg-01"]
+#: run confs, exactly as an operator would trigger the wave DAG with them
 GOOD = {
-    "source_networks": ["192.168.10.0/24", "192.168.20.0/24"],
-    "backups": {"dns-01": True, "pg-01": {"available": True, "restore_tested": True}},
-    "data_residency": {"pg-01": "US"},
-    "vcpu_quota": 64,
+    "network": {"source_networks": ["192.168.10.0/24", "192.168.20.0/24"]},
+    "preflight": {
+        "backups": {"dns-01": True, "pg-01": {"available": True, "restore_tested": True}},
+        "data_residency": {"pg-01": "US"},
+        "vcpu_quota": 64,
+    },
 }
 
 
-def _ctx(plan, tmp_path: Path, options: dict, wave: int = 1, run_id: str = "run-1",
+def _with(conf: dict, **sections: dict) -> dict:
+    """``conf`` with some fields of some sections replaced."""
+    return {**conf, **{k: {**conf.get(k, {}), **v} for k, v in sections.items()}}
+
+
+def _ctx(plan, tmp_path: Path, conf: dict, wave: int = 1, run_id: str = "run-1",
          conn_id: str = "aws_default") -> PhaseContext:
     return PhaseContext(plan=plan, wave_number=wave, run_id=run_id, aws_conn_id=conn_id,
-                        artifacts_dir=tmp_path, options=dict(options))
+                        artifacts_dir=tmp_path, options=parse_run_conf(conf).phase_options())
 
 
 def test_good_plan_passes_and_writes_both_reports(fresh_aws, small_plan, tmp_path):
@@ -51,10 +60,13 @@ def test_good_plan_passes_and_writes_both_reports(fresh_aws, small_plan, tmp_pat
 
 def test_failures_are_all_named_with_what_to_do(fresh_aws, small_plan, tmp_path):
     bad = {
-        "source_networks": {"dns-01": ["192.168.10.53/32"], "pg-01": ["10.100.7.0/24"]},
-        "backups": {"dns-01": True},  # pg-01 has none
-        "data_residency": {"pg-01": "EU", "dns-01": "US"},
-        "vcpu_quota": 64,
+        "network": {"source_networks": {"dns-01": ["192.168.10.53/32"],
+                                        "pg-01": ["10.100.7.0/24"]}},
+        "preflight": {
+            "backups": {"dns-01": True},  # pg-01 has none
+            "data_residency": {"pg-01": "EU", "dns-01": "US"},
+            "vcpu_quota": 64,
+        },
     }
     ctx = _ctx(small_plan(), tmp_path, bad)
     with pytest.raises(PhaseFailed) as err:
@@ -83,7 +95,7 @@ def test_failures_are_all_named_with_what_to_do(fresh_aws, small_plan, tmp_path)
 
 def test_vcpu_quota_and_unknown_instance_type(fresh_aws, small_plan, tmp_path):
     plan = small_plan()
-    ctx = _ctx(plan, tmp_path, {**GOOD, "vcpu_quota": 3})
+    ctx = _ctx(plan, tmp_path, _with(GOOD, preflight={"vcpu_quota": 3}))
     with pytest.raises(PhaseFailed, match=r"vCPU: 0 in use \+ 4 requested > 3"):
         preflight.run(ctx)
 
@@ -97,10 +109,11 @@ def test_vcpu_quota_and_unknown_instance_type(fresh_aws, small_plan, tmp_path):
 
 def test_uk_region_is_not_eu_unless_the_customer_says_so(fresh_aws, small_plan, tmp_path):
     plan = small_plan(region="eu-west-2")
-    eu = {**GOOD, "data_residency": {"pg-01": "EU"}}
+    eu = _with(GOOD, preflight={"data_residency": {"pg-01": "EU"}})
     with pytest.raises(PhaseFailed, match="pg-01 requires EU"):
         preflight.run(_ctx(plan, tmp_path, eu))
-    result = preflight.run(_ctx(plan, tmp_path, {**eu, "residency_equivalents": {"EU": ["UK"]}},
+    result = preflight.run(_ctx(plan, tmp_path,
+                                _with(eu, preflight={"residency_equivalents": {"EU": ["UK"]}}),
                                 run_id="run-2"))
     assert result.details["checks"]["data_residency"] == "pass"
     frankfurt = small_plan(region="eu-central-1")
@@ -127,7 +140,8 @@ def test_facts_from_discovery_records(fresh_aws, small_plan, tmp_path):
         _record("pg-01", "10.100.40.12", data_residency="EU",
                 backup={"available": True, "last_backup_at": old}),
     ])
-    ctx = _ctx(small_plan(), tmp_path, {"vcpu_quota": 64, "backup_max_age_hours": 48})
+    ctx = _ctx(small_plan(), tmp_path,
+               {"preflight": {"vcpu_quota": 64, "backup_max_age_hours": 48}})
     with pytest.raises(PhaseFailed) as err:
         preflight.run(ctx, estate=estate)
     message = str(err.value)
@@ -172,7 +186,7 @@ def test_facts_from_the_store(fresh_aws, small_plan, tmp_path):
     ])
     with session_scope() as session:
         repository.save_estate(session, estate)
-    ctx = _ctx(small_plan(estate="storeshop"), tmp_path, {"vcpu_quota": 64})
+    ctx = _ctx(small_plan(estate="storeshop"), tmp_path, {"preflight": {"vcpu_quota": 64}})
     with pytest.raises(PhaseFailed) as err:
         preflight.run(ctx)
     report = json.loads(Path(err.value.details["report_json"]).read_text())

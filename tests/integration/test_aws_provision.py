@@ -17,13 +17,14 @@ import pytest
 from migrationbox.cloud.aws import AwsAdapter
 from migrationbox.cloud.aws_session import aws_client
 from migrationbox.cloud.base import TAG_ESTATE, TAG_SERVER, TAG_WAVE
+from migrationbox.orchestration.runconf import parse_run_conf
 from migrationbox.phases import provision, teardown
-from migrationbox.phases.context import PhaseContext, PhaseFailed
+from migrationbox.phases.context import Collaborators, PhaseContext, PhaseFailed
 
 pytestmark = pytest.mark.integration
 
 ESTATE = "shop"
-OPTIONS = {"source_networks": ["192.168.0.0/16"], "aws_poll_seconds": 0.2}
+CONF = {"network": {"source_networks": ["192.168.0.0/16"]}, "cloud": {"poll_seconds": 0.2}}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,8 @@ def _ctx(plan, account, wave: int, run_id: str, dry_run: bool = False) -> PhaseC
 
     return PhaseContext(plan=plan, wave_number=wave, run_id=run_id, dry_run=dry_run,
                         artifacts_dir=account["artifacts"],
-                        options={**OPTIONS, "on_resource": on_resource})
+                        options=parse_run_conf(CONF).phase_options(),
+                        collaborators=Collaborators(on_resource=on_resource))
 
 
 def _inventory() -> Counter:

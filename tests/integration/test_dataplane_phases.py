@@ -11,7 +11,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +26,20 @@ from migrationbox.lab.endpoints import Endpoint, by_server, dns_zone, target_dns
 from migrationbox.lab.lab import Lab
 from migrationbox.lab.testing import tiny_plan
 from migrationbox.phases import configure, cutover, replicate, smoke_test, validate
-from migrationbox.phases.context import PhaseContext, PhaseFailed
+from migrationbox.phases.context import Collaborators, PhaseContext, PhaseFailed
+from migrationbox.phases.options import PhaseOptions
 from migrationbox.planning.models import PlanDocument
 
 pytestmark = pytest.mark.integration
 
 WAVE1 = ["db-01", "api-01", "web-01", "dns-01"]
-FAST = {
-    "replication_block_mib": 0.25,
-    "cutover_steps": [5, 25, 50, 100],
-    "cutover_dwell_seconds": 0.05,
-    "health_probe_requests": 10,
-    "health_timeout_seconds": 3,
-    "validation_gx": False,  # the great-expectations evidence has its own test
-    "performance_baselines": {},
-}
+FAST = PhaseOptions.model_validate({
+    "replicate": {"block_mib": 0.25},
+    "cutover": {"steps": [5, 25, 50, 100], "dwell_seconds": 0.05},
+    "health": {"probe_requests": 10, "timeout_seconds": 3},
+    # the great-expectations evidence has its own test
+    "validate": {"gx": False, "performance_baselines": {}},
+})
 
 
 @dataclass
@@ -56,10 +55,15 @@ class DataPlane:
     def estate(self) -> str:
         return self.plan.estate
 
-    def ctx(self, run_id: str = "run-1", **options: Any) -> PhaseContext:
+    def ctx(self, run_id: str = "run-1", options: dict[str, dict[str, Any]] | None = None,
+            endpoints: list[Endpoint] | None = None, **collaborators: Any) -> PhaseContext:
+        """A context like the wave DAG's: ``options`` ({section: {field: value}}) on top
+        of ``FAST``, the lab's endpoints (or ``endpoints``), collaborators by keyword."""
         return PhaseContext(
             plan=self.plan, wave_number=1, run_id=run_id, artifacts_dir=self.tmp / "artifacts",
-            options={"endpoints": [e.to_dict() for e in self.endpoints], **FAST, **options},
+            options=FAST.merged(options or {}),
+            collaborators=Collaborators(**collaborators),
+            endpoints=list(self.endpoints if endpoints is None else endpoints),
         )
 
     def weights(self, server_id: str) -> dict[str, int]:
@@ -143,7 +147,7 @@ def test_replicate_configure_smoke_cutover_validate(make_dataplane):
     dp = make_dataplane()
     # a loaded 2-core CI machine can make a loopback probe take ~0.7 s: this test is about
     # the phases, the latency rule has its own test below (700 ms against the 250 ms floor)
-    ctx = dp.ctx(cutover_latency_floor_ms=2000)
+    ctx = dp.ctx(options={"cutover": {"latency_floor_ms": 2000}})
 
     # -- replicate: everything copied and verified, then only the change is sent
     result = replicate.run(ctx)
@@ -225,7 +229,8 @@ def test_replicate_configure_smoke_cutover_validate(make_dataplane):
     first_step = shift.details["steps"][0]["weights"]
     assert all(w == {"source": 95, "target": 5} for w in first_step.values())
     # re-running after success stays at 100 % and goes through no step
-    rerun_shift = cutover.run(dp.ctx(run_id="run-2", cutover_latency_floor_ms=2000))
+    rerun_shift = cutover.run(dp.ctx(run_id="run-2",
+                                     options={"cutover": {"latency_floor_ms": 2000}}))
     assert "already at 100%" in rerun_shift.summary
     assert [s["weight"] for s in rerun_shift.details["steps"]] == [100]
     assert dp.weights("web-01") == {"source": 0, "target": 100}
@@ -307,11 +312,10 @@ def test_smoke_test_names_each_failing_check(make_dataplane):
     replicate.run(ctx)
     dp.lab.fault("web-01", "fail")
     db = by_server(dp.endpoints, "db-01", "database")[0]
-    broken = [e.to_dict() for e in dp.endpoints]
-    for e in broken:
-        if e["kind"] == "database":
-            e["target_uri"] = db.target_uri.replace("_tgt", "_missing") if "postgresql" in \
-                db.target_uri else "sqlite:////nonexistent-dir/db.sqlite"
+    missing = db.target_uri.replace("_tgt", "_missing") if "postgresql" in \
+        db.target_uri else "sqlite:////nonexistent-dir/db.sqlite"
+    broken = [replace(e, target_uri=missing) if e.kind == "database" else e
+              for e in dp.endpoints]
     with pytest.raises(PhaseFailed) as err:
         smoke_test.run(dp.ctx(endpoints=broken))
     message = str(err.value)

@@ -13,7 +13,8 @@ from migrationbox.lab.endpoints import by_server
 from migrationbox.lab.lab import Lab
 from migrationbox.lab.testing import tiny_plan
 from migrationbox.phases import replicate, validate
-from migrationbox.phases.context import PhaseContext, PhaseFailed
+from migrationbox.phases.context import Collaborators, PhaseContext, PhaseFailed
+from migrationbox.phases.options import PhaseOptions
 
 pytestmark = pytest.mark.integration
 
@@ -24,13 +25,15 @@ def test_gx_suites_are_evidence_and_catch_tampering(tmp_path: Path):
     lab = Lab(estate, plan, root=tmp_path / "lab", data_scale_mb=0.5)
     try:
         endpoints = lab.up()
-        opts = {"endpoints": [e.to_dict() for e in endpoints], "replication_block_mib": 0.25,
-                "health_probe_requests": 5,
-                "performance_baselines": {"web-01": {"cpu_avg_utilization_pct": 30.0}}}
+        opts = PhaseOptions.model_validate({
+            "replicate": {"block_mib": 0.25}, "health": {"probe_requests": 5},
+            "validate": {"performance_baselines": {
+                "web-01": {"cpu_avg_utilization_pct": 30.0}}}})
 
         def ctx(run_id: str) -> PhaseContext:
             return PhaseContext(plan=plan, wave_number=1, run_id=run_id,
-                                artifacts_dir=tmp_path / "artifacts", options=dict(opts))
+                                artifacts_dir=tmp_path / "artifacts", options=opts,
+                                endpoints=endpoints)
 
         assert replicate.run(ctx("r1")).ok
         v = validate
@@ -80,7 +83,8 @@ def test_gx_suites_are_evidence_and_catch_tampering(tmp_path: Path):
         with pytest.raises(PhaseFailed, match=r"great-expectations suite db-01\.app\.audit_log"):
             validate.run(PhaseContext(
                 plan=plan, wave_number=1, run_id="r3", artifacts_dir=tmp_path / "artifacts",
-                options={**opts, "adapter": _NoCloud()}))
+                options=opts, endpoints=endpoints,
+                collaborators=Collaborators(adapter=_NoCloud())))  # type: ignore[arg-type]
     finally:
         lab.down(purge=True)
 

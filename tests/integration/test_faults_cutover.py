@@ -10,12 +10,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from test_dataplane_phases import WAVE1, make_dataplane  # noqa: F401  (fixture)
 
-from migrationbox.cloud.aws_session import aws_client
+from migrationbox.cloud.aws import AwsAdapter
+from migrationbox.cloud.aws_session import aws_client, clear_client_cache
 from migrationbox.cloud.emulator import EmulatorProcess
 from migrationbox.cutover.metrics import NAMESPACE
 from migrationbox.lab.endpoints import target_dns_name
@@ -37,7 +36,7 @@ def _at(weight: int, action) -> Any:
 def test_errors_injected_into_a_step_roll_back_within_that_step(make_dataplane):  # noqa: F811
     dp = make_dataplane()
     api = target_dns_name(dp.estate, dp.plan.server("api-01").hostname)
-    ctx = dp.ctx(cutover_dwell_seconds=1.5, cutover_probe_interval_seconds=0.2,
+    ctx = dp.ctx(options={"cutover": {"dwell_seconds": 1.5, "probe_interval_seconds": 0.2}},
                  on_progress=_at(50, lambda: dp.lab.fault("api-01", "ok", error_rate=0.5)))
     with pytest.raises(PhaseFailed, match="at 50%") as err:
         cutover.run(ctx)
@@ -87,15 +86,20 @@ def test_dns_record_changed_by_hand_is_detected_and_reported(make_dataplane):  #
     assert dp.weights("web-01") == {"source": 100, "target": 0}
 
 
-def test_monitoring_that_stops_answering_rolls_back(make_dataplane, tmp_path):  # noqa: F811
+def test_monitoring_that_stops_answering_rolls_back(make_dataplane, tmp_path,  # noqa: F811
+                                                     monkeypatch):
     dp = make_dataplane()
     monitoring = EmulatorProcess(log_path=tmp_path / "cw.log").start()
     try:
-        cw = boto3.client(
-            "cloudwatch", endpoint_url=monitoring.url, region_name="us-east-1",
-            aws_access_key_id="testing", aws_secret_access_key="testing",
-            config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1}))
-        ctx = dp.ctx(cloudwatch_client=cw, on_progress=_at(25, monitoring.stop))
+        # the canary's metrics go through their own adapter, on a monitoring endpoint
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_MONITORING", json.dumps({
+            "conn_type": "aws", "login": "testing", "password": "testing", "extra": {
+                "region_name": "us-east-1", "endpoint_url": monitoring.url,
+                "config_kwargs": {"connect_timeout": 1, "read_timeout": 2,
+                                  "retries": {"max_attempts": 1}}}}))
+        clear_client_cache()
+        watcher = AwsAdapter(conn_id="aws_monitoring", region="us-east-1")
+        ctx = dp.ctx(monitoring=watcher, on_progress=_at(25, monitoring.stop))
         with pytest.raises(PhaseFailed, match="monitoring stopped answering at 25%"):
             cutover.run(ctx)
     finally:

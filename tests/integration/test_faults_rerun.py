@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 def test_rerunning_replicate_configure_validate_duplicates_nothing(make_dataplane):  # noqa: F811
     dp = make_dataplane()
-    ctx = dp.ctx(validation_gx=True)
+    ctx = dp.ctx(options={"validate": {"gx": True}})
     first = replicate.run(ctx)
     digests = {sid: load_manifest(by_server(dp.endpoints, sid, "disk")[0].target_path).digest
                for sid in WAVE1}
@@ -54,7 +54,7 @@ def test_sync_rounds_of_the_deferrable_operator_converge_and_are_recorded(
     dp = make_dataplane(with_zone=False)
     ctx = dp.ctx()
     seen: list[dict] = []
-    ctx.options["on_progress"] = lambda message, data: seen.append(data)
+    ctx.collaborators.on_progress = lambda message, data: seen.append(data)
     first = replicate.sync_round(ctx, 1)
     assert not first["converged"] and first["bytes_sent"] == first["bytes_total"] > 0
     assert first["rows_changed"] > 0

@@ -36,7 +36,7 @@ def test_project_settings_file_fills_placeholders() -> None:
     pools = {p.pool_name: p.pool_slot for p in settings.pools}
     assert pools == {"migrationbox_provision": 2, "migrationbox_replication": 2}
     variables = {v.variable_name: v.to_api()["value"] for v in settings.variables}
-    assert variables["migrationbox_budget_threshold_usd"] == "20000"
+    assert variables["migrationbox_cutover_check_seconds"] == "5"
     assert json.loads(variables["migrationbox_cutover_weights"]) == [5, 25, 50, 100]
 
 

@@ -16,9 +16,8 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
 FAST_CONF = {
-    "cutover_steps": [5, 25, 50, 100],
-    "cutover_dwell_seconds": 0.5,
-    "health_probe_requests": 10,
+    "cutover": {"steps": [5, 25, 50, 100], "dwell_seconds": 0.5},
+    "health": {"probe_requests": 10},
 }
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from migrationbox.cutover.metrics import Window
 from migrationbox.cutover.rules import RollbackRules, evaluate
+from migrationbox.orchestration.runconf import parse_run_conf
 from migrationbox.orchestration.triggers import (
     CLASSPATH,
     ReplicationCadenceTrigger,
@@ -47,10 +48,11 @@ def test_saturation_must_be_sustained():
     assert "for 120s" in fired[0].message
 
 
-def test_rules_read_the_spine_option_names():
-    rules = RollbackRules.from_options({"cutover_max_error_rate": 0.1,
-                                        "rollback_sustained_seconds": 5})
+def test_rules_read_the_run_conf_cutover_section():
+    conf = parse_run_conf({"cutover": {"error_rate_points": 10, "sustained_seconds": 5}})
+    rules = RollbackRules.from_options(conf.phase_options().cutover)
     assert rules.error_rate_points == 10 and rules.sustained_s == 5
+    assert rules.latency_factor == RollbackRules().latency_factor  # unset: the plan's
 
 
 def test_cadence_trigger_round_trips_and_fires_when_due():

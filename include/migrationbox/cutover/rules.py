@@ -11,9 +11,12 @@ just before the first step.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from migrationbox.cutover.metrics import Window
+
+if TYPE_CHECKING:
+    from migrationbox.phases.options import CutoverOptions
 
 
 @dataclass(frozen=True)
@@ -26,19 +29,15 @@ class RollbackRules:
     sustained_s: float = 120.0
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> RollbackRules:
-        d = cls()
-        # ``cutover_max_error_rate`` (a fraction) is the spine's name for the same knob
-        points = options.get("rollback_error_rate_points")
-        if points is None and options.get("cutover_max_error_rate") is not None:
-            points = float(options["cutover_max_error_rate"]) * 100
+    def from_options(cls, options: CutoverOptions) -> RollbackRules:
+        """The rules a run set in its conf's ``cutover`` section (defaults: the plan's)."""
         return cls(
-            error_rate_points=float(points if points is not None else d.error_rate_points),
-            latency_factor=float(options.get("cutover_latency_factor", d.latency_factor)),
-            latency_floor_ms=float(options.get("cutover_latency_floor_ms", d.latency_floor_ms)),
-            health_fail_pct=float(options.get("rollback_health_fail_pct", d.health_fail_pct)),
-            saturation_pct=float(options.get("rollback_saturation_pct", d.saturation_pct)),
-            sustained_s=float(options.get("rollback_sustained_seconds", d.sustained_s)),
+            error_rate_points=options.error_rate_points,
+            latency_factor=options.latency_factor,
+            latency_floor_ms=options.latency_floor_ms,
+            health_fail_pct=options.health_fail_pct,
+            saturation_pct=options.saturation_pct,
+            sustained_s=options.sustained_seconds,
         )
 
     def as_dict(self) -> dict[str, float]:

@@ -34,9 +34,18 @@ class MigrationApprovalOperator(ApprovalOperator):
         self.non_production = non_production
 
     def execute(self, context: Any) -> Any:
-        from migrationbox.orchestration.runconf import parse_run_conf
+        from airflow.sdk.exceptions import AirflowFailException
 
-        conf = parse_run_conf(context["dag_run"].conf)
+        from migrationbox.orchestration.runconf import RunConfError, parse_run_conf
+        from migrationbox.orchestration.tasks import record_refusal
+
+        try:
+            conf = parse_run_conf(context["dag_run"].conf)
+        except RunConfError as exc:
+            message = f"{self.gate}: refused before it started: {exc}"
+            record_refusal(self.estate, self.plan_version, self.wave,
+                           context["dag_run"].run_id, self.gate, message, type(exc).__name__)
+            raise AirflowFailException(message) from exc
         if conf.approvals == "auto_non_production" and self.non_production:
             now = datetime.now(UTC)
             self.log.info(

@@ -32,9 +32,9 @@ def previous_wave_completed(ctx: PhaseContext, context: dict[str, Any]) -> tuple
 def instances_running(ctx: PhaseContext, context: dict[str, Any]) -> tuple[bool, str]:
     if ctx.dry_run:
         return True, "dry run: no instances were created"
-    from migrationbox.cloud.aws import AwsAdapter
+    from migrationbox.phases._cloud import adapter_for
 
-    adapter = AwsAdapter(conn_id=ctx.aws_conn_id, region=ctx.plan.settings.region)
+    adapter = adapter_for(ctx, "instances_running")
     instance_ids = adapter.wave_instance_ids(ctx.estate, ctx.wave_tag)
     if not instance_ids:
         return False, "no instances tagged for this wave yet"

@@ -1,18 +1,26 @@
 """The conf a wave DAG run accepts (UI "Trigger w/ config", REST, Teams bot).
 
-Validated with pydantic so that a typo in a conf key fails the first task with a message
-naming the key, instead of being silently ignored.
+It is ``phases.options.PhaseOptions`` (a section per phase) plus the run flags, so a key
+a phase tells an operator to set is always a key a run can take. Validated with pydantic
+so that a typo fails the first task with a message naming the key path
+(``conf.cutover.stepz: ...``) instead of being silently ignored.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
+
+from migrationbox.errors import InputError
+from migrationbox.phases.options import PhaseOptions
+
+#: The run flags: what the orchestrator itself reads; everything else is for the phases.
+RUN_FLAGS = ("dry_run", "approvals", "ignore_previous_wave")
 
 
-class WaveRunConf(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class WaveRunConf(PhaseOptions):
+    """A wave DAG run's conf: the phase options and the run flags."""
 
     dry_run: bool = Field(
         default=False, description="plan and check only: create nothing, move no traffic"
@@ -26,43 +34,81 @@ class WaveRunConf(BaseModel):
     ignore_previous_wave: bool = Field(
         default=False, description="do not wait for the previous wave (re-runs, lab tests)"
     )
-    cutover_steps: list[int] | None = Field(default=None, description="traffic % steps to target")
-    cutover_dwell_seconds: float | None = Field(default=None, ge=0)
-    health_probe_requests: int | None = Field(default=None, ge=1)
-    target_vpc_cidr: str | None = None
-    replication_block_mib: float | None = Field(default=None, gt=0)
-    replication_bandwidth_mib_s: float | None = Field(default=None, gt=0)
-    replication_cadence_seconds: float | None = Field(default=None, ge=0)
-    cutover_probe_interval_seconds: float | None = Field(default=None, ge=0)
-    validation_gx: bool | None = Field(
-        default=None, description="run the great-expectations suites in validate (default on)"
-    )
 
-    def phase_options(self) -> dict[str, Any]:
-        """The subset phases read from ``PhaseContext.options`` (unset keys omitted)."""
-        keys = (
-            "cutover_steps",
-            "cutover_dwell_seconds",
-            "health_probe_requests",
-            "target_vpc_cidr",
-            "replication_block_mib",
-            "replication_bandwidth_mib_s",
-            "replication_cadence_seconds",
-            "cutover_probe_interval_seconds",
-            "validation_gx",
-        )
-        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+    def phase_options(self, defaults: dict[str, dict[str, Any]] | None = None) -> PhaseOptions:
+        """What the phases are told: every section, without the run flags.
+
+        ``defaults`` (``{section: {field: value}}``, the site's settings) fill the fields
+        this conf leaves unset; what the conf sets wins.
+        """
+        data: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (defaults or {}).items()}
+        given = self.model_dump(by_alias=True, exclude_unset=True, exclude=set(RUN_FLAGS))
+        for section, values in given.items():
+            data[section] = {**data.get(section, {}), **values}
+        try:
+            return PhaseOptions.model_validate(data)
+        except ValidationError as exc:
+            raise RunConfError(f"invalid phase options with the site's defaults: "
+                               f"{_problems(exc)}") from exc
 
 
-class RunConfError(ValueError):
-    pass
+class RunConfError(InputError):
+    """The DAG run's conf is invalid; the message names every bad key path."""
 
 
 def parse_run_conf(raw: dict[str, Any] | None) -> WaveRunConf:
+    if raw is not None and not isinstance(raw, dict):
+        raise RunConfError(f"invalid DAG run conf: expected an object, got {type(raw).__name__}")
     try:
         return WaveRunConf.model_validate(raw or {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"conf.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise RunConfError(f"invalid DAG run conf: {problems}") from exc
+        raise RunConfError(f"invalid DAG run conf: {_problems(exc)}") from exc
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(
+        f"conf.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+    )
+
+
+def conf_schema() -> dict[str, Any]:
+    """The run conf's JSON schema (for the trigger form's Params and the API docs)."""
+    return WaveRunConf.model_json_schema(by_alias=True)
+
+
+def param_specs() -> dict[str, dict[str, Any]]:
+    """Keyword arguments of one Airflow ``Param`` per run-conf key, built from the model.
+
+    ``{key: {"default": ..., "description": ..., <JSON schema keywords>}}``; the wave DAG
+    passes each to ``airflow.sdk.Param`` so the trigger form shows the same fields the
+    run conf accepts. A section's default is ``{}`` (not its fields' defaults), so a form
+    left alone sets nothing and the site's settings still apply. No Airflow import here:
+    this runs at DAG-parse time and in tests.
+    """
+    schema = conf_schema()
+    defs = schema.get("$defs", {})
+    specs: dict[str, dict[str, Any]] = {}
+    for key, prop in schema["properties"].items():
+        resolved = _resolve(prop, defs)
+        description = resolved.pop("description", None) or resolved.get("title", key)
+        resolved.pop("title", None)
+        if key in RUN_FLAGS:
+            default = resolved.pop("default", None)
+        else:
+            resolved.pop("default", None)
+            default = {}
+        specs[key] = {"default": default, "description": description, **resolved}
+    return specs
+
+
+def _resolve(node: Any, defs: dict[str, Any]) -> Any:
+    """``node`` with every ``$ref`` into ``$defs`` inlined (the form has no ``$defs``)."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target = defs[node["$ref"].rsplit("/", 1)[-1]]
+            merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+            return _resolve(merged, defs)
+        return {k: _resolve(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve(v, defs) for v in node]
+    return node

@@ -1,10 +1,13 @@
 """Task callables of the wave DAGs: thin adapters from Airflow's context to phase code.
 
 Each callable loads the pinned plan version from the store, builds a ``PhaseContext`` from
-the run's conf, runs the phase, and records start, end and outcome in the store (phase
-runs and progress events), so that the demo, reports and the Teams/Jira integrations can
-follow a wave without reading Airflow's database. Phase modules are imported lazily:
-this module is imported at DAG-parse time.
+the run's conf (typed phase options, with the site's settings as defaults), the store's
+endpoints and the collaborators that record into the store, runs the phase, and records
+start, end and outcome in the store (phase runs and progress events), so that the demo,
+reports and the Teams/Jira integrations can follow a wave without reading Airflow's
+database. A bad run conf or a missing plan fails the task at once, without retries, and
+is recorded as a failed phase run saying what was wrong. Phase modules are imported
+lazily: this module is imported at DAG-parse time.
 """
 
 from __future__ import annotations
@@ -13,7 +16,13 @@ import importlib
 import logging
 from typing import Any
 
+from migrationbox.errors import NotFoundError
+
 log = logging.getLogger("migrationbox.tasks")
+
+
+class PlanMissing(NotFoundError):
+    """The plan version a wave DAG was built from is not in the store."""
 
 #: phase name → (module, function)
 PHASES: dict[str, tuple[str, str]] = {
@@ -32,23 +41,31 @@ PHASES: dict[str, tuple[str, str]] = {
 
 
 def build_context(estate: str, wave: int, plan_version: int, context: dict[str, Any]):
-    """A ``PhaseContext`` for this task: plan from the store, options from the run conf."""
+    """A ``PhaseContext`` for this task: plan and endpoints from the store, options from
+    the run conf over the site's settings, collaborators that record into the store.
+
+    Raises ``RunConfError`` (a bad conf), ``PlanMissing``, ``ConfigurationError`` (a bad
+    setting), or the endpoint parser's ``ValueError``: input problems no retry can fix.
+    """
+    from migrationbox import settings
     from migrationbox.config import artifacts_dir
+    from migrationbox.lab.endpoints import parse_endpoints
     from migrationbox.orchestration.runconf import parse_run_conf
-    from migrationbox.phases.context import PhaseContext
+    from migrationbox.phases.context import Collaborators, PhaseContext
     from migrationbox.store import repository
     from migrationbox.store.db import session_scope
 
     dag_run = context["dag_run"]
     conf = parse_run_conf(dag_run.conf)
+    options = conf.phase_options(settings.run_defaults())
     with session_scope() as session:
         plan = repository.get_plan(session, estate, plan_version)
         if plan is None:
-            raise LookupError(
+            raise PlanMissing(
                 f"plan {estate} v{plan_version} is not in the store; run "
                 f"`migrationbox plan` again or remove the stale spec"
             )
-        endpoints = [
+        stored = [
             {
                 "server_id": e.server_id,
                 "kind": e.kind,
@@ -59,9 +76,7 @@ def build_context(estate: str, wave: int, plan_version: int, context: dict[str, 
             }
             for e in repository.endpoints(session, estate)
         ]
-    options: dict[str, Any] = conf.phase_options()
-    if endpoints:
-        options["endpoints"] = endpoints
+    endpoints = parse_endpoints(stored, f"store endpoints of {estate}") if stored else None
     run_id = dag_run.run_id
 
     def on_resource(resource_type: str, resource_id: str, name: str, tags: dict[str, str]):
@@ -77,9 +92,18 @@ def build_context(estate: str, wave: int, plan_version: int, context: dict[str, 
                 created_by_run=run_id,
             )
 
-    options["on_resource"] = on_resource
-    options["on_progress"] = lambda message, data=None: _event(
-        estate, wave, run_id, context["ti"].task_id, "progress", message, data or {}
+    def on_resource_deleted(resource_type: str, resource_id: str, name: str,
+                            tags: dict[str, str]) -> None:
+        _event(estate, wave, run_id, context["ti"].task_id, "resource_deleted",
+               f"deleted {resource_type} {resource_id} ({name})",
+               {"type": resource_type, "id": resource_id, "name": name})
+
+    collaborators = Collaborators(
+        on_progress=lambda message, data=None: _event(
+            estate, wave, run_id, context["ti"].task_id, "progress", message, data or {}
+        ),
+        on_resource=on_resource,
+        on_resource_deleted=on_resource_deleted,
     )
     return PhaseContext(
         plan=plan,
@@ -88,8 +112,44 @@ def build_context(estate: str, wave: int, plan_version: int, context: dict[str, 
         dry_run=conf.dry_run,
         artifacts_dir=artifacts_dir(),
         options=options,
+        collaborators=collaborators,
+        endpoints=endpoints,
         log=logging.getLogger(f"migrationbox.phase.{context['ti'].task_id}"),
     )
+
+
+def context_or_fail(phase_name: str, estate: str, wave: int, plan_version: int,
+                    context: dict[str, Any]):
+    """``build_context``, or the task fails at once (no retries) with the reason recorded.
+
+    A bad run conf, a missing plan or a bad setting cannot be fixed by retrying: the
+    failure is recorded in the store as a failed phase run (and an event) naming what
+    was wrong, then ``AirflowFailException`` ends the task.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from migrationbox.errors import MigrationBoxError
+
+    try:
+        return build_context(estate, wave, plan_version, context)
+    except (MigrationBoxError, ValueError) as exc:  # ValueError: a malformed endpoint row
+        run_id = context["dag_run"].run_id
+        message = f"{phase_name}: refused before it started: {exc}"
+        record_refusal(estate, plan_version, wave, run_id, phase_name, message,
+                       type(exc).__name__)
+        raise AirflowFailException(message) from exc
+
+
+def record_refusal(estate: str, plan_version: int, wave: int, run_id: str, phase_name: str,
+                   message: str, reason: str) -> None:
+    """A failed phase run and an event for a task that could not start; never raises
+    (an estate unknown to the store is only logged: the task fails either way)."""
+    try:
+        _finish(estate, plan_version, wave, run_id, phase_name, "failed", message,
+                {"refused": reason})
+    except Exception:
+        log.exception("could not record the refusal of %s in the store: %s", phase_name,
+                      message)
 
 
 def _event(estate, wave, run_id, phase, kind, message, data) -> None:
@@ -113,7 +173,7 @@ def run_phase(phase_name: str, estate: str, wave: int, plan_version: int, **cont
 
     module_name, func_name = PHASES[phase_name]
     func = getattr(importlib.import_module(module_name), func_name)
-    ctx = build_context(estate, wave, plan_version, context)
+    ctx = context_or_fail(phase_name, estate, wave, plan_version, context)
     run_id = ctx.run_id
     with session_scope() as session:
         repository.record_phase_start(
@@ -161,7 +221,7 @@ def gate(check: str, estate: str, wave: int, plan_version: int, **context: Any) 
     """Sensor callable: ``True`` when the named condition holds."""
     from migrationbox.orchestration import gates
 
-    ctx = build_context(estate, wave, plan_version, context)
+    ctx = context_or_fail(check, estate, wave, plan_version, context)
     ok, why = getattr(gates, check)(ctx, context)
     if ok:
         _event(estate, wave, ctx.run_id, check, "gate_passed", f"gate {check}: {why}", {})
@@ -174,7 +234,7 @@ def choose_rollback_path(estate: str, wave: int, plan_version: int, **context: A
     """Branch of the rollback group: automatic before 100 % on the target, else a gate."""
     from migrationbox.phases.cutover import rollback_requires_approval
 
-    ctx = build_context(estate, wave, plan_version, context)
+    ctx = context_or_fail("rollback", estate, wave, plan_version, context)
     needs, why = rollback_requires_approval(ctx)
     _event(estate, wave, ctx.run_id, "rollback", "rollback_started",
            f"rolling back: {why}", {"needs_approval": needs})

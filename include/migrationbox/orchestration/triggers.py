@@ -14,14 +14,14 @@ for every poke and cannot carry the round number except through XCom.
 Once converged it calls ``phases.replicate.run`` for the final, verified rounds, which
 writes the state the ``replication_converged`` gate reads.
 
-Cadence: ``cadence_seconds`` argument, else the run conf's ``replication_cadence_seconds``,
-else ``MIGRATIONBOX_REPLICATION_CADENCE_SECONDS``, else 300 s.
+Cadence: ``cadence_seconds`` argument, else the run conf's ``replicate.cadence_seconds``,
+else the ``replication_cadence_seconds`` setting (``migrationbox.settings``: environment
+``MIGRATIONBOX_REPLICATION_CADENCE_SECONDS``, airflow.cfg ``[migrationbox]``), else 300 s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,7 +34,10 @@ CLASSPATH = "migrationbox.orchestration.triggers.ReplicationCadenceTrigger"
 
 
 def default_cadence() -> float:
-    return float(os.environ.get("MIGRATIONBOX_REPLICATION_CADENCE_SECONDS", DEFAULT_CADENCE_S))
+    """The ``replication_cadence_seconds`` setting (300 s unless configured)."""
+    from migrationbox import settings
+
+    return float(settings.get("replication_cadence_seconds"))
 
 
 class ReplicationCadenceTrigger(BaseTrigger):
@@ -81,11 +84,11 @@ class ReplicationRoundsOperator(BaseOperator):
     def _round(self, context: Any, round_no: int) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from migrationbox.orchestration.tasks import build_context, run_phase
+        from migrationbox.orchestration.tasks import context_or_fail, run_phase
         from migrationbox.phases import replicate
         from migrationbox.phases.context import PhaseFailed
 
-        ctx = build_context(self.estate, self.wave, self.plan_version, context)
+        ctx = context_or_fail("replicate", self.estate, self.wave, self.plan_version, context)
         try:
             report = replicate.sync_round(ctx, round_no)
         except PhaseFailed as exc:
@@ -94,8 +97,8 @@ class ReplicationRoundsOperator(BaseOperator):
             return run_phase("replicate", self.estate, self.wave, self.plan_version, **context)
         if self.cadence_seconds is not None:
             cadence = float(self.cadence_seconds)
-        elif ctx.options.get("replication_cadence_seconds") is not None:
-            cadence = float(ctx.options["replication_cadence_seconds"])
+        elif ctx.options.replicate.cadence_seconds is not None:
+            cadence = ctx.options.replicate.cadence_seconds
         else:
             cadence = default_cadence()
         due = datetime.now(UTC) + timedelta(seconds=cadence)

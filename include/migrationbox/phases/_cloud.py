@@ -13,16 +13,16 @@ from migrationbox.phases.context import PhaseContext, PhaseFailed
 
 
 def adapter_for(ctx: PhaseContext, phase: str) -> CloudAdapter:
-    """The run's adapter: ``options['adapter']`` if a caller injected one, else by plan.
+    """The run's adapter: the collaborator a caller lent, else the plan's cloud's.
 
-    ``options['aws_poll_seconds']`` tunes waiter polling (small against the emulator).
+    Option ``cloud.poll_seconds`` tunes waiter polling (small against the emulator).
     """
-    injected = ctx.options.get("adapter")
+    injected = ctx.collaborators.adapter
     if injected is not None:
-        return injected  # type: ignore[no-any-return]
+        return injected
     kwargs: dict[str, Any] = {}
-    if "aws_poll_seconds" in ctx.options:
-        kwargs["poll_seconds"] = float(ctx.options["aws_poll_seconds"])
+    if ctx.options.cloud.poll_seconds is not None:
+        kwargs["poll_seconds"] = ctx.options.cloud.poll_seconds
     try:
         return get_adapter(
             ctx.plan.settings.cloud, ctx.aws_conn_id, ctx.plan.settings.region, **kwargs
@@ -32,17 +32,14 @@ def adapter_for(ctx: PhaseContext, phase: str) -> CloudAdapter:
 
 
 def target_cidr(ctx: PhaseContext) -> str:
-    """The target VPC CIDR: run conf ``target_vpc_cidr`` (or ``target_cidr``), else default."""
-    from migrationbox.iac.design import DEFAULT_VPC_CIDR
-
-    value = ctx.options.get("target_vpc_cidr") or ctx.options.get("target_cidr")
-    return str(value or DEFAULT_VPC_CIDR)
+    """The target VPC CIDR: option ``network.target_vpc_cidr`` (with its default)."""
+    return ctx.options.network.target_vpc_cidr
 
 
 def progress(ctx: PhaseContext, message: str, data: dict[str, Any] | None = None) -> None:
     """Log, and tell the orchestrator's ``on_progress`` callback when there is one."""
     ctx.log.info(message)
-    callback = ctx.options.get("on_progress")
+    callback = ctx.collaborators.on_progress
     if callback is not None:
         callback(message, data or {})
 

@@ -3,19 +3,53 @@
 A phase is a module in ``migrationbox.phases`` with ``run(ctx) -> PhaseResult`` and,
 where it changes anything, ``rollback(ctx) -> PhaseResult``. Both are idempotent: the
 wave DAG may call them again after any failure or success.
+
+A phase is told two kinds of things, kept apart: ``options`` (typed, JSON-able, what an
+operator may set in the run conf) and ``collaborators`` (objects the caller lends it:
+the cloud adapter, callbacks that record progress and resources). The estate's
+endpoints are data the caller loads (the wave DAG from the store) and hands over.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from migrationbox.config import AWS_CONN_ID
+from migrationbox.errors import MigrationBoxError
+from migrationbox.phases.options import PhaseOptions
 from migrationbox.planning.models import PlanDocument, ServerPlan, Wave
+
+if TYPE_CHECKING:
+    from migrationbox.cloud.base import CloudAdapter
+    from migrationbox.lab.endpoints import Endpoint
+
+#: ``(message, data)``: a phase's progress line for the store's event log.
+OnProgress = Callable[[str, dict[str, Any]], Any]
+#: ``(resource_type, resource_id, name, tags)``: a cloud resource created or deleted.
+OnResource = Callable[[str, str, str, dict[str, str]], Any]
+
+
+@dataclass
+class Collaborators:
+    """Objects a phase may use but is never configured with (not options, not JSON).
+
+    ``adapter``: the cloud adapter to use instead of the plan's cloud default (tests,
+    another account); ``monitoring``: the adapter the cutover's canary metrics go
+    through, when not ``adapter`` (a separate monitoring account, tests); the ``on_*``
+    callbacks tell the orchestrator what happened (the wave DAG records them).
+    """
+
+    adapter: CloudAdapter | None = None
+    monitoring: CloudAdapter | None = None
+    on_progress: OnProgress | None = None
+    on_resource: OnResource | None = None
+    on_resource_deleted: OnResource | None = None
 
 
 @dataclass
@@ -26,7 +60,10 @@ class PhaseContext:
     dry_run: bool = False
     aws_conn_id: str = AWS_CONN_ID
     artifacts_dir: Path = field(default_factory=lambda: Path(".runtime/artifacts"))
-    options: dict[str, Any] = field(default_factory=dict)
+    options: PhaseOptions = field(default_factory=PhaseOptions)
+    collaborators: Collaborators = field(default_factory=Collaborators)
+    #: the estate's endpoints as the caller loaded them; ``None``: the lab's file
+    endpoints: list[Endpoint] | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("migrationbox.phase"))
 
     @property
@@ -69,7 +106,7 @@ class PhaseResult(BaseModel):
     failures: list[str] = Field(default_factory=list)
 
 
-class PhaseFailed(RuntimeError):
+class PhaseFailed(MigrationBoxError, RuntimeError):
     """A phase found a problem it must not continue past; the message says what to do."""
 
     def __init__(self, phase: str, message: str, details: dict[str, Any] | None = None):

@@ -20,15 +20,10 @@ the wave completed its cutover (100 % target), going back needs an approval: ``r
 then fails with what to do, and ``rollback_approved(ctx)`` (the task after the approval
 gate) does it.
 
-Options: ``cutover_steps`` ([5, 25, 50, 100]), ``cutover_dwell_seconds`` (5),
-``cutover_probe_interval_seconds`` (1), ``health_probe_requests`` (20),
-``health_checks_per_batch`` (half the requests), ``health_timeout_seconds`` (5),
-``cutover_ttl`` (30), ``cutover_final_sync`` (true); rollback rules:
-``rollback_error_rate_points`` (5; ``cutover_max_error_rate`` as a fraction also works),
-``cutover_latency_factor`` (2.0), ``cutover_latency_floor_ms`` (250),
-``rollback_health_fail_pct`` (10), ``rollback_saturation_pct`` (95),
-``rollback_sustained_seconds`` (120); ``cloudwatch_client`` (a boto3 client to use for
-metrics instead of the run's AWS connection).
+Options: the run conf's ``cutover`` section (``phases.options.CutoverOptions``: steps,
+dwell, probe interval, TTL, final sync and the rollback rules) and ``health`` (probe
+requests and timeout). Every cloud call goes through the cloud adapter; the
+``monitoring`` collaborator, when given, is the adapter used for the canary's metrics.
 """
 
 from __future__ import annotations
@@ -38,18 +33,20 @@ from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlparse
 
+from migrationbox.cloud.base import CloudAdapter
 from migrationbox.cutover.controller import CanaryController, CanarySettings
 from migrationbox.cutover.metrics import NAMESPACE, CanaryMetrics, MetricsUnavailable
 from migrationbox.cutover.rules import RollbackRules
 from migrationbox.lab.endpoints import Endpoint, by_server, dns_zone, target_dns_name
 from migrationbox.phases._cloud import adapter_for, progress, write_json
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
+from migrationbox.phases.options import DEFAULT_CUTOVER_STEPS, PhaseOptions
 from migrationbox.phases.replicate import endpoints_or_fail
 from migrationbox.phases.smoke_test import find_zone_id
 from migrationbox.replication.database import final_delta
 
 PHASE = "cutover"
-DEFAULT_STEPS = (5, 25, 50, 100)
+DEFAULT_STEPS = DEFAULT_CUTOVER_STEPS
 STATE_FILE = "cutover.json"
 
 
@@ -81,20 +78,17 @@ class Settings:
     timeout: float
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> Settings:
-        steps = [int(s) for s in options.get("cutover_steps") or DEFAULT_STEPS]
-        if not steps or any(not 0 < s <= 100 for s in steps) or steps != sorted(set(steps)):
-            raise PhaseFailed(PHASE, f"options.cutover_steps must rise within 1..100, got {steps}")
-        if steps[-1] != 100:
-            steps.append(100)
+    def from_options(cls, options: PhaseOptions) -> Settings:
+        """The canary's settings from the run conf (steps are validated by the model)."""
+        cut = options.cutover
         return cls(
-            steps=steps,
-            dwell=float(options.get("cutover_dwell_seconds", 5.0)),
-            requests=max(1, int(options.get("health_probe_requests", 20))),
-            max_error_rate=float(options.get("cutover_max_error_rate", 0.05)),
-            latency_factor=float(options.get("cutover_latency_factor", 2.0)),
-            latency_floor_ms=float(options.get("cutover_latency_floor_ms", 250.0)),
-            timeout=float(options.get("health_timeout_seconds", 5.0)),
+            steps=list(cut.steps),
+            dwell=cut.dwell_seconds,
+            requests=options.health.probe_requests,
+            max_error_rate=cut.error_rate_points / 100,
+            latency_factor=cut.latency_factor,
+            latency_floor_ms=cut.latency_floor_ms,
+            timeout=options.health.timeout_seconds,
         )
 
 
@@ -183,18 +177,15 @@ def _final_sync(ctx: PhaseContext, endpoints: list[Endpoint]) -> dict[str, Any]:
     return out
 
 
-def _metrics_client(ctx: PhaseContext) -> Any:
-    client = ctx.options.get("cloudwatch_client")
-    if client is not None:
-        return client
-    from migrationbox.cloud.aws_session import aws_client
-
-    return aws_client("cloudwatch", ctx.aws_conn_id, ctx.plan.settings.region)
+def _monitoring(ctx: PhaseContext, adapter: CloudAdapter) -> CloudAdapter:
+    """The adapter the canary publishes and reads its metrics through (the run's, unless
+    the ``monitoring`` collaborator says otherwise)."""
+    return ctx.collaborators.monitoring or adapter
 
 
 def run(ctx: PhaseContext) -> PhaseResult:
     settings = Settings.from_options(ctx.options)
-    rules = RollbackRules.from_options(ctx.options)
+    rules = RollbackRules.from_options(ctx.options.cutover)
     endpoints = endpoints_or_fail(ctx, PHASE)
     if not any(by_server(endpoints, s.server_id, "http") for s in ctx.servers):
         return PhaseResult(phase=PHASE, ok=True,
@@ -205,27 +196,27 @@ def run(ctx: PhaseContext) -> PhaseResult:
                            summary=f"dry run: would shift traffic in steps {settings.steps}",
                            details={"steps": settings.steps, "dry_run": True})
     adapter = adapter_for(ctx, PHASE)
-    zone_id = find_zone_id(ctx)
+    zone_id = find_zone_id(ctx, adapter)
     if zone_id is None:
         raise PhaseFailed(PHASE, f"hosted zone {dns_zone(ctx.estate)} does not exist: run "
                                  "provision (not as a dry run) before cutover")
     svcs = services(ctx, endpoints, adapter, zone_id)
-    ttl = int(ctx.options.get("cutover_ttl", 30))
+    ttl = ctx.options.cutover.ttl_seconds
     start_weights = {s.record: _weights(adapter, zone_id, s) for s in svcs}
     current = min(w.get("target", 0) for w in start_weights.values())
     steps = [w for w in settings.steps if w > current]
     final_sync = (_final_sync(ctx, endpoints)
-                  if steps and ctx.options.get("cutover_final_sync", True) else {})
+                  if steps and ctx.options.cutover.final_sync else {})
     controller = CanaryController(
         adapter=adapter, zone_id=zone_id, services=svcs,
         settings=CanarySettings(
             steps=settings.steps, dwell_s=settings.dwell, requests=settings.requests,
-            health_checks=int(ctx.options.get("health_checks_per_batch",
-                                              max(1, settings.requests // 2))),
+            health_checks=(ctx.options.cutover.health_checks_per_batch
+                           or max(1, settings.requests // 2)),
             timeout_s=settings.timeout,
-            probe_interval_s=float(ctx.options.get("cutover_probe_interval_seconds", 1.0)),
+            probe_interval_s=ctx.options.cutover.probe_interval_seconds,
             ttl=ttl),
-        rules=rules, metrics=CanaryMetrics(_metrics_client(ctx), ctx.estate, ctx.run_id),
+        rules=rules, metrics=CanaryMetrics(_monitoring(ctx, adapter), ctx.estate, ctx.run_id),
         say=lambda m, d: progress(ctx, m, d),
     )
     report: dict[str, Any] = {
@@ -278,7 +269,7 @@ def rollback_requires_approval(ctx: PhaseContext) -> tuple[bool, str]:
     if not any(by_server(endpoints, s.server_id, "http") for s in ctx.servers):
         return False, "no HTTP services"
     adapter = adapter_for(ctx, PHASE)
-    zone_id = find_zone_id(ctx)
+    zone_id = find_zone_id(ctx, adapter)
     if zone_id is None:
         return False, "no hosted zone"
     svcs = services(ctx, endpoints, adapter, zone_id)
@@ -291,29 +282,31 @@ def rollback_requires_approval(ctx: PhaseContext) -> tuple[bool, str]:
 
 def rollback_approved(ctx: PhaseContext) -> PhaseResult:
     """The rollback after its approval gate passed (see ``rollback``)."""
-    ctx.options["rollback_approved"] = True
-    return rollback(ctx)
+    return rollback(ctx, approved=True)
 
 
-def rollback(ctx: PhaseContext) -> PhaseResult:
-    """100 % of traffic to the source wherever this wave has weighted records."""
+def rollback(ctx: PhaseContext, approved: bool = False) -> PhaseResult:
+    """100 % of traffic to the source wherever this wave has weighted records.
+
+    ``approved``: the approval gate for rolling back a completed cutover passed.
+    """
     if ctx.dry_run:
         return PhaseResult(phase=PHASE, ok=True, summary="dry run: nothing to roll back")
     endpoints = endpoints_or_fail(ctx, PHASE)
     if not any(by_server(endpoints, s.server_id, "http") for s in ctx.servers):
         return PhaseResult(phase=PHASE, ok=True, summary="no HTTP services: nothing to restore")
-    if not ctx.options.get("rollback_approved"):
+    if not approved:
         needed, why = rollback_requires_approval(ctx)
         if needed:
             raise PhaseFailed(PHASE, f"{why}; traffic stays on the target until someone "
                                      "approves the rollback")
     adapter = adapter_for(ctx, PHASE)
-    zone_id = find_zone_id(ctx)
+    zone_id = find_zone_id(ctx, adapter)
     if zone_id is None:
         return PhaseResult(phase=PHASE, ok=True,
                            summary="no hosted zone: traffic was never moved")
     restored, untouched = [], []
-    ttl = int(ctx.options.get("cutover_ttl", 30))
+    ttl = ctx.options.cutover.ttl_seconds
     for svc in services(ctx, endpoints, adapter, zone_id):
         weights = _weights(adapter, zone_id, svc)
         if not weights:
@@ -328,5 +321,5 @@ def rollback(ctx: PhaseContext) -> PhaseResult:
         phase=PHASE, ok=True,
         summary=f"{len(restored)} services at 100% source; {len(untouched)} never shifted",
         details={"restored": restored, "never_shifted": untouched,
-                 "approved": bool(ctx.options.get("rollback_approved"))},
+                 "approved": approved},
     )

@@ -6,8 +6,8 @@ Checks, each with a status, a reason and what to do when it fails:
 * region: the plan's region is known and has at least two availability zones;
 * sizing: every server of the wave has an instance type that the region offers;
 * quotas: requested vCPUs plus those in use fit the EC2 On-Demand Standard vCPU quota
-  (Service Quotas ``ec2/L-1216C47A``; where the endpoint does not serve it, the
-  ``vcpu_quota`` run option; with neither, the check warns rather than guesses), and
+  (Service Quotas ``ec2/L-1216C47A``; where the endpoint does not serve it, the run
+  conf's ``preflight.vcpu_quota``; with neither, the check warns rather than guesses), and
   the VPC quotas (VPCs per region, subnets per VPC, security groups per region, rules
   per group) fit the wave's design;
 * CIDR conflicts: the target VPC CIDR overlaps none of the estate's source networks
@@ -17,10 +17,13 @@ Checks, each with a status, a reason and what to do when it fails:
 * data residency: each server's residency requirement allows the target region.
 
 Source facts that the plan does not carry (networks, backups, residency) come from the
-run options when given (``source_networks``, ``backups``, ``data_residency``), else from
-an ``Estate`` passed in, else from the store (``load_estate_records``). The report is
-written as JSON and Markdown into the run's artifacts; on failure ``PhaseFailed`` names
-every failing check.
+run conf when given (``network.source_networks``, ``preflight.backups``,
+``preflight.data_residency``), else from an ``Estate`` passed in, else from the store
+(``networks.load_estate_records``). Source networks are resolved by ``phases.networks``,
+the same answer provision builds its security-group rules from. Every remedy that names
+an option names it as a run-conf key (``options.conf_key``). The report is written as
+JSON and Markdown into the run's artifacts; on failure ``PhaseFailed`` names every
+failing check.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from migrationbox.cloud.base import TAG_SERVER, TAG_WAVE, CloudAdapter, landing_zone_tag
 from migrationbox.iac.design import DesignError, design_wave
@@ -45,13 +48,19 @@ from migrationbox.phases._cloud import (
     write_text,
 )
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
+from migrationbox.phases.networks import (
+    SourceNetworks,
+    from_conf_or_records,
+    load_estate_records,
+)
+from migrationbox.phases.options import conf_key
 
 PHASE = "preflight"
 log = logging.getLogger("migrationbox.phase.preflight")
 
 #: cloud → region → (jurisdiction, ISO country). "EU" means an EU member state; the UK
 #: and Switzerland are their own jurisdictions (adequacy is a customer's decision, see
-#: the ``residency_equivalents`` option).
+#: the ``preflight.residency_equivalents`` option).
 REGION_JURISDICTION: dict[str, dict[str, tuple[str, str]]] = {
     "aws": {
         "us-east-1": ("US", "US"), "us-east-2": ("US", "US"),
@@ -95,9 +104,9 @@ class Check:
 
 
 class BackupInfo(BaseModel):
-    """What the run option ``backups`` may say about one server (or just ``true``)."""
+    """One server's backup as pre-flight judges it (from the run conf or the records)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")
 
     available: bool = False
     last_backup_at: datetime | None = None
@@ -109,33 +118,10 @@ class BackupInfo(BaseModel):
 class SourceFacts:
     """Per-server facts the plan does not carry, and where they came from."""
 
-    networks: dict[str, list[str]] = field(default_factory=dict)  # server_id → CIDRs
-    shared_networks: list[str] = field(default_factory=list)  # estate-wide CIDRs
+    networks: SourceNetworks = field(default_factory=SourceNetworks)
     backups: dict[str, BackupInfo | None] = field(default_factory=dict)
     residency: dict[str, str | None] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
-
-
-def load_estate_records(estate: str) -> dict[str, ServerRecord] | None:
-    """The estate's discovery records from the store (``None`` if it has none).
-
-    The one place pre-flight touches the store; raises when the store is unreachable,
-    and the caller reports that reason.
-    """
-    from migrationbox.store import repository
-    from migrationbox.store.db import session_scope
-
-    with session_scope(read_only=True) as session:
-        found = repository.get_estate(session, estate)
-    return None if found is None else found.by_id()
-
-
-def _networks_of(record: ServerRecord) -> list[str]:
-    nets = [f"{ip}/{32 if ipaddress.ip_address(ip).version == 4 else 128}"
-            for ip in record.ip_addresses]
-    if record.network is not None:
-        nets += list(record.network.subnets)
-    return nets
 
 
 def gather_facts(
@@ -143,8 +129,8 @@ def gather_facts(
     estate: Estate | dict[str, ServerRecord] | None = None,
     loader: Callable[[str], dict[str, ServerRecord] | None] = load_estate_records,
 ) -> SourceFacts:
-    """Source facts: run options first, then ``estate``, then the store."""
-    opts = ctx.options
+    """Source facts: the run conf first, then ``estate``, then the store."""
+    opts = ctx.options.preflight
     server_ids = [s.server_id for s in ctx.servers]
     facts = SourceFacts()
     records: dict[str, ServerRecord] | None
@@ -152,7 +138,7 @@ def gather_facts(
         records, origin = estate.by_id(), "estate argument"
     elif estate is not None:
         records, origin = dict(estate), "estate argument"
-    elif all(k in opts for k in ("source_networks", "backups")):
+    elif ctx.options.network.source_networks is not None and opts.backups is not None:
         records, origin = None, ""
     else:
         try:
@@ -165,30 +151,24 @@ def gather_facts(
     if records is not None:
         facts.sources.append(origin)
 
-    raw_nets = opts.get("source_networks")
-    if raw_nets is not None:
-        facts.sources.append("options.source_networks")
-        if isinstance(raw_nets, dict):
-            facts.networks = {k: list(v) for k, v in raw_nets.items()}
-        else:
-            facts.shared_networks = list(raw_nets)
-    elif records is not None:
-        facts.networks = {sid: _networks_of(records[sid]) for sid in records}
+    facts.networks = from_conf_or_records(ctx, records, origin or "store")
+    if ctx.options.network.source_networks is not None:
+        facts.sources.append(facts.networks.origin)
 
-    raw_backups = opts.get("backups")
+    raw_backups = opts.backups
     for sid in server_ids:
         info: BackupInfo | None = None
-        if isinstance(raw_backups, dict) and sid in raw_backups:
-            value = raw_backups[sid]
-            info = (BackupInfo(available=bool(value)) if isinstance(value, bool)
-                    else BackupInfo.model_validate(value))
+        if raw_backups is not None and sid in raw_backups:
+            stated = raw_backups[sid]
+            info = (BackupInfo(available=stated) if isinstance(stated, bool)
+                    else BackupInfo.model_validate(stated.model_dump()))
         elif records is not None and sid in records and records[sid].backup is not None:
             info = BackupInfo.model_validate(records[sid].backup.model_dump())
         facts.backups[sid] = info
     if raw_backups is not None:
-        facts.sources.append("options.backups")
+        facts.sources.append(conf_key("preflight.backups"))
 
-    raw_res = opts.get("data_residency")
+    raw_res = opts.data_residency
     for sid in server_ids:
         value: str | None = None
         if isinstance(raw_res, str):
@@ -199,7 +179,7 @@ def gather_facts(
             value = records[sid].data_residency
         facts.residency[sid] = value
     if raw_res is not None:
-        facts.sources.append("options.data_residency")
+        facts.sources.append(conf_key("preflight.data_residency"))
     return facts
 
 
@@ -207,7 +187,7 @@ def gather_facts(
 
 def check_credentials(adapter: CloudAdapter, ctx: PhaseContext) -> Check:
     ident = adapter.whoami()
-    expected = ctx.options.get("expected_account")
+    expected = ctx.options.preflight.expected_account
     if expected and str(expected) != ident.account:
         return Check("credentials", FAIL,
                      f"connection {ctx.aws_conn_id!r} is account {ident.account}, the run "
@@ -261,12 +241,12 @@ def check_quotas(adapter: CloudAdapter, ctx: PhaseContext, vcpus: dict[str, int]
     data: dict[str, Any] = {"requested_vcpu": requested, "vcpu_in_use": in_use}
 
     api_quota = adapter.vcpu_quota()
-    configured = ctx.options.get("vcpu_quota")
+    configured = ctx.options.preflight.vcpu_quota
     limits = []
     if api_quota is not None:
         limits.append((api_quota.limit, api_quota.source))
     if configured is not None:
-        limits.append((float(configured), "run option vcpu_quota"))
+        limits.append((float(configured), conf_key("preflight.vcpu_quota")))
     if limits:
         limit, source = min(limits)
         data.update(vcpu_limit=limit, vcpu_limit_source=source)
@@ -277,7 +257,7 @@ def check_quotas(adapter: CloudAdapter, ctx: PhaseContext, vcpus: dict[str, int]
             notes.append(f"vCPU {in_use}+{requested}/{limit:g} ({source})")
     else:
         notes.append("vCPU quota not verifiable: Service Quotas does not serve ec2/L-1216C47A "
-                     "here and no vcpu_quota option is set")
+                     f"here and {conf_key('preflight.vcpu_quota')} is not set")
 
     quotas = adapter.network_quotas()
     usage = adapter.network_usage()
@@ -304,7 +284,8 @@ def check_quotas(adapter: CloudAdapter, ctx: PhaseContext, vcpus: dict[str, int]
                      "request a quota increase (Service Quotas) or split the wave", data)
     status = PASS if limits else WARN
     return Check("quotas", status, "; ".join(notes),
-                 "" if limits else "set run option vcpu_quota to the account's vCPU limit", data)
+                 "" if limits else f"set {conf_key('preflight.vcpu_quota')} to the account's "
+                                   "vCPU limit", data)
 
 
 def check_cidr(adapter: CloudAdapter | None, ctx: PhaseContext, facts: SourceFacts,
@@ -313,16 +294,17 @@ def check_cidr(adapter: CloudAdapter | None, ctx: PhaseContext, facts: SourceFac
         target = ipaddress.ip_network(vpc_cidr, strict=True)
     except ValueError as exc:
         return Check("cidr_conflicts", FAIL, f"target VPC CIDR {vpc_cidr!r} is invalid: {exc}",
-                     "set run option target_vpc_cidr to a network such as 10.100.0.0/16")
+                     f"set {conf_key('network.target_vpc_cidr')} to a network such as "
+                     "10.100.0.0/16")
     clashes: dict[str, list[str]] = {}
-    entries = [("estate", n) for n in facts.shared_networks] + [
-        (sid, n) for sid, nets in sorted(facts.networks.items()) for n in nets
-    ]
+    entries = facts.networks.entries()
     if not entries:
+        looked = [*facts.sources, facts.networks.origin]
         return Check("cidr_conflicts", FAIL,
                      "no source networks known, so conflicts cannot be ruled out "
-                     f"(looked in: {'; '.join(facts.sources) or 'run options'})",
-                     "pass run option source_networks or store the estate's discovery records")
+                     f"(looked in: {'; '.join(x for x in looked if x) or 'the run conf'})",
+                     f"set {conf_key('network.source_networks')} or store the estate's "
+                     "discovery records")
     bad_entries = []
     for owner, net in entries:
         try:
@@ -350,21 +332,23 @@ def check_cidr(adapter: CloudAdapter | None, ctx: PhaseContext, facts: SourceFac
         if bad_entries:
             detail += ("; " if detail else "") + f"unreadable networks: {', '.join(bad_entries)}"
         return Check("cidr_conflicts", FAIL, detail,
-                     "choose a target_vpc_cidr outside the estate's networks (the source must "
-                     "stay routable from the VPC during migration)", data)
+                     f"choose a {conf_key('network.target_vpc_cidr')} outside the estate's "
+                     "networks (the source must stay routable from the VPC during migration)",
+                     data)
     if warnings:
         return Check("cidr_conflicts", WARN,
                      f"{vpc_cidr} is clear of {len(entries)} source networks but overlaps "
                      f"other VPCs of the account: {', '.join(warnings)}",
-                     "avoid peering those VPCs with the target, or pick another target_vpc_cidr",
+                     "avoid peering those VPCs with the target, or pick another "
+                     f"{conf_key('network.target_vpc_cidr')}",
                      data)
     return Check("cidr_conflicts", PASS,
                  f"{vpc_cidr} is clear of {len(entries)} source networks", data=data)
 
 
 def check_backups(ctx: PhaseContext, facts: SourceFacts) -> Check:
-    max_age = ctx.options.get("backup_max_age_hours")
-    need_restore = bool(ctx.options.get("require_restore_tested", False))
+    max_age = ctx.options.preflight.backup_max_age_hours
+    need_restore = ctx.options.preflight.require_restore_tested
     now = datetime.now(UTC)
     failing: dict[str, str] = {}
     for server in ctx.servers:
@@ -381,7 +365,7 @@ def check_backups(ctx: PhaseContext, facts: SourceFacts) -> Check:
                 when = when if when.tzinfo else when.replace(tzinfo=UTC)
                 if now - when > timedelta(hours=float(max_age)):
                     failing[server.server_id] = f"last backup {when.isoformat()} is older " \
-                                                f"than {max_age} h"
+                                                f"than {max_age:g} h"
         if server.server_id not in failing and need_restore and info and not info.restore_tested:
             failing[server.server_id] = "restore never tested"
     data = {"failing": failing, "checked": len(ctx.servers)}
@@ -413,7 +397,7 @@ def check_residency(ctx: PhaseContext, facts: SourceFacts) -> Check:
         return Check("data_residency", FAIL, f"region {region!r} has no known jurisdiction",
                      "add it to preflight.REGION_JURISDICTION")
     jurisdiction, country = table[region]
-    equivalents = ctx.options.get("residency_equivalents")
+    equivalents = ctx.options.preflight.residency_equivalents
     violations = {
         sid: req for sid, req in sorted(facts.residency.items())
         if req and not residency_allows(req, cloud, region, equivalents)
@@ -426,7 +410,8 @@ def check_residency(ctx: PhaseContext, facts: SourceFacts) -> Check:
         return Check("data_residency", FAIL,
                      f"target {region} is in {jurisdiction}/{country}, but {listed}",
                      "move these servers to a wave for a region in their jurisdiction, or "
-                     "record a legal basis in run option residency_equivalents", data)
+                     f"record a legal basis in {conf_key('preflight.residency_equivalents')}",
+                     data)
     return Check("data_residency", PASS,
                  f"{constrained} server(s) with a residency requirement, all satisfied by "
                  f"{region} ({jurisdiction})", data=data)
@@ -446,11 +431,7 @@ def _guard(name: str, func: Callable[[], Check]) -> Check:
 def run(ctx: PhaseContext, estate: Estate | dict[str, ServerRecord] | None = None) -> PhaseResult:
     """Run every check, write the report, fail with all reasons if any check fails."""
     target = target_cidr(ctx)
-    try:
-        facts = gather_facts(ctx, estate)
-    except ValidationError as exc:
-        raise PhaseFailed(PHASE, f"run options backups/data_residency are malformed: {exc}") \
-            from exc
+    facts = gather_facts(ctx, estate)
     adapter = adapter_for(ctx, PHASE)
     checks: list[Check] = []
     progress(ctx, f"pre-flight of {ctx.wave_tag}: {len(ctx.servers)} servers")
@@ -475,7 +456,7 @@ def run(ctx: PhaseContext, estate: Estate | dict[str, ServerRecord] | None = Non
             azs = region.data.get("availability_zones") or []
             try:
                 design = design_wave(ctx.plan, ctx.wave_number, azs, vpc_cidr=target,
-                                     source_networks=facts.shared_networks)
+                                     source_networks=facts.networks.cidrs())
             except DesignError as exc:
                 return Check("quotas", FAIL, f"the wave cannot be designed: {exc}",
                              "fix the plan as the message says")

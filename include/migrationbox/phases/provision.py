@@ -10,7 +10,11 @@ with target groups and listeners, and an A record per server.
 Every adapter call looks before it creates, so re-running after a failure or a success
 creates nothing new. What exists afterwards is written to ``provisioned.json`` (in the
 run folder and in the wave folder, where later phases read it with ``read_state``) and
-announced through ``options['on_resource']`` for the store's ledger.
+announced through the ``on_resource`` collaborator for the store's ledger.
+
+The security groups admit the estate's source networks (``phases.networks``: the run
+conf's ``network.source_networks``, else the discovery records in the store), the same
+networks pre-flight checked the target VPC against.
 """
 
 from __future__ import annotations
@@ -24,31 +28,32 @@ from migrationbox.cloud.base import CloudAdapter, IngressRule, dns_record_id
 from migrationbox.iac.design import DesignError, WaveDesign, design_wave
 from migrationbox.iac.render import RenderError, write_terraform
 from migrationbox.phases._cloud import adapter_for, progress, target_cidr, wave_dir, write_json
-from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
+from migrationbox.phases.context import OnResource, PhaseContext, PhaseFailed, PhaseResult
+from migrationbox.phases.networks import RecordsLoader, load_estate_records, source_networks
 
 PHASE = "provision"
 STATE_FILE = "provisioned.json"
 
-OnResource = Callable[[str, str, str, dict[str, str]], Any]
 
-
-def source_networks(ctx: PhaseContext) -> list[str]:
-    """On-prem CIDRs from ``options['source_networks']`` (a list, or server → list)."""
-    raw = ctx.options.get("source_networks") or []
-    if isinstance(raw, dict):
-        return sorted({n for nets in raw.values() for n in nets})
-    return list(raw)
-
-
-def build_design(ctx: PhaseContext, azs: list[str]) -> WaveDesign:
+def build_design(ctx: PhaseContext, azs: list[str],
+                 loader: RecordsLoader = load_estate_records) -> WaveDesign:
+    """The wave's design, with the source networks pre-flight checked."""
+    networks = source_networks(ctx, loader)
+    bad = networks.invalid()
+    if bad:
+        raise PhaseFailed(PHASE, f"source networks that are not CIDRs ({networks.origin}): "
+                                 f"{', '.join(bad)}; fix them and re-run")
+    if not networks.cidrs():
+        ctx.log.warning("no source networks (%s): the security groups admit none",
+                        networks.origin)
     try:
         return design_wave(
             ctx.plan,
             ctx.wave_number,
             azs,
             vpc_cidr=target_cidr(ctx),
-            source_networks=source_networks(ctx),
-            health_check_path=str(ctx.options.get("health_check_path", "/health")),
+            source_networks=networks.cidrs(),
+            health_check_path=ctx.options.provision.health_check_path,
         )
     except DesignError as exc:
         raise PhaseFailed(PHASE, str(exc)) from exc
@@ -222,7 +227,7 @@ def apply(
 
 def run(ctx: PhaseContext) -> PhaseResult:
     adapter = adapter_for(ctx, PHASE)
-    azs = list(ctx.options.get("availability_zones") or adapter.availability_zones())
+    azs = list(ctx.options.provision.availability_zones or adapter.availability_zones())
     design = build_design(ctx, azs)
     out = ctx.run_artifacts()
     tf_path = render_terraform(design, out / "terraform")
@@ -238,7 +243,7 @@ def run(ctx: PhaseContext) -> PhaseResult:
             details={"dry_run": True, "terraform": str(tf_path), "design": design.summary()},
         )
     try:
-        state = apply(design, adapter, ctx.options.get("on_resource"),
+        state = apply(design, adapter, ctx.collaborators.on_resource,
                       lambda message: progress(ctx, message))
     except PhaseFailed:
         raise

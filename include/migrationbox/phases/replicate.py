@@ -7,14 +7,17 @@ the target is re-hashed and compared with the source and its manifest; every
 (``replication.database``) and compared by row counts and checksums. Re-running is
 cheap: unchanged blocks and rows are not sent again.
 
-Options (``ctx.options``): ``replication_block_mib`` (4), ``replication_delta_pct`` (1.0),
-``replication_delta_mib`` (1), ``replication_max_rounds`` (10), ``replication_workers`` (2),
-``replication_bandwidth_mib_s`` (none: no limit), ``replication_cadence_seconds`` (0 here:
-rounds back to back inside the task; the deferrable ``ReplicationRoundsOperator`` of
-``orchestration.triggers`` waits its cadence, 300 s by default, in the triggerer instead),
-``replication_allow_empty_source`` (false).
+Options (``ctx.options.replicate``, see ``phases.options.ReplicateOptions``):
+``block_mib`` (4), ``delta_pct`` (1.0), ``delta_mib`` (1), ``max_rounds`` (10),
+``workers`` (2), ``bandwidth_mib_s`` (none: no limit), ``cadence_seconds`` (unset: 0
+here, rounds back to back inside the task; the deferrable ``ReplicationRoundsOperator``
+of ``orchestration.triggers`` waits its cadence, the ``replication_cadence_seconds``
+setting by default, in the triggerer instead), ``allow_empty_source`` (false).
 
-Progress (bytes, %, rate, ETA, lag) goes to ``ctx.options['on_progress']`` (the store's
+The estate's endpoints come from ``ctx.endpoints`` (the wave DAG loads them from the
+store), else from the lab's endpoints file of the estate.
+
+Progress (bytes, %, rate, ETA, lag) goes to the ``on_progress`` collaborator (the store's
 events) every 25 % of a round, and the per-round figures land in the result's details.
 A source that vanished, an unreadable manifest or journal, an interrupted round that was
 resumed: each is named in the disk's ``warnings`` (and a vanished source fails the phase
@@ -30,7 +33,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from migrationbox.lab.endpoints import Endpoint, EndpointsUnavailable, by_server, load_endpoints
+from migrationbox.lab.endpoints import (
+    Endpoint,
+    EndpointsUnavailable,
+    by_server,
+    endpoints_file,
+    read_endpoints_file,
+)
 from migrationbox.phases._cloud import progress, write_json
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
 from migrationbox.planning.models import ServerPlan
@@ -62,34 +71,37 @@ def _say(ctx: PhaseContext, message: str, data: dict[str, Any] | None = None) ->
         progress(ctx, message, data)
 
 
+def phase_endpoints(ctx: PhaseContext) -> list[Endpoint]:
+    """The estate's endpoints: those handed over in ``ctx.endpoints``, else the lab's file.
+
+    Raises ``EndpointsUnavailable`` (or ``ValueError`` for a malformed file).
+    """
+    if ctx.endpoints:
+        return list(ctx.endpoints)
+    return read_endpoints_file(endpoints_file(ctx.estate))
+
+
 def endpoints_or_fail(ctx: PhaseContext, phase: str) -> list[Endpoint]:
     """The estate's endpoints, or a ``PhaseFailed`` that says how to provide them."""
     try:
-        return load_endpoints(ctx)
+        return phase_endpoints(ctx)
     except (EndpointsUnavailable, ValueError) as exc:
         raise PhaseFailed(phase, str(exc)) from exc
 
 
 def _policy(ctx: PhaseContext) -> tuple[int, ConvergencePolicy]:
-    opts = ctx.options
-    block = int(float(opts.get("replication_block_mib", 4)) * MIB)
-    if block <= 0:
-        raise PhaseFailed(PHASE, f"options.replication_block_mib must be > 0, got {block}")
+    opts = ctx.options.replicate
+    block = max(1, int(opts.block_mib * MIB))
     return block, ConvergencePolicy(
-        delta_pct=float(opts.get("replication_delta_pct", 1.0)),
-        delta_bytes=int(float(opts.get("replication_delta_mib", 1)) * MIB),
-        max_rounds=int(opts.get("replication_max_rounds", 10)),
+        delta_pct=opts.delta_pct,
+        delta_bytes=int(opts.delta_mib * MIB),
+        max_rounds=opts.max_rounds,
     )
 
 
 def _bandwidth(ctx: PhaseContext) -> float | None:
-    value = ctx.options.get("replication_bandwidth_mib_s")
-    if value in (None, "", 0):
-        return None
-    rate = float(value) * MIB
-    if rate <= 0:
-        raise PhaseFailed(PHASE, f"options.replication_bandwidth_mib_s must be > 0, got {value}")
-    return rate
+    value = ctx.options.replicate.bandwidth_mib_s
+    return None if value is None else value * MIB
 
 
 def _tree_bytes(path: Path) -> int:
@@ -128,12 +140,12 @@ def _replicate_server(ctx: PhaseContext, server: ServerPlan, endpoints: list[End
                      {"server_id": sid, "disk": ep.name, "bytes": p.done,
                       **p.as_dict()})
 
-        cadence = float(ctx.options.get("replication_cadence_seconds", 0) or 0)
+        cadence = ctx.options.replicate.cadence_seconds or 0.0
         try:
             result = replicate_tree(
                 src, tgt, block, policy, tick, bandwidth_bytes_per_s=_bandwidth(ctx),
                 between_rounds=(lambda _n, c=cadence: time.sleep(c)) if cadence > 0 else None,
-                allow_empty_source=bool(ctx.options.get("replication_allow_empty_source")),
+                allow_empty_source=ctx.options.replicate.allow_empty_source,
             )
         except SourceVanished as exc:
             out["checksum_match"] = False
@@ -182,8 +194,8 @@ def _replicate_server(ctx: PhaseContext, server: ServerPlan, endpoints: list[End
               "lag_s": lag["lag_s"]})
         db = replicate_database(
             ep.source_uri, ep.target_uri,
-            max_rounds=int(ctx.options.get("replication_max_rounds", 10)),
-            threshold_rows=int(ctx.options.get("replication_delta_rows", 0)),
+            max_rounds=ctx.options.replicate.max_rounds,
+            threshold_rows=ctx.options.replicate.delta_rows,
         )
         db.lag_before = lag
         out["databases"][ep.name] = db.summary()
@@ -203,7 +215,7 @@ def run(ctx: PhaseContext) -> PhaseResult:
     servers = ctx.servers
     progress(ctx, f"replicating {len(servers)} servers (block {block // 1024} KiB, "
                   f"{policy.max_rounds} rounds max){' - dry run' if ctx.dry_run else ''}")
-    workers = max(1, int(ctx.options.get("replication_workers", 2)))
+    workers = ctx.options.replicate.workers
     with ThreadPoolExecutor(max_workers=workers) as pool:
         outcomes = list(pool.map(
             lambda s: _replicate_server(ctx, s, endpoints, block, policy), servers
@@ -242,7 +254,7 @@ def converged(ctx: PhaseContext) -> tuple[bool, str]:
     if state.get("dry_run"):
         return True, "dry run: nothing was replicated"
     try:
-        endpoints = load_endpoints(ctx)
+        endpoints = phase_endpoints(ctx)
     except (EndpointsUnavailable, ValueError) as exc:
         return False, str(exc)
     for server in ctx.servers:
@@ -309,7 +321,7 @@ def sync_round(ctx: PhaseContext, round_no: int) -> dict[str, Any]:
     report["threshold_bytes"] = threshold
     report["converged"] = (not problems and report["bytes_sent"] <= threshold
                            and report["rows_changed"]
-                           <= int(ctx.options.get("replication_delta_rows", 0)))
+                           <= ctx.options.replicate.delta_rows)
     report["problems"] = problems
     path = ctx.run_artifacts() / ROUNDS_FILE
     try:

@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from migrationbox.cloud.base import CloudAdapter
 from migrationbox.lab.endpoints import Endpoint, by_server, dns_zone, target_dns_name
 from migrationbox.phases._cloud import adapter_for, progress
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
@@ -99,30 +100,18 @@ def database_check(ep: Endpoint, timeout: float) -> Check:
         engine.dispose()
 
 
-def find_zone_id(ctx: PhaseContext) -> str | None:
+def find_zone_id(ctx: PhaseContext, adapter: CloudAdapter | None = None) -> str | None:
     """The id of the estate's hosted zone, or None when provisioning has not made it.
 
     With several zones of that name (a private and a public one), the one tagged with
-    this estate wins.
+    this estate wins. Asked through the cloud adapter (the run's, unless given).
     """
-    from migrationbox.cloud.aws_session import aws_client
-    from migrationbox.cloud.base import TAG_ESTATE
-
-    zone = dns_zone(ctx.estate) + "."
-    r53 = aws_client("route53", ctx.aws_conn_id, ctx.plan.settings.region)
-    found = r53.list_hosted_zones_by_name(DNSName=zone, MaxItems="20")["HostedZones"]
-    ids = [z["Id"].split("/")[-1] for z in found if z["Name"].lower() == zone.lower()]
-    if len(ids) <= 1:
-        return ids[0] if ids else None
-    tags = r53.list_tags_for_resources(ResourceType="hostedzone", ResourceIds=ids[:10])
-    for item in tags["ResourceTagSets"]:
-        if any(t["Key"] == TAG_ESTATE and t["Value"] == ctx.estate for t in item.get("Tags", [])):
-            return str(item["ResourceId"])
-    return ids[0]
+    adapter = adapter or adapter_for(ctx, PHASE)
+    return adapter.find_hosted_zone(dns_zone(ctx.estate), ctx.estate)
 
 
 def dns_checks(ctx: PhaseContext, adapter: Any) -> tuple[list[Check], list[str]]:
-    zone_id = find_zone_id(ctx)
+    zone_id = find_zone_id(ctx, adapter)
     if zone_id is None:
         note = (f"DNS checks skipped: hosted zone {dns_zone(ctx.estate)} does not exist "
                 "(provisioning ran as a dry run?)")
@@ -170,7 +159,7 @@ def run(ctx: PhaseContext) -> PhaseResult:
         return PhaseResult(phase=PHASE, ok=True, summary="dry run: smoke tests not run",
                            details={"dry_run": True})
     endpoints = endpoints_or_fail(ctx, PHASE)
-    timeout = float(ctx.options.get("health_timeout_seconds", 5.0))
+    timeout = ctx.options.health.timeout_seconds
     checks: list[Check] = []
     notes: list[str] = []
     for s in ctx.servers:

@@ -3,7 +3,8 @@
 Resources are found by their ``migrationbox:wave`` tag, so the rollback works even if
 provision stopped half-way or the store's ledger is behind. The estate's landing zone
 (VPC, subnets, private DNS zone) is shared by every wave; it goes too only when no
-other wave of the estate still has resources, unless ``options['keep_landing_zone']``.
+other wave of the estate still has resources, unless the run conf sets
+``teardown.keep_landing_zone``.
 A dry run lists what would be deleted.
 """
 
@@ -39,7 +40,7 @@ def rollback(ctx: PhaseContext) -> PhaseResult:
         deleted = adapter.teardown(estate, ctx.wave_number)
         landing: list[CloudResource] = []
         remaining = [r for r in adapter.resources_by_tag(estate) if r.tags.get(TAG_WAVE) != lz]
-        keep = bool(ctx.options.get("keep_landing_zone", False))
+        keep = ctx.options.teardown.keep_landing_zone
         if not remaining and not keep:
             landing = adapter.teardown(estate, LANDING_ZONE)
     except Exception as exc:
@@ -48,7 +49,7 @@ def rollback(ctx: PhaseContext) -> PhaseResult:
             f"teardown of {ctx.wave_tag} stopped: {type(exc).__name__}: {exc}. Re-run it: "
             f"it only looks at what is still tagged {ctx.wave_tag}",
         ) from exc
-    on_deleted = ctx.options.get("on_resource_deleted")
+    on_deleted = ctx.collaborators.on_resource_deleted
     if on_deleted is not None:
         for res in deleted + landing:
             on_deleted(res.type, res.id, res.name, res.tags)

@@ -14,12 +14,13 @@
   database (row counts, column checksums, null rates, key uniqueness, file manifests),
   results as JSON in ``validation-evidence.json`` and data docs (HTML) under ``gx/`` in
   the run's artifacts; a failed expectation fails the phase like any other problem, so
-  the source stays authoritative. Option ``validation_gx`` (true) turns it off;
+  the source stays authoritative. Run conf ``validate.gx`` (true) turns it off;
 * performance against the discovery baseline: every HTTP service of the wave probed at
   the source and the target (P95, errors, CPU and memory of the serving process),
   compared with the discovery inventory's CPU/memory averages (from the store, or
-  ``options['performance_baselines']``) — reported, not a failure, except a P95 over
-  ``cutover_latency_factor`` × the source's, which is a warning in ``performance``.
+  the run conf's ``validate.performance_baselines``) — reported, not a failure; a P95
+  over ``cutover.latency_factor`` × the source's is a warning in ``performance``.
+  Run conf ``validate.performance`` (true) turns it off.
 
 ``decommission(ctx)``, called after the approval gate, marks each source disk with a
 ``.migrationbox/DECOMMISSIONED.json`` marker (kept on re-runs) and returns the servers.
@@ -43,6 +44,7 @@ from migrationbox.phases.configure import (
     secret_name,
 )
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
+from migrationbox.phases.options import conf_key
 from migrationbox.phases.replicate import endpoints_or_fail
 from migrationbox.replication.database import compare_databases
 from migrationbox.replication.disk import verify
@@ -175,12 +177,12 @@ def run(ctx: PhaseContext) -> PhaseResult:
         per_server[s.server_id] = entry
     cost = cost_report(ctx)
     details: dict[str, Any] = {"servers": per_server, "cost": cost, "dry_run": ctx.dry_run}
-    if not ctx.dry_run and ctx.options.get("validation_gx", True):
+    if not ctx.dry_run and ctx.options.validate_.gx:
         evidence = gx_evidence(ctx, endpoints)
         details["gx"] = evidence.summary()
         problems += [f"great-expectations suite {o.name}: {f}" for o in evidence.suites
                      for f in o.failed[:5]]
-    if not ctx.dry_run and ctx.options.get("validation_performance", True):
+    if not ctx.dry_run and ctx.options.validate_.performance:
         details["performance"] = performance_report(ctx, endpoints)
     write_json(ctx.run_artifacts() / "validate.json", {**details, "problems": problems})
     if problems:
@@ -227,9 +229,9 @@ def gx_evidence(ctx: PhaseContext, endpoints: list[Endpoint]) -> Any:
 
 
 def _discovery_baselines(ctx: PhaseContext) -> tuple[dict[str, Any], str]:
-    given = ctx.options.get("performance_baselines")
+    given = ctx.options.validate_.performance_baselines
     if given is not None:
-        return dict(given), "options.performance_baselines"
+        return dict(given), conf_key("validate.performance_baselines")
     try:
         from migrationbox.store import repository
         from migrationbox.store.db import session_scope
@@ -249,10 +251,10 @@ def performance_report(ctx: PhaseContext, endpoints: list[Endpoint]) -> dict[str
     from migrationbox.cutover.metrics import probe_batch
 
     baselines, origin = _discovery_baselines(ctx)
-    n = int(ctx.options.get("health_probe_requests", 20))
-    timeout = float(ctx.options.get("health_timeout_seconds", 5.0))
-    factor = float(ctx.options.get("cutover_latency_factor", 2.0))
-    floor = float(ctx.options.get("cutover_latency_floor_ms", 250.0))
+    n = ctx.options.health.probe_requests
+    timeout = ctx.options.health.timeout_seconds
+    factor = ctx.options.cutover.latency_factor
+    floor = ctx.options.cutover.latency_floor_ms
     servers: dict[str, Any] = {}
     warnings: list[str] = []
     for s in ctx.servers:

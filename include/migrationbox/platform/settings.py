@@ -20,12 +20,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from migrationbox.errors import ConfigurationError
 from migrationbox.platform.rest import AirflowClient
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigurationError):
     """The settings file is unreadable, incomplete or names an unset variable."""
 
 

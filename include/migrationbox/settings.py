@@ -1,0 +1,141 @@
+"""MigrationBox's site settings: from Airflow, with environment variables as overrides.
+
+One place that knows every setting, its default and where it may come from, so that
+no module reads ``os.environ`` for a knob of its own. A setting is resolved, first hit
+wins:
+
+1. the environment variable ``MIGRATIONBOX_<NAME>`` (an override: tests, the demo, a
+   one-off run);
+2. the Airflow Variable ``migrationbox_<name>``, for settings marked ``variable`` and
+   only at run time (a task, the CLI): Variables are read through the metadata
+   database or API, which DAG-parse code must not do; ``AIRFLOW_VAR_MIGRATIONBOX_<NAME>``
+   counts as the Variable;
+3. the option ``<name>`` of the ``[migrationbox]`` section of airflow.cfg (or its
+   ``AIRFLOW__MIGRATIONBOX__<NAME>`` variable);
+4. the default.
+
+Reading is cheap and creates nothing: Airflow's configuration and Variables are only
+consulted in a process that has already imported Airflow (a DAG parse, a task, the
+plugin); elsewhere (the CLI, unit tests) their environment forms are read directly,
+since importing Airflow would set up its home folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from migrationbox.errors import ConfigurationError
+
+SECTION = "migrationbox"
+ENV_PREFIX = "MIGRATIONBOX_"
+VARIABLE_PREFIX = "migrationbox_"
+
+
+def _number_list(raw: str) -> list[int]:
+    value = json.loads(raw) if raw.strip().startswith("[") else raw.split(",")
+    return [int(v) for v in value]
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    value = json.loads(raw) if raw.strip().startswith("[") else raw.split(",")
+    return tuple(str(v).strip() for v in value if str(v).strip())
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    description: str
+    #: may also be set as an Airflow Variable (read at run time only)
+    variable: bool = False
+
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in (
+    Setting("budget_threshold_usd", 20_000.0, float,
+            "a wave whose predicted monthly cost exceeds this (USD) gets a budget approval "
+            "gate (shapes the wave DAG: read at parse time)"),
+    Setting("approvers", ("admin",), _names,
+            "Airflow users assigned to the approval gates (JSON list or comma-separated; "
+            "read at parse time)"),
+    Setting("sensor_poke_seconds", 10.0, float, "seconds between two pokes of a gate"),
+    Setting("task_retries", 2, int, "retries of a wave task (bad input never retries)"),
+    Setting("replication_cadence_seconds", 300.0, float,
+            "seconds between replication rounds of the deferrable replication operator"),
+    Setting("cutover_weights", [5, 25, 50, 100], _number_list,
+            "percent of traffic on the target at each cutover step, when a run sets no "
+            "conf cutover.steps", variable=True),
+    Setting("cutover_check_seconds", 5.0, float,
+            "seconds of health checks between two cutover steps, when a run sets no conf "
+            "cutover.dwell_seconds", variable=True),
+    Setting("replication_delta_threshold_bytes", 1_048_576, int,
+            "replication rounds stop once a round copies less than this, when a run sets "
+            "no conf replicate.delta_mib", variable=True),
+)}
+
+
+def _from_variable(name: str) -> str | None:
+    key = VARIABLE_PREFIX + name
+    if "airflow.sdk" in sys.modules:
+        try:
+            from airflow.sdk import Variable
+
+            value = Variable.get(key, default=None)
+        except Exception:  # no API or database here: the Variable is just not known
+            value = None
+        if value is not None:
+            return str(value)
+    return os.environ.get(f"AIRFLOW_VAR_{key.upper()}")
+
+
+def _from_config(name: str) -> str | None:
+    if "airflow.configuration" in sys.modules:
+        from airflow.configuration import conf
+
+        value = conf.get(SECTION, name, fallback=None)
+        return None if value is None else str(value)
+    return os.environ.get(f"AIRFLOW__{SECTION.upper()}__{name.upper()}")
+
+
+def get(name: str, *, variables: bool = True) -> Any:
+    """The setting's value (see the module docstring for the order).
+
+    ``variables=False`` skips Airflow Variables (DAG-parse time). A value that does not
+    parse raises ``ConfigurationError`` naming where it came from.
+    """
+    setting = SETTINGS[name]
+    candidates: list[tuple[str, Callable[[], str | None]]] = [
+        (f"environment variable {ENV_PREFIX}{name.upper()}",
+         lambda: os.environ.get(ENV_PREFIX + name.upper())),
+    ]
+    if variables and setting.variable:
+        candidates.append((f"Airflow Variable {VARIABLE_PREFIX}{name}",
+                           lambda: _from_variable(name)))
+    candidates.append((f"[{SECTION}] {name} of the Airflow configuration",
+                       lambda: _from_config(name)))
+    for where, read in candidates:
+        raw = read()
+        if raw is None or raw == "":
+            continue
+        try:
+            return setting.parse(raw)
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(f"{where}: {raw!r} is not valid: {exc}") from exc
+    return setting.default
+
+
+def run_defaults() -> dict[str, dict[str, Any]]:
+    """Phase options whose site default is a setting: ``{section: {field: value}}``.
+
+    A run's conf overrides each of them (``WaveRunConf.phase_options``).
+    """
+    return {
+        "cutover": {"steps": get("cutover_weights"),
+                    "dwell_seconds": get("cutover_check_seconds")},
+        "replicate": {"delta_mib": get("replication_delta_threshold_bytes") / 1_048_576},
+    }
