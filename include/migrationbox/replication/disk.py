@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from migrationbox.errors import ExternalServiceError
 from migrationbox.replication.journal import (
     JournalError,
     JournalWriter,
@@ -45,6 +46,10 @@ from migrationbox.replication.manifest import (
     write_manifest,
 )
 from migrationbox.replication.progress import Progress, ProgressCallback, Throttle, noop
+from migrationbox.replication.source import LocalTree, SourceTree, scan_manifest
+
+#: a source folder on this machine, or any ``SourceTree`` (``source.open_source``)
+Source = Path | str | SourceTree
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,10 @@ class RoundStats:
     started_at: str = ""
     seconds: float = 0.0
     throttled_s: float = 0.0
+    #: files that changed at the source while this round read them (read again next round)
+    files_unstable: list[str] = field(default_factory=list)
+    #: bytes that crossed the network (SSH sources; 0 for a local folder)
+    wire_bytes: int = 0
 
 
 @dataclass
@@ -97,6 +106,10 @@ class ReplicationResult:
     @property
     def bytes_total(self) -> int:
         return self.rounds[-1].bytes_total if self.rounds else 0
+
+    @property
+    def wire_bytes(self) -> int:
+        return sum(r.wire_bytes for r in self.rounds)
 
     @property
     def manifest_digest(self) -> str:
@@ -123,12 +136,14 @@ class ReplicationResult:
             "round_bytes": [r.bytes_sent for r in self.rounds],
             "converged": self.converged,
             "threshold_bytes": self.threshold_bytes,
+            "wire_bytes": self.wire_bytes,
+            "files_unstable": sorted({f for r in self.rounds[-1:] for f in r.files_unstable}),
             "block_size": self.block_size,
             "manifest_digest": self.manifest_digest,
         }
 
 
-class SourceVanished(RuntimeError):
+class SourceVanished(ExternalServiceError):
     """The source tree disappeared or became empty during or before a round.
 
     Nothing on the target was deleted or replaced: the last good manifest still stands
@@ -309,8 +324,21 @@ def _age_s(iso: str) -> float | None:
         return None
 
 
+def _local_folder(source: Source) -> Path | None:
+    """The folder of a local source (the one-pass local round), None for a remote one."""
+    if isinstance(source, LocalTree):
+        return source.root
+    if isinstance(source, str | os.PathLike):
+        return Path(source)
+    return None
+
+
+def _describe(source: Source) -> str:
+    return source.label if isinstance(source, SourceTree) else str(source)
+
+
 def replicate_round(
-    source: Path,
+    source: Source,
     target: Path,
     round_no: int = 1,
     block_size: int = DEFAULT_BLOCK_SIZE,
@@ -328,9 +356,21 @@ def replicate_round(
     while the target holds data (an unmounted volume looks like that), raises
     ``SourceVanished`` before anything is deleted; pass ``allow_empty_source=True``
     when the source was really emptied.
+
+    ``source`` is a local folder (a ``Path``, or a ``LocalTree``): each block is read and
+    hashed here, in one pass. Any other ``SourceTree`` (an SSH source) hashes its blocks
+    where the data lives and only differing blocks are read (``sourced``).
     """
+    folder = _local_folder(source)
+    if folder is None:
+        from migrationbox.replication.sourced import replicate_round_from
+
+        assert isinstance(source, SourceTree)
+        return replicate_round_from(source, Path(target), round_no, block_size, progress,
+                                    rescan, bandwidth_bytes_per_s, checkpoint_bytes,
+                                    allow_empty_source)
     tick = progress or noop
-    source, target = Path(source), Path(target)
+    source, target = folder, Path(target)
     if not source.is_dir():
         raise SourceVanished(
             f"replication source {source} is not a directory (unmounted or deleted?); "
@@ -419,7 +459,7 @@ def replicate_round(
 
 
 def replicate_tree(
-    source: Path,
+    source: Source,
     target: Path,
     block_size: int = DEFAULT_BLOCK_SIZE,
     policy: ConvergencePolicy | None = None,
@@ -434,14 +474,14 @@ def replicate_tree(
     cadence: sleep, or let a writer change the source).
     """
     policy = policy or ConvergencePolicy()
-    result = ReplicationResult(str(source), str(target), block_size)
+    result = ReplicationResult(_describe(source), str(target), block_size)
     for round_no in range(1, policy.max_rounds + 1):
         stats = replicate_round(source, target, round_no, block_size, progress,
                                 bandwidth_bytes_per_s=bandwidth_bytes_per_s,
                                 allow_empty_source=allow_empty_source)
         result.rounds.append(stats)
         result.threshold_bytes = policy.threshold(stats.bytes_total)
-        if stats.bytes_sent <= result.threshold_bytes:
+        if stats.bytes_sent <= result.threshold_bytes and not stats.files_unstable:
             result.converged = True
             break
         if between_rounds is not None:
@@ -506,7 +546,7 @@ def _diff(
 
 
 def verify(
-    source: Path | None,
+    source: Source | None,
     target: Path,
     block_size: int | None = None,
     source_exclude: frozenset[str] | set[str] = frozenset(),
@@ -538,7 +578,12 @@ def verify(
         result.manifest_matches_target = not problems
         result.problems += problems
     if source is not None:
-        expected = scan_tree(Path(source), size)
+        folder = _local_folder(source)
+        if folder is not None:
+            expected = scan_tree(folder, size)
+        else:
+            assert isinstance(source, SourceTree)
+            expected = scan_manifest(source, size)  # hashed at the source
         problems = _diff(expected, actual, "source", frozenset(source_exclude))
         result.source_matches_target = not problems
         result.problems += problems
