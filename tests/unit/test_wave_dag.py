@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _spec(estate="lab", waves=2, cost=1000.0, env="production"):
     return {
+        "schema_version": 1,
         "estate": estate,
         "version": 3,
         "created_at": "2026-11-25T00:00:00+00:00",
@@ -122,18 +123,25 @@ def test_parsing_context_builds_only_the_requested_dag(plans):
     assert list(dags) == ["migrate__lab__wave_04"]
 
 
-def test_broken_spec_is_an_import_error_not_a_missing_dag(plans):
+def test_broken_spec_fails_its_estate_only_and_strict_mode_makes_it_an_import_error(
+    plans, monkeypatch
+):
     bad = _spec()
     bad["waves"][1]["depends_on_waves"] = [7]
     (plans / "lab.json").write_text(json.dumps(bad))
+    (plans / "shop.json").write_text(json.dumps(_spec(estate="shop")))
     with pytest.raises(SpecError, match=r"depends_on_waves"):
         read_spec(plans / "lab.json")
     bag = _dagbag(REPO / "dags")
-    assert len(bag.import_errors) == 1
-    assert "depends_on_waves" in next(iter(bag.import_errors.values()))
+    assert bag.import_errors == {}
+    ids = sorted(d for d in bag.dag_ids if d.startswith("migrate__"))
+    assert ids == ["migrate__lab__spec_error", "migrate__shop__wave_01", "migrate__shop__wave_02"]
+    assert "depends_on_waves" in bag.dags["migrate__lab__spec_error"].doc_md
 
+    monkeypatch.setenv("MIGRATIONBOX_STRICT_SPECS", "1")
     (plans / "lab.json").write_text("{not json")
     bag = _dagbag(REPO / "dags")
+    assert len(bag.import_errors) == 1
     assert "not valid JSON" in next(iter(bag.import_errors.values()))
 
 

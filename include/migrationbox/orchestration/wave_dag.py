@@ -1,11 +1,12 @@
-"""Build one Airflow DAG per wave from plan specs.
+"""Render wave graphs as Airflow DAGs, and register every estate's DAGs at parse time.
 
-Three steps, like astronomer-cosmos: typed specs (``spec.py``) → this builder, which
-turns one wave into seven task groups with gates → the thin file in ``dags/`` that
-registers the result. Building needs no database and no network, so tests can build
-DAGs in memory and parsing stays cheap.
+Three steps, like astronomer-cosmos: the typed plan spec (``spec.py``) → a pure graph
+of the wave (``graph.py``) → this renderer, which maps each node kind to one operator
+class and each graph edge to one Airflow dependency. The thin file in ``dags/``
+registers the result. Building needs no database and no network, so tests build DAGs
+in memory, and parsing stays cheap.
 
-Shape of every wave DAG::
+Shape of every wave DAG (decided in ``graph.py``)::
 
     preflight  [wait_for_previous_wave >> checks]
       >> (budget.approve_budget, only when the wave's predicted cost exceeds the threshold)
@@ -18,58 +19,58 @@ Shape of every wave DAG::
     rollback   [choose_path >> (restore_dns | approve_rollback >> restore_dns_after_approval)
                 >> keep_source_authoritative]   (runs when cutover or validation fails;
                 after 100 % on the target, going back needs an approval)
+
+One broken plan spec fails its own estate only. Airflow 3.3 turns an exception raised
+while a DAG file is imported into an import error for the whole file and marks every
+DAG of that file stale, so the DAG file must not raise for one estate: the broken
+estate gets a ``migrate__<estate>__spec_error`` DAG instead of its waves, whose
+description, docs and only task carry the error (file and field), while every other
+estate's wave DAGs load. A worker parsing the file to run a task of the broken estate
+gets the error raised (the task fails with it), and ``MIGRATIONBOX_STRICT_SPECS=1``
+makes any broken spec an import error of the whole file (for CI, as dag-factory's
+strict mode).
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import re
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from migrationbox.orchestration.spec import PlanSpec, WaveSpec, dag_id_for, read_specs
-
-PHASE_GROUPS = (
-    "preflight",
-    "provision",
-    "replicate",
-    "configure",
-    "smoke_test",
-    "cutover",
-    "validate",
+from migrationbox.orchestration.graph import (
+    PHASE_GROUPS,
+    BuildSettings,
+    Node,
+    NodeKind,
+    WaveGraph,
+    build_wave_graph,
+)
+from migrationbox.orchestration.spec import (
+    PlanSpec,
+    SpecError,
+    WaveSpec,
+    dag_id_for,
+    estate_of_dag_id,
+    read_spec,
+    spec_files,
 )
 
-DEFAULT_BUDGET_THRESHOLD_USD = 20_000.0
+__all__ = [
+    "PHASE_GROUPS",
+    "BuildSettings",
+    "build_all",
+    "build_wave_dag",
+    "render_wave_dag",
+    "spec_error_dag",
+    "spec_error_dag_id",
+]
 
+log = logging.getLogger("migrationbox.wave_dag")
 
-@dataclass(frozen=True)
-class BuildSettings:
-    """Knobs that shape the DAGs; read once per parse from the environment."""
-
-    owner: str = "migration-engineering"
-    retries: int = 2
-    retry_delay: timedelta = timedelta(seconds=20)
-    budget_threshold_usd: float = DEFAULT_BUDGET_THRESHOLD_USD
-    sensor_poke_seconds: float = 10.0
-    sensor_timeout: timedelta = timedelta(hours=6)
-    smoke_timeout: timedelta = timedelta(minutes=15)
-    approval_timeout: timedelta | None = None
-    approvers: tuple[str, ...] = ("admin",)
-
-    @classmethod
-    def from_env(cls) -> BuildSettings:
-        env = os.environ
-        approvers = tuple(
-            a.strip() for a in env.get("MIGRATIONBOX_APPROVERS", "admin").split(",") if a.strip()
-        )
-        return cls(
-            budget_threshold_usd=float(
-                env.get("MIGRATIONBOX_BUDGET_THRESHOLD_USD", DEFAULT_BUDGET_THRESHOLD_USD)
-            ),
-            sensor_poke_seconds=float(env.get("MIGRATIONBOX_SENSOR_POKE_SECONDS", 10)),
-            retries=int(env.get("MIGRATIONBOX_TASK_RETRIES", 2)),
-            approvers=approvers or ("admin",),
-        )
+START_DATE = datetime(2024, 1, 1)
 
 
 def _doc(spec: PlanSpec, wave: WaveSpec, budget_gate: bool) -> str:
@@ -86,8 +87,8 @@ Plan version **{spec.version}** (created {spec.created_at}). **{wave.server_coun
 * Approval reasons: {reasons}. Cutover and decommission always pass an approval gate
   {"; the predicted cost is above the budget threshold, so provisioning waits for a budget approval"
    if budget_gate else ""}.
-* Run conf (all optional): `dry_run`, `approvals` (`required` | `auto_non_production`),
-  `ignore_previous_wave`, `cutover_steps`, `cutover_dwell_seconds`, `health_probe_requests`.
+* Run conf: the trigger form shows every option the run accepts (all optional); the
+  first task validates the conf and names any key it refuses.
 * When cutover or validation fails, the `rollback` group puts 100% of traffic back on the
   source and keeps the source authoritative. A rejected gate skips what follows; clear the
   gate to ask again.
@@ -95,21 +96,26 @@ Plan version **{spec.version}** (created {spec.created_at}). **{wave.server_coun
 
 
 def build_wave_dag(spec: PlanSpec, wave: WaveSpec, settings: BuildSettings | None = None):
-    """Return the DAG for one wave of one plan spec."""
+    """Return the DAG for one wave of one plan spec (graph, then render)."""
+    settings = settings or BuildSettings()
+    return render_wave_dag(build_wave_graph(spec, wave, settings), spec, wave, settings)
+
+
+def render_wave_dag(graph: WaveGraph, spec: PlanSpec, wave: WaveSpec, settings: BuildSettings):
+    """Translate ``graph`` into Airflow objects: one TaskGroup per group, one operator
+    per node, one dependency per edge. Decides nothing about the shape."""
     from airflow.providers.standard.operators.python import (
         BranchPythonOperator,
         PythonOperator,
     )
     from airflow.providers.standard.sensors.python import PythonSensor
-    from airflow.sdk import DAG, TaskGroup, TriggerRule
+    from airflow.sdk import DAG, TaskGroup
 
     from migrationbox.orchestration import tasks
     from migrationbox.orchestration.approvals import MigrationApprovalOperator
     from migrationbox.orchestration.triggers import ReplicationRoundsOperator
 
-    settings = settings or BuildSettings()
-    budget_gate = wave.predicted_monthly_usd > settings.budget_threshold_usd
-    key = {"estate": spec.estate, "wave": wave.number, "plan_version": spec.version}
+    key = {"estate": graph.estate, "wave": graph.wave, "plan_version": graph.plan_version}
     env_tag = "production" if wave.environment == "production" else "non-production"
     approvers = [{"id": a, "name": a} for a in settings.approvers]
 
@@ -117,175 +123,193 @@ def build_wave_dag(spec: PlanSpec, wave: WaveSpec, settings: BuildSettings | Non
         dag_id=dag_id_for(spec.estate, wave.number),
         description=f"{spec.estate} wave {wave.number}: {wave.name} ({wave.server_count} servers)",
         schedule=None,
-        start_date=datetime(2024, 1, 1),
+        start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
         is_paused_upon_creation=False,
         tags=["migrationbox", "migration-wave", f"estate:{spec.estate}", env_tag],
-        doc_md=_doc(spec, wave, budget_gate),
+        doc_md=_doc(spec, wave, graph.budget_gate),
         default_args={
             "owner": settings.owner,
             "retries": settings.retries,
             "retry_delay": settings.retry_delay,
         },
+        params=run_conf_params(),  # the trigger form: the run-conf model's fields
         render_template_as_native_obj=True,
     )
 
-    def phase(task_id: str, phase_name: str, **kw):
-        return PythonOperator(
-            task_id=task_id,
-            python_callable=tasks.run_phase,
-            op_kwargs={**key, "phase_name": phase_name},
-            **kw,
-        )
+    def common(node: Node) -> dict[str, Any]:
+        kw: dict[str, Any] = {"task_id": node.name, "trigger_rule": node.trigger_rule.value}
+        if node.pool:
+            kw["pool"] = node.pool
+        if node.retries is not None:
+            kw["retries"] = node.retries
+        return kw
 
-    def sensor(task_id: str, check: str, timeout: timedelta | None = None):
-        return PythonSensor(
-            task_id=task_id,
-            python_callable=tasks.gate,
-            op_kwargs={**key, "check": check},
-            mode="reschedule",
-            poke_interval=settings.sensor_poke_seconds,
-            timeout=(timeout or settings.sensor_timeout).total_seconds(),
-            retries=0,
-        )
-
-    def approval(task_id: str, gate: str, subject: str, body: str):
-        return MigrationApprovalOperator(
-            task_id=task_id,
-            gate=gate,
-            estate=spec.estate,
-            wave=wave.number,
-            plan_version=spec.version,
-            non_production=wave.environment != "production",
-            subject=subject,
-            body=body,
-            assigned_users=approvers,
-            response_timeout=settings.approval_timeout,
-            ignore_downstream_trigger_rules=False,
-            retries=0,
-        )
-
-    with dag:
-        with TaskGroup("preflight", tooltip="credentials, quotas, CIDRs, backups, residency") as g1:
-            wait_prev = sensor("wait_for_previous_wave", "previous_wave_completed")
-            checks = phase("checks", "preflight")
-            wait_prev >> checks
-        with TaskGroup("provision", tooltip="network, security groups, instances, LB, DNS") as g2:
-            infra = phase("infrastructure", "provision", pool="migrationbox_provision")
-            running = sensor("instances_running", "instances_running")
-            infra >> running
-        with TaskGroup("replicate", tooltip="block-level incremental sync with SHA-256") as g3:
-            # rounds run in a worker; the wait between rounds is deferred to the triggerer
-            rounds = ReplicationRoundsOperator(
-                task_id="sync_rounds",
-                estate=spec.estate,
-                wave=wave.number,
-                plan_version=spec.version,
-                pool="migrationbox_replication",
-            )
-            converged = sensor("replication_converged", "replication_converged")
-            rounds >> converged
-        with TaskGroup("configure", tooltip="connection strings, secrets") as g4:
-            phase("rewrite_config", "configure")
-        with TaskGroup("smoke_test", tooltip="health, SELECT 1, DNS, LB targets") as g5:
-            sensor("smoke_tests_green", "smoke_tests_green", timeout=settings.smoke_timeout)
-        with TaskGroup("cutover", tooltip="weighted DNS 5→25→50→100% with health checks") as g6:
-            approve_cutover = approval(
-                "approve_cutover",
-                "cutover",
-                subject=f"Cut over {spec.estate} wave {wave.number} ({wave.name})?",
-                body=(
-                    f"{wave.server_count} servers replicated, configured and smoke-tested. "
-                    "Approve to move traffic to the cloud in weighted steps with automatic "
-                    "rollback on failed health checks."
-                ),
-            )
-            shift = phase("canary_shift", "cutover", retries=0)
-            approve_cutover >> shift
-        with TaskGroup("validate", tooltip="checksums, row counts, cost, decommission") as g7:
-            verify = phase("verify_data", "validate", retries=0)
-            approve_decom = approval(
-                "approve_decommission",
-                "decommission",
-                subject=f"Decommission the sources of {spec.estate} wave {wave.number}?",
-                body=(
-                    "Data verified on the target. Approve to mark the source servers "
-                    "decommissioned."
-                ),
-            )
-            decom = phase("decommission_sources", "decommission")
-            verify >> approve_decom >> decom
-        with TaskGroup("rollback", tooltip="runs only when cutover or validation fails"):
-            # Before 100 % on the target, going back is automatic; after it, the target
-            # may already hold new writes, so a person decides (the plan's rule).
-            decide = BranchPythonOperator(
-                task_id="choose_path",
-                python_callable=tasks.choose_rollback_path,
-                op_kwargs=key,
-                trigger_rule=TriggerRule.ONE_FAILED,
-                retries=0,
-            )
-            restore = phase("restore_dns", "cutover_rollback")
-            approve_rollback = approval(
-                "approve_rollback",
-                "rollback",
-                subject=f"Roll {spec.estate} wave {wave.number} back to the source?",
-                body=(
-                    "All traffic is already on the target and validation failed. "
-                    "Approve to move 100% of traffic back to the source."
-                ),
-            )
-            restore_approved = phase("restore_dns_after_approval", "cutover_rollback_approved")
-            keep = PythonOperator(
-                task_id="keep_source_authoritative",
-                python_callable=tasks.keep_source_authoritative,
-                op_kwargs=key,
-                trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
-            )
-            # a failed provisioning deletes exactly what this wave created (by its tags)
-            teardown = phase("teardown_wave", "teardown", trigger_rule=TriggerRule.ONE_FAILED)
-            decide >> [restore, approve_rollback]
-            approve_rollback >> restore_approved
-            [restore, restore_approved] >> keep
-
-        if budget_gate:
-            with TaskGroup("budget", tooltip="predicted cost above the budget threshold") as gb:
-                approval(
-                    "approve_budget",
-                    "budget",
-                    subject=(
-                        f"Budget: {spec.estate} wave {wave.number} predicts "
-                        f"${wave.predicted_monthly_usd:,.0f}/month"
-                    ),
-                    body=(
-                        f"Above the threshold of ${settings.budget_threshold_usd:,.0f}/month. "
-                        "Approve to provision."
-                    ),
+    def render(node: Node):
+        kw = common(node)
+        match node.kind:
+            case NodeKind.PHASE:
+                return PythonOperator(python_callable=tasks.run_phase,
+                                      op_kwargs={**key, "phase_name": node.target}, **kw)
+            case NodeKind.SENSOR:
+                kw.setdefault("retries", 0)
+                return PythonSensor(
+                    python_callable=tasks.gate,
+                    op_kwargs={**key, "check": node.target},
+                    mode="reschedule",
+                    poke_interval=settings.sensor_poke_seconds,
+                    timeout=(node.timeout or settings.sensor_timeout).total_seconds(),
+                    **kw,
                 )
-            g1 >> gb >> g2
-        else:
-            g1 >> g2
-        g2 >> g3 >> g4 >> g5 >> g6 >> g7
-        [shift, verify] >> decide
-        [infra, running] >> teardown
+            case NodeKind.APPROVAL:
+                kw.setdefault("retries", 0)
+                return MigrationApprovalOperator(
+                    gate=node.target,
+                    estate=graph.estate,
+                    wave=graph.wave,
+                    plan_version=graph.plan_version,
+                    non_production=wave.environment != "production",
+                    subject=node.subject,
+                    body=node.body,
+                    assigned_users=approvers,
+                    response_timeout=settings.approval_timeout,
+                    ignore_downstream_trigger_rules=False,
+                    **kw,
+                )
+            case NodeKind.BRANCH:
+                return BranchPythonOperator(python_callable=getattr(tasks, node.target),
+                                            op_kwargs=key, **kw)
+            case NodeKind.ROUNDS:
+                return ReplicationRoundsOperator(
+                    estate=graph.estate, wave=graph.wave, plan_version=graph.plan_version, **kw
+                )
+            case NodeKind.STEP:
+                return PythonOperator(python_callable=getattr(tasks, node.target),
+                                      op_kwargs=key, **kw)
+        raise ValueError(f"{node.task_id}: no renderer for node kind {node.kind!r}")
+
+    operators: dict[str, Any] = {}
+    task_groups: dict[str, Any] = {}
+    with dag:
+        for group in graph.groups:
+            with TaskGroup(group.name, tooltip=group.tooltip) as tg:
+                for node in graph.group_nodes(group.name):
+                    operators[node.task_id] = render(node)
+            task_groups[group.name] = tg
+        for up, down in graph.edges:
+            operators[up] >> operators[down]
+        for a, b in graph.group_edges:
+            task_groups[a] >> task_groups[b]
     return dag
 
 
-def build_all(plans_dir: Path | None = None, only_dag_id: str | None = None) -> dict:
+def run_conf_params() -> dict[str, Any]:
+    """``{key: Param}`` built from the run-conf model (``runconf.param_specs``).
+
+    Airflow validates a triggered conf against these before creating the run; the model,
+    validated again by the first task, stays the authority (the specs are its own schema,
+    sections default to ``{}`` so a form left alone overrides no site setting).
+    """
+    from airflow.sdk import Param
+
+    from migrationbox.orchestration.runconf import param_specs
+
+    return {key: Param(**spec) for key, spec in param_specs().items()}
+
+
+# -- one broken spec fails its own estate only -----------------------------------------
+
+
+def spec_error_dag_id(estate: str) -> str:
+    return f"migrate__{estate}__spec_error"
+
+
+def _estate_name(path: Path, error: SpecError) -> str:
+    name = error.estate or path.stem
+    return re.sub(r"[^a-z0-9_-]", "_", name.lower())[:63] or "unnamed"
+
+
+def fail_with_spec_error(message: str) -> None:
+    """The only task of a spec-error DAG: fail, once, with the spec's error."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    raise AirflowFailException(message)
+
+
+def spec_error_dag(estate: str, error: SpecError):
+    """A DAG that stands in for a broken estate: its docs and its only task say why."""
+    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.sdk import DAG
+
+    message = str(error)
+    dag = DAG(
+        dag_id=spec_error_dag_id(estate),
+        description=f"BROKEN PLAN SPEC for {estate}: {message}"[:1000],
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        tags=["migrationbox", "broken-plan-spec", f"estate:{estate}"],
+        doc_md=(
+            f"### The plan spec of estate `{estate}` cannot be read\n\n```\n{message}\n```\n\n"
+            "Its wave DAGs are not loaded until the spec is fixed: re-run "
+            "`migrationbox plan` for this estate (or remove the file). Other estates' "
+            "wave DAGs are not affected."
+        ),
+        default_args={"owner": BuildSettings().owner, "retries": 0},
+    )
+    with dag:
+        PythonOperator(task_id="report_spec_error", python_callable=fail_with_spec_error,
+                       op_kwargs={"message": message})
+    return dag
+
+
+def _strict() -> bool:
+    return os.environ.get("MIGRATIONBOX_STRICT_SPECS", "").strip().lower() in {
+        "1", "true", "yes", "on"
+    }
+
+
+def _estate_dags(path: Path, settings: BuildSettings, only_dag_id: str | None) -> dict:
+    spec = read_spec(path)
+    dags: dict = {}
+    for wave in spec.waves:
+        dag_id = dag_id_for(spec.estate, wave.number)
+        if only_dag_id and dag_id != only_dag_id:
+            continue
+        dags[dag_id] = build_wave_dag(spec, wave, settings)
+    return dags
+
+
+def build_all(
+    plans_dir: Path | None = None, only_dag_id: str | None = None, *, strict: bool | None = None
+) -> dict:
     """Every wave DAG of every spec in ``plans_dir``; only one if ``only_dag_id`` is given.
 
-    Raises ``SpecError`` for a broken spec so that it shows up as an import error.
+    A broken spec becomes its estate's spec-error DAG (see the module docs) unless
+    ``strict`` (default: ``MIGRATIONBOX_STRICT_SPECS``) or the requested DAG belongs to
+    that estate: then its :class:`SpecError` is raised. Reads only; creates nothing.
     """
     from migrationbox.config import plans_dir as default_plans_dir
 
-    folder = plans_dir or default_plans_dir()
+    folder = Path(plans_dir or default_plans_dir())
+    strict = _strict() if strict is None else strict
     settings = BuildSettings.from_env()
+    wanted = estate_of_dag_id(only_dag_id)
+    if wanted:  # a worker running one task: read that estate's spec only
+        paths = [folder / f"{wanted}.json"] if (folder / f"{wanted}.json").is_file() else []
+    else:
+        paths = spec_files(folder)
     dags: dict = {}
-    for spec in read_specs(folder):
-        for wave in spec.waves:
-            dag_id = dag_id_for(spec.estate, wave.number)
-            if only_dag_id and dag_id != only_dag_id:
-                continue
-            dags[dag_id] = build_wave_dag(spec, wave, settings)
+    for path in paths:
+        try:
+            dags.update(_estate_dags(path, settings, only_dag_id))
+        except SpecError as error:
+            estate = wanted or _estate_name(path, error)
+            if strict or (wanted and only_dag_id != spec_error_dag_id(estate)):
+                raise
+            log.error("plan spec of estate %s is broken; its wave DAGs are not loaded: %s",
+                      estate, error)
+            dags[spec_error_dag_id(estate)] = spec_error_dag(estate, error)
     return dags
+
