@@ -179,3 +179,15 @@ def test_phase_code_names_no_task_id():
         assert not named, f"{path.relative_to(REPO)} names task ids {sorted(named)}"
         text = path.read_text()
         assert not [t for t in graph.by_id if t in text], path
+
+
+def test_dag_shaping_settings_come_from_the_site_settings(monkeypatch):
+    spec = _spec(cost=5_000)
+    monkeypatch.delenv("MIGRATIONBOX_BUDGET_THRESHOLD_USD", raising=False)
+    monkeypatch.setenv("AIRFLOW__MIGRATIONBOX__BUDGET_THRESHOLD_USD", "1000")
+    monkeypatch.setenv("AIRFLOW__MIGRATIONBOX__APPROVERS", "alice, bob")
+    settings = g.BuildSettings.from_settings()
+    assert settings.approvers == ("alice", "bob")
+    assert g.build_wave_graph(spec, spec.waves[0], settings).budget_gate
+    monkeypatch.setenv("MIGRATIONBOX_BUDGET_THRESHOLD_USD", "9000")  # the override wins
+    assert not g.build_wave_graph(spec, spec.waves[0], g.BuildSettings.from_settings()).budget_gate

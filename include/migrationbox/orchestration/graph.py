@@ -12,7 +12,6 @@ rollback branch returns one of them); phase code never names a task id.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -83,7 +82,7 @@ class TriggerRule(StrEnum):
 
 @dataclass(frozen=True)
 class BuildSettings:
-    """Knobs that shape the DAGs; read once per parse from the environment."""
+    """Knobs that shape the DAGs; read once per parse from the site's settings."""
 
     owner: str = "migration-engineering"
     retries: int = 2
@@ -96,18 +95,16 @@ class BuildSettings:
     approvers: tuple[str, ...] = ("admin",)
 
     @classmethod
-    def from_env(cls) -> BuildSettings:
-        env = os.environ
-        approvers = tuple(
-            a.strip() for a in env.get("MIGRATIONBOX_APPROVERS", "admin").split(",") if a.strip()
-        )
+    def from_settings(cls) -> BuildSettings:
+        """The site's settings (``migrationbox.settings``: environment, then the
+        ``[migrationbox]`` section); never Airflow Variables, since this runs at parse time."""
+        from migrationbox import settings
+
         return cls(
-            budget_threshold_usd=float(
-                env.get("MIGRATIONBOX_BUDGET_THRESHOLD_USD", DEFAULT_BUDGET_THRESHOLD_USD)
-            ),
-            sensor_poke_seconds=float(env.get("MIGRATIONBOX_SENSOR_POKE_SECONDS", 10)),
-            retries=int(env.get("MIGRATIONBOX_TASK_RETRIES", 2)),
-            approvers=approvers or ("admin",),
+            budget_threshold_usd=settings.get("budget_threshold_usd", variables=False),
+            sensor_poke_seconds=settings.get("sensor_poke_seconds", variables=False),
+            retries=settings.get("task_retries", variables=False),
+            approvers=tuple(settings.get("approvers", variables=False)) or ("admin",),
         )
 
 

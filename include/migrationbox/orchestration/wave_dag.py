@@ -294,7 +294,7 @@ def build_all(
 
     folder = Path(plans_dir or default_plans_dir())
     strict = _strict() if strict is None else strict
-    settings = BuildSettings.from_env()
+    settings = BuildSettings.from_settings()
     wanted = estate_of_dag_id(only_dag_id)
     if wanted:  # a worker running one task: read that estate's spec only
         paths = [folder / f"{wanted}.json"] if (folder / f"{wanted}.json").is_file() else []
