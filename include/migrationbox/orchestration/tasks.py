@@ -49,7 +49,7 @@ def build_context(estate: str, wave: int, plan_version: int, context: dict[str, 
     """
     from migrationbox import settings
     from migrationbox.config import artifacts_dir
-    from migrationbox.lab.endpoints import parse_endpoints
+    from migrationbox.endpoints import parse_endpoints
     from migrationbox.orchestration.runconf import parse_run_conf
     from migrationbox.phases.context import Collaborators, PhaseContext
     from migrationbox.store import repository

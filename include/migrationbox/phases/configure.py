@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from migrationbox.lab.endpoints import Endpoint, by_server, target_dns_name
+from migrationbox.endpoints import Endpoint, by_server
+from migrationbox.iac.design import record_name as target_dns_name
 from migrationbox.phases._cloud import adapter_for, progress, write_json
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
 from migrationbox.phases.replicate import endpoints_or_fail

@@ -27,7 +27,7 @@ from migrationbox.planning.models import PlanDocument, ServerPlan, Wave
 
 if TYPE_CHECKING:
     from migrationbox.cloud.base import CloudAdapter
-    from migrationbox.lab.endpoints import Endpoint
+    from migrationbox.endpoints import Endpoint
 
 #: ``(message, data)``: a phase's progress line for the store's event log.
 OnProgress = Callable[[str, dict[str, Any]], Any]

@@ -37,7 +37,9 @@ from migrationbox.cloud.base import CloudAdapter
 from migrationbox.cutover.controller import CanaryController, CanarySettings
 from migrationbox.cutover.metrics import NAMESPACE, CanaryMetrics, MetricsUnavailable
 from migrationbox.cutover.rules import RollbackRules
-from migrationbox.lab.endpoints import Endpoint, by_server, dns_zone, target_dns_name
+from migrationbox.endpoints import Endpoint, by_server
+from migrationbox.iac.design import dns_zone
+from migrationbox.iac.design import record_name as target_dns_name
 from migrationbox.phases._cloud import adapter_for, progress, write_json
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
 from migrationbox.phases.options import DEFAULT_CUTOVER_STEPS, PhaseOptions

@@ -33,13 +33,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from migrationbox.lab.endpoints import (
+from migrationbox.endpoints import (
     Endpoint,
     EndpointsUnavailable,
     by_server,
-    endpoints_file,
     read_endpoints_file,
 )
+from migrationbox.lab.endpoints import endpoints_file
 from migrationbox.phases._cloud import progress, write_json
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
 from migrationbox.planning.models import ServerPlan

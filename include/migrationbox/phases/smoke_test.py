@@ -21,7 +21,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from migrationbox.cloud.base import CloudAdapter
-from migrationbox.lab.endpoints import Endpoint, by_server, dns_zone, target_dns_name
+from migrationbox.endpoints import Endpoint, by_server
+from migrationbox.iac.design import dns_zone
+from migrationbox.iac.design import record_name as target_dns_name
 from migrationbox.phases._cloud import adapter_for, progress
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
 from migrationbox.phases.replicate import endpoints_or_fail

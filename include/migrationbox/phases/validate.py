@@ -33,7 +33,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from migrationbox.lab.endpoints import Endpoint, by_server, target_dns_name
+from migrationbox.endpoints import Endpoint, by_server
+from migrationbox.iac.design import record_name as target_dns_name
 from migrationbox.phases._cloud import adapter_for, progress, write_json
 from migrationbox.phases.configure import (
     host_map,
