@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from migrationbox import settings
+
 STORE_CONN_ID = "migrationbox_store"
 AWS_CONN_ID = "aws_default"
 
@@ -29,17 +31,17 @@ def runtime_dir() -> Path:
     Pure: it names the folder and creates nothing (it is read at DAG-parse time);
     whoever writes below it creates the folders it writes into.
     """
-    return Path(os.environ.get("MIGRATIONBOX_HOME", project_root() / ".runtime"))
+    return Path(settings.get("home") or project_root() / ".runtime")
 
 
 def plans_dir() -> Path:
     """Folder of exported plan specs read by the wave-DAG file at parse time (not created)."""
-    return Path(os.environ.get("MIGRATIONBOX_PLANS_DIR", runtime_dir() / "plans"))
+    return Path(settings.get("plans_dir") or runtime_dir() / "plans")
 
 
 def artifacts_dir() -> Path:
     """Folder of phase reports and run artifacts (not created; writers create it)."""
-    return Path(os.environ.get("MIGRATIONBOX_ARTIFACTS_DIR", runtime_dir() / "artifacts"))
+    return Path(settings.get("artifacts_dir") or runtime_dir() / "artifacts")
 
 
 def _url_from_airflow_connection(conn_id: str) -> str | None:
@@ -71,11 +73,12 @@ def _url_from_airflow_connection(conn_id: str) -> str | None:
 def store_url() -> str:
     """The MigrationBox store's SQLAlchemy URL.
 
-    Order: ``MIGRATIONBOX_STORE_URL``; the Airflow connection ``migrationbox_store``;
-    a SQLite file in the runtime folder. Not cached: the environment may change in a
-    long-lived process (tests, the demo) and the lookup is cheap.
+    Order: the ``store_url`` setting (``MIGRATIONBOX_STORE_URL``, or ``[migrationbox]
+    store_url`` of airflow.cfg); the Airflow connection ``migrationbox_store``; a SQLite
+    file in the runtime folder. Not cached: the environment may change in a long-lived
+    process (tests, the demo) and the lookup is cheap.
     """
-    explicit = os.environ.get("MIGRATIONBOX_STORE_URL")
+    explicit = settings.get("store_url")
     if explicit:
         return explicit
     from_airflow = _url_from_airflow_connection(STORE_CONN_ID)

@@ -57,6 +57,14 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in (
+    Setting("home", None, str,
+            "folder for local state (stores, plan exports, lab data); unset: .runtime of "
+            "the checkout"),
+    Setting("plans_dir", None, str, "folder of exported plan specs; unset: <home>/plans"),
+    Setting("artifacts_dir", None, str, "folder of phase reports; unset: <home>/artifacts"),
+    Setting("store_url", None, str,
+            "SQLAlchemy URL of the MigrationBox store; unset: the Airflow connection "
+            "migrationbox_store, else a SQLite file in <home>"),
     Setting("budget_threshold_usd", 20_000.0, float,
             "a wave whose predicted monthly cost exceeds this (USD) gets a budget approval "
             "gate (shapes the wave DAG: read at parse time)"),

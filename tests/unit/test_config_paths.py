@@ -29,3 +29,15 @@ def test_explicit_folders_win(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert config.plans_dir() == tmp_path / "specs"
     assert config.artifacts_dir() == tmp_path / "out"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_locations_are_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The [migrationbox] section names the folders; a MIGRATIONBOX_* variable overrides."""
+    for key in ("MIGRATIONBOX_HOME", "MIGRATIONBOX_PLANS_DIR", "MIGRATIONBOX_STORE_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AIRFLOW__MIGRATIONBOX__HOME", str(tmp_path / "cfg"))
+    monkeypatch.setenv("AIRFLOW__MIGRATIONBOX__STORE_URL", "sqlite:///from-cfg.db")
+    assert config.plans_dir() == tmp_path / "cfg" / "plans"
+    assert config.store_url() == "sqlite:///from-cfg.db"
+    monkeypatch.setenv("MIGRATIONBOX_HOME", str(tmp_path / "env"))
+    assert config.runtime_dir() == tmp_path / "env"
