@@ -1,13 +1,22 @@
 """Replication, pre-copy and rollback figures, side by side with rsync, in one run.
 
     .venv/bin/python benchmarks/bench_replication.py [--size-mib 2048] [--dir /tmp]
+        [--sections local,ssh,precopy,rollback]
 
 1. full copy of a lab disk (one image file, ``--size-mib``) — MigrationBox vs rsync;
 2. incremental round after rewriting 1 % of the blocks — bytes sent vs bytes changed,
    time — MigrationBox vs rsync's delta algorithm (``--no-whole-file``);
-3. pre-copy under a steady write load (a real writer process) — the pause window, with
+3. the same two over SSH: the disk read from a real OpenSSH server on loopback
+   (``lab.sshd.SshServer``) through the Airflow SSH hook, block hashes computed at the
+   source — against rsync pulling through the same server with the same key. Bytes on
+   the wire are counted at the TCP socket for both (MigrationBox: its counting socket;
+   rsync: ``ssh -o LogLevel=VERBOSE``'s "Transferred: sent, received" line), next to the
+   bytes that changed. Loopback has no latency and no bandwidth limit, and source and
+   target share the same two cores and disk: the times show CPU cost (encryption,
+   hashing), not what a WAN link would allow; the byte counts carry over;
+4. pre-copy under a steady write load (a real writer process) — the pause window, with
    dirty blocks found by scanning and by the writer's changed-block-tracking log;
-4. time from a rollback trigger to 100 % source, through the canary controller against
+5. time from a rollback trigger to 100 % source, through the canary controller against
    a real moto server (weighted Route 53 records written and read back).
 
 rsync's times include a ``sync`` afterwards, since MigrationBox fsyncs what it writes
@@ -19,6 +28,7 @@ otherwise the note says so.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -30,12 +40,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from migrationbox.replication.disk import replicate_round, verify
+from migrationbox.lab.sshd import SshServer, sshd_available
+from migrationbox.replication.disk import RoundStats, replicate_round, verify
 from migrationbox.replication.manifest import MIB
 from migrationbox.replication.precopy import precopy
+from migrationbox.replication.source import open_source
 from migrationbox.replication.writeload import WriteLoad
 
 BLOCK = 1 * MIB
+SSH_CONN_ID = "bench_source_ssh"
+SECTIONS = ("local", "ssh", "precopy", "rollback")
 
 
 def drop_caches() -> bool:
@@ -82,6 +96,83 @@ def rsync(src: Path, dst: Path, delta: bool) -> tuple[float, int, int]:
     return took, num("Literal data"), num("Total bytes sent")
 
 
+def rsync_over_ssh(server: SshServer, src: Path, dst: Path) -> tuple[float, int, int]:
+    """(seconds, literal bytes, bytes on the wire both ways) of rsync pulling ``src``
+    from ``server`` into ``dst`` (delta algorithm on, as for any remote rsync), + sync."""
+    shell = " ".join([*server.ssh_command(), "-o", "LogLevel=VERBOSE"])
+    args = ["rsync", "-a", "--stats", "--inplace", "-e", shell,
+            f"{server.user}@{server.host}:{src}/", f"{dst}/"]
+    t0 = time.perf_counter()
+    run = subprocess.run(args, check=True, capture_output=True, text=True)
+    os.sync()
+    took = time.perf_counter() - t0
+    wire = re.search(r"Transferred: sent (\d+), received (\d+) bytes", run.stderr)
+    literal = re.search(r"Literal data:\s*([\d,]+)", run.stdout)
+    return (took, int(literal.group(1).replace(",", "")) if literal else -1,
+            int(wire.group(1)) + int(wire.group(2)) if wire else -1)
+
+
+def ssh_round(server: SshServer, src: Path, dst: Path, round_no: int) -> tuple[float, RoundStats]:
+    """One MigrationBox round from ``src`` on ``server`` (a new SSH connection, as rsync
+    opens one), timed from opening the source to the fsynced manifest."""
+    t0 = time.perf_counter()
+    with open_source(f"ssh://{server.host}:{server.port}{src}",
+                     {"ssh_conn_id": SSH_CONN_ID}, name="bench/disk") as tree:
+        stats = replicate_round(tree, dst, round_no, BLOCK)
+    return time.perf_counter() - t0, stats
+
+
+def ssh_section(src: Path, root: Path, disk: Path, size: int) -> None:
+    ok, why = sshd_available()
+    if not ok:
+        print(f"\n== over SSH: skipped ({why}) ==")
+        return
+    from airflow.providers.ssh.hooks.ssh import SSHHook  # noqa: F401  (import not timed)
+
+    mdst, rdst = root / "mbx-ssh", root / "rsync-ssh"
+    rdst.mkdir()
+    with SshServer(root=root / "sshd") as server:
+        conn = server.airflow_connection()
+        conn["extra"]["compress"] = "false"  # as ssh's default: random data does not compress
+        os.environ[f"AIRFLOW_CONN_{SSH_CONN_ID.upper()}"] = json.dumps(conn)
+        drop_caches()
+        m_full, full = ssh_round(server, src, mdst, 1)
+        drop_caches()
+        r_full, _lit, r_wire = rsync_over_ssh(server, src, rdst)
+        print("\n== over SSH on loopback (OpenSSH server; MigrationBox via the Airflow SSH "
+              "hook, rsync via ssh) ==")
+        print("full copy:")
+        print(f"  migrationbox: {m_full:6.2f}s  {size / MIB / m_full:7.1f} MiB/s  "
+              f"on the wire {full.wire_bytes / MIB:8.2f} MiB  (data {full.bytes_sent / MIB:.0f} "
+              f"MiB)")
+        print(f"  rsync       : {r_full:6.2f}s  {size / MIB / r_full:7.1f} MiB/s  "
+              f"on the wire {r_wire / MIB:8.2f} MiB")
+        print(f"  ratio migrationbox/rsync time: {m_full / r_full:.2f}")
+
+        blocks, changed = change_blocks(disk, 0.01, seed=8)
+        drop_caches()
+        m_inc, inc = ssh_round(server, src, mdst, 2)
+        drop_caches()
+        r_inc, r_lit, r_wire = rsync_over_ssh(server, src, rdst)
+        print(f"incremental after rewriting 1% of blocks ({blocks} x 1 MiB = "
+              f"{changed / MIB:.0f} MiB changed):")
+        print(f"  migrationbox: {m_inc:6.2f}s  on the wire {inc.wire_bytes / MIB:7.2f} MiB  "
+              f"wire/changed {inc.wire_bytes / changed:.3f}  (blocks read {inc.blocks_sent}, "
+              f"hashes of {inc.blocks_total} blocks received)")
+        print(f"  rsync       : {r_inc:6.2f}s  on the wire {r_wire / MIB:7.2f} MiB  "
+              f"wire/changed {r_wire / changed:.3f}  (literal {r_lit / MIB:.2f} MiB)")
+        print(f"  ratio migrationbox/rsync time: {m_inc / r_inc:.2f}; wire bytes: "
+              f"{inc.wire_bytes / max(r_wire, 1):.2f}")
+        with open_source(f"ssh://{server.host}:{server.port}{src}",
+                         {"ssh_conn_id": SSH_CONN_ID}, name="bench/disk") as tree:
+            same = verify(tree, mdst, BLOCK).ok
+        same = same and disk.read_bytes() == (rdst / disk.name).read_bytes()
+        print(f"  both targets equal the source (MigrationBox checked against hashes taken "
+              f"at the source): {same}")
+    print("  not covered: latency and bandwidth limits (loopback has neither), a source "
+          "that is another machine (both ends share two cores and one disk)")
+
+
 def rollback_timing(runs: int = 5) -> list[float]:
     from migrationbox.cloud.aws import AwsAdapter
     from migrationbox.cloud.aws_session import clear_client_cache
@@ -120,7 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size-mib", type=int, default=2048)
     ap.add_argument("--dir", default="/tmp")
     ap.add_argument("--write-rate", type=float, default=100.0, help="blocks/s during pre-copy")
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help=f"comma-separated subset of {', '.join(SECTIONS)}")
     args = ap.parse_args(argv)
+    sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+    if not sections <= set(SECTIONS):
+        ap.error(f"--sections: unknown {sorted(sections - set(SECTIONS))}")
     if shutil.which("rsync") is None:
         print("rsync is not installed: apt-get install -y rsync", file=sys.stderr)
         return 2
@@ -138,55 +234,67 @@ def main(argv: list[str] | None = None) -> int:
         cold = drop_caches()
         print(f"page cache dropped before each copy: {'yes' if cold else 'no (not root)'}")
 
-        drop_caches()
-        full = replicate_round(src, dst, 1, BLOCK)
-        drop_caches()
-        r_full, r_lit, r_sent = rsync(src, rdst, delta=False)
-        print("\n== full copy ==")
-        print(f"migrationbox: {full.seconds:6.2f}s  {size / MIB / full.seconds:7.1f} MiB/s  "
-              f"sent {full.bytes_sent / MIB:.0f} MiB")
-        print(f"rsync       : {r_full:6.2f}s  {size / MIB / r_full:7.1f} MiB/s  "
-              f"sent {r_sent / MIB:.0f} MiB")
-        print(f"ratio migrationbox/rsync time: {full.seconds / r_full:.2f}")
+        full = None
+        if "local" in sections:
+            drop_caches()
+            full = replicate_round(src, dst, 1, BLOCK)
+            drop_caches()
+            r_full, r_lit, r_sent = rsync(src, rdst, delta=False)
+            print("\n== full copy ==")
+            print(f"migrationbox: {full.seconds:6.2f}s  {size / MIB / full.seconds:7.1f} MiB/s  "
+                  f"sent {full.bytes_sent / MIB:.0f} MiB")
+            print(f"rsync       : {r_full:6.2f}s  {size / MIB / r_full:7.1f} MiB/s  "
+                  f"sent {r_sent / MIB:.0f} MiB")
+            print(f"ratio migrationbox/rsync time: {full.seconds / r_full:.2f}")
 
-        blocks, changed = change_blocks(disk, 0.01)
-        drop_caches()
-        inc = replicate_round(src, dst, 2, BLOCK)
-        drop_caches()
-        r_inc, r_lit, r_sent = rsync(src, rdst, delta=True)
-        print(f"\n== incremental round after rewriting 1% of blocks ({blocks} x 1 MiB) ==")
-        print(f"migrationbox: {inc.seconds:6.2f}s  sent {inc.bytes_sent / MIB:7.2f} MiB  "
-              f"sent/changed {inc.bytes_sent / changed:.3f}")
-        print(f"rsync delta : {r_inc:6.2f}s  sent {r_sent / MIB:7.2f} MiB (literal "
-              f"{r_lit / MIB:.2f} MiB)  sent/changed {r_sent / changed:.3f}")
-        print(f"ratio migrationbox/rsync time: {inc.seconds / r_inc:.2f}; bytes: "
-              f"{inc.bytes_sent / max(r_sent, 1):.2f}")
-        ok = verify(src, dst, BLOCK).ok and disk.read_bytes() == (rdst / "disk.img").read_bytes()
-        print(f"both targets equal the source: {ok}")
+            blocks, changed = change_blocks(disk, 0.01)
+            drop_caches()
+            inc = replicate_round(src, dst, 2, BLOCK)
+            drop_caches()
+            r_inc, r_lit, r_sent = rsync(src, rdst, delta=True)
+            print(f"\n== incremental round after rewriting 1% of blocks ({blocks} x 1 MiB) ==")
+            print(f"migrationbox: {inc.seconds:6.2f}s  sent {inc.bytes_sent / MIB:7.2f} MiB  "
+                  f"sent/changed {inc.bytes_sent / changed:.3f}")
+            print(f"rsync delta : {r_inc:6.2f}s  sent {r_sent / MIB:7.2f} MiB (literal "
+                  f"{r_lit / MIB:.2f} MiB)  sent/changed {r_sent / changed:.3f}")
+            print(f"ratio migrationbox/rsync time: {inc.seconds / r_inc:.2f}; bytes: "
+                  f"{inc.bytes_sent / max(r_sent, 1):.2f}")
+            ok = verify(src, dst, BLOCK).ok and \
+                disk.read_bytes() == (rdst / "disk.img").read_bytes()
+            print(f"both targets equal the source: {ok}")
 
-        for cbt in (False, True):
-            with WriteLoad(disk, args.write_rate, BLOCK, cbt_root=src if cbt else None) as load:
-                time.sleep(0.5)
-                pre = precopy(src, dst, load.pause, load.resume, BLOCK,
-                              threshold_bytes=8 * MIB, max_rounds=8, cbt=cbt)
-            s = pre.summary()
-            how = "changed-block log" if cbt else "scan (hash every block)"
-            print(f"\n== pre-copy under {args.write_rate:g} block writes/s, dirty blocks by "
-                  f"{how} ==")
-            print(f"live rounds {s['live_rounds']}: dirty MiB per round "
-                  f"{[round(b / MIB, 1) for b in s['dirty_bytes_per_round']]}, seconds "
-                  f"{s['round_seconds']}")
-            print(f"final round (source paused): {s['final_bytes'] / MIB:.1f} MiB; downtime "
-                  f"{pre.downtime_s:.3f}s vs full copy {full.seconds:.2f}s "
-                  f"(ratio {pre.downtime_s / full.seconds:.3f}); verified {pre.verified}; "
-                  f"stop: {s['stop_reason']}")
+        if "ssh" in sections:
+            ssh_section(src, root, disk, size)
+
+        if "precopy" in sections and full is None:
+            full = replicate_round(src, dst, 1, BLOCK)  # the baseline the ratios use
+
+        if "precopy" in sections:
+            assert full is not None
+            for cbt in (False, True):
+                with WriteLoad(disk, args.write_rate, BLOCK, cbt_root=src if cbt else None) as load:
+                    time.sleep(0.5)
+                    pre = precopy(src, dst, load.pause, load.resume, BLOCK,
+                                  threshold_bytes=8 * MIB, max_rounds=8, cbt=cbt)
+                s = pre.summary()
+                how = "changed-block log" if cbt else "scan (hash every block)"
+                print(f"\n== pre-copy under {args.write_rate:g} block writes/s, dirty blocks by "
+                      f"{how} ==")
+                print(f"live rounds {s['live_rounds']}: dirty MiB per round "
+                      f"{[round(b / MIB, 1) for b in s['dirty_bytes_per_round']]}, seconds "
+                      f"{s['round_seconds']}")
+                print(f"final round (source paused): {s['final_bytes'] / MIB:.1f} MiB; downtime "
+                      f"{pre.downtime_s:.3f}s vs full copy {full.seconds:.2f}s "
+                      f"(ratio {pre.downtime_s / full.seconds:.3f}); verified {pre.verified}; "
+                      f"stop: {s['stop_reason']}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
-    times = rollback_timing()
-    print("\n== rollback trigger -> 100% source (3 weighted records, moto Route 53) ==")
-    print(f"median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms "
-          f"over {len(times)} runs")
+    if "rollback" in sections:
+        times = rollback_timing()
+        print("\n== rollback trigger -> 100% source (3 weighted records, moto Route 53) ==")
+        print(f"median {statistics.median(times) * 1000:.0f} ms, max "
+              f"{max(times) * 1000:.0f} ms over {len(times)} runs")
     return 0
 
 

@@ -529,6 +529,7 @@ class SshTree:
                                       f"{exc}") from None
         except Exception as exc:
             raise self._lost(exc) from None
+        _send_prefetch_requests_inline(fh)
         try:
             batch: list[tuple[int, int]] = []
             size = 0
@@ -555,6 +556,26 @@ class SshTree:
             raise self._lost(exc) from None
         for i, _chunk in enumerate(batch):
             yield got[i] if i < len(got) else b""
+
+
+def _send_prefetch_requests_inline(fh: Any) -> None:
+    """Make ``fh.readv`` send all its read requests before it reads any answer.
+
+    paramiko's ``readv`` sends its requests from a helper thread while the caller already
+    reads the answers; when the answers catch up with the requests, it takes the prefetch
+    for finished, turns the rest of the reads into one-at-a-time round trips, and the
+    requests still coming get answered for nothing (measured: 1.25 bytes on the wire per
+    byte read, and 5 times slower, on 256 MiB). Sending them in the calling thread first
+    (small packets; the answers wait in the channel's window meanwhile) removes the race;
+    everything else is paramiko's own prefetch code.
+    """
+    def start_prefetch(chunks: list[tuple[int, int]],
+                       max_concurrent_requests: int | None = None) -> None:
+        fh._prefetching = True
+        fh._prefetch_done = False
+        fh._prefetch_thread(chunks, max_concurrent_requests)
+
+    fh._start_prefetch = start_prefetch
 
 
 def _quote(text: str) -> str:
