@@ -127,3 +127,22 @@ def test_reading_stored_endpoints_names_index_server_and_field():
                          {"server_id": "b", "kind": "tape", "name": "s"}], "store")
     with pytest.raises(EndpointError, match="expected a list"):
         parse_endpoints({"server_id": "a"}, "options.endpoints")
+
+
+def test_lab_load_endpoints_prefers_what_the_caller_handed_over(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("MIGRATIONBOX_HOME", str(tmp_path))
+    handed = domain.Endpoint("web-01", "http", "service", "http://127.0.0.1:1/", None, {})
+    on_file = domain.Endpoint("web-01", "disk", "root", "file:///srv", "file:///tgt", {})
+    lab.write_endpoints_file(lab.endpoints_file("est"), "est", [on_file])
+    assert lab.endpoints_file("est") == tmp_path / "lab" / "est" / "endpoints.json"
+    ctx = SimpleNamespace(estate="est", endpoints=[handed], options=None)
+    assert lab.load_endpoints(ctx) == [handed]
+    ctx = SimpleNamespace(estate="est", endpoints=None, options={})
+    assert lab.load_endpoints(ctx) == [on_file]
+    ctx = SimpleNamespace(estate="est", endpoints=None,
+                          options={"endpoints": [handed.to_dict()]})
+    assert lab.load_endpoints(ctx) == [handed]
+    with pytest.raises(domain.EndpointsUnavailable, match="endpoints import"):
+        lab.load_endpoints(SimpleNamespace(estate="other", endpoints=None, options=None))

@@ -10,7 +10,7 @@ the store through the same path (and the same rules) as any estate's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,10 +82,15 @@ def target_dns_name(estate: str, hostname: str) -> str:
 def load_endpoints(ctx: PhaseContext) -> list[Endpoint]:
     """All endpoints of the context's estate.
 
-    ``ctx.options['endpoints']`` (a list of dicts) wins when given and non-empty; then
-    ``ctx.options['endpoints_file']``; then the lab's file for the estate.
+    Those the caller handed over (``ctx.endpoints``) win; then, for older callers, an
+    ``endpoints`` list or ``endpoints_file`` in dict options; then the lab's file.
     """
-    return endpoints_from_options(ctx.options, endpoints_file(ctx.estate))
+    given = getattr(ctx, "endpoints", None)
+    if given:
+        return list(given)
+    options = getattr(ctx, "options", None)
+    return endpoints_from_options(options if isinstance(options, Mapping) else {},
+                                  endpoints_file(ctx.estate))
 
 
 def register_lab_endpoints(estate: str, endpoints: Iterable[Endpoint]) -> ImportReport:
