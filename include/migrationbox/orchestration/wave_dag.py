@@ -33,6 +33,8 @@ strict mode).
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import os
 import re
@@ -134,7 +136,6 @@ def render_wave_dag(graph: WaveGraph, spec: PlanSpec, wave: WaveSpec, settings: 
             "retries": settings.retries,
             "retry_delay": settings.retry_delay,
         },
-        params=run_conf_params(),  # the trigger form: the run-conf model's fields
         render_template_as_native_obj=True,
     )
 
@@ -201,7 +202,19 @@ def render_wave_dag(graph: WaveGraph, spec: PlanSpec, wave: WaveSpec, settings: 
             operators[up] >> operators[down]
         for a, b in graph.group_edges:
             task_groups[a] >> task_groups[b]
+    # The trigger form: the run-conf model's fields. Set once the tasks exist: an operator
+    # created inside a DAG that already has params deep-copies them into its own, which
+    # made every wave DAG ~6x slower to build and ~8x larger serialized (measured: 69 ms
+    # and 264 kB against 12 ms and 33 kB); a run resolves the DAG's params either way.
+    dag.params = run_conf_params()
     return dag
+
+
+@functools.cache
+def _param_specs() -> dict[str, dict[str, Any]]:
+    from migrationbox.orchestration.runconf import param_specs
+
+    return param_specs()  # a JSON schema per parse, not one per wave DAG
 
 
 def run_conf_params() -> dict[str, Any]:
@@ -213,9 +226,7 @@ def run_conf_params() -> dict[str, Any]:
     """
     from airflow.sdk import Param
 
-    from migrationbox.orchestration.runconf import param_specs
-
-    return {key: Param(**spec) for key, spec in param_specs().items()}
+    return {key: Param(**copy.deepcopy(spec)) for key, spec in _param_specs().items()}
 
 
 # -- one broken spec fails its own estate only -----------------------------------------
