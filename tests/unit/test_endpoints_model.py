@@ -146,3 +146,37 @@ def test_lab_load_endpoints_prefers_what_the_caller_handed_over(tmp_path, monkey
     assert lab.load_endpoints(ctx) == [handed]
     with pytest.raises(domain.EndpointsUnavailable, match="endpoints import"):
         lab.load_endpoints(SimpleNamespace(estate="other", endpoints=None, options=None))
+
+
+def test_database_urls_are_resolved_from_airflow_connections_at_use(monkeypatch):
+    import json
+
+    from migrationbox.endpoints.connections import ConnectionMissing, database_url, shown_url
+    from migrationbox.errors import ConfigurationError
+
+    monkeypatch.setenv("AIRFLOW_CONN_PG_APP_H4", json.dumps({
+        "conn_type": "postgres", "host": "db.corp", "port": 5433, "login": "reader",
+        "password": "Very-Secret-9", "schema": "app", "extra": {"sslmode": "require"}}))
+    ep = domain.Endpoint("db-01", "database", "app", None, None, {"conn_id": "pg_app_h4"})
+    url = database_url(ep)
+    assert (url.drivername, url.host, url.port, url.database, url.username) == (
+        "postgresql+psycopg2", "db.corp", 5433, "app", "reader")
+    assert url.password == "Very-Secret-9" and url.query == {"sslmode": "require"}
+    assert "Very-Secret-9" not in shown_url(url) and "***" in shown_url(url)
+    override = domain.Endpoint("db-01", "database", "app", None, None,
+                               {"conn_id": "pg_app_h4", "database": "billing"})
+    assert database_url(override).database == "billing"
+
+    monkeypatch.setenv("AIRFLOW_CONN_ODD_H4", json.dumps({"conn_type": "mongo", "host": "m"}))
+    with pytest.raises(ConfigurationError, match="sqlalchemy_scheme"):
+        database_url(domain.Endpoint("a", "database", "app", None, None, {"conn_id": "odd_h4"}))
+    monkeypatch.setenv("AIRFLOW_CONN_ODD_H4", json.dumps({
+        "conn_type": "generic", "host": "m", "extra": {"sqlalchemy_scheme": "mysql+pymysql"}}))
+    assert database_url(domain.Endpoint("a", "database", "app", None, None,
+                                        {"conn_id": "odd_h4"})).drivername == "mysql+pymysql"
+    with pytest.raises(ConnectionMissing, match="AIRFLOW_CONN_NOT_THERE_H4"):
+        database_url(domain.Endpoint("a", "database", "app", None, None,
+                                     {"conn_id": "not_there_h4"}))
+    plain = domain.Endpoint("a", "database", "app", "sqlite:////srv/app.db",
+                            "sqlite:////srv/target.db", {})
+    assert database_url(plain, "target").database == "/srv/target.db"
