@@ -46,6 +46,13 @@ def _names(raw: str) -> tuple[str, ...]:
     return tuple(str(v).strip() for v in value if str(v).strip())
 
 
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        raise ValueError("expected true or false")
+    return value in {"1", "true", "yes", "on"}
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -71,6 +78,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("approvers", ("admin",), _names,
             "Airflow users assigned to the approval gates (JSON list or comma-separated; "
             "read at parse time)"),
+    Setting("strict_specs", False, _flag,
+            "a broken plan spec is an import error of the whole wave-DAG file (CI) instead "
+            "of failing its own estate only (read at parse time)"),
     Setting("sensor_poke_seconds", 10.0, float, "seconds between two pokes of a gate"),
     Setting("task_retries", 2, int, "retries of a wave task (bad input never retries)"),
     Setting("replication_cadence_seconds", 300.0, float,

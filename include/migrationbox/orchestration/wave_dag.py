@@ -26,9 +26,9 @@ DAG of that file stale, so the DAG file must not raise for one estate: the broke
 estate gets a ``migrate__<estate>__spec_error`` DAG instead of its waves, whose
 description, docs and only task carry the error (file and field), while every other
 estate's wave DAGs load. A worker parsing the file to run a task of the broken estate
-gets the error raised (the task fails with it), and ``MIGRATIONBOX_STRICT_SPECS=1``
-makes any broken spec an import error of the whole file (for CI, as dag-factory's
-strict mode).
+gets the error raised (the task fails with it), and the ``strict_specs`` setting
+(``MIGRATIONBOX_STRICT_SPECS=1``) makes any broken spec an import error of the whole
+file (for CI, as dag-factory's strict mode).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from __future__ import annotations
 import copy
 import functools
 import logging
-import os
 import re
 from datetime import datetime
 from pathlib import Path
@@ -276,9 +275,9 @@ def spec_error_dag(estate: str, error: SpecError):
 
 
 def _strict() -> bool:
-    return os.environ.get("MIGRATIONBOX_STRICT_SPECS", "").strip().lower() in {
-        "1", "true", "yes", "on"
-    }
+    from migrationbox import settings
+
+    return bool(settings.get("strict_specs", variables=False))
 
 
 def _estate_dags(path: Path, settings: BuildSettings, only_dag_id: str | None) -> dict:
@@ -298,7 +297,7 @@ def build_all(
     """Every wave DAG of every spec in ``plans_dir``; only one if ``only_dag_id`` is given.
 
     A broken spec becomes its estate's spec-error DAG (see the module docs) unless
-    ``strict`` (default: ``MIGRATIONBOX_STRICT_SPECS``) or the requested DAG belongs to
+    ``strict`` (default: the ``strict_specs`` setting) or the requested DAG belongs to
     that estate: then its :class:`SpecError` is raised. Reads only; creates nothing.
     """
     from migrationbox.config import plans_dir as default_plans_dir
