@@ -243,7 +243,9 @@ def _discovery_baselines(ctx: PhaseContext) -> tuple[dict[str, Any], str]:
         return {}, f"store unavailable ({type(exc).__name__})"
     if estate is None:
         return {}, f"estate {ctx.estate} has no discovery inventory in the store"
-    return ({r.server_id: r.performance_baseline.model_dump() for r in estate.servers},
+    return ({r.server_id: r.performance_baseline.model_dump() if r.performance_baseline
+             else None  # not measured (an RVTools import): nothing to compare against
+             for r in estate.servers},
             "discovery inventory in the store")
 
 
