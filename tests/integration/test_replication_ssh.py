@@ -335,3 +335,19 @@ def test_bad_endpoint_input_is_an_input_error(tmp_path: Path) -> None:
         with pytest.raises(InputError) as err:
             open_source(bad, {"ssh_conn_id": "x"}, name=ENDPOINT)
         assert ENDPOINT in str(err.value)
+
+
+def test_bandwidth_limit_applies_to_blocks_read_over_ssh(server: SshServer, conn: str,
+                                                         tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "vol.img").write_bytes(random.Random(2).randbytes(16 * BLOCK))
+    ticks: list[Progress] = []
+    with open_source(_uri(server, src), {"ssh_conn_id": conn}, name=ENDPOINT) as tree:
+        st = replicate_round(tree, tmp_path / "dst", 1, BLOCK, progress=ticks.append,
+                             bandwidth_bytes_per_s=2 * 1024 * 1024)
+    # the limiter holds the reads until the average rate is under the limit: 1 MiB at
+    # 2 MiB/s cannot take less than half a second, however fast the machine (a lower bound)
+    assert st.seconds >= 0.49
+    assert ticks[-1].done == ticks[-1].total == 16 * BLOCK
+    assert ticks[-1].sent == 16 * BLOCK
