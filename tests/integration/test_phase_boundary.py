@@ -82,9 +82,20 @@ def test_a_dag_run_admits_the_estates_source_networks(fresh_aws, stored_plan):
                     for r in p.get("IpRanges", [])}
         # pg-01's clients of wave 2 are still on premise while wave 1 moves
         assert {"172.20.5.0/24", "172.20.7.0/24", "172.20.9.0/24"} <= admitted
+        # the on_resource collaborator put what was made into the store's ledger
+        assert pg["GroupId"] in {r.resource_id for r in _ledger(plan.estate)}
     finally:
         teardown.rollback(tasks.build_context(plan.estate, 1, plan.version,
                                               _dag_run_context(conf, "teardown")))
+    assert _ledger(plan.estate) == []  # ... and on_resource_deleted took it out again
+
+
+def _ledger(estate: str) -> list:
+    from migrationbox.store import repository
+    from migrationbox.store.db import session_scope
+
+    with session_scope(read_only=True) as session:
+        return repository.cloud_resources(session, estate)
 
 
 def test_the_vcpu_quota_remedy_is_a_conf_key_that_works(fresh_aws, stored_plan):

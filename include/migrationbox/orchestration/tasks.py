@@ -94,9 +94,9 @@ def build_context(estate: str, wave: int, plan_version: int, context: dict[str, 
 
     def on_resource_deleted(resource_type: str, resource_id: str, name: str,
                             tags: dict[str, str]) -> None:
-        _event(estate, wave, run_id, context["ti"].task_id, "resource_deleted",
-               f"deleted {resource_type} {resource_id} ({name})",
-               {"type": resource_type, "id": resource_id, "name": name})
+        with session_scope() as s:
+            repository.mark_resource_deleted(s, estate=estate, resource_type=resource_type,
+                                             resource_id=resource_id)
 
     collaborators = Collaborators(
         on_progress=lambda message, data=None: _event(
