@@ -212,6 +212,11 @@ def needs_budget_gate(wave: WaveSpec, settings: BuildSettings) -> bool:
     return wave.predicted_monthly_usd > settings.budget_threshold_usd
 
 
+def _gate(task_id: str, kind: NodeKind, target: str, **kw) -> Node:
+    """A sensor or an approval: waiting is its job, so it never retries."""
+    return Node(task_id, kind, target, retries=0, **kw)
+
+
 def build_wave_graph(
     spec: PlanSpec, wave: WaveSpec, settings: BuildSettings | None = None
 ) -> WaveGraph:
@@ -235,23 +240,23 @@ def build_wave_graph(
         Group(ROLLBACK, "runs only when cutover or validation fails"),
     ]
     nodes = [
-        Node(WAIT_FOR_PREVIOUS_WAVE_TASK_ID, NodeKind.SENSOR, "previous_wave_completed"),
+        _gate(WAIT_FOR_PREVIOUS_WAVE_TASK_ID, NodeKind.SENSOR, "previous_wave_completed"),
         Node(PREFLIGHT_CHECKS_TASK_ID, NodeKind.PHASE, "preflight"),
         Node(PROVISION_TASK_ID, NodeKind.PHASE, "provision", pool=PROVISION_POOL),
-        Node(INSTANCES_RUNNING_TASK_ID, NodeKind.SENSOR, "instances_running"),
+        _gate(INSTANCES_RUNNING_TASK_ID, NodeKind.SENSOR, "instances_running"),
         Node(REPLICATION_ROUNDS_TASK_ID, NodeKind.ROUNDS, "replicate", pool=REPLICATION_POOL),
-        Node(REPLICATION_CONVERGED_TASK_ID, NodeKind.SENSOR, "replication_converged"),
+        _gate(REPLICATION_CONVERGED_TASK_ID, NodeKind.SENSOR, "replication_converged"),
         Node(CONFIGURE_TASK_ID, NodeKind.PHASE, "configure"),
-        Node(SMOKE_TESTS_TASK_ID, NodeKind.SENSOR, "smoke_tests_green",
+        _gate(SMOKE_TESTS_TASK_ID, NodeKind.SENSOR, "smoke_tests_green",
              timeout=settings.smoke_timeout),
-        Node(CUTOVER_APPROVAL_TASK_ID, NodeKind.APPROVAL, "cutover",
+        _gate(CUTOVER_APPROVAL_TASK_ID, NodeKind.APPROVAL, "cutover",
              subject=f"Cut over {e} wave {n} ({wave.name})?",
              body=(f"{wave.server_count} servers replicated, configured and smoke-tested. "
                    "Approve to move traffic to the cloud in weighted steps with automatic "
                    "rollback on failed health checks.")),
         Node(CUTOVER_SHIFT_TASK_ID, NodeKind.PHASE, "cutover", retries=0),
         Node(VERIFY_DATA_TASK_ID, NodeKind.PHASE, "validate", retries=0),
-        Node(DECOMMISSION_APPROVAL_TASK_ID, NodeKind.APPROVAL, "decommission",
+        _gate(DECOMMISSION_APPROVAL_TASK_ID, NodeKind.APPROVAL, "decommission",
              subject=f"Decommission the sources of {e} wave {n}?",
              body=("Data verified on the target. Approve to mark the source servers "
                    "decommissioned.")),
@@ -259,7 +264,7 @@ def build_wave_graph(
         Node(ROLLBACK_CHOOSE_TASK_ID, NodeKind.BRANCH, "choose_rollback_path",
              trigger_rule=TriggerRule.ONE_FAILED, retries=0),
         Node(ROLLBACK_RESTORE_TASK_ID, NodeKind.PHASE, "cutover_rollback"),
-        Node(ROLLBACK_APPROVE_TASK_ID, NodeKind.APPROVAL, "rollback",
+        _gate(ROLLBACK_APPROVE_TASK_ID, NodeKind.APPROVAL, "rollback",
              subject=f"Roll {e} wave {n} back to the source?",
              body=("All traffic is already on the target and validation failed. "
                    "Approve to move 100% of traffic back to the source.")),
@@ -290,7 +295,7 @@ def build_wave_graph(
     chain = list(PHASE_GROUPS)
     if budget_gate:
         groups.append(Group(BUDGET, "predicted cost above the budget threshold"))
-        nodes.append(Node(
+        nodes.append(_gate(
             BUDGET_APPROVAL_TASK_ID, NodeKind.APPROVAL, "budget",
             subject=f"Budget: {e} wave {n} predicts ${wave.predicted_monthly_usd:,.0f}/month",
             body=(f"Above the threshold of ${settings.budget_threshold_usd:,.0f}/month. "

@@ -153,7 +153,6 @@ def render_wave_dag(graph: WaveGraph, spec: PlanSpec, wave: WaveSpec, settings: 
                 return PythonOperator(python_callable=tasks.run_phase,
                                       op_kwargs={**key, "phase_name": node.target}, **kw)
             case NodeKind.SENSOR:
-                kw.setdefault("retries", 0)
                 return PythonSensor(
                     python_callable=tasks.gate,
                     op_kwargs={**key, "check": node.target},
@@ -163,7 +162,6 @@ def render_wave_dag(graph: WaveGraph, spec: PlanSpec, wave: WaveSpec, settings: 
                     **kw,
                 )
             case NodeKind.APPROVAL:
-                kw.setdefault("retries", 0)
                 return MigrationApprovalOperator(
                     gate=node.target,
                     estate=graph.estate,
