@@ -48,6 +48,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -822,9 +823,19 @@ def lenient_series(timestamps: Any, values: Any, *, strict: bool = False
 # --------------------------------------------------------------------------- incidents
 
 
+#: the incident detector's channels, each a view of the series judged on its own history
+CHANNELS = ("level", "change", "seasonal", "mean")
+
+
 @dataclass(frozen=True)
 class IncidentConfig:
     """The incident detector (:class:`IncidentDetector`). Windows count points, not time.
+
+    Four channels, each a robust z-score of one view of the series against the median and
+    spread of its own ``window`` points strictly before t: ``level`` (the value),
+    ``change`` (the step from the previous point), ``seasonal`` (the value minus the value
+    one ``season`` earlier) and ``mean`` (the mean of the last ``mean_points`` points). A
+    channel's threshold of 0 switches it off.
 
     Defaults were chosen on the tuning half of the NAB development files (see
     ``benchmarks/bench_detector.py`` and docs/healer.md), not on the held-out half.
@@ -833,16 +844,23 @@ class IncidentConfig:
     #: baseline: median and spread of up to this many points strictly before t
     window: int = 4000
     min_history: int = 100
-    #: a point can open an alert only beyond this robust z-score ...
-    threshold: float = 4.0
-    #: ... and only when its score exceeds ``novelty_ratio`` times the largest score of the
-    #: ``novelty_window`` points before it: a deviation larger than anything seen lately is
-    #: news; one like yesterday's is not
+    #: a point can open an alert only beyond a channel's threshold (robust z) ...
+    threshold: float = 4.0  # level
+    change_threshold: float = 10.0
+    seasonal_threshold: float = 4.0
+    mean_threshold: float = 6.0
+    #: ... and only when that channel's score exceeds ``novelty_ratio`` times the largest
+    #: score of the ``novelty_window`` points before it: a deviation larger than anything
+    #: seen lately is news; one like yesterday's is not
     novelty_window: int = 8000
     novelty_ratio: float = 1.0
-    #: an open alert closes after ``clear_points`` consecutive points below ``threshold``,
-    #: or ``cooldown`` points after it opened, whichever comes first; a new alert needs the
-    #: previous one closed
+    mean_points: int = 12
+    season: timedelta = timedelta(days=1)
+    #: the seasonal channel compares with the median of this many earlier seasons
+    seasons: int = 2
+    #: an open alert closes after ``clear_points`` consecutive points below every
+    #: threshold, or ``cooldown`` points after it opened, whichever comes first; a new
+    #: alert needs the previous one closed
     cooldown: int = 100
     clear_points: int = 12
     #: spread floor: the baseline's IQR/1.349, but at least this fraction of its std (a
@@ -851,7 +869,8 @@ class IncidentConfig:
     min_scale: float = 1e-9
 
     def __post_init__(self) -> None:
-        for name in ("window", "min_history", "novelty_window", "cooldown", "clear_points"):
+        for name in ("window", "min_history", "novelty_window", "cooldown", "clear_points",
+                     "mean_points", "seasons"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
         if self.min_history < 2 or self.min_history > self.window:
@@ -859,8 +878,18 @@ class IncidentConfig:
                              f"got {self.min_history}")
         if self.threshold <= 0:
             raise ValueError(f"threshold: must be positive, got {self.threshold}")
-        if self.novelty_ratio < 0:
-            raise ValueError(f"novelty_ratio: must be >= 0, got {self.novelty_ratio}")
+        for name in ("change_threshold", "seasonal_threshold", "mean_threshold",
+                     "novelty_ratio"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.season <= timedelta(0):
+            raise ValueError("season: must be positive")
+
+    def thresholds(self) -> dict[str, float]:
+        """Threshold per active channel."""
+        out = {"level": self.threshold, "change": self.change_threshold,
+               "seasonal": self.seasonal_threshold, "mean": self.mean_threshold}
+        return {k: v for k, v in out.items() if v > 0}
 
 
 @dataclass(frozen=True)
@@ -873,24 +902,26 @@ class Incident:
     end_position: int  # last point of the incident (the series' last if still open)
     peak: pd.Timestamp
     peak_position: int
-    peak_score: float
-    direction: str  # "up" or "down", at the opening point
-    points: int  # points at or above the threshold inside the incident
+    peak_score: float  # in units of the channel's threshold (1 = at the threshold)
+    channel: str  # the channel that opened it: level, change, seasonal or mean
+    direction: str  # "up" or "down": the opening channel's deviation at the opening point
+    points: int  # points at or above a threshold inside the incident
 
     def to_dict(self) -> dict[str, Any]:
         return {"start": self.start.isoformat(),
                 "end": None if self.end is None else self.end.isoformat(),
                 "peak": self.peak.isoformat(), "peak_score": self.peak_score,
-                "direction": self.direction, "points": self.points,
+                "channel": self.channel, "direction": self.direction, "points": self.points,
                 "start_position": self.start_position, "end_position": self.end_position}
 
 
 @dataclass
 class IncidentResult:
-    """Per point (``frame``): value, baseline median and scale, signed ``z``, ``score``
-    (``|z|``), ``novelty`` (score over the largest recent score), ``alert`` (the point
-    opened an incident) and ``incident`` (its number, -1 outside any). ``incidents``: the
-    alert events. ``issues``: input rows the lenient reader put up with."""
+    """Per point (``frame``, see :func:`incident_scores`): value, the channels' scores
+    and novelty, ``score`` (largest channel score over its threshold), ``alert`` (the
+    point opened an incident) and ``incident`` (its number, -1 outside any).
+    ``incidents``: the alert events. ``issues``: input rows the lenient reader put up
+    with. ``positions``: the input row of each frame row (the frame is in time order)."""
 
     frame: pd.DataFrame
     incidents: list[Incident]
@@ -903,35 +934,99 @@ class IncidentResult:
         return self.frame["alert"].to_numpy(dtype=bool)
 
 
-def incident_scores(series: pd.Series, config: IncidentConfig) -> pd.DataFrame:
-    """Causal robust z-score and novelty of each point (vectorised; rows in input order)."""
-    before = series.shift(1)
+def robust_scores(view: pd.Series, config: IncidentConfig) -> pd.DataFrame:
+    """One channel: robust z of each point against the median and spread of the
+    ``window`` points strictly before it, and its novelty (score over the largest score of
+    the ``novelty_window`` points before it)."""
+    before = view.shift(1)
     roll = before.rolling(config.window, min_periods=config.min_history)
     median = roll.median()
     iqr = roll.quantile(0.75) - roll.quantile(0.25)
     scale = np.maximum(iqr / 1.349, config.std_fraction * roll.std())
     scale = scale.where(scale > config.min_scale, config.min_scale)
-    z = (series - median) / scale
+    z = (view - median) / scale
     score = z.abs()
     recent = score.shift(1).rolling(config.novelty_window, min_periods=1).max()
     with np.errstate(divide="ignore", invalid="ignore"):
         novelty = score / recent
     novelty = novelty.where(~(recent <= 0) | score.isna(), np.inf)
-    return pd.DataFrame({"value": series, "median": median, "scale": scale, "z": z,
-                         "score": score, "novelty": novelty})
+    return pd.DataFrame({"median": median, "scale": scale, "z": z, "score": score,
+                         "novelty": novelty})
+
+
+def seasonal_difference(series: pd.Series, season: timedelta, seasons: int = 1) -> pd.Series:
+    """Value minus the median of the values 1, 2, ... ``seasons`` seasons earlier (each
+    the nearest earlier row within half the median sampling step of that instant; those
+    missing are left out, NaN when none is there). The median over several seasons keeps
+    one anomalous day from making the next day look anomalous. Rows must be in time
+    order; repeated timestamps are fine."""
+    t = series.index.as_unit("ns").asi8
+    n = len(t)
+    if n < 2:
+        return pd.Series(np.nan, index=series.index)
+    lag = pd.Timedelta(season).as_unit("ns").value
+    steps = np.diff(t)
+    tolerance = max(1, int(np.median(steps[steps > 0])) // 2) if (steps > 0).any() else 1
+    values = series.to_numpy(dtype=float)
+    earlier = np.full((max(1, seasons), n), np.nan)
+    for k in range(max(1, seasons)):
+        target = t - (k + 1) * lag
+        idx = np.clip(np.searchsorted(t, target, side="left"), 0, n - 1)
+        found = (idx < np.arange(n)) & (np.abs(t[idx] - target) <= tolerance)
+        earlier[k] = np.where(found, values[idx], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no reference
+        reference = np.nanmedian(earlier, axis=0)
+    return pd.Series(values - reference, index=series.index)
+
+
+def incident_scores(series: pd.Series, config: IncidentConfig) -> pd.DataFrame:
+    """Causal per-point scores of every active channel (vectorised; rows in time order).
+
+    Columns: ``value``; the level channel's ``median``, ``scale`` and signed ``z``;
+    ``<channel>`` (robust z magnitude) and ``<channel>_novelty`` per active channel;
+    ``score``, the largest channel score in units of its threshold (1 = at the threshold),
+    and ``channel``, the channel giving it (empty where nothing could be scored).
+    """
+    views = {"level": series, "change": series.diff(),
+             "seasonal": seasonal_difference(series, config.season, config.seasons),
+             "mean": series.rolling(config.mean_points, min_periods=config.mean_points).mean()}
+    level = robust_scores(series, config)
+    frame = pd.DataFrame({"value": series, "median": level["median"],
+                          "scale": level["scale"], "z": level["z"]})
+    ratios = []
+    for name, threshold in config.thresholds().items():
+        scored = level if name == "level" else robust_scores(views[name], config)
+        frame[name] = scored["score"]
+        frame[f"{name}_novelty"] = scored["novelty"]
+        frame[f"{name}_z"] = scored["z"]
+        ratios.append((scored["score"] / threshold).to_numpy(dtype=float))
+    stacked = np.vstack(ratios)
+    filled = np.where(np.isnan(stacked), -np.inf, stacked)
+    best = filled.argmax(axis=0)
+    names = list(config.thresholds())
+    frame["score"] = np.where(np.isneginf(filled.max(axis=0)), np.nan, filled.max(axis=0))
+    frame["channel"] = np.where(frame["score"].isna(), "", np.array(names)[best])
+    return frame
 
 
 def group_incidents(frame: pd.DataFrame, config: IncidentConfig) -> tuple[np.ndarray,
                                                                           np.ndarray,
                                                                           list[Incident]]:
-    """Alert events from per-point scores: a point opens an incident when it is beyond
-    the threshold and novel and no incident is open; the incident closes after
-    ``clear_points`` points below the threshold or ``cooldown`` points after opening."""
+    """Alert events from per-point scores: a point opens an incident when some channel is
+    beyond its threshold and novel and no incident is open; the incident closes after
+    ``clear_points`` points below every threshold or ``cooldown`` points after opening."""
     score = frame["score"].to_numpy(dtype=float)
-    z = frame["z"].to_numpy(dtype=float)
+    opens = np.zeros(len(frame), dtype=bool)
+    opener = np.full(len(frame), "", dtype=object)
+    for name, threshold in config.thresholds().items():
+        with np.errstate(invalid="ignore"):
+            hit = ((frame[name].to_numpy(dtype=float) >= threshold)
+                   & (frame[f"{name}_novelty"].to_numpy(dtype=float) > config.novelty_ratio))
+        opener[hit & ~opens] = name
+        opens |= hit
     with np.errstate(invalid="ignore"):
-        above = score >= config.threshold
-        opens = above & (frame["novelty"].to_numpy(dtype=float) >= config.novelty_ratio)
+        above = score >= 1.0
     n = len(score)
     alert = np.zeros(n, dtype=bool)
     member = np.full(n, -1, dtype=int)
@@ -972,7 +1067,8 @@ def group_incidents(frame: pd.DataFrame, config: IncidentConfig) -> tuple[np.nda
         incidents.append(Incident(
             start=index[start], end=index[end] if closed else None, start_position=start,
             end_position=end, peak=index[peak], peak_position=peak,
-            peak_score=float(score[peak]), direction="up" if z[start] > 0 else "down",
+            peak_score=float(score[peak]), channel=str(opener[start]),
+            direction="up" if frame[f"{opener[start]}_z"].iloc[start] > 0 else "down",
             points=int(np.count_nonzero(above[start:end + 1]))))
     return alert, member, incidents
 
@@ -980,12 +1076,14 @@ def group_incidents(frame: pd.DataFrame, config: IncidentConfig) -> tuple[np.nda
 class IncidentDetector:
     """A causal per-point score and alert *events* over one metric series.
 
-    Each point's score uses only the points before it (in time order; repeated timestamps
-    in input order): its robust z-score against the median and spread of the ``window``
-    points before it. A point opens an incident when that score passes ``threshold`` *and*
-    exceeds every score of the ``novelty_window`` points before it, so a long anomaly makes
-    one alert, not one per row, and a deviation the series has been showing for a while
-    does not alert again. See :class:`IncidentConfig` for closing and cooldown.
+    Each point is scored only on the points before it (in time order; repeated timestamps
+    in input order) by four channels (:class:`IncidentConfig`): how far its value, its step
+    from the previous point, its difference from the same time one season earlier and the
+    mean of the last few points are from their own recent medians, in robust spread units.
+    A point opens an incident when a channel passes its threshold *and* exceeds every
+    score that channel gave in the ``novelty_window`` points before, so a long anomaly
+    makes one alert, not one per row, and a deviation the series has been showing for a
+    while does not alert again. See :class:`IncidentConfig` for closing and cooldown.
     """
 
     def __init__(self, config: IncidentConfig | None = None) -> None:
