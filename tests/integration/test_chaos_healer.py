@@ -269,27 +269,30 @@ def test_a_restore_that_does_not_help_is_rolled_back_and_a_bad_backup_refused(ch
 def test_a_monitoring_api_that_stops_answering_leaves_health_sensing_running(chaos):
     """CloudWatch unreachable: the pass does not crash, says why, still probes health and
     starts no remediation from data it could not read."""
-    import boto3
-    from botocore.config import Config
+    import json
+    import os
 
+    from migrationbox.cloud.aws import AwsAdapter
     from migrationbox.healer.runtime import Healer, HealerSettings
     from migrationbox.healer.sensing import MetricSource, SensingConfig
     from migrationbox.platform.supervisor import free_port
     from migrationbox.store.db import engine
 
-    dead = boto3.client("cloudwatch", endpoint_url=f"http://127.0.0.1:{free_port()}",
-                        region_name="us-east-1", aws_access_key_id="x",
-                        aws_secret_access_key="x",
-                        config=Config(retries={"max_attempts": 1}, connect_timeout=1,
-                                      read_timeout=1))
+    os.environ["AIRFLOW_CONN_MBX_DEAD_MONITORING"] = json.dumps({
+        "conn_type": "aws", "login": "x", "password": "x",
+        "extra": {"region_name": "us-east-1", "endpoint_url": f"http://127.0.0.1:{free_port()}",
+                  "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1,
+                                    "read_timeout": 1}}})
+    dead = AwsAdapter(conn_id="mbx_dead_monitoring", region="us-east-1")
     blind = Healer(engine(), HealerSettings(sensing=SensingConfig(
-        sustain_scale=SUSTAIN_SCALE)), source=MetricSource(client=dead), notifiers=[])
+        sustain_scale=SUSTAIN_SCALE)), source=MetricSource(adapter=dead), notifiers=[])
     chaos.inject("cpu_burn")
     try:
         time.sleep(8)
         report = blind.run_pass(chaos.estate, chaos.targets)
     finally:
         chaos.clear("web-01")
+        os.environ.pop("AIRFLOW_CONN_MBX_DEAD_MONITORING", None)
     assert any(n.startswith("monitoring API failed") for n in report.notes), report.notes
     assert set(report.health) == {t.server_id for t in chaos.targets}
     assert not [s for s in report.situations if s.outcome == "auto_heal"], report.situations

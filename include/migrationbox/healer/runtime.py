@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import Engine
 
+from migrationbox.cloud.base import CloudAdapter
 from migrationbox.healer import sensing
 from migrationbox.healer.decision import (
     Decision,
@@ -173,10 +174,14 @@ def notifiers_from_airflow(conn_id: str, *, in_task: bool = False) -> list[Any]:
 
 
 class Healer:
+    """``adapter``: the cloud to sense and heal through; ``None`` uses, per estate, the
+    adapter of its latest plan's cloud and region (and the default connection)."""
+
     def __init__(self, engine: Engine | None = None, settings: HealerSettings | None = None,
                  *, source: sensing.MetricSource | None = None,
                  notifiers: Sequence[Any] | None = None,
-                 matrix: DecisionMatrix | None = None) -> None:
+                 matrix: DecisionMatrix | None = None,
+                 adapter: CloudAdapter | None = None) -> None:
         if engine is None:
             from migrationbox.store.db import engine as store_engine
 
@@ -191,13 +196,24 @@ class Healer:
         self.guard = SqlGuard(engine)
         self._source = source
         self._notifiers = notifiers
+        self._adapter = adapter
+        self._clouds: dict[str, CloudAdapter | None] = {}
         self.forecasters = sensing.ForecasterCache()
 
     @property
     def source(self) -> sensing.MetricSource:
         if self._source is None:
-            self._source = sensing.MetricSource(self.settings.sensing.namespace)
+            self._source = sensing.MetricSource(self.settings.sensing.namespace,
+                                                adapter=self._adapter)
         return self._source
+
+    def cloud_for(self, estate: str) -> CloudAdapter | None:
+        """The adapter remediations of ``estate`` act through (None: lab side only)."""
+        if self._adapter is not None:
+            return self._adapter
+        if estate not in self._clouds:
+            self._clouds[estate] = estate_adapter(estate)
+        return self._clouds[estate]
 
     @property
     def notifiers(self) -> list[Any]:
@@ -486,7 +502,7 @@ class Healer:
             estate=target.estate, server_id=target.server_id, action=row.action,
             params=params, remediation_id=rid, service=target.service,
             control_url=target.control_url, dns_name=target.dns_name,
-            check=self._check(target, row), cloud_client=_cloud_client(),
+            check=self._check(target, row), cloud=self.cloud_for(target.estate),
             verify_timeout_s=self.settings.verify_timeout_s,
             verify_interval_s=self.settings.verify_interval_s)
         try:
@@ -621,11 +637,18 @@ class Healer:
         return incident
 
 
-def _cloud_client() -> Callable[[str], Any] | None:
-    try:
-        from migrationbox.cloud.aws_session import aws_client
+def estate_adapter(estate: str) -> CloudAdapter | None:
+    """The adapter of the estate's latest plan (its cloud and region, the cloud's default
+    connection); None when there is no plan or no adapter can be built for it."""
+    from migrationbox.cloud import get_adapter
+    from migrationbox.store import repository
+    from migrationbox.store.db import session_scope
 
-        aws_client("ec2")
-    except Exception:
+    try:
+        with session_scope(read_only=True) as s:
+            plan = repository.get_plan(s, estate)
+        if plan is None:
+            return get_adapter()
+        return get_adapter(plan.settings.cloud, None, plan.settings.region)
+    except Exception:  # no store, no connection: the lab side still heals
         return None
-    return aws_client

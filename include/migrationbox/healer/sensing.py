@@ -8,8 +8,9 @@ them. One sensing pass:
    ``/health/deep`` (HTTP services), ``SELECT 1`` on its target database, or the existence
    of its target disk; the result is combined with the previous probe (kept in
    ``healer_health_probes``) so that a bad spell keeps its onset;
-2. **metrics** — reads the cloud's monitoring API (CloudWatch ``GetMetricData``, one call
-   for all series of the pass) over ``lookback`` at ``period_s`` resolution: the values
+2. **metrics** — reads the cloud's monitoring API through the cloud adapter
+   (``metric_series``: on AWS one CloudWatch ``GetMetricData`` call for all series of
+   the pass) over ``lookback`` at ``period_s`` resolution: the values
    the lab's services measure and publish (``migrationbox.lab.metrics``);
 3. **detection** — per continuous metric, model 1 (rolling z-score) over the series; when
    it flags something in the recent window, model 2 confirms with the metric's trained
@@ -35,6 +36,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from migrationbox.cloud.base import CloudAdapter
 from migrationbox.healer.detect import (
     Anomaly,
     Detector,
@@ -270,48 +272,38 @@ def _simple(resource: str, status: HealthStatus, detail: str, at: datetime,
 
 
 class MetricSource:
-    """Reads series from the cloud's monitoring API (CloudWatch through the Airflow AWS
-    connection). ``GetMetricData`` takes up to 500 queries: one call per pass."""
+    """Reads series from the cloud's monitoring API through the cloud adapter (the
+    default adapter of the ``aws_default``-style connection unless given one). On AWS
+    ``GetMetricData`` takes up to 500 queries: one call per pass; ``calls`` counts them."""
 
-    def __init__(self, namespace: str = NAMESPACE, client: Any = None) -> None:
+    def __init__(self, namespace: str = NAMESPACE, adapter: CloudAdapter | None = None) -> None:
         self.namespace = namespace
-        if client is None:
-            from migrationbox.cloud.aws_session import aws_client
+        if adapter is None:
+            from migrationbox.cloud import get_adapter
 
-            client = aws_client("cloudwatch")
-        self.client = client
+            adapter = get_adapter()
+        self.adapter = adapter
         self.calls = 0
 
     def series(self, keys: Iterable[tuple[str, str]], start: datetime, end: datetime,
                period_s: int = 1) -> dict[tuple[str, str], pd.Series]:
+        from migrationbox.cloud.base import MetricQuery
+
         keys = list(keys)
+        queries = [MetricQuery(id=f"q{i}", namespace=self.namespace, metric=metric,
+                               dimensions={"Service": dim}, period_s=period_s, stat="Average")
+                   for i, (dim, metric) in enumerate(keys)]
+        before = self.adapter.monitoring_calls
+        try:
+            found = self.adapter.metric_series(queries, start, end) if queries else {}
+        finally:
+            self.calls += self.adapter.monitoring_calls - before
         out: dict[tuple[str, str], pd.Series] = {}
-        for chunk_start in range(0, len(keys), 500):
-            chunk = keys[chunk_start:chunk_start + 500]
-            queries = [{"Id": f"q{i}", "ReturnData": True, "MetricStat": {
-                "Metric": {"Namespace": self.namespace, "MetricName": metric,
-                           "Dimensions": [{"Name": "Service", "Value": dim}]},
-                "Period": period_s, "Stat": "Average"}} for i, (dim, metric) in enumerate(chunk)]
-            token: str | None = None
-            values: dict[int, dict[datetime, float]] = {i: {} for i in range(len(chunk))}
-            while True:
-                kwargs: dict[str, Any] = {"MetricDataQueries": queries, "StartTime": start,
-                                          "EndTime": end, "ScanBy": "TimestampAscending"}
-                if token:
-                    kwargs["NextToken"] = token
-                res = self.client.get_metric_data(**kwargs)
-                self.calls += 1
-                for r in res["MetricDataResults"]:
-                    values[int(r["Id"][1:])].update(zip(r["Timestamps"], r["Values"],
-                                                        strict=False))
-                token = res.get("NextToken")
-                if not token:
-                    break
-            for i, key in enumerate(chunk):
-                pts = values[i]
-                idx = pd.DatetimeIndex(sorted(pts), tz="UTC") if pts else pd.DatetimeIndex(
-                    [], tz="UTC")
-                out[key] = pd.Series([pts[t] for t in sorted(pts)], index=idx, dtype=float)
+        for q, key in zip(queries, keys, strict=True):
+            pts = found.get(q.id, [])
+            idx = pd.DatetimeIndex([t for t, _ in pts], tz="UTC") if pts else pd.DatetimeIndex(
+                [], tz="UTC")
+            out[key] = pd.Series([v for _, v in pts], index=idx, dtype=float)
         return out
 
     def latest(self, dim: str, metric: str, since: datetime) -> float | None:
@@ -449,13 +441,24 @@ def train_forecasters(targets: Iterable[Target], *, source: MetricSource | None 
 
 
 def start_lab_publishing(control_url: str, endpoint_url: str, interval_s: float = 1.0,
-                         namespace: str = NAMESPACE) -> dict[str, Any]:
-    """Ask a lab service process to publish its services' metrics (idempotent)."""
+                         namespace: str = NAMESPACE, timeout: float = 180.0
+                         ) -> dict[str, Any]:
+    """Ask a lab service process to publish its services' metrics (idempotent), and
+    return once its first points are published (the publisher builds its cloud adapter
+    in its own thread, which can take a while on a busy machine)."""
     r = httpx.post(f"{control_url}/metrics/publish", json={
         "endpoint_url": endpoint_url, "interval_s": interval_s, "namespace": namespace},
         timeout=10.0)
     r.raise_for_status()
-    return r.json()
+    deadline = time.monotonic() + timeout
+    status = r.json()
+    while not status.get("published"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the lab published no metrics within {timeout:g} s: "
+                               f"{status.get('last_error') or 'no error reported'}")
+        time.sleep(0.5)
+        status = httpx.get(f"{control_url}/metrics/publish", timeout=10.0).json()
+    return dict(status)
 
 
 def wait_for_points(source: MetricSource, keys: list[tuple[str, str]], n: int,

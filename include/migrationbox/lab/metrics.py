@@ -3,16 +3,23 @@
 In a real estate the CloudWatch agent (or Azure Monitor / Cloud Monitoring agents) ships
 host and application metrics; in the lab, this publisher plays that agent: a thread in
 the lab service process that, every ``interval_s``, reads each service's measurements
-(:meth:`ChaosState.metrics` plus request and error counters) and sends them with
-``PutMetricData`` to the emulator's CloudWatch, one data point per metric, dimension
-``Service=<server_id>:<side>``, high resolution (1 s storage) so that sensing can read
-second-level series. It is started by ``POST /metrics/publish`` on the lab's control
-server (idempotent: a second call replaces the settings).
+(:meth:`ChaosState.metrics` plus request and error counters) and sends them through the
+cloud adapter's ``put_metric_data`` (the emulator's CloudWatch), one data point per
+metric, dimension ``Service=<server_id>:<side>``, high resolution (1 s storage) so that
+sensing can read second-level series. It is started by ``POST /metrics/publish`` on the
+lab's control server (idempotent: a second call replaces the settings).
+
+The request names the monitoring endpoint, not a connection, because the lab service
+runs outside Airflow: the publisher defines the connection ``LAB_CONN_ID`` for its own
+process (an ``AIRFLOW_CONN_*`` variable, the emulator accepts any key; a real agent uses
+the instance role) and gets its adapter from ``migrationbox.cloud.get_adapter``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 log = logging.getLogger("migrationbox.lab.metrics")
 
 NAMESPACE = "MigrationBox/Lab"
+LAB_CONN_ID = "migrationbox_lab_metrics"
 #: the metrics the lab publishes; names match the decision matrix's conditions
 PUBLISHED = (
     "cpu_utilization_pct", "memory_utilization_pct", "disk_used_pct",
@@ -56,13 +64,14 @@ class MetricsPublisher:
     _last_counts: dict[str, tuple[float, int, int]] = field(default_factory=dict)
 
     def start(self) -> None:
-        import boto3
-
-        self._client = boto3.client(
-            "cloudwatch", endpoint_url=self.request.endpoint_url,
-            region_name=self.request.region,
-            # the emulator accepts any key; a real agent uses the instance role
-            aws_access_key_id="lab", aws_secret_access_key="lab")
+        """Start publishing and return at once: the thread builds the adapter (its first
+        client loads the Airflow AWS provider, seconds on a busy machine) and then
+        publishes every ``interval_s``; ``status()["published"]`` says when points flow."""
+        os.environ[f"AIRFLOW_CONN_{LAB_CONN_ID.upper()}"] = json.dumps({
+            "conn_type": "aws", "login": "lab", "password": "lab",
+            "extra": {"region_name": self.request.region,
+                      "endpoint_url": self.request.endpoint_url}})
+        self._adapter: Any = None
         self._thread = threading.Thread(target=self._run, name="metrics-publisher",
                                         daemon=True)
         self._thread.start()
@@ -94,6 +103,8 @@ class MetricsPublisher:
         return values
 
     def publish_once(self) -> int:
+        from migrationbox.cloud.base import MetricDatum
+
         at = datetime.now(UTC)
         sent = 0
         wanted = self.request.services
@@ -101,11 +112,11 @@ class MetricsPublisher:
             if wanted is not None and name not in wanted:
                 continue
             data = [
-                {"MetricName": metric, "Dimensions": [{"Name": "Service", "Value": name}],
-                 "Timestamp": at, "Value": value, "StorageResolution": 1}
+                MetricDatum(name=metric, value=value, dimensions={"Service": name},
+                            timestamp=at, high_resolution=True)
                 for metric, value in self.sample(name, state).items()
             ]
-            self._client.put_metric_data(Namespace=self.request.namespace, MetricData=data)
+            self._adapter.put_metric_data(self.request.namespace, data)
             sent += len(data)
         return sent
 
@@ -113,6 +124,10 @@ class MetricsPublisher:
         while not self._stop.is_set():
             started = time.monotonic()
             try:
+                if self._adapter is None:
+                    from migrationbox.cloud import get_adapter
+
+                    self._adapter = get_adapter("aws", LAB_CONN_ID, self.request.region)
                 self.published += self.publish_once()
             except Exception as exc:  # the emulator may be gone: keep trying, say why
                 self.errors += 1

@@ -1,19 +1,20 @@
-"""The matrix's actions, each against the cloud API (the emulator in the lab) and the lab.
+"""The matrix's actions, each against the cloud (through its adapter) and the lab.
 
-Per action: cloud side (EC2/EBS/ACM/Route 53 on the emulator) / lab side / rollback.
+Per action: cloud side (the adapter's healer actions: on AWS, EC2/EBS/ACM/Route 53 of
+the emulator in the lab) / lab side / rollback.
 
-* horizontal_scale: launch N more instances like the server's (client token = the
-  remediation id) / ``scale_out`` / terminate them and ``scale_in``.
-* vertical_scale_restart: stop, next size, start, one instance at a time / memory budget
-  x2 and restart / previous size and budget.
-* rolling_restart: reboot instances one at a time / restart / nothing to undo (said).
+* horizontal_scale: ``launch_like`` N more instances like the server's (token = the
+  remediation id) / ``scale_out`` / ``terminate_instances`` and ``scale_in``.
+* vertical_scale_restart: ``resize_instance`` to the next size, one instance at a time /
+  memory budget x2 and restart / previous size and budget.
+* rolling_restart: ``reboot_instances`` one at a time / restart / nothing to undo (said).
 * increase_max_connections_restart: none (the app's pool) / max_connections x factor and
   restart / restart again (a live pool is not shrunk).
-* disk_cleanup_expand: EBS ``modify_volume`` x2 when cleanup is not enough / delete logs
+* disk_cleanup_expand: ``grow_volumes`` x2 when cleanup is not enough / delete logs
   older than N days, quota x2 / a volume cannot shrink (said).
-* renew_certificate_reload: ACM ``request_certificate`` for the DNS name / new
-  ``not_after`` and reload / delete the new certificate.
-* flush_dns_cache_verify: re-UPSERT the record set (a new change) / none / none.
+* renew_certificate_reload: ``request_certificate`` for the DNS name / new
+  ``not_after`` and reload / ``delete_certificate``.
+* flush_dns_cache_verify: ``republish_records`` (a new change) / none / none.
 * kill_blocking_query (approval): ``pg_terminate_backend`` of blockers, PostgreSQL only.
 * enable_circuit_breaker: none (the breaker is the application's, not the cloud's) / the
   service's partner calls go through a breaker (deadline, failures that open it, trial
@@ -32,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from migrationbox.cloud.base import TAG_ESTATE, TAG_SERVER
+from migrationbox.cloud.base import TAG_ESTATE, TAG_SERVER, InstanceInfo
 from migrationbox.healer.remediation.base import RemediationContext, RemediationError
 
 Log = Callable[[str], None]
@@ -47,20 +48,15 @@ def next_size(instance_type: str) -> str:
     return f"{family}.{SIZE_LADDER[SIZE_LADDER.index(size) + 1]}"
 
 
-def _instances(ctx: RemediationContext, log: Log) -> list[dict[str, Any]]:
-    if ctx.cloud_client is None:
+def _instances(ctx: RemediationContext, log: Log) -> list[InstanceInfo]:
+    if ctx.cloud is None:
         log("no cloud connection configured: lab side only")
         return []
-    ec2 = ctx.cloud_client("ec2")
-    res = ec2.describe_instances(Filters=[
-        {"Name": f"tag:{TAG_ESTATE}", "Values": [ctx.estate]},
-        {"Name": f"tag:{TAG_SERVER}", "Values": [ctx.server_id]},
-        {"Name": "instance-state-name", "Values": ["pending", "running"]}])
-    found = sorted((i for r in res["Reservations"] for i in r["Instances"]),
-                   key=lambda i: i["InstanceId"])
+    found = ctx.cloud.find_instances({TAG_ESTATE: ctx.estate, TAG_SERVER: ctx.server_id},
+                                     ["pending", "running"])
     if not found:
         log(f"no running cloud instance tagged for {ctx.estate}/{ctx.server_id}: lab side only")
-    return found
+    return sorted(found, key=lambda i: i.instance_id)
 
 
 class _Base:
@@ -89,20 +85,12 @@ class HorizontalScale(_Base):
         add = int(ctx.params.get("add_instances", 2))
         undo: dict[str, Any] = {"_side_effects": [f"+{add} instance(s) running"]}
         found = _instances(ctx, log)
-        if found:
+        if found and ctx.cloud is not None:
             model = found[0]
-            ec2 = ctx.cloud_client("ec2")  # type: ignore[misc]
-            tags = [t for t in model.get("Tags", []) if not t["Key"].startswith("aws:")]
-            tags.append({"Key": "migrationbox:healer", "Value": ctx.remediation_id})
-            req: dict[str, Any] = {
-                "ImageId": model["ImageId"], "InstanceType": model["InstanceType"],
-                "MinCount": add, "MaxCount": add, "ClientToken": ctx.remediation_id[:64],
-                "TagSpecifications": [{"ResourceType": "instance", "Tags": tags}]}
-            if model.get("SubnetId"):
-                req["SubnetId"] = model["SubnetId"]
-            created = [i["InstanceId"] for i in ec2.run_instances(**req)["Instances"]]
+            created = ctx.cloud.launch_like(model.instance_id, add, ctx.remediation_id,
+                                            {"migrationbox:healer": ctx.remediation_id})
             undo["instance_ids"] = created
-            log(f"launched {len(created)} x {model['InstanceType']}: {', '.join(created)}")
+            log(f"launched {len(created)} x {model.instance_type}: {', '.join(created)}")
         if ctx.control_url:
             before = int(ctx.lab_metrics()["instances"])
             undo["instances_before"] = before
@@ -111,8 +99,8 @@ class HorizontalScale(_Base):
         return undo
 
     def rollback(self, ctx: RemediationContext, undo: dict[str, Any], log: Log) -> None:
-        if undo.get("instance_ids") and ctx.cloud_client is not None:
-            ctx.cloud_client("ec2").terminate_instances(InstanceIds=undo["instance_ids"])
+        if undo.get("instance_ids") and ctx.cloud is not None:
+            ctx.cloud.terminate_instances(list(undo["instance_ids"]))
             log(f"terminated {', '.join(undo['instance_ids'])}")
         if "instances_before" in undo:
             ctx.lab("scale_in", instances=undo["instances_before"])
@@ -131,15 +119,10 @@ class VerticalScaleRestart(_Base):
     def apply(self, ctx: RemediationContext, log: Log) -> dict[str, Any]:
         undo: dict[str, Any] = {"types": {}}
         for inst in _instances(ctx, log):
-            iid, old = inst["InstanceId"], inst["InstanceType"]
+            iid, old = inst.instance_id, inst.instance_type
             new = next_size(old)
-            ec2 = ctx.cloud_client("ec2")  # type: ignore[misc]
-            ec2.stop_instances(InstanceIds=[iid])
-            ec2.get_waiter("instance_stopped").wait(InstanceIds=[iid],
-                                                    WaiterConfig={"Delay": 1, "MaxAttempts": 30})
             undo["types"][iid] = old  # recorded before the change: rollback knows it
-            ec2.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": new})
-            ec2.start_instances(InstanceIds=[iid])
+            ctx.cloud.resize_instance(iid, new)  # type: ignore[union-attr]
             log(f"{iid}: {old} -> {new} (stopped, resized, started)")
         if ctx.control_url:
             before = int(ctx.lab_metrics()["memory_limit_mb"])
@@ -152,12 +135,9 @@ class VerticalScaleRestart(_Base):
 
     def rollback(self, ctx: RemediationContext, undo: dict[str, Any], log: Log) -> None:
         for iid, old in undo.get("types", {}).items():
-            ec2 = ctx.cloud_client("ec2")  # type: ignore[misc]
-            ec2.stop_instances(InstanceIds=[iid])
-            ec2.get_waiter("instance_stopped").wait(InstanceIds=[iid],
-                                                    WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-            ec2.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": old})
-            ec2.start_instances(InstanceIds=[iid])
+            if ctx.cloud is None:
+                raise RemediationError(f"{iid}: no cloud connection to resize back to {old}")
+            ctx.cloud.resize_instance(iid, old)
             log(f"{iid}: back to {old}")
         if "memory_limit_mb" in undo:
             ctx.lab("set_memory_limit", memory_limit_mb=undo["memory_limit_mb"])
@@ -169,9 +149,8 @@ class RollingRestart(_Base):
 
     def apply(self, ctx: RemediationContext, log: Log) -> dict[str, Any]:
         for inst in _instances(ctx, log):
-            ctx.cloud_client("ec2").reboot_instances(  # type: ignore[misc]
-                InstanceIds=[inst["InstanceId"]])
-            log(f"rebooted {inst['InstanceId']} (one at a time)")
+            ctx.cloud.reboot_instances([inst.instance_id])  # type: ignore[union-attr]
+            log(f"rebooted {inst.instance_id} (one at a time)")
         if ctx.control_url:
             ctx.lab("restart")
             log(f"lab: {ctx.service} restarted")
@@ -219,12 +198,9 @@ class DiskCleanupExpand(_Base):
             if res["disk_used_pct"] <= self.target_pct:
                 return undo
         for inst in _instances(ctx, log):
-            ec2 = ctx.cloud_client("ec2")  # type: ignore[misc]
-            for bdm in inst.get("BlockDeviceMappings", []):
-                vid = bdm["Ebs"]["VolumeId"]
-                size = ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0]["Size"]
-                ec2.modify_volume(VolumeId=vid, Size=size * 2)
-                log(f"{vid}: {size} -> {size * 2} GiB")
+            grown = ctx.cloud.grow_volumes(inst.instance_id, 2.0)  # type: ignore[union-attr]
+            for vid, (size, new) in grown.items():
+                log(f"{vid}: {size} -> {new} GiB")
         if ctx.control_url:
             res = ctx.lab("expand_disk")
             log(f"lab: volume quota now {res['disk_quota_mb']} MB, {res['disk_used_pct']}% used")
@@ -240,12 +216,10 @@ class RenewCertificateReload(_Base):
 
     def apply(self, ctx: RemediationContext, log: Log) -> dict[str, Any]:
         undo: dict[str, Any] = {}
-        if ctx.cloud_client is not None and ctx.dns_name:
-            arn = ctx.cloud_client("acm").request_certificate(
-                DomainName=ctx.dns_name.rstrip("."), ValidationMethod="DNS",
-                IdempotencyToken=ctx.remediation_id.replace("-", "")[:32])["CertificateArn"]
+        if ctx.cloud is not None and ctx.dns_name:
+            arn = ctx.cloud.request_certificate(ctx.dns_name.rstrip("."), ctx.remediation_id)
             undo["certificate_arn"] = arn
-            log(f"ACM: requested a certificate for {ctx.dns_name}: {arn}")
+            log(f"{ctx.cloud.cloud}: requested a certificate for {ctx.dns_name}: {arn}")
         if ctx.control_url:
             res = ctx.lab("renew_certificate", certificate_days=90)
             log(f"lab: {ctx.service} reloaded with a certificate valid until "
@@ -253,36 +227,29 @@ class RenewCertificateReload(_Base):
         return undo
 
     def rollback(self, ctx: RemediationContext, undo: dict[str, Any], log: Log) -> None:
-        if undo.get("certificate_arn") and ctx.cloud_client is not None:
-            ctx.cloud_client("acm").delete_certificate(CertificateArn=undo["certificate_arn"])
-            log(f"ACM: deleted {undo['certificate_arn']}")
+        if undo.get("certificate_arn") and ctx.cloud is not None:
+            ctx.cloud.delete_certificate(undo["certificate_arn"])
+            log(f"deleted certificate {undo['certificate_arn']}")
 
 
 class FlushDnsCacheVerify(_Base):
     action = "flush_dns_cache_verify"
 
     def precheck(self, ctx: RemediationContext) -> str | None:
-        if ctx.cloud_client is None or not ctx.dns_name:
+        if ctx.cloud is None or not ctx.dns_name:
             return "no DNS name or cloud connection for this server"
         return None
 
     def apply(self, ctx: RemediationContext, log: Log) -> dict[str, Any]:
-        r53 = ctx.cloud_client("route53")  # type: ignore[misc]
+        from migrationbox.cloud.base import CloudServiceError
+
         name = ctx.dns_name.rstrip(".") + "."  # type: ignore[union-attr]
-        zone_name = name.split(".", 1)[1]
-        zones = r53.list_hosted_zones_by_name(DNSName=zone_name)["HostedZones"]
-        zone = next((z for z in zones if z["Name"] == zone_name), None)
-        if zone is None:
-            raise RemediationError(f"no hosted zone {zone_name}")
-        sets = [s for s in r53.list_resource_record_sets(HostedZoneId=zone["Id"])[
-            "ResourceRecordSets"] if s["Name"] == name]
-        if not sets:
-            raise RemediationError(f"no record {name} in {zone_name}")
-        change = r53.change_resource_record_sets(HostedZoneId=zone["Id"], ChangeBatch={
-            "Comment": f"healer {ctx.remediation_id}: republish",
-            "Changes": [{"Action": "UPSERT", "ResourceRecordSet": s} for s in sets]})
-        log(f"Route 53: republished {len(sets)} record set(s) of {name}: "
-            f"{change['ChangeInfo']['Id']} {change['ChangeInfo']['Status']}")
+        try:
+            count, change = ctx.cloud.republish_records(  # type: ignore[union-attr]
+                name, f"healer {ctx.remediation_id}: republish")
+        except CloudServiceError as exc:
+            raise RemediationError(str(exc)) from exc
+        log(f"DNS: republished {count} record set(s) of {name}: {change}")
         return {}
 
 

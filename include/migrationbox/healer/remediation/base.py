@@ -18,9 +18,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
+
+if TYPE_CHECKING:
+    from migrationbox.cloud.base import CloudAdapter
 
 
 class RemediationError(RuntimeError):
@@ -41,7 +44,8 @@ class RemediationContext:
     control_url: str | None = None  # the lab's control server (lab side of actions)
     dns_name: str | None = None
     check: Callable[[], tuple[bool, str]] = lambda: (False, "no verification configured")
-    cloud_client: Callable[[str], Any] | None = None  # service -> boto3 client
+    #: the cloud the server runs on (its plan's adapter); None: lab side only
+    cloud: CloudAdapter | None = None
     verify_timeout_s: float = 30.0
     verify_interval_s: float = 1.0
 
