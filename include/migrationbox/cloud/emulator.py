@@ -64,6 +64,28 @@ def write_image_catalogue(path: Path) -> Path:
     return path
 
 
+def image_catalogue() -> Path:
+    """The catalogue file for this moto version and ``EXTRA_IMAGES``, written once.
+
+    moto reads ``MOTO_AMIS_PATH`` when its EC2 backend first loads (the first EC2 call,
+    possibly long after start), so the file must outlive any one ``EmulatorProcess``
+    object: it lives in the temp folder under a name derived from its inputs, and is
+    written atomically so that emulators starting at once never read half a file.
+    """
+    import hashlib
+
+    import moto
+
+    digest = hashlib.sha256(EXTRA_IMAGES.read_bytes() + moto.__version__.encode()
+                            ).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"migrationbox-moto-amis-{digest}.json"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        write_image_catalogue(tmp)
+        os.replace(tmp, path)
+    return path
+
+
 class EmulatorError(RuntimeError):
     """The emulator could not be started, reached or reset."""
 
@@ -92,8 +114,6 @@ class EmulatorProcess:
     #: Server with and without SQL Server) besides moto's own images
     extra_images: bool = True
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
-    _seed_dir: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False,
-                                                               repr=False)
     _log: IO[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -146,10 +166,7 @@ class EmulatorProcess:
         env.setdefault("AWS_ACCESS_KEY_ID", "testing")
         env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         if self.extra_images:
-            if self._seed_dir is None:
-                self._seed_dir = tempfile.TemporaryDirectory(prefix="mbx-moto-amis-")
-            env["MOTO_AMIS_PATH"] = str(write_image_catalogue(
-                Path(self._seed_dir.name) / "amis.json"))
+            env["MOTO_AMIS_PATH"] = str(image_catalogue())
         self._proc = subprocess.Popen(
             cmd,
             stdout=out,
@@ -201,9 +218,6 @@ class EmulatorProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
-        if self._seed_dir is not None:
-            self._seed_dir.cleanup()
-            self._seed_dir = None
 
     @staticmethod
     def stop_group(pid: int, timeout: float = 10.0) -> bool:
