@@ -143,3 +143,12 @@ def test_instances_boot_the_chosen_image_and_none_keeps_the_default(adapter, pla
                                     resource_tags(ESTATE, 1, "sql-01", server="sql-01"),
                                     image_id=choice.image_id) == ids
     adapter.teardown(ESTATE, 1)
+
+
+def test_a_wave_gets_every_image_and_every_refusal_at_once(adapter, plan):
+    from migrationbox.cloud.images import images_for_servers
+
+    chosen, refused = images_for_servers(adapter, list(plan.servers))
+    assert sorted(chosen) == ["debian-01", "rhel-01", "sql-01", "ubuntu-01", "win-01"]
+    assert [line.split(":")[0] for line in refused] == [
+        "server aix-01", "server old-01", "server sol-01"]

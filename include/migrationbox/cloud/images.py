@@ -184,3 +184,20 @@ def image_for_server(adapter: CloudAdapter, server: ServerPlan) -> ImageChoice |
     edition = server.licence.sql_server if server.licence is not None else None
     return adapter.image_for(server.os.name, server.os.version, arch, sql_server=edition,
                              server=server.server_id)
+
+
+def images_for_servers(adapter: CloudAdapter, servers: list[ServerPlan]
+                       ) -> tuple[dict[str, ImageChoice | None], list[str]]:
+    """Images for a wave's servers, and every refusal at once (one line per server).
+
+    Pre-flight and provision call this before creating anything, so that a server no
+    image fits stops the wave whole rather than half-provisioned.
+    """
+    chosen: dict[str, ImageChoice | None] = {}
+    refused: list[str] = []
+    for server in sorted(servers, key=lambda s: s.server_id):
+        try:
+            chosen[server.server_id] = image_for_server(adapter, server)
+        except NoFittingImage as exc:
+            refused.append(str(exc))
+    return chosen, refused
