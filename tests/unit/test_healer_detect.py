@@ -394,3 +394,14 @@ def test_the_seasonal_channel_sees_a_wrong_time_of_day_that_the_level_does_not()
     assert len(opened) == 1 and opened[0][1] == "seasonal"
     assert at < opened[0][0] < at + DAY // 4
     assert result.incidents[0].direction == "down"
+
+
+def test_the_two_model_result_gives_the_incidents_of_the_same_series() -> None:
+    s = flat_noise(400)
+    s.iloc[300:330] += 25
+    rows = Detector(DetectorConfig(lazy_forecast=True)).detect(s)
+    assert sum(a.model1 for a in rows.anomalies) >= 30  # the z-score flags every row ...
+    events = rows.incidents()
+    assert [i.start_position for i in events.incidents] == [300]  # ... one incident
+    pd.testing.assert_frame_equal(events.frame, IncidentDetector().detect(s).frame,
+                                  check_freq=False)

@@ -114,3 +114,18 @@ def test_shipped_subset_loads_with_its_windows_and_profiles() -> None:
     perfect = {f.name: flags(*[w[0] for w in f.windows], n=len(f.values)) for f in files}
     windows = {f.name: f.windows for f in files}
     assert nab.score_corpus(perfect, windows)["standard"].normalised == pytest.approx(100.0)
+
+
+def test_a_false_positive_costs_what_nab_itself_wrote_for_it() -> None:
+    # NAB's results for Numenta HTM (numenta/NAB results/numenta/realTraffic/
+    # numenta_speed_7578.csv) score its detection at 2015-09-12 00:16:00 (row 363, 32
+    # rows after the 29-row window ending at row 331) S(t)_standard = -0.109276714495
+    # and S(t)_reward_low_FP_rate = -0.21855342899
+    speed = nab.load_corpus(NAB_DEV, ["realTraffic/speed_7578.csv"])[0]
+    row = int(speed.timestamps.get_loc(pd.Timestamp("2015-09-12 00:16:00")))
+    assert row == 363
+    detection = flags(row, n=len(speed.values))
+    standard = nab.score_file(detection, speed.windows, STANDARD)
+    low_fp = nab.score_file(detection, speed.windows, nab.PROFILES["reward_low_FP_rate"])
+    assert standard.fp_cost == pytest.approx(-0.109276714495, abs=1e-11)
+    assert low_fp.fp_cost == pytest.approx(-0.21855342899, abs=1e-10)

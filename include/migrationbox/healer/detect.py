@@ -205,6 +205,12 @@ class DetectionResult:
     def high(self) -> list[Anomaly]:
         return [a for a in self.anomalies if a.high_confidence]
 
+    def incidents(self, config: IncidentConfig | None = None) -> IncidentResult:
+        """The same series through the incident detector (:class:`IncidentDetector`):
+        a score per point and the alert events, computed on demand (the two models judge
+        rows; this groups what is news into incidents)."""
+        return IncidentDetector(config).score(self.frame["value"])
+
     @property
     def cadence(self) -> str:
         f = self.config.forecast
