@@ -9,6 +9,8 @@ import gzip
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from migrationbox.cli import detect as detect_cli
 
@@ -114,3 +116,27 @@ def test_bad_options_and_unreadable_files_exit_2(tmp_path: Path, real_lines, cap
     only_bad = write(tmp_path, ["timestamp,value", "soon,1", "later,2"])
     assert run_cli(["--csv", str(only_bad)]) == 2
     assert "no row has a readable timestamp" in capsys.readouterr().err
+
+
+CELLS = st.one_of(
+    st.sampled_from(["", "nan", "inf", "-1e400", "1e308", "0", "x", "2026-01-01T00:00Z",
+                     "2026-03-29 02:30:00", "1700000000", "99999999999999999999", "\x00"]),
+    st.text(max_size=12),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.lists(CELLS, min_size=0, max_size=3), max_size=40),
+       strict=st.booleans())
+def test_no_file_content_crashes_the_command(tmp_path: Path, capsys, rows, strict) -> None:
+    path = tmp_path / "fuzz.csv"
+    body = "\n".join(",".join(r) for r in rows)
+    path.write_text("timestamp,value\n" + body + "\n", encoding="utf-8", errors="replace")
+    code = run_cli(["--csv", str(path), *(["--strict"] if strict else [])])
+    err = capsys.readouterr().err
+    assert code in (0, 2)
+    assert "Traceback" not in err
+    if code == 2:
+        assert "fuzz.csv" in err  # the message names the file (and the line when it can)

@@ -405,17 +405,20 @@ def read_metric_csv(path: str | Path, *, strict: bool = True) -> MetricCsv:
 
 def _parse_timestamps(path: Path, stamps: list[str], lines: list[int], *, strict: bool = True,
                       warnings: list[str] | None = None) -> pd.DatetimeIndex:
-    """Parse every timestamp; a bad one raises (strict) or becomes NaT and a warning."""
-    numeric = pd.to_numeric(pd.Series(stamps), errors="coerce")
-    if numeric.notna().all():
-        return pd.DatetimeIndex(pd.to_datetime(numeric.to_numpy(dtype=float), unit="s",
-                                               utc=True))
-    parsed = pd.to_datetime(pd.Series(stamps), utc=True, errors="coerce", format="ISO8601")
-    # a file mixing epoch seconds and ISO 8601 keeps its epoch rows
-    epoch = parsed.isna() & numeric.notna()
+    """Parse every timestamp; a bad one raises (strict) or becomes NaT and a warning.
+
+    A file of numbers is Unix epoch seconds; otherwise ISO 8601, with any epoch rows kept.
+    Values pandas cannot represent (beyond the years 1677-2262) count as unreadable."""
+    numeric = pd.to_numeric(pd.Series(stamps), errors="coerce").to_numpy(dtype=float)
+    epoch = np.isfinite(numeric) & (np.abs(numeric) < 9.2e9)
+    if np.isnan(numeric).any():  # some rows are not numbers: ISO 8601 for those
+        parsed = pd.to_datetime(pd.Series(stamps), utc=True, errors="coerce",
+                                format="ISO8601").astype("datetime64[ns, UTC]")
+    else:
+        parsed = pd.Series(pd.NaT, index=range(len(stamps)), dtype="datetime64[ns, UTC]")
     if epoch.any():
-        parsed[epoch] = pd.to_datetime(numeric[epoch].to_numpy(dtype=float), unit="s",
-                                       utc=True)
+        parsed[epoch] = pd.to_datetime(numeric[epoch], unit="s", utc=True).as_unit("ns")
+    parsed[~np.isnan(numeric) & ~epoch] = pd.NaT
     for pos in np.flatnonzero(parsed.isna().to_numpy()):
         message = (f"timestamp {stamps[pos]!r} is not ISO 8601 (e.g. 2026-05-15T14:23:45Z) "
                    "or Unix epoch seconds")
