@@ -7,8 +7,9 @@ small JSON-able dict (it travels through XCom).
 
 1. ``check_data``: load and clean the trace, run the great-expectations gate; a
    failure raises and stops everything downstream (no training, no promotion).
-2. ``train_sizing``: episodes split by VM (and by time), the XGBoost + LightGBM
-   ensemble, evaluation against the rule baselines on held-out VMs, everything
+2. ``train_sizing``: episodes split by VM (fit, calibration, test) and by time, the
+   LightGBM quantile model with its conformal risk calibration
+   (``quantile_model``), evaluation against the rule baselines on held-out VMs, everything
    logged to MLflow, the model registered as a new version (the challenger).
 3. ``train_forecaster``: the Prophet configurations compared on training VMs, the
    best evaluated on held-out VMs, logged and registered.
@@ -43,7 +44,7 @@ COVERAGE_TOLERANCE = 0.05
 class TrainConfig:
     quick: bool = False
     max_vms: int | None = None
-    use_prophet_features: bool = True
+    use_prophet_features: bool = False  # the quantile model does not use them (no gain)
     forecast_train_vms: int = 10
     forecast_test_vms: int = 8
     seed: int = 20130701
@@ -145,19 +146,42 @@ def _episodes(config: TrainConfig, prepared: Prepared) -> tuple[bt.Episodes, bt.
     return bt.train_test_episodes(prepared.frame, split, forecast=_forecast_fn(config))
 
 
-def evaluate_model(ensemble: Any, test: bt.Episodes) -> list[bt.MethodScore]:
-    """The model's scores on held-out episodes, as discovery and with history."""
+def matched_risk(calibration: bt.Episodes) -> float:
+    """The Azure Migrate rule's share short on the training (= calibration) VMs: the risk
+    the model is asked for when it is compared with that rule (chosen without the test
+    VMs)."""
+    rate = bt.score_rules(calibration, with_cost=False, rules=["azure_migrate"])[
+        "azure_migrate"].underprov_rate
+    return float(min(max(rate, 0.01), 0.5))
+
+
+def evaluate_model(model: Any, test: bt.Episodes, risks: tuple[float, ...] | None = None,
+                   modes: tuple[str, ...] = ("discovery", "history"), with_cost: bool = True
+                   ) -> list[bt.MethodScore]:
+    """The model's scores on held-out episodes, per input mode and stated risk.
+
+    Method keys: ``ml_<mode>`` at the model's default target risk and
+    ``ml_<mode>@<risk>`` for each other risk asked for.
+    """
+    from migrationbox.sizing.quantile_model import RISK_GRID, ml_key
+
+    target = model.config.target_risk
+    risks = tuple(RISK_GRID) if risks is None else risks
     out = []
-    for mode, frame in (("discovery", bt.discovery_only(test.frame)), ("history", test.frame)):
-        pred = ensemble.predict(frame)
-        out.append(bt.score(f"ml_{mode}", f"ML ensemble ({mode} features)", test,
-                            pred["cpu_capacity"].to_numpy(), pred["mem_capacity"].to_numpy(),
-                            pred["cpu_p95"].to_numpy(), pred["mem_p95"].to_numpy()))
+    for mode in modes:
+        frame = bt.discovery_only(test.frame) if mode == "discovery" else test.frame
+        for risk in (target, *[r for r in risks if r != target]):
+            pred = model.predict(frame, risk)
+            key = ml_key(mode, risk, target)
+            label = f"ML quantile + conformal ({mode}, stated risk {risk:.1%})"
+            out.append(bt.score(key, label, test, pred["cpu_capacity"].to_numpy(),
+                                pred["mem_capacity"].to_numpy(), pred["cpu_p95"].to_numpy(),
+                                pred["mem_p95"].to_numpy(), with_cost))
     return out
 
 
 def _pip_requirements() -> list[str]:
-    names = ("xgboost", "lightgbm", "scikit-learn", "pandas", "numpy", "mlflow")
+    names = ("lightgbm", "scikit-learn", "pandas", "numpy", "mlflow")
     return [f"{n}=={metadata.version(n)}" for n in names]
 
 
@@ -173,7 +197,7 @@ def _plots(test: bt.Episodes, pred: Any, scores: list[bt.MethodScore], folder: P
     for ax, res in zip(axes, ("cpu", "mem"), strict=True):
         actual = test.frame[f"fut_{res}_p95"].to_numpy()
         ax.scatter(test.frame[f"{res}_p95"], actual, s=12, label="window p95 (persistence)")
-        ax.scatter(pred[f"{res}_p95"], actual, s=12, label="ensemble prediction")
+        ax.scatter(pred[f"{res}_p95"], actual, s=12, label="model median")
         top = float(np.nanmax([actual.max(), 1.0]))
         ax.plot([0, top], [0, top], color="grey", lw=1)
         ax.set_xlabel("predicted future p95 (% of capacity)")
@@ -185,8 +209,11 @@ def _plots(test: bt.Episodes, pred: Any, scores: list[bt.MethodScore], folder: P
     fig.savefig(paths[-1], dpi=90)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(9, 4))
-    ax.barh([s.label for s in scores], [s.underprov_rate for s in scores])
-    ax.set_xlabel("under-provisioning rate (held-out episodes)")
+    ax.scatter([s.mean_capacity_vcpu for s in scores], [s.underprov_rate for s in scores])
+    for s in scores:
+        ax.annotate(s.method, (s.mean_capacity_vcpu, s.underprov_rate), fontsize=7)
+    ax.set_xlabel("mean capacity (vCPU)")
+    ax.set_ylabel("share short at p95 (held-out episodes)")
     fig.tight_layout()
     paths.append(folder / "underprovisioning.png")
     fig.savefig(paths[-1], dpi=90)
@@ -195,43 +222,59 @@ def _plots(test: bt.Episodes, pred: Any, scores: list[bt.MethodScore], folder: P
 
 
 def train_sizing(conf: dict[str, Any] | TrainConfig | None = None) -> dict[str, Any]:
-    """Train the challenger, evaluate it against the rules, log and register it."""
+    """Train the challenger, calibrate its risk, evaluate it against the rules, register it."""
     import mlflow
     from mlflow.models import infer_signature
 
-    from migrationbox.sizing.ensemble import SizingEnsemble, pyfunc_model, training_rows
+    from migrationbox.sizing.quantile_model import CalibratedSizer, pyfunc_model, training_rows
 
     config = TrainConfig.from_conf(conf)
     prepared = prepare(config)
     t0 = time.perf_counter()
     train, test, split = _episodes(config, prepared)
     episodes_s = time.perf_counter() - t0
-    if len(train) == 0 or len(test) == 0:
-        raise RuntimeError(f"no episodes to train or test on: {split}")
+    if train.frame["vm_id"].nunique() < 2 or len(test) == 0:
+        raise RuntimeError(f"no episodes to fit, calibrate or test on: {split}")
     X, Y, groups = training_rows(train.frame)
     t1 = time.perf_counter()
-    ensemble = SizingEnsemble().fit(X, Y, groups)
+    model = CalibratedSizer().fit(X, Y, groups)
     fit_s = time.perf_counter() - t1
+    split["calibration"] = (f"cross-conformal: {model.config.folds} folds grouped by VM over "
+                            f"the {len(split['train_vms'])} training VMs")
+    matched = matched_risk(train)
+    split["matched_risk"] = round(matched, 4)
     rule_scores = list(bt.score_rules(test).values())
-    ml_scores = evaluate_model(ensemble, test)
-    scores = rule_scores + ml_scores
+    ml_scores = evaluate_model(model, test)
+    matched_scores = []
+    for mode in ("discovery", "history"):
+        frame = bt.discovery_only(test.frame) if mode == "discovery" else test.frame
+        p = model.predict(frame, matched)
+        matched_scores.append(bt.score(
+            f"ml_{mode}_matched",
+            f"ML at the p95 x 1.3 rule's calibration-VM risk ({mode}, {matched:.0%})", test,
+            p["cpu_capacity"].to_numpy(), p["mem_capacity"].to_numpy(),
+            p["cpu_p95"].to_numpy(), p["mem_p95"].to_numpy()))
+    scores = rule_scores + ml_scores + matched_scores
     table = bt.accuracy_table(scores)
     all_episodes = bt.build_episodes(prepared.frame)
-    risk = bt.option_risk(all_episodes, extra=ml_scores,
+    risk = bt.option_risk(all_episodes, extra=ml_scores + matched_scores,
                           source="rules on all VMs; ML rows on held-out VMs")
-    pred = ensemble.predict(test.frame)
+    risk["ml_target_risk"] = model.config.target_risk
+    pred = model.predict(test.frame)
 
     experiment = registry.experiment_id()
-    with mlflow.start_run(experiment_id=experiment, run_name="sizing-ensemble") as run:
+    with mlflow.start_run(experiment_id=experiment, run_name="sizing-quantile") as run:
         mlflow.set_tags({"stage": "train-sizing", "model": registry.SIZING_MODEL, **config.tags})
         mlflow.log_params({**config.as_params(), "trace_sha256": prepared.digest,
                            "train_vms": json.dumps(split["train_vms"]),
                            "test_vms": json.dumps(split["test_vms"]),
-                           "train_episodes": len(train), "test_episodes": len(test),
+                           "calibration": split["calibration"],
+                           "train_episodes": len(train),
+                           "test_episodes": len(test), "cut_day": split["cut_day"],
                            "window_days": split["window_days"],
                            "horizon_days": split["horizon_days"],
-                           **{f"ensemble_{k}": v
-                              for k, v in asdict(ensemble.config).items()}})
+                           "matched_risk": round(matched, 4),
+                           **{f"model_{k}": v for k, v in asdict(model.config).items()}})
         mlflow.log_input(mlflow.data.from_pandas(train.frame, source=str(prepared.path),
                                                  name="bitbrains-train-episodes"),
                          context="training")
@@ -240,35 +283,35 @@ def train_sizing(conf: dict[str, Any] | TrainConfig | None = None) -> dict[str, 
                          context="evaluation")
         metrics = {"episodes_seconds": episodes_s, "fit_seconds": fit_s}
         for s in scores:
-            for key in ("underprov_rate", "peak_exceed_rate", "overprov_usd_month",
-                        "wape_cpu", "wape_mem"):
+            for key in ("underprov_rate", "mean_capacity_vcpu", "mean_capacity_gib",
+                        "monthly_usd", "overprov_usd_month", "wape_cpu", "wape_mem"):
                 value = getattr(s, key)
                 if value is not None and not math.isnan(value):
-                    metrics[f"{s.method}.{key}"] = value
-        disc = ml_scores[0]
-        metrics["score_wape"] = (disc.wape_cpu + disc.wape_mem) / 2
-        metrics["margin_cpu"] = ensemble.margins["cpu"]
-        metrics["margin_mem"] = ensemble.margins["mem"]
+                    metrics[f"{s.method.replace('@', '_at_')}.{key}"] = value
+        head = ml_scores[0]
+        metrics["score_wape"] = (head.wape_cpu + head.wape_mem) / 2
+        metrics["score_underprov"] = head.underprov_rate
+        metrics["score_monthly_usd"] = head.monthly_usd
         mlflow.log_metrics(metrics)
         mlflow.log_text(table, "evaluation/accuracy_table.md")
         mlflow.log_dict({"scores": [s.as_dict() for s in scores], "split": split},
                         "evaluation/accuracy.json")
         mlflow.log_dict(risk, registry.RISK_ARTIFACT)
         mlflow.log_dict(asdict(prepared.cleaning), "data/cleaning.json")
-        mlflow.log_dict(ensemble.describe(), "model_card.json")
+        mlflow.log_dict(model.describe(), "model_card.json")
         with tempfile.TemporaryDirectory() as tmp:
             for path in _plots(test, pred, scores, Path(tmp)):
                 mlflow.log_artifact(str(path), "evaluation")
         example = X.head(5).astype("float64")
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=pyfunc_model(ensemble),
-            signature=infer_signature(example, ensemble.predict(example)),
+            name="model", python_model=pyfunc_model(model),
+            signature=infer_signature(example, model.predict(example), params={"risk": 0.1}),
             input_example=example, pip_requirements=_pip_requirements(),
             registered_model_name=registry.SIZING_MODEL)
         run_id = run.info.run_id
     return {"run_id": run_id, "version": str(info.registered_model_version),
-            "test_vms": split["test_vms"], "metrics": _round(metrics), "table": table,
-            "config": asdict(config)}
+            "test_vms": split["test_vms"], "split": split, "metrics": _round(metrics),
+            "table": table, "config": asdict(config)}
 
 
 def _round(metrics: dict[str, float]) -> dict[str, float]:
@@ -353,32 +396,43 @@ def promote_sizing(candidate: dict[str, Any],
         return {"promoted": False, "reason": "the candidate already is the champion"}
     prepared = prepare(config)
     _, test, split = _episodes(config, prepared)
-    challenger = registry.unwrap(registry.load_model(registry.SIZING_MODEL, version)).ensemble
-    chal = evaluate_model(challenger, test)[0]
-    chal_metrics = {"wape": (chal.wape_cpu + chal.wape_mem) / 2,
-                    "underprov_rate": chal.underprov_rate}
+    challenger = registry.unwrap(registry.load_model(registry.SIZING_MODEL, version)).model
+    chal_metrics = _promotion_metrics(challenger, test)
     if champ is None:
         reason = "no champion yet: the first model that passed the data gate becomes champion"
         registry.promote(registry.SIZING_MODEL, version, reason, chal_metrics)
         return {"promoted": True, "reason": reason, "challenger": chal_metrics}
     incumbent = registry.unwrap(registry.load_model(registry.SIZING_MODEL, champ.version))
-    inc = evaluate_model(incumbent.ensemble, test)[0]
-    inc_metrics = {"wape": (inc.wape_cpu + inc.wape_mem) / 2,
-                   "underprov_rate": inc.underprov_rate}
-    better = chal_metrics["wape"] < inc_metrics["wape"]
+    inc_metrics = _promotion_metrics(getattr(incumbent, "model", None), test)
+    if inc_metrics is None:
+        reason = (f"champion v{champ.version} is an older kind of model (no calibrated risk); "
+                  f"replaced by v{version}")
+        registry.promote(registry.SIZING_MODEL, version, reason, chal_metrics)
+        return {"promoted": True, "reason": reason, "challenger": chal_metrics}
+    cheaper = chal_metrics["monthly_usd"] < inc_metrics["monthly_usd"]
     safe = chal_metrics["underprov_rate"] <= inc_metrics["underprov_rate"] + UNDERPROV_TOLERANCE
-    verdict = (f"on the same {len(test)} held-out episodes ({len(split['test_vms'])} VMs): "
-               f"challenger v{version} WAPE {chal_metrics['wape']:.3f}, under-provisioning "
-               f"{chal_metrics['underprov_rate']:.1%}; champion v{champ.version} WAPE "
-               f"{inc_metrics['wape']:.3f}, under-provisioning {inc_metrics['underprov_rate']:.1%}")
-    if better and safe:
+    verdict = (f"on the same {len(test)} held-out episodes ({len(split['test_vms'])} VMs), at "
+               f"the stated risk {challenger.config.target_risk:.0%}: challenger v{version} "
+               f"${chal_metrics['monthly_usd']:.2f}/server-month, "
+               f"{chal_metrics['underprov_rate']:.1%} short; champion v{champ.version} "
+               f"${inc_metrics['monthly_usd']:.2f}, {inc_metrics['underprov_rate']:.1%} short")
+    if cheaper and safe:
         registry.promote(registry.SIZING_MODEL, version, "promoted: " + verdict, chal_metrics)
         return {"promoted": True, "reason": verdict, "challenger": chal_metrics,
                 "champion": inc_metrics}
-    why = "not better" if not better else "under-provisions more"
+    why = "not cheaper" if not cheaper else "short of capacity more often"
     registry.reject(registry.SIZING_MODEL, version, f"{why}: {verdict}")
     return {"promoted": False, "reason": f"{why}: {verdict}", "challenger": chal_metrics,
             "champion": inc_metrics}
+
+
+def _promotion_metrics(model: Any, test: bt.Episodes) -> dict[str, float] | None:
+    """Cost and risk at the model's stated risk, from discovery figures (what plans use)."""
+    if model is None or not hasattr(model, "scores"):
+        return None
+    s = evaluate_model(model, test, risks=(), modes=("discovery",))[0]
+    return {"monthly_usd": s.monthly_usd, "underprov_rate": s.underprov_rate,
+            "wape": (s.wape_cpu + s.wape_mem) / 2}
 
 
 def promote_forecaster(candidate: dict[str, Any],

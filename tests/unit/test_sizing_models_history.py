@@ -126,3 +126,40 @@ def test_apply_history_sizes_from_the_last_week_and_forecasts_every_column(tmp_p
     assert set(forecasts) == {"cpu_pct", "mem_pct", "net_mbps"}
     assert set(sized.forecast) == {"fc_cpu_mean", "fc_cpu_upper", "fc_mem_mean", "fc_mem_upper"}
     assert "last 7 days" in sized.stats_source
+
+
+def _max_history(tmp_path: Path, header: str, bad_row: int | None = None) -> Path:
+    """Averages plus per-interval maxima (as cloud monitors export them): short bursts."""
+    t, cpu, mem = _series(10, step_s=3600)
+    rng = np.random.default_rng(5)
+    cpu_max = np.minimum(cpu + rng.uniform(5, 40, t.size), 100)
+    rows = []
+    for i, (a, b, c, d) in enumerate(zip(t, cpu, mem, cpu_max, strict=True)):
+        top = 130.0 if i == bad_row else d
+        rows.append(f"{int(a)},{b:.2f},{c:.2f},{top:.2f},{min(c + 3, 100):.2f}")
+    return _write(tmp_path / "srv-max.csv", rows, header)
+
+
+def test_per_interval_maxima_are_accepted_and_size_the_peak(tmp_path) -> None:
+    path = _max_history(tmp_path, "timestamp,cpu_pct,mem_pct,cpu_max_pct,memory_max_pct")
+    h = load_history(path)
+    assert {"cpu_max_pct", "mem_max_pct"} <= set(h.columns)
+    profile = ServerProfile(server_id="srv-max", hostname="srv-max", vcpu=4, memory_gib=16,
+                            cpu=UsageStats(avg=0.0), memory=UsageStats(avg=0.0),
+                            stats_source="none")
+    sized, _ = apply_history(profile, h, with_forecast=False)
+    week = h.timestamps >= h.timestamps[-1] - 7 * 86400
+    assert sized.cpu.peak == pytest.approx(h.columns["cpu_max_pct"][week].max())
+    assert sized.cpu.peak > h.columns["cpu_pct"][week].max()  # averages hid the bursts
+    assert sized.cpu.p95 == pytest.approx(np.percentile(h.columns["cpu_pct"][week], 95))
+    assert "per-interval maxima (cpu_max_pct, mem_max_pct)" in sized.stats_source
+    plain, _ = apply_history(profile, load_history(_write(
+        tmp_path / "plain.csv", [",".join(r.split(",")[:3]) for r in
+                                 path.read_text().splitlines()[1:]])), with_forecast=False)
+    assert plain.cpu.peak < sized.cpu.peak
+
+
+def test_a_maximum_out_of_range_is_refused_by_line_and_column(tmp_path) -> None:
+    path = _max_history(tmp_path, "timestamp,cpu_pct,mem_pct,cpu_max,mem_max", bad_row=3)
+    with pytest.raises(HistoryError, match=r"line 5, column 'cpu_max': 130 is outside 0-100"):
+        load_history(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
@@ -81,10 +82,12 @@ def test_challenger_is_promoted_only_when_better_on_the_same_heldout_vms(runtime
     first = pipeline.train_sizing(conf)
     client = registry.configure()
     run = client.get_run(first["run_id"])
-    assert {"trace_sha256", "train_vms", "test_vms", "ensemble_n_estimators"} <= set(
-        run.data.params)
-    assert {"ml_discovery.underprov_rate", "azure_migrate.wape_cpu", "score_wape"} <= set(
-        run.data.metrics)
+    assert {"trace_sha256", "train_vms", "test_vms", "calibration", "matched_risk",
+            "model_n_estimators", "model_target_risk"} <= set(run.data.params)
+    assert not set(json.loads(run.data.params["train_vms"])) & set(first["test_vms"])
+    assert {"ml_discovery.underprov_rate", "ml_discovery.monthly_usd",
+            "ml_discovery_matched.mean_capacity_vcpu", "azure_migrate.underprov_rate",
+            "azure_migrate.mean_capacity_gib", "score_monthly_usd"} <= set(run.data.metrics)
     assert len(run.inputs.dataset_inputs) == 2  # training and evaluation datasets, digested
     artifacts = {a.path for a in client.list_artifacts(first["run_id"], "evaluation")}
     assert {"evaluation/accuracy_table.md", "evaluation/option_risk.json",
@@ -100,8 +103,8 @@ def test_challenger_is_promoted_only_when_better_on_the_same_heldout_vms(runtime
     second = pipeline.train_sizing(conf)
     verdict = pipeline.promote_sizing(second, conf)
     assert verdict["promoted"] is False
-    assert verdict["reason"].startswith("not better: on the same")
+    assert verdict["reason"].startswith("not cheaper: on the same")
     assert verdict["challenger"] == verdict["champion"]
     assert registry.champion(registry.SIZING_MODEL).version == first["version"]
     tags = client.get_model_version(registry.SIZING_MODEL, second["version"]).tags
-    assert tags["rejected_reason"].startswith("not better")
+    assert tags["rejected_reason"].startswith("not cheaper")

@@ -82,6 +82,8 @@ def _handle(args: argparse.Namespace) -> int:
         print(plan_to_json(plan))
         return 0
     print(render_sequence(plan))
+    for line in sized_by_lines(plan):
+        print(line)
     for warning in plan.warnings:
         print(f"warning: {warning}")
     if result.quarantined:
@@ -95,3 +97,28 @@ def _handle(args: argparse.Namespace) -> int:
     if args.export:
         print(f"Exported the plan to {args.export}")
     return 0
+
+
+def sized_by_lines(plan: object, listed: int = 8) -> list[str]:
+    """Which model version (or rule) sized each server, grouped, servers named.
+
+    The plan records it per server in ``sizing.method`` (``...+safe:ml (model
+    migrationbox-sizing vN ...)`` when the champion's capacity was provisioned).
+    """
+    groups: dict[str, list[str]] = {}
+    for server in getattr(plan, "servers", []):
+        sizing = server.sizing
+        if sizing is None:
+            key = "not sized"
+        elif "+safe:ml (" in sizing.method:
+            key = sizing.method.split("+safe:ml (", 1)[1].rstrip(")")
+        else:
+            key = f"rules ({sizing.method})"
+        groups.setdefault(key, []).append(server.server_id)
+    lines = []
+    for key, ids in sorted(groups.items()):
+        shown = ", ".join(ids[:listed]) + (f" and {len(ids) - listed} more"
+                                           if len(ids) > listed else "")
+        lines.append(f"Sized by {key}: {len(ids)} server{'s' if len(ids) != 1 else ''} "
+                     f"({shown})")
+    return lines

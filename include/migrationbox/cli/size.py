@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     clouds = ["aws", "azure", "gcp"] if args.cloud == "all" else [args.cloud]
     kwargs: dict[str, Any] = {"clouds": clouds, "regions": regions, "assumptions": assumptions,
                               "onprem": onprem, "max_risk": args.max_risk}
-    engine = (SizingEngine(model_label="none (--no-model)", **kwargs) if args.no_model
+    engine = (SizingEngine(model_label="rules only (--no-model)", **kwargs) if args.no_model
               else SizingEngine.with_champion(**kwargs))
 
     history = None
@@ -278,9 +278,11 @@ def _server_text(s: Any, clouds: list[str]) -> list[str]:
         lines.append(f"  ({fallback_note})")
     if s.prediction:
         pr = s.prediction
-        lines.append(f"Model (next 30 days): CPU p95 {pr['cpu_p95']:.1f}% / peak "
-                     f"{pr['cpu_peak']:.1f}%, memory p95 {pr['mem_p95']:.1f}% / peak "
-                     f"{pr['mem_peak']:.1f}% of current capacity")
+        lines.append(f"Model (next 30 days): CPU p95 {pr['cpu_p95']:.1f}%, memory p95 "
+                     f"{pr['mem_p95']:.1f}% of current capacity (median); capacity for a "
+                     f"{pr['target_risk']:.0%} risk of falling short: CPU "
+                     f"{pr['cpu_capacity']:.1f}%, memory {pr['mem_capacity']:.1f}%")
+    lines.append(f"Sized by: {s.sized_by}")
     lines.append(f"Scaling: {'can scale out' if p.scalable else 'single instance'} "
                  f"({p.scalable_reason})")
     for w in s.warnings:

@@ -48,7 +48,72 @@ def register_lab_endpoints(estate: str, endpoints: list[Any]) -> int:
     return len(endpoints)
 
 
+RETRAIN_DAG = "migrationbox_retrain_sizing"
+# Quick training (24 VMs of the shipped trace, sizing model only): about a minute.
+DEMO_TRAINING_CONF = {"quick": True, "sizing_only": True}
+
+
+def train_sizing_champion(client: Any, say: Callable[[str], None] = _say,
+                          timeout: float = 900) -> dict[str, Any] | None:
+    """Train and promote the sizing model through the retraining DAG, by REST, and show
+    the champion MLflow registered (its held-out metrics beside the p95 x 1.3 rule's).
+
+    Returns the champion card (``registry.champion_card``), or None when the run failed
+    (the demo then plans with rules only, and says so).
+    """
+    from migrationbox.orchestration.follow import follow_run
+    from migrationbox.sizing import registry
+
+    say(f"  waiting for Airflow to parse {RETRAIN_DAG} ...")
+    client.wait_for_dag(RETRAIN_DAG, timeout=300)
+    client.unpause(RETRAIN_DAG)
+    run = client.trigger(RETRAIN_DAG, conf=DEMO_TRAINING_CONF)
+    run_id = run["dag_run_id"]
+    say(f"  triggered run {run_id} with conf {DEMO_TRAINING_CONF}")
+    outcome = follow_run(client, RETRAIN_DAG, run_id, timeout=timeout, say=say)
+    if outcome.state != "success":
+        say(f"  training run {outcome.state}: planning with rules only")
+        return None
+    card = registry.champion_card()
+    if card is None:
+        say("  no champion registered: planning with rules only")
+        return None
+    for line in champion_lines(card):
+        say(f"  {line}")
+    return card
+
+
+def champion_lines(card: dict[str, Any]) -> list[str]:
+    """The champion and its held-out figures, beside the rules it must beat."""
+    m = card["metrics"]
+
+    def row(label: str, key: str) -> str | None:
+        need = [f"{key}.{k}" for k in ("underprov_rate", "mean_capacity_vcpu",
+                                       "mean_capacity_gib", "monthly_usd")]
+        if not all(n in m for n in need):
+            return None
+        return (f"  {label:<38} {m[need[0]]:>6.1%} short  {m[need[1]]:>6.2f} vCPU  "
+                f"{m[need[2]]:>6.2f} GiB  ${m[need[3]]:>7.2f}/server-month")
+
+    lines = [f"champion {card['name']} v{card['version']} (MLflow run {card['run_id'][:8]}, "
+             f"{card['tracking_uri']})",
+             f"promotion: {card.get('reason') or '-'}",
+             f"held-out VMs {card['params'].get('test_vms', '?')} (7-day window -> next 30 "
+             "days' p95):"]
+    risk = float(card["params"].get("model_target_risk", 0.1))
+    for label, key in ((f"ML, stated risk {risk:.0%} (discovery)", "ml_discovery"),
+                       ("ML at the rule's training-VM risk", "ml_discovery_matched"),
+                       ("Azure Migrate rule (p95 x 1.3)", "azure_migrate"),
+                       ("Compute Optimizer rule (p99.5 + 20%)", "compute_optimizer"),
+                       ("Conservative (150% of peak)", "conservative")):
+        text = row(label, key)
+        if text:
+            lines.append(text)
+    return lines
+
+
 def run_demo(opts: DemoOptions, say: Callable[[str], None] = _say) -> int:
+    from migrationbox.cli.plan import sized_by_lines
     from migrationbox.lab.lab import Lab
     from migrationbox.orchestration.follow import Approver, follow_run
     from migrationbox.orchestration.spec import dag_id_for
@@ -59,7 +124,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = _say) -> int:
     platform = Platform()
     os.environ.update(platform.env())
 
-    _heading("1/6 Start the platform: AWS emulator (moto) and Airflow 3 on loopback")
+    _heading("1/7 Start the platform: AWS emulator (moto) and Airflow 3 on loopback")
     t0 = time.monotonic()
     state = platform.up()
     os.environ.update(platform.env())
@@ -68,16 +133,22 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = _say) -> int:
     say(f"  runtime folder    {state.runtime_dir}")
     say(f"  ready in {time.monotonic() - t0:.0f}s")
 
-    _heading(f"2/6 Validate and plan the estate in {opts.estate_path}")
+    client = platform.client()
+    _heading(f"2/7 Train and promote the sizing model: {RETRAIN_DAG} (MLflow-tracked)")
+    train_sizing_champion(client, say)
+
+    _heading(f"3/7 Validate and plan the estate in {opts.estate_path}")
     planned = plan_estate(opts.estate_path, estate=opts.estate)
     plan = planned.plan
     say(f"  {planned.validation_summary}")
     say("")
     for line in render_sequence(plan).splitlines():
         say(f"  {line}")
+    for line in sized_by_lines(plan):
+        say(f"  {line}")
     say(f"\n  stored as plan {plan.estate} v{plan.version}; wave-DAG spec {planned.spec_path}")
 
-    _heading("3/6 Start the local lab (source data, databases, HTTP services)")
+    _heading("4/7 Start the local lab (source data, databases, HTTP services)")
     wave = plan.wave(opts.wave)
     wave_servers = [plan.server(sid) for sid in wave.server_ids]
     estate_obj = _stored_estate(plan.estate)
@@ -92,8 +163,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = _say) -> int:
         f"({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}) registered in the store")
 
     dag_id = dag_id_for(plan.estate, wave.number)
-    _heading(f"4/6 Trigger {dag_id} by REST and follow it")
-    client = platform.client()
+    _heading(f"5/7 Trigger {dag_id} by REST and follow it")
     say("  waiting for Airflow to parse the wave DAGs ...")
     client.wait_for_dag(dag_id, timeout=300)
     client.unpause(dag_id)
@@ -108,13 +178,13 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = _say) -> int:
     outcome = follow_run(client, dag_id, run_id, approver=approver, timeout=opts.timeout,
                          say=say)
 
-    _heading("5/6 Summary")
+    _heading("6/7 Summary")
     _print_summary(plan, wave, run_id, outcome, say)
     healed = None
     if opts.heal and outcome.state == "success":
         from migrationbox.orchestration.heal_demo import run_heal_demo
 
-        _heading("6/6 Heal: a real fault in a migrated server, fixed by migrationbox_heal")
+        _heading("7/7 Heal: a real fault in a migrated server, fixed by migrationbox_heal")
         healed = run_heal_demo(client, plan.estate, state.emulator_url, state.api_url, say)
     if opts.keep_running:
         say("")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +34,15 @@ ALIASES = {
     "mem_pct": ("mem_pct", "mem", "memory", "memory_pct", "mem_percent", "memory_percent",
                 "memory_utilization_pct"),
 }
+# Per-interval maxima, as cloud monitors export them beside the average (CloudWatch
+# "Maximum", Azure Monitor "Max", ...): optional, validated like the averages.
+MAX_ALIASES = {
+    "cpu_max_pct": ("cpu_max_pct", "cpu_max", "cpu_maximum_pct", "cpu_max_percent",
+                    "cpu_utilization_max_pct", "max_cpu_pct"),
+    "mem_max_pct": ("mem_max_pct", "mem_max", "memory_max_pct", "memory_maximum_pct",
+                    "mem_max_percent", "memory_utilization_max_pct", "max_mem_pct"),
+}
+PERCENT_COLUMNS = ("cpu_pct", "mem_pct", *MAX_ALIASES)
 MIN_SPAN_S = 86400  # one day
 MAX_GAP_SHARE = 0.5
 WINDOW_DAYS = 7  # the window the backtest judged: the last week sizes, all of it forecasts
@@ -90,7 +99,7 @@ def _parse_time(text: str) -> float:
 def _resolve(header: list[str]) -> dict[str, str]:
     lower = {h.strip().lower(): h for h in header}
     found = {}
-    for canonical, names in ALIASES.items():
+    for canonical, names in {**ALIASES, **MAX_ALIASES}.items():
         for name in names:
             if name in lower:
                 found[canonical] = lower[name]
@@ -114,11 +123,12 @@ def load_history(path: str | Path) -> History:
         raise HistoryError(str(p), [f"missing column {c!r} (header: {', '.join(header)})"
                                     for c in missing])
     extra = [h for h in header if h not in names.values() and h.strip()]
+    maxima = [c for c in MAX_ALIASES if c in names]
     problems: list[str] = []
     times: list[float] = []
-    values: dict[str, list[float]] = {c: [] for c in ("cpu_pct", "mem_pct", *extra)}
+    values: dict[str, list[float]] = {c: [] for c in ("cpu_pct", "mem_pct", *maxima, *extra)}
     sources = {"cpu_pct": names["cpu_pct"], "mem_pct": names["mem_pct"],
-               **{c: c for c in extra}}
+               **{c: names[c] for c in maxima}, **{c: c for c in extra}}
     non_numeric_extra: set[str] = set()
     for line, row in enumerate(rows, start=2):
         raw_time = row.get(names["timestamp"]) or ""
@@ -144,7 +154,7 @@ def load_history(path: str | Path) -> History:
                     problems.append(f"line {line}, column {column!r}: {cell!r} is not a number")
                     ok = False
                     continue
-            if canonical in ("cpu_pct", "mem_pct") and not 0 <= number <= 100:
+            if canonical in PERCENT_COLUMNS and not 0 <= number <= 100:
                 problems.append(f"line {line}, column {column!r}: {number:g} is outside 0-100")
                 ok = False
             parsed[canonical] = number
@@ -197,7 +207,10 @@ def apply_history(profile: ServerProfile, history: History,
     """The profile with demand statistics from the history, and its forecasts.
 
     Statistics come from the last 7 days (the window the backtest measured every
-    method on); forecasts use the whole history.
+    method on); forecasts use the whole history. When the history carries per-interval
+    maxima (``cpu_max_pct``/``mem_max_pct``), the peak is the highest of them: averages
+    hide the bursts inside each interval that under-provision a server. Average, p95
+    and p99.5 stay on the averages, the figures the backtest judged every rule on.
     """
     from migrationbox.sizing import forecast as fc
 
@@ -205,6 +218,17 @@ def apply_history(profile: ServerProfile, history: History,
     window = ts >= ts[-1] - WINDOW_DAYS * 86400
     cpu = usage_stats(ts[window], history.columns["cpu_pct"][window])
     mem = usage_stats(ts[window], history.columns["mem_pct"][window])
+    used_max = []
+    for name, stats in (("cpu", cpu), ("mem", mem)):
+        column = history.columns.get(f"{name}_max_pct")
+        if column is not None and np.isfinite(column[window]).any():
+            peak = max(float(np.nanmax(column[window])), stats.peak)
+            stats = replace(stats, peak=peak)
+            used_max.append(f"{name}_max_pct")
+            if name == "cpu":
+                cpu = stats
+            else:
+                mem = stats
     forecasts: dict[str, object] = {}
     features: dict[str, float] = {}
     if with_forecast:
@@ -217,4 +241,6 @@ def apply_history(profile: ServerProfile, history: History,
         features = fc.forecast_features(ts[window], history.columns["cpu_pct"][window],
                                         history.columns["mem_pct"][window], config)
     source = history.describe() + f"; sizing statistics from the last {WINDOW_DAYS} days"
+    if used_max:
+        source += f"; peaks from the per-interval maxima ({', '.join(used_max)})"
     return profile.with_history(cpu, mem, source, features), forecasts

@@ -35,6 +35,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from migrationbox.sizing.clouds import (
@@ -63,6 +64,9 @@ MIN_STORAGE_GB = 8
 MAX_INSTANCES = 10
 LOW_RISK = 0.05
 DEFAULT_MAX_RISK = 0.10
+RULES_ONLY = ("rules only: no champion model registered (train one with `python -m "
+              "ml.sizing.train --quick`, or trigger the migrationbox_retrain_sizing DAG; "
+              "`make demo` does it)")
 
 
 class OptionName(StrEnum):
@@ -96,7 +100,7 @@ AUTOSCALING_POLICY = {
 }
 SAFE_CANDIDATES = ("ml", "compute_optimizer", "azure_migrate", "conservative")
 SAFE_LABELS = {
-    "ml": "ML ensemble capacity (predicted future p95 + calibrated margin)",
+    "ml": "ML capacity (future p95 quantile, conformal-calibrated to the stated risk)",
     "compute_optimizer": "Compute Optimizer rule (p99.5 + 20%)",
     "azure_migrate": "Azure Migrate rule (p95 x 1.3)",
     "conservative": "Conservative (150% of peak)",
@@ -281,6 +285,7 @@ class ServerSizing:
     prediction: dict[str, float] | None
     options: list[SizedOption]
     warnings: list[str] = field(default_factory=list)
+    sized_by: str = RULES_ONLY  # the model version (and stated risk) or "rules only"
 
     def option(self, name: str) -> SizedOption:
         for o in self.options:
@@ -301,6 +306,7 @@ class ServerSizing:
             "onprem_monthly": self.onprem.as_dict(),
             "forecast": {k: v.as_dict() for k, v in self.forecasts.items()},
             "model_prediction": self.prediction,
+            "sized_by": self.sized_by,
             "options": [o.as_dict() for o in self.options],
             "warnings": self.warnings,
         }
@@ -338,7 +344,7 @@ def _storage(cloud: str, region: str, kind: str, small: bool) -> StorageQuote:
 class SizingEngine:
     """Sizes servers into the three options for the configured clouds and regions.
 
-    ``model`` is a fitted :class:`~migrationbox.sizing.ensemble.SizingEnsemble` (the
+    ``model`` is a fitted :class:`~migrationbox.sizing.quantile_model.CalibratedSizer` (the
     registry champion; see :meth:`with_champion`) or None; ``risk`` the measured
     risk table (default: champion's, else shipped).
     """
@@ -379,7 +385,7 @@ class SizingEngine:
         if loaded is not None:
             model, champ = loaded
             label = f"{champ.name} v{champ.version} (champion)"
-        return cls(model=model, model_label=label or "none (no champion registered)", **kwargs)
+        return cls(model=model, model_label=label or RULES_ONLY, **kwargs)
 
     # ---- notes shown with every output
     def notes(self) -> list[str]:
@@ -400,8 +406,55 @@ class SizingEngine:
         else:
             lines.append(f"RISK measured on {self.risk.measured_on}; {self.risk.definition}; "
                          f"source: {self.risk.source}")
-        lines.append(f"MODEL {self.model_label or 'none'}")
+        if self.model is None:
+            lines.append(f"MODEL {self.model_label or RULES_ONLY}")
+        else:
+            lines.append(f"MODEL {self.model_label}; capacity for a stated risk of "
+                         f"{self.model_risk('discovery'):.1%} (share of servers short of CPU "
+                         f"or memory at the next 30 days' p95), measured "
+                         f"{_pct_or_na(self._ml_rate('discovery'))} on held-out VMs "
+                         f"({self.model_risk('history'):.1%} with a history, measured "
+                         f"{_pct_or_na(self._ml_rate('history'))})")
         return lines
+
+    # ---- the model's stated risk and its measured rate
+    def model_risk(self, mode: str = "discovery") -> float:
+        """The stated risk the model is asked for, per input mode.
+
+        With a measured risk table: the cheapest evaluated risk whose rate *measured on
+        held-out VMs* is within ``max_risk`` (the lowest measured rate when none is);
+        without one, the largest evaluated risk within ``max_risk``.
+        """
+        from migrationbox.sizing.quantile_model import RISK_GRID, ml_key
+
+        target = getattr(getattr(self.model, "config", None), "target_risk", 0.10)
+        measured = []
+        for r in RISK_GRID:
+            entry = self.risk.methods.get(ml_key(mode, r, target)) if self.risk else None
+            if entry and entry.get("underprov_rate") is not None:
+                measured.append((float(entry["underprov_rate"]),
+                                 float(entry.get("overprov_usd_month") or 0.0), r))
+        if measured:
+            within = [m for m in measured if m[0] <= self.max_risk + 1e-9]
+            if within:
+                return min(within, key=lambda m: (m[1], m[0], -m[2]))[2]
+            return min(measured, key=lambda m: (m[0], m[1]))[2]
+        within_grid = [r for r in RISK_GRID if r <= self.max_risk + 1e-9]
+        return max(within_grid) if within_grid else min(RISK_GRID)
+
+    def _ml_key(self, mode: str) -> str:
+        from migrationbox.sizing.quantile_model import ml_key
+
+        target = getattr(getattr(self.model, "config", None), "target_risk", 0.10)
+        return ml_key(mode, self.model_risk(mode), target)
+
+    def _ml_rate(self, mode: str) -> float | None:
+        return self.risk.rate(self._ml_key(mode)) if self.risk else None
+
+    def sized_by(self, prediction: dict[str, float] | None) -> str:
+        if self.model is None or prediction is None:
+            return self.model_label or RULES_ONLY
+        return (f"model {self.model_label}, stated risk {prediction['target_risk']:.1%}")
 
     # ---- model
     def predict(self, profiles: Sequence[ServerProfile]) -> list[dict[str, float] | None]:
@@ -410,9 +463,16 @@ class SizingEngine:
         import pandas as pd
 
         frame = pd.DataFrame([feature_row(p) for p in profiles])
-        pred = self.model.predict(frame)
-        return [{k: round(float(v), 4) for k, v in row.items()}
-                for row in pred.to_dict(orient="records")]
+        history = np.array([not math.isnan(p.cpu.p99_5) for p in profiles])
+        out: list[dict[str, float] | None] = [None] * len(profiles)
+        for mode, mask in (("history", history), ("discovery", ~history)):
+            if not mask.any():
+                continue
+            pred = self.model.predict(frame[mask], self.model_risk(mode))
+            for i, row in zip(np.nonzero(mask)[0], pred.to_dict(orient="records"),
+                              strict=True):
+                out[i] = {k: round(float(v), 4) for k, v in row.items()}
+        return out
 
     # ---- one server
     def size(self, profile: ServerProfile, prediction: dict[str, float] | None = None,
@@ -426,7 +486,8 @@ class SizingEngine:
         for o in options:
             o.recommended = o.spec.name == OptionName.balanced
         return ServerSizing(profile, onprem, forecasts or baseline_fallback(profile),
-                            prediction, options, list(warnings or []))
+                            prediction, options, list(warnings or []),
+                            self.sized_by(prediction))
 
     def size_profiles(self, profiles: Sequence[ServerProfile],
                       forecasts: dict[str, dict[str, MetricForecast]] | None = None,
@@ -541,7 +602,7 @@ class SizingEngine:
                       storage_gb: float, onprem: OnPremCost,
                       prediction: dict[str, float] | None, conservative_vcpu: float
                       ) -> SafeVariant | None:
-        ml_key = "ml_history" if not math.isnan(p.cpu.p99_5) else "ml_discovery"
+        ml_key = self._ml_key("history" if not math.isnan(p.cpu.p99_5) else "discovery")
         scored: list[tuple[float, float, str, str, tuple[float, float]]] = []
         for method in SAFE_CANDIDATES:
             need = self._candidate_requirement(p, method, prediction)
@@ -569,6 +630,10 @@ class SizingEngine:
                               conservative_vcpu, 0.0)
         return SafeVariant(method, f"{spec.label} raised to the {SAFE_LABELS[method]}", risk,
                            safe_vcpu, safe_gib, clouds, note)
+
+
+def _pct_or_na(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.0%}"
 
 
 def size_estate(servers: Iterable[ServerRecord], engine: SizingEngine | None = None,
@@ -619,6 +684,8 @@ def planning_sizing(sizing: ServerSizing, cloud: str = "aws", option: str = "bal
     if chosen.unsafe and use_safe_variant and chosen.safe_variant is not None:
         clouds = chosen.safe_variant.clouds
         method += f"+safe:{chosen.safe_variant.method}"
+        if chosen.safe_variant.method == "ml":
+            method += f" ({sizing.sized_by})"
         vcpu, gib = chosen.safe_variant.required_vcpu, chosen.safe_variant.required_memory_gib
     choice = clouds.get(cloud)
     if choice is None:
@@ -732,6 +799,7 @@ class ServerOut(_Out):
     onprem_monthly: dict[str, float]
     forecast: dict[str, Any]
     model_prediction: dict[str, float] | None
+    sized_by: str
     options: list[OptionOut]
     warnings: list[str]
 

@@ -4,7 +4,7 @@ Local default: a SQLite tracking store and an artifact folder under
 ``<runtime>/mlflow`` (git-ignored); production: ``MLFLOW_TRACKING_URI`` pointing at a
 tracking server. Two registered models, each with a ``champion`` alias:
 
-- ``migrationbox-sizing``: the XGBoost + LightGBM ensemble (pyfunc);
+- ``migrationbox-sizing``: the LightGBM quantile model with conformal risk calibration;
 - ``migrationbox-forecaster``: the chosen Prophet configuration (pyfunc).
 
 A challenger is registered as a new version without the alias; ``promote`` moves the
@@ -169,10 +169,29 @@ def champion_risk_table() -> dict[str, Any] | None:
 
 
 def load_champion_ensemble() -> tuple[Any, Champion] | None:
-    """The champion sizing ensemble, or None when there is no registry or no champion."""
+    """The champion sizing model, or None when there is no registry or no champion."""
     if not store_exists():
         return None
     champ = champion(SIZING_MODEL)
     if champ is None:
         return None
-    return unwrap(load_model(SIZING_MODEL)).ensemble, champ
+    return unwrap(load_model(SIZING_MODEL)).model, champ
+
+
+def champion_card(name: str = SIZING_MODEL) -> dict[str, Any] | None:
+    """The champion with its promotion reason and its run's metrics and parameters, as
+    MLflow recorded them (what the demo and ``migrationbox size`` show), or None."""
+    if not store_exists():
+        return None
+    champ = champion(name)
+    if champ is None:
+        return None
+    client = configure()
+    metrics: dict[str, float] = {}
+    params: dict[str, str] = {}
+    if champ.run_id:
+        run = client.get_run(champ.run_id)
+        metrics, params = dict(run.data.metrics), dict(run.data.params)
+    return {"name": name, "version": champ.version, "run_id": champ.run_id,
+            "reason": champ.tags.get("promotion_reason"), "metrics": metrics,
+            "params": params, "tracking_uri": tracking_uri()}
