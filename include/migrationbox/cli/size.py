@@ -280,7 +280,7 @@ def _server_text(s: Any, clouds: list[str]) -> list[str]:
         pr = s.prediction
         lines.append(f"Model (next 30 days): CPU p95 {pr['cpu_p95']:.1f}%, memory p95 "
                      f"{pr['mem_p95']:.1f}% of current capacity (median); capacity for a "
-                     f"{pr['target_risk']:.0%} risk of falling short: CPU "
+                     f"{pr['target_risk']:.1%} risk of falling short: CPU "
                      f"{pr['cpu_capacity']:.1f}%, memory {pr['mem_capacity']:.1f}%")
     lines.append(f"Sized by: {s.sized_by}")
     lines.append(f"Scaling: {'can scale out' if p.scalable else 'single instance'} "

@@ -598,6 +598,19 @@ class SizingEngine:
             return None
         return p.vcpu * cpu / 100 * factor, p.memory_gib * mem / 100 * factor
 
+    def _server_price(self, p: ServerProfile, vcpu: float, gib: float) -> float | None:
+        """Monthly price of this server's machine for a requirement, in the first cloud
+        priced: methods within the risk bar are compared on what *this* server costs."""
+        for cloud in self.clouds:
+            cat = self.catalogs.get(cloud)
+            if cat is None:
+                continue
+            try:
+                return cat.cheapest_fitting(vcpu, gib, p.arch).monthly_usd
+            except NothingFits:
+                return None
+        return None
+
     def _safe_variant(self, p: ServerProfile, spec: OptionSpec, vcpu: float, gib: float,
                       storage_gb: float, onprem: OnPremCost,
                       prediction: dict[str, float] | None, conservative_vcpu: float
@@ -610,9 +623,11 @@ class SizingEngine:
                 continue
             key = ml_key if method == "ml" else method
             rate = self.risk.rate(key) if self.risk else None
-            cost = self.risk.rate(key, "overprov_usd_month") if self.risk else None
             if rate is None:
                 continue
+            cost = self._server_price(p, max(vcpu, need[0]), max(gib, need[1]))
+            if cost is None:  # no catalog fits: the backtest's mean over-provisioning cost
+                cost = self.risk.rate(key, "overprov_usd_month") if self.risk else None
             scored.append((rate, cost if cost is not None else math.inf, method, key, need))
         if not scored:
             return None
