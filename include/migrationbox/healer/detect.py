@@ -808,18 +808,21 @@ def lenient_series(timestamps: Any, values: Any, *, strict: bool = False
         keep[pos] = False
     rows = np.flatnonzero(keep)
     stamps = index.asi8[rows]
-    latest = np.maximum.accumulate(stamps) if len(stamps) else stamps
-    seen: dict[int, int] = {}
-    for k, (pos, stamp) in enumerate(zip(rows, stamps, strict=True)):
-        if stamp in seen:
-            issues.append(SeriesIssue(int(pos), "repeated",
-                                      f"row {pos}: timestamp {index[pos].isoformat()} repeats "
-                                      f"row {seen[int(stamp)]}'s; both kept"))
-        elif k and stamp < latest[k - 1]:
-            issues.append(SeriesIssue(int(pos), "out_of_order",
-                                      f"row {pos}: timestamp {index[pos].isoformat()} is "
-                                      "earlier than a previous row's; sorted into place"))
-        seen.setdefault(int(stamp), int(pos))
+    repeated = pd.Index(stamps).duplicated(keep="first")
+    before = np.concatenate([[np.iinfo(np.int64).min],
+                             np.maximum.accumulate(stamps)[:-1]]) if len(stamps) else stamps
+    earlier = (stamps < before) & ~repeated
+    first_row = pd.Series(rows).groupby(stamps).transform("first").to_numpy()
+    for k in np.flatnonzero(repeated):
+        pos = int(rows[k])
+        issues.append(SeriesIssue(pos, "repeated",
+                                  f"row {pos}: timestamp {index[pos].isoformat()} repeats "
+                                  f"row {int(first_row[k])}'s; both kept"))
+    for k in np.flatnonzero(earlier):
+        pos = int(rows[k])
+        issues.append(SeriesIssue(pos, "out_of_order",
+                                  f"row {pos}: timestamp {index[pos].isoformat()} is earlier "
+                                  "than a previous row's; sorted into place"))
     issues.sort(key=lambda i: i.row)
     if strict and issues:
         raise SeriesError(issues[0].message.split(";")[0] + " (strict: refused)")
@@ -943,24 +946,27 @@ class IncidentResult:
         return self.frame["alert"].to_numpy(dtype=bool)
 
 
-def robust_scores(view: pd.Series, config: IncidentConfig) -> pd.DataFrame:
+def robust_scores(view: pd.Series, config: IncidentConfig) -> dict[str, np.ndarray]:
     """One channel: robust z of each point against the median and spread of the
     ``window`` points strictly before it, and its novelty (score over the largest score of
-    the ``novelty_window`` points before it)."""
-    before = view.shift(1)
-    roll = before.rolling(config.window, min_periods=config.min_history)
-    median = roll.median()
-    iqr = roll.quantile(0.75) - roll.quantile(0.25)
-    scale = np.maximum(iqr / 1.349, config.std_fraction * roll.std())
-    scale = scale.where(scale > config.min_scale, config.min_scale)
-    z = (view - median) / scale
-    score = z.abs()
-    recent = score.shift(1).rolling(config.novelty_window, min_periods=1).max()
+    the ``novelty_window`` points before it). Arrays, in the order of ``view``."""
+    roll = view.shift(1).rolling(config.window, min_periods=config.min_history)
+    median = roll.median().to_numpy(dtype=float)
+    iqr = roll.quantile(0.75).to_numpy(dtype=float) - roll.quantile(0.25).to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        scale = np.fmax(iqr / 1.349, config.std_fraction * roll.std().to_numpy(dtype=float))
+        scale = np.where(scale > config.min_scale, scale, config.min_scale)
+        scale[np.isnan(median)] = np.nan
+    values = view.to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = (values - median) / scale
+    score = np.abs(z)
+    recent = pd.Series(score).shift(1).rolling(config.novelty_window, min_periods=1).max()
+    recent = recent.to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         novelty = score / recent
-    novelty = novelty.where(~(recent <= 0) | score.isna(), np.inf)
-    return pd.DataFrame({"median": median, "scale": scale, "z": z, "score": score,
-                         "novelty": novelty})
+    novelty[(recent <= 0) & ~np.isnan(score)] = np.inf
+    return {"median": median, "scale": scale, "z": z, "score": score, "novelty": novelty}
 
 
 def seasonal_difference(series: pd.Series, season: timedelta, seasons: int = 1) -> pd.Series:
@@ -1001,22 +1007,22 @@ def incident_scores(series: pd.Series, config: IncidentConfig) -> pd.DataFrame:
              "seasonal": seasonal_difference(series, config.season, config.seasons),
              "mean": series.rolling(config.mean_points, min_periods=config.mean_points).mean()}
     level = robust_scores(series, config)
-    frame = pd.DataFrame({"value": series, "median": level["median"],
-                          "scale": level["scale"], "z": level["z"]})
+    columns: dict[str, np.ndarray] = {"value": series.to_numpy(dtype=float),
+                                      "median": level["median"], "scale": level["scale"],
+                                      "z": level["z"]}
     ratios = []
     for name, threshold in config.thresholds().items():
         scored = level if name == "level" else robust_scores(views[name], config)
-        frame[name] = scored["score"]
-        frame[f"{name}_novelty"] = scored["novelty"]
-        frame[f"{name}_z"] = scored["z"]
-        ratios.append((scored["score"] / threshold).to_numpy(dtype=float))
-    stacked = np.vstack(ratios)
-    filled = np.where(np.isnan(stacked), -np.inf, stacked)
-    best = filled.argmax(axis=0)
-    names = list(config.thresholds())
-    frame["score"] = np.where(np.isneginf(filled.max(axis=0)), np.nan, filled.max(axis=0))
-    frame["channel"] = np.where(frame["score"].isna(), "", np.array(names)[best])
-    return frame
+        columns[name] = scored["score"]
+        columns[f"{name}_novelty"] = scored["novelty"]
+        columns[f"{name}_z"] = scored["z"]
+        ratios.append(scored["score"] / threshold)
+    filled = np.where(np.isnan(np.vstack(ratios)), -np.inf, np.vstack(ratios))
+    best = filled.max(axis=0)
+    columns["score"] = np.where(np.isneginf(best), np.nan, best)
+    columns["channel"] = np.where(np.isneginf(best), "",
+                                  np.array(list(config.thresholds()))[filled.argmax(axis=0)])
+    return pd.DataFrame(columns, index=series.index)
 
 
 def group_incidents(frame: pd.DataFrame, config: IncidentConfig) -> tuple[np.ndarray,
