@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 LOCK_ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status env demo test lint bench lock clean distclean
+.PHONY: help install test-deps up down status env demo test lint bench lock clean distclean
 
 help:
 	@echo "make demo | up | down | status | env | test | lint | bench | lock | clean | distclean"
@@ -30,6 +30,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/uv pip install --python $(BIN)/python -r requirements.txt
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	@touch $@
+
+# sshd, ssh-keygen and rsync for the SSH replication tests and the lab's SSH sources:
+# a no-op when present; as non-root it only says what to install (the tests then skip).
+test-deps:
+	@bash scripts/install-test-deps.sh
 
 up: install
 	$(BIN)/migrationbox platform up
@@ -48,11 +53,11 @@ status: install
 env: install
 	@$(BIN)/migrationbox platform env
 
-demo: install
+demo: install test-deps
 	$(BIN)/migrationbox demo
 
 # pytest exits 5 when it collected no test: that must fail too, and say why.
-test: install
+test: install test-deps
 	@status=0; \
 	$(BIN)/pytest -q $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
