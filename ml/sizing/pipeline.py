@@ -251,7 +251,7 @@ def train_sizing(conf: dict[str, Any] | TrainConfig | None = None) -> dict[str, 
         p = model.predict(frame, matched)
         matched_scores.append(bt.score(
             f"ml_{mode}_matched",
-            f"ML at the p95 x 1.3 rule's calibration-VM risk ({mode}, {matched:.0%})", test,
+            f"ML at the p95 x 1.3 rule's training-VM risk ({mode}, {matched:.0%})", test,
             p["cpu_capacity"].to_numpy(), p["mem_capacity"].to_numpy(),
             p["cpu_p95"].to_numpy(), p["mem_p95"].to_numpy()))
     scores = rule_scores + ml_scores + matched_scores
