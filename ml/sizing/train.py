@@ -1,7 +1,7 @@
 """Train, evaluate and (maybe) promote the sizing and forecasting models from a shell.
 
-    python -m ml.sizing.train            # full run (all 50 VMs, Prophet features)
-    python -m ml.sizing.train --quick    # small and fast (24 VMs, no Prophet features)
+    python -m ml.sizing.train            # full run (all 50 VMs; sizing model + forecaster)
+    python -m ml.sizing.train --quick    # small and fast (24 VMs)
     python -m ml.sizing.train --write-baseline   # also refresh the shipped risk table
 
 Tracking goes to ``MLFLOW_TRACKING_URI`` or the local store under ``.runtime/mlflow``.

@@ -167,3 +167,51 @@ def test_without_a_champion_size_and_plan_say_rules_only_and_how_to_train(tmp_pa
     assert "Sizing model: rules only: no champion model registered" in out
     assert "migrationbox_retrain_sizing" in out
     assert "+safe:ml" not in out
+
+
+class _RetrainApi:
+    """Airflow's REST API as the demo's training step uses it, for one run that ends in
+    ``final``. (The real platform is exercised by `make demo`; the DAG itself runs for
+    real in tests/integration/test_retrain_dag.py.)"""
+
+    def __init__(self, final: str) -> None:
+        self.final = final
+        self.calls: list[tuple] = []
+
+    def wait_for_dag(self, dag_id: str, timeout: float) -> dict:
+        self.calls.append(("wait_for_dag", dag_id))
+        return {"dag_id": dag_id}
+
+    def unpause(self, dag_id: str) -> dict:
+        self.calls.append(("unpause", dag_id))
+        return {}
+
+    def trigger(self, dag_id: str, conf: dict) -> dict:
+        self.calls.append(("trigger", dag_id, conf))
+        return {"dag_run_id": "manual__demo"}
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict:
+        return {"state": self.final}
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return [{"task_id": "train_sizing_model", "state": self.final}]
+
+
+def test_the_demo_trains_through_the_dag_and_shows_the_champion(with_champion) -> None:
+    from migrationbox.orchestration.demo import (
+        DEMO_TRAINING_CONF,
+        RETRAIN_DAG,
+        train_sizing_champion,
+    )
+
+    said: list[str] = []
+    api = _RetrainApi("success")
+    card = train_sizing_champion(api, said.append, timeout=30)
+    assert ("trigger", RETRAIN_DAG, DEMO_TRAINING_CONF) in api.calls
+    assert DEMO_TRAINING_CONF.get("sizing_only") is True  # no Prophet: the quick path
+    assert card is not None and card["version"] == with_champion["version"]
+    assert any(f"champion migrationbox-sizing v{card['version']}" in line for line in said)
+
+    said.clear()
+    assert train_sizing_champion(_RetrainApi("failed"), said.append, timeout=30) is None
+    assert said[-1] == "  training run failed: planning with rules only"
