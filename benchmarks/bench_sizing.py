@@ -73,6 +73,9 @@ elif stage == "train":
     extra["table"] = res["table"]
     extra["split"] = res["split"]
     extra["metrics"] = res["metrics"]
+elif stage == "splits":
+    from ml.sizing.pipeline import TrainConfig, matched_comparison
+    extra["splits"] = matched_comparison(TrainConfig.from_conf({} if full else {"quick": True}))
 elapsed = time.perf_counter() - t0
 peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"seconds": round(elapsed, 3), "peak_mib": round(peak_mib, 1), **extra}))
@@ -105,11 +108,13 @@ def main() -> int:
         full = not args.quick
         rules = run_stage("size", work, args.servers, full)
         print(f"size (rules): {rules['seconds']:.1f}s", file=sys.stderr)
-        train = model = None
+        train = model = splits = None
         if not args.skip_training:
             train = run_stage("train", work, args.servers, full)
             print(f"train: {train['seconds']:.1f}s", file=sys.stderr)
             model = run_stage("size-model", work, args.servers, full)
+            splits = run_stage("splits", work, args.servers, full)
+            print(f"splits: {splits['seconds']:.1f}s", file=sys.stderr)
         total = time.perf_counter() - t
 
     print("\nMigrationBox sizing benchmark (each stage in its own process; peak = ru_maxrss)")
@@ -134,8 +139,37 @@ def main() -> int:
               "their safe variant (the cheapest method within the 10% bar for that server)")
     if train is not None:
         _print_training(train, model, full)
+    if splits is not None:
+        _print_splits(splits["splits"])
     print(f"\ntotal {total:.0f}s")
     return 0
+
+
+def _print_splits(rows: list[dict]) -> None:
+    print("\nThe same comparison on other disjoint VM splits (same time split; ML at the rule's "
+          "training-VM risk vs p95 x 1.3, discovery figures):\n")
+    print("| split seed | test episodes | risk asked | short: ML / rule | vCPU: ML / rule | "
+          "GiB: ML / rule | USD/server-month: ML / rule |")
+    print("|---|---|---|---|---|---|---|")
+    tot = {"n": 0, "ml": 0.0, "rule": 0.0, "ml_v": 0.0, "rule_v": 0.0, "ml_g": 0.0,
+           "rule_g": 0.0, "ml_usd": 0.0, "rule_usd": 0.0}
+    for r in rows:
+        ml, rule, n = r["ml"], r["rule"], r["episodes"]
+        print(f"| {r['seed']} | {n} | {r['matched_risk']:.1%} | {ml['underprov_rate']:.1%} / "
+              f"{rule['underprov_rate']:.1%} | {ml['mean_capacity_vcpu']:.2f} / "
+              f"{rule['mean_capacity_vcpu']:.2f} | {ml['mean_capacity_gib']:.2f} / "
+              f"{rule['mean_capacity_gib']:.2f} | {ml['monthly_usd']:.2f} / "
+              f"{rule['monthly_usd']:.2f} |")
+        tot["n"] += n
+        for side, src in (("ml", ml), ("rule", rule)):
+            tot[side] += src["underprov_rate"] * n
+            tot[f"{side}_v"] += src["mean_capacity_vcpu"] * n
+            tot[f"{side}_g"] += src["mean_capacity_gib"] * n
+            tot[f"{side}_usd"] += src["monthly_usd"] * n
+    n = max(tot["n"], 1)
+    print(f"| pooled | {tot['n']} | | {tot['ml'] / n:.1%} / {tot['rule'] / n:.1%} | "
+          f"{tot['ml_v'] / n:.2f} / {tot['rule_v'] / n:.2f} | {tot['ml_g'] / n:.2f} / "
+          f"{tot['rule_g'] / n:.2f} | {tot['ml_usd'] / n:.2f} / {tot['rule_usd'] / n:.2f} |")
 
 
 def _print_training(train: dict, model: dict | None, full: bool) -> None:
