@@ -43,8 +43,8 @@ def test_good_plan_passes_and_writes_both_reports(fresh_aws, small_plan, tmp_pat
     result = preflight.run(ctx)
     assert result.ok, result
     assert result.details["checks"] == {
-        "credentials": "pass", "region": "pass", "sizing": "pass", "quotas": "pass",
-        "cidr_conflicts": "pass", "backups": "pass", "data_residency": "pass",
+        "credentials": "pass", "region": "pass", "sizing": "pass", "images": "pass",
+        "quotas": "pass", "cidr_conflicts": "pass", "backups": "pass", "data_residency": "pass",
     }
     report = json.loads(Path(result.details["report_json"]).read_text())
     assert report["ok"] is True and report["wave"] == 1
@@ -86,8 +86,8 @@ def test_failures_are_all_named_with_what_to_do(fresh_aws, small_plan, tmp_path)
     assert checks["cidr_conflicts"]["data"]["clashes"] == {"10.100.7.0/24": ["pg-01"]}
     statuses = {c["name"]: c["status"] for c in report["checks"]}
     assert statuses == {
-        "credentials": "pass", "region": "pass", "sizing": "pass", "quotas": "pass",
-        "cidr_conflicts": "fail", "backups": "fail", "data_residency": "fail",
+        "credentials": "pass", "region": "pass", "sizing": "pass", "images": "pass",
+        "quotas": "pass", "cidr_conflicts": "fail", "backups": "fail", "data_residency": "fail",
     }
     assert all(c["remedy"] for c in report["checks"] if c["status"] == "fail")
     assert "**FAILED**" in Path(err.value.details["report_md"]).read_text()
@@ -170,7 +170,7 @@ def test_bad_credentials_fail_first_and_skip_cloud_checks(aws_emulator, small_pl
     report = json.loads(Path(err.value.details["report_json"]).read_text())
     statuses = {c["name"]: c["status"] for c in report["checks"]}
     assert statuses["credentials"] == "fail"
-    assert statuses["region"] == statuses["quotas"] == "skip"
+    assert statuses["region"] == statuses["images"] == statuses["quotas"] == "skip"
     # checks that need no cloud still ran
     assert statuses["backups"] == "pass" and statuses["data_residency"] == "pass"
 

@@ -5,6 +5,9 @@ Checks, each with a status, a reason and what to do when it fails:
 * credentials: the connection authenticates (STS ``GetCallerIdentity``);
 * region: the plan's region is known and has at least two availability zones;
 * sizing: every server of the wave has an instance type that the region offers;
+* images: every server's source OS (and SQL Server edition) has an image in the region
+  (``cloud.images``); a refusal names the server, its OS and version and the images that
+  exist for that family, so that provision never starts a wave it cannot finish;
 * quotas: requested vCPUs plus those in use fit the EC2 On-Demand Standard vCPU quota
   (Service Quotas ``ec2/L-1216C47A``; where the endpoint does not serve it, the run
   conf's ``preflight.vcpu_quota``; with neither, the check warns rather than guesses), and
@@ -225,6 +228,27 @@ def check_sizing(adapter: CloudAdapter, ctx: PhaseContext) -> tuple[Check, dict[
                      "size those servers with instance types the region offers"), {}
     return Check("sizing", PASS, f"{len(ctx.servers)} servers on {len(types)} instance types",
                  data={"instance_types": vcpus}), vcpus
+
+
+def check_images(adapter: CloudAdapter, ctx: PhaseContext) -> Check:
+    from migrationbox.cloud.images import images_for_servers
+
+    chosen, refused = images_for_servers(adapter, ctx.servers)
+    data = {"images": {sid: (c.image_id if c else None) for sid, c in sorted(chosen.items())},
+            "refused": refused}
+    if refused:
+        return Check("images", FAIL,
+                     f"no {ctx.plan.settings.cloud} image in {ctx.plan.settings.region} fits "
+                     f"{len(refused)} server(s): " + " | ".join(refused),
+                     "re-platform these servers onto an OS the cloud has images for, or move "
+                     "them out of this wave", data)
+    default = sorted(sid for sid, c in chosen.items() if c is None)
+    fitted = len(chosen) - len(default)
+    detail = f"{fitted} server(s) matched to an image of their OS"
+    if default:
+        detail += (f"; {len(default)} without a discovered OS boot the default image "
+                   f"({', '.join(default)})")
+    return Check("images", PASS, detail, data=data)
 
 
 def check_quotas(adapter: CloudAdapter, ctx: PhaseContext, vcpus: dict[str, int],
@@ -451,6 +475,7 @@ def run(ctx: PhaseContext, estate: Estate | dict[str, ServerRecord] | None = Non
             return result
 
         checks.append(_guard("sizing", sizing))
+        checks.append(_guard("images", lambda: check_images(adapter, ctx)))
 
         def quotas() -> Check:
             azs = region.data.get("availability_zones") or []
@@ -468,7 +493,7 @@ def run(ctx: PhaseContext, estate: Estate | dict[str, ServerRecord] | None = Non
                       else Check("quotas", SKIP, "not checked: the region check failed"))
     else:
         checks += [Check(n, SKIP, skipped, "fix the credentials first")
-                   for n in ("region", "sizing", "quotas")]
+                   for n in ("region", "sizing", "images", "quotas")]
     checks.append(_guard("cidr_conflicts", lambda: check_cidr(
         adapter if cloud_ok else None, ctx, facts, target)))
     checks.append(_guard("backups", lambda: check_backups(ctx, facts)))

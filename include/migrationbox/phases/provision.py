@@ -12,6 +12,12 @@ creates nothing new. What exists afterwards is written to ``provisioned.json`` (
 run folder and in the wave folder, where later phases read it with ``read_state``) and
 announced through the ``on_resource`` collaborator for the store's ledger.
 
+Each instance boots an image that fits its server's source OS (``cloud.images``:
+discovered OS and version → the cloud's image, the SQL Server edition where the plan
+flags one); a wave with a server no image fits is refused before anything is created,
+naming the server, its OS and the images that do exist. A plan written before plans
+carried the source OS boots the adapter's default image, as before.
+
 The security groups admit the estate's source networks (``phases.networks``: the run
 conf's ``network.source_networks``, else the discovery records in the store), the same
 networks pre-flight checked the target VPC against.
@@ -24,7 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from migrationbox.cloud.base import CloudAdapter, IngressRule, dns_record_id
+from migrationbox.cloud.base import CloudAdapter, ImageChoice, IngressRule, dns_record_id
+from migrationbox.cloud.images import images_for_servers
 from migrationbox.iac.design import DesignError, WaveDesign, design_wave
 from migrationbox.iac.render import RenderError, write_terraform
 from migrationbox.phases._cloud import adapter_for, progress, target_cidr, wave_dir, write_json
@@ -83,13 +90,39 @@ def _rules(design: WaveDesign, key: str, sg_ids: dict[str, str], with_groups: bo
     return out
 
 
+def choose_images(ctx: PhaseContext, adapter: CloudAdapter,
+                  phase: str = PHASE) -> dict[str, ImageChoice | None]:
+    """Server id → the image that fits its source OS (None: the adapter's default, for a
+    plan without OS facts); ``PhaseFailed`` naming every server no image fits."""
+    chosen, refused = images_for_servers(adapter, ctx.servers)
+    if refused:
+        raise PhaseFailed(phase, f"no {ctx.plan.settings.cloud} image fits "
+                                 f"{len(refused)} server(s) of {ctx.wave_tag}: "
+                                 + " | ".join(refused)
+                                 + ". Nothing was created: re-platform these servers or move "
+                                   "them to another wave")
+    return chosen
+
+
+def image_summary(images: dict[str, ImageChoice | None]) -> dict[str, Any]:
+    return {sid: ({"image_id": c.image_id, "name": c.name, "match": c.match, "rule": c.rule,
+                   "platform": c.platform} if c is not None else None)
+            for sid, c in sorted(images.items())}
+
+
 def apply(
     design: WaveDesign,
     adapter: CloudAdapter,
     on_resource: OnResource | None = None,
     report: Callable[[str], None] | None = None,
+    images: dict[str, ImageChoice | None] | None = None,
 ) -> dict[str, Any]:
-    """Make the cloud match the design; return ids of everything it relies on."""
+    """Make the cloud match the design; return ids of everything it relies on.
+
+    ``images``: server id → the image its instance boots (``choose_images``); a server
+    without one boots the adapter's default image.
+    """
+    images = images or {}
 
     def record(kind: str, rid: str, name: str, tags: dict[str, str]) -> None:
         if on_resource is not None:
@@ -136,6 +169,7 @@ def apply(
         ids = adapter.ensure_instances(
             inst.server_id, inst.instance_type, subnet_ids[inst.subnet], [sg_ids[inst.sg_key]],
             tags, count=1, root_volume_gb=inst.root_volume_gb, wait=False,
+            image_id=images[inst.server_id].image_id if images.get(inst.server_id) else None,
         )
         instance_ids[inst.server_id] = ids[0]
         record("instance", ids[0], inst.hostname, tags)
@@ -216,6 +250,7 @@ def apply(
                 "record_name": inst.record_name,
                 "subnet": inst.subnet,
                 "az": inst.az,
+                "image": image_summary(images).get(inst.server_id),
             }
             for inst in design.instances
         },
@@ -229,6 +264,7 @@ def run(ctx: PhaseContext) -> PhaseResult:
     adapter = adapter_for(ctx, PHASE)
     azs = list(ctx.options.provision.availability_zones or adapter.availability_zones())
     design = build_design(ctx, azs)
+    images = choose_images(ctx, adapter)
     out = ctx.run_artifacts()
     tf_path = render_terraform(design, out / "terraform")
     write_json(out / "design.json", design.to_dict())
@@ -240,11 +276,12 @@ def run(ctx: PhaseContext) -> PhaseResult:
             summary=(f"dry run: would provision {len(design.instances)} instances, "
                      f"{len(design.security_groups)} security groups, "
                      f"{len(design.load_balancers)} load balancers in {design.region}"),
-            details={"dry_run": True, "terraform": str(tf_path), "design": design.summary()},
+            details={"dry_run": True, "terraform": str(tf_path), "design": design.summary(),
+                     "images": image_summary(images)},
         )
     try:
         state = apply(design, adapter, ctx.collaborators.on_resource,
-                      lambda message: progress(ctx, message))
+                      lambda message: progress(ctx, message), images)
     except PhaseFailed:
         raise
     except Exception as exc:
@@ -270,6 +307,7 @@ def run(ctx: PhaseContext) -> PhaseResult:
             "load_balancers": {k: v["dns_name"] for k, v in state["load_balancers"].items()},
             "terraform": str(tf_path),
             "state_file": str(wave_dir(ctx) / STATE_FILE),
+            "images": image_summary(images),
         },
     )
 
