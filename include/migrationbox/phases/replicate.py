@@ -2,10 +2,19 @@
 
 For every server of the wave, every ``disk`` endpoint is synced block by block
 (``replication.disk``) in rounds until a round's delta falls below the threshold, then
-the target is re-hashed and compared with the source and its manifest; every
-``database`` endpoint is copied and kept in sync by watermark rounds
-(``replication.database``) and compared by row counts and checksums. Re-running is
-cheap: unchanged blocks and rows are not sent again.
+the target is re-hashed and compared with the source and its manifest. The source is
+whatever the endpoint's ``source_uri`` names (``replication.source.open_source``): a
+folder on this machine (``file://``) or a folder on the source server read agentlessly
+over SSH (``ssh://``, the key in the Airflow SSH connection of ``details.ssh_conn_id``,
+block hashes computed on the source so unchanged blocks never cross the network).
+
+Every ``database`` endpoint goes through the cloud's own migration service where the
+cloud has one and the engine fits (AWS DMS), with the row-checksum copy as the fallback
+and the row counts and checksums as the judge either way (``replication.dms``). Its
+URLs come from the Airflow connections the endpoint names (``endpoints.connections``),
+never from the store. The per-database details say ``method`` (``dms`` or ``copy``),
+``dms_task_arn`` and ``fallback_reason``. Re-running is cheap: unchanged blocks and rows
+are not sent again, and the service's resources are found, not made again.
 
 Options (``ctx.options.replicate``, see ``phases.options.ReplicateOptions``):
 ``block_mib`` (4), ``delta_pct`` (1.0), ``delta_mib`` (1), ``max_rounds`` (10),
@@ -30,8 +39,9 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migrationbox.endpoints import (
     Endpoint,
@@ -39,17 +49,23 @@ from migrationbox.endpoints import (
     by_server,
     read_endpoints_file,
 )
+from migrationbox.errors import MigrationBoxError
 from migrationbox.lab.endpoints import endpoints_file
-from migrationbox.phases._cloud import progress, write_json
+from migrationbox.phases._cloud import progress, wave_dir, write_json
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
 from migrationbox.planning.models import ServerPlan
-from migrationbox.replication.database import replicate_database, replication_lag
+from migrationbox.replication.database import replication_lag
 from migrationbox.replication.disk import (
     ConvergencePolicy,
-    SourceVanished,
     replicate_round,
     replicate_tree,
     verify,
+)
+from migrationbox.replication.dms import (
+    DatabaseMigrationResult,
+    ServicePlacement,
+    replicate_database_via_service,
+    resolve_database_url,
 )
 from migrationbox.replication.manifest import (
     CONFIGURED_NAME,
@@ -60,6 +76,10 @@ from migrationbox.replication.manifest import (
     load_manifest,
 )
 from migrationbox.replication.progress import Progress
+from migrationbox.replication.source import SourceTree, open_source
+
+if TYPE_CHECKING:
+    from migrationbox.cloud.database_service import DatabaseMigrationService
 
 PHASE = "replicate"
 STATE_FILE = "replicate.json"
@@ -104,8 +124,136 @@ def _bandwidth(ctx: PhaseContext) -> float | None:
     return None if value is None else value * MIB
 
 
-def _tree_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+def open_disk_source(ep: Endpoint) -> SourceTree:
+    """The disk endpoint's source tree (``file://`` or ``ssh://``); use it as a context
+    manager. Errors name the endpoint (and the SSH server) and derive from
+    ``MigrationBoxError``."""
+    return open_source(ep.source_uri or "", ep.details, ep.label())
+
+
+#: emulator answers change at the next read: polling it at the service's real-cloud pace
+#: (15 s) would only add waiting
+EMULATOR_POLL_SECONDS = 0.5
+
+
+@dataclass
+class DatabaseService:
+    """The cloud's database migration service for this run, or why there is none."""
+
+    service: DatabaseMigrationService | None
+    why_none: str | None = None
+    poll_seconds: float | None = None
+
+
+def database_service(ctx: PhaseContext) -> DatabaseService:
+    """The plan's cloud's migration service through the run's cloud connection.
+
+    A cloud without one is not an error: its databases use the row-checksum copy, and
+    the reason is recorded per database.
+    """
+    from migrationbox.cloud.database_service import NoDatabaseService, get_database_service
+
+    settings = ctx.plan.settings
+    options: dict[str, Any] = {}
+    if ctx.options.cloud.poll_seconds is not None:
+        options["poll_seconds"] = ctx.options.cloud.poll_seconds
+    try:
+        service = get_database_service(settings.cloud, ctx.aws_conn_id, settings.region,
+                                       **options)
+    except NoDatabaseService as exc:
+        return DatabaseService(None, str(exc))
+    poll = ctx.options.cloud.poll_seconds
+    if poll is None:
+        try:
+            poll = EMULATOR_POLL_SECONDS if service.emulated else None
+        except Exception:  # a connection the hook cannot read: the service call says why
+            poll = None
+    return DatabaseService(service, None, poll)
+
+
+def service_placement(ctx: PhaseContext, server_id: str) -> ServicePlacement:
+    """Where the service's runner goes: the wave's data subnets and the server's security
+    group, as provision left them (none before provision ran: the service's defaults)."""
+    try:
+        state = json.loads((wave_dir(ctx) / "provisioned.json").read_text())
+    except (FileNotFoundError, ValueError):
+        state = {}
+    subnets = tuple(sorted(sid for name, sid in (state.get("subnets") or {}).items()
+                           if f"-{ctx.estate}-data-" in f"-{name}"))
+    group = (state.get("security_groups") or {}).get(f"mb-{ctx.estate}-{server_id}")
+    return ServicePlacement(estate=ctx.estate, wave=ctx.wave_number, subnet_ids=subnets,
+                            security_group_ids=(group,) if group else ())
+
+
+def _migrate_database(ctx: PhaseContext, ep: Endpoint, dbs: DatabaseService,
+                      max_rounds: int, threshold_rows: int) -> DatabaseMigrationResult:
+    result = replicate_database_via_service(
+        ep, service_placement(ctx, ep.server_id), dbs.service,
+        max_rounds=max_rounds, threshold_rows=threshold_rows,
+        poll_seconds=dbs.poll_seconds)
+    if dbs.service is None and dbs.why_none and result.fallback_reason:
+        result.fallback_reason = dbs.why_none
+    return result
+
+
+def _replicate_disk(ctx: PhaseContext, sid: str, ep: Endpoint, src: SourceTree, tgt: Path,
+                    block: int, policy: ConvergencePolicy) -> tuple[dict[str, Any], list[str]]:
+    """Rounds until converged, then verification against hashes taken at the source."""
+    if ctx.dry_run:
+        scan = src.scan(block)  # the size comes first; closing stops the hashing
+        try:
+            if not scan.ok:
+                return {"dry_run": True, "error": "source is not a folder"}, [
+                    f"{ep.label()}: the source folder is missing ({src.label})"]
+            return {"dry_run": True, "bytes": scan.total_bytes}, []
+        finally:
+            scan.close()
+    seen = {"round": 0, "bucket": -1}
+
+    def tick(p: Progress) -> None:
+        bucket = int(p.percent // 25)
+        if p.round != seen["round"]:
+            seen.update(round=p.round, bucket=-1)
+        if bucket > seen["bucket"]:
+            seen["bucket"] = bucket
+            eta = p.eta_s
+            _say(ctx, f"{ep.label()}: round {p.round} {p.percent:.0f}% "
+                      f"({p.done / MIB:.1f}/{p.total / MIB:.1f} MiB examined, "
+                      f"{p.sent / MIB:.1f} MiB sent"
+                      + (f", ETA {eta:.0f}s" if eta else "")
+                      + (f", lag {p.lag_s:.0f}s" if p.lag_s is not None else "") + ")",
+                 {"server_id": sid, "disk": ep.name, "bytes": p.done, **p.as_dict()})
+
+    cadence = ctx.options.replicate.cadence_seconds or 0.0
+    result = replicate_tree(
+        src, tgt, block, policy, tick, bandwidth_bytes_per_s=_bandwidth(ctx),
+        between_rounds=(lambda _n, c=cadence: time.sleep(c)) if cadence > 0 else None,
+        allow_empty_source=ctx.options.replicate.allow_empty_source,
+    )
+    for warning in [w for r in result.rounds for w in r.warnings]:
+        _say(ctx, f"{ep.label()}: {warning}", {"server_id": sid, "disk": ep.name,
+                                                "warning": warning})
+    # the rounds put the source's config files back: configure must run again
+    (tgt / META_DIR / CONFIGURED_NAME).unlink(missing_ok=True)
+    check = verify(src, tgt, block)
+    repaired = False
+    if not check.ok and not journal_path(tgt).exists():
+        # the target was altered behind its manifest: one round that re-hashes it
+        result.rounds.append(replicate_round(src, tgt, len(result.rounds) + 1, block,
+                                             tick, rescan=True))
+        check = verify(src, tgt, block)
+        repaired = True
+    info = {**result.summary(), "source": src.label, "verify": check.summary(),
+            "repaired": repaired}
+    problems: list[str] = []
+    if not result.converged:
+        problems.append(
+            f"{ep.label()}: not converged after {len(result.rounds)} rounds "
+            f"(last round sent {result.rounds[-1].bytes_sent} bytes, threshold "
+            f"{result.threshold_bytes})")
+    if not check.ok:
+        problems.append(f"{ep.label()}: verification failed: {check.problems[:3]}")
+    return info, problems
 
 
 def _replicate_server(ctx: PhaseContext, server: ServerPlan, endpoints: list[Endpoint],
@@ -113,99 +261,70 @@ def _replicate_server(ctx: PhaseContext, server: ServerPlan, endpoints: list[End
     sid = server.server_id
     disks = by_server(endpoints, sid, "disk")
     dbs = by_server(endpoints, sid, "database")
-    out: dict[str, Any] = {"bytes": 0, "bytes_sent": 0, "rounds": 0, "blocks_sent": 0,
+    out: dict[str, Any] = {"bytes": 0, "bytes_sent": 0, "wire_bytes": 0, "rounds": 0,
+                           "blocks_sent": 0,
                            "checksum_match": True, "disks": {}, "databases": {}}
     failures: list[str] = []
     if not disks and not dbs:
         return {"skipped": "no disk or database endpoints for this server"}, []
     for ep in disks:
-        src, tgt = ep.source_path, ep.target_path
-        if ctx.dry_run:
-            out["disks"][ep.name] = {"dry_run": True, "bytes": _tree_bytes(src)}
-            continue
-        seen = {"round": 0, "bucket": -1}
-
-        def tick(p: Progress, ep: Endpoint = ep, seen: dict[str, int] = seen) -> None:
-            bucket = int(p.percent // 25)
-            if p.round != seen["round"]:
-                seen.update(round=p.round, bucket=-1)
-            if bucket > seen["bucket"]:
-                seen["bucket"] = bucket
-                eta = p.eta_s
-                _say(ctx, f"{ep.label()}: round {p.round} {p.percent:.0f}% "
-                          f"({p.done / MIB:.1f}/{p.total / MIB:.1f} MiB examined, "
-                          f"{p.sent / MIB:.1f} MiB sent"
-                          + (f", ETA {eta:.0f}s" if eta else "")
-                          + (f", lag {p.lag_s:.0f}s" if p.lag_s is not None else "") + ")",
-                     {"server_id": sid, "disk": ep.name, "bytes": p.done,
-                      **p.as_dict()})
-
-        cadence = ctx.options.replicate.cadence_seconds or 0.0
         try:
-            result = replicate_tree(
-                src, tgt, block, policy, tick, bandwidth_bytes_per_s=_bandwidth(ctx),
-                between_rounds=(lambda _n, c=cadence: time.sleep(c)) if cadence > 0 else None,
-                allow_empty_source=ctx.options.replicate.allow_empty_source,
-            )
-        except SourceVanished as exc:
+            tgt = ep.target_path
+            with open_disk_source(ep) as src:
+                info, problems = _replicate_disk(ctx, sid, ep, src, tgt, block, policy)
+        except (MigrationBoxError, ValueError) as exc:  # unreachable, refused, lost, vanished
             out["checksum_match"] = False
             out["disks"][ep.name] = {"error": str(exc)}
-            failures.append(f"{ep.label()}: {exc}")
+            failures.append(f"{ep.label()}: {exc}" if ep.label() not in str(exc) else str(exc))
             continue
-        for warning in [w for r in result.rounds for w in r.warnings]:
-            _say(ctx, f"{ep.label()}: {warning}", {"server_id": sid, "disk": ep.name,
-                                                    "warning": warning})
-        # the rounds put the source's config files back: configure must run again
-        (tgt / META_DIR / CONFIGURED_NAME).unlink(missing_ok=True)
-        check = verify(src, tgt, block)
-        repaired = False
-        if not check.ok and not journal_path(tgt).exists():
-            # the target was altered behind its manifest: one round that re-hashes it
-            result.rounds.append(replicate_round(src, tgt, len(result.rounds) + 1, block,
-                                                 tick, rescan=True))
-            check = verify(src, tgt, block)
-            repaired = True
-        info = {**result.summary(), "verify": check.summary(), "repaired": repaired}
         out["disks"][ep.name] = info
-        out["bytes"] += result.bytes_total
-        out["bytes_sent"] += result.bytes_sent
-        out["blocks_sent"] += result.blocks_sent
-        out["rounds"] = max(out["rounds"], len(result.rounds))
-        if not result.converged:
-            failures.append(
-                f"{ep.label()}: not converged after {len(result.rounds)} rounds "
-                f"(last round sent {result.rounds[-1].bytes_sent} bytes, threshold "
-                f"{result.threshold_bytes})"
-            )
-        if not check.ok:
+        failures += problems
+        if info.get("dry_run"):
+            continue
+        out["bytes"] += info["bytes_total"]
+        out["bytes_sent"] += info["bytes_sent"]
+        out["blocks_sent"] += info["blocks_sent"]
+        out["wire_bytes"] += info["wire_bytes"]
+        out["rounds"] = max(out["rounds"], info["rounds"])
+        if not info["verify"]["ok"]:
             out["checksum_match"] = False
-            failures.append(f"{ep.label()}: verification failed: {check.problems[:3]}")
+    service = database_service(ctx) if dbs and not ctx.dry_run else None
     for ep in dbs:
         if ctx.dry_run:
             out["databases"][ep.name] = {"dry_run": True}
             continue
-        if not ep.source_uri or not ep.target_uri:
-            failures.append(f"{ep.label()}: source_uri and target_uri are both required")
+        assert service is not None
+        try:
+            lag = replication_lag(resolve_database_url(ep, "source"),
+                                  resolve_database_url(ep, "target"))
+            _say(ctx, f"{ep.label()}: {lag['rows_pending']} rows pending on watermark "
+                      f"tables, lag {lag['lag_s']:.0f}s",
+                 {"server_id": sid, "database": ep.name, "rows_pending": lag["rows_pending"],
+                  "lag_s": lag["lag_s"]})
+            db = _migrate_database(ctx, ep, service, ctx.options.replicate.max_rounds,
+                                   ctx.options.replicate.delta_rows)
+        except (MigrationBoxError, ValueError) as exc:
+            out["checksum_match"] = False
+            out["databases"][ep.name] = {"error": str(exc)}
+            failures.append(f"{ep.label()}: {exc}" if ep.label() not in str(exc) else str(exc))
             continue
-        lag = replication_lag(ep.source_uri, ep.target_uri)
-        _say(ctx, f"{ep.label()}: {lag['rows_pending']} rows pending on watermark tables, "
-                  f"lag {lag['lag_s']:.0f}s",
-             {"server_id": sid, "database": ep.name, "rows_pending": lag["rows_pending"],
-              "lag_s": lag["lag_s"]})
-        db = replicate_database(
-            ep.source_uri, ep.target_uri,
-            max_rounds=ctx.options.replicate.max_rounds,
-            threshold_rows=ctx.options.replicate.delta_rows,
-        )
-        db.lag_before = lag
-        out["databases"][ep.name] = db.summary()
-        out["rounds"] = max(out["rounds"], len(db.rounds))
+        summary = db.summary()
+        summary["lag_before"] = lag
+        out["databases"][ep.name] = summary
+        _say(ctx, f"{ep.label()}: {db.method}"
+                  + (f" (task {db.dms_task_arn})" if db.dms_task_arn else "")
+                  + (f"; fallback: {db.fallback_reason}" if db.fallback_reason else "")
+                  + f"; {db.rows_copied} rows copied, checksums "
+                  + ("match" if db.match else "differ"),
+             {"server_id": sid, "database": ep.name, "method": db.method,
+              "dms_task_arn": db.dms_task_arn, "fallback_reason": db.fallback_reason})
+        out["rounds"] = max(out["rounds"], db.rounds)
         if not db.match:
             out["checksum_match"] = False
             bad = [t.table for t in db.tables if not t.match]
             failures.append(f"{ep.label()}: row counts/checksums differ for tables {bad}")
         if not db.converged:
-            failures.append(f"{ep.label()}: not converged after {len(db.rounds)} rounds")
+            failures.append(f"{ep.label()}: not converged after {db.rounds} rounds")
     return out, failures
 
 
@@ -292,34 +411,46 @@ def sync_round(ctx: PhaseContext, round_no: int) -> dict[str, Any]:
     report: dict[str, Any] = {"round": round_no, "disks": {}, "databases": {},
                               "bytes_sent": 0, "bytes_total": 0, "rows_changed": 0}
     problems: list[str] = []
+    service = None
     for s in ctx.servers:
         for ep in by_server(endpoints, s.server_id, "disk"):
             if ctx.dry_run:
                 continue
             try:
-                st = replicate_round(ep.source_path, ep.target_path, round_no, block,
-                                     bandwidth_bytes_per_s=rate)
-            except SourceVanished as exc:
-                problems.append(f"{ep.label()}: {exc}")
+                with open_disk_source(ep) as src:
+                    st = replicate_round(src, ep.target_path, round_no, block,
+                                         bandwidth_bytes_per_s=rate)
+            except (MigrationBoxError, ValueError) as exc:
+                problems.append(str(exc) if ep.label() in str(exc) else f"{ep.label()}: {exc}")
                 continue
             report["disks"][ep.label()] = {
                 "bytes_sent": st.bytes_sent, "bytes_total": st.bytes_total,
+                "wire_bytes": st.wire_bytes, "files_unstable": st.files_unstable,
                 "blocks_recovered": st.blocks_recovered, "baseline": st.baseline,
                 "seconds": st.seconds, "warnings": st.warnings}
             report["bytes_sent"] += st.bytes_sent
             report["bytes_total"] += st.bytes_total
+            if st.files_unstable:
+                report["files_unstable"] = True
         for ep in by_server(endpoints, s.server_id, "database"):
-            if ctx.dry_run or not ep.source_uri or not ep.target_uri:
+            if ctx.dry_run:
                 continue
-            db = replicate_database(ep.source_uri, ep.target_uri, max_rounds=1,
-                                    threshold_rows=10**12)
-            rows = sum(r.rows_copied + r.rows_deleted for r in db.rounds)
-            report["databases"][ep.label()] = {"rows_changed": rows,
-                                               "checksum_match": db.match}
+            service = service or database_service(ctx)
+            try:
+                db = _migrate_database(ctx, ep, service, 1, 10**12)
+            except (MigrationBoxError, ValueError) as exc:
+                problems.append(str(exc) if ep.label() in str(exc) else f"{ep.label()}: {exc}")
+                continue
+            rows = sum(r.rows_copied + r.rows_deleted for r in db.copy.rounds) \
+                if db.copy is not None else 0
+            report["databases"][ep.label()] = {
+                "rows_changed": rows, "checksum_match": db.match, "method": db.method,
+                "dms_task_arn": db.dms_task_arn, "fallback_reason": db.fallback_reason}
             report["rows_changed"] += rows
     threshold = policy.threshold(report["bytes_total"])
     report["threshold_bytes"] = threshold
     report["converged"] = (not problems and report["bytes_sent"] <= threshold
+                           and not report.get("files_unstable")
                            and report["rows_changed"]
                            <= ctx.options.replicate.delta_rows)
     report["problems"] = problems

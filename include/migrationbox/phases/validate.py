@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from migrationbox.endpoints import Endpoint, by_server
+from migrationbox.errors import MigrationBoxError
 from migrationbox.iac.design import record_name as target_dns_name
 from migrationbox.phases._cloud import adapter_for, progress, write_json
 from migrationbox.phases.configure import (
@@ -85,10 +86,26 @@ def _check_disk(ctx: PhaseContext, server_id: str, ep: Endpoint, mapping: dict[s
             "ok": not problems}, problems
 
 
+def _database_urls(ep: Endpoint) -> tuple[str, str]:
+    """Source and target URLs, resolved now from the Airflow connections the endpoint
+    names (``details.conn_id`` / ``target_conn_id``) or its URIs; for the driver only."""
+    from migrationbox.replication.dms import resolve_database_url
+
+    return resolve_database_url(ep, "source"), resolve_database_url(ep, "target")
+
+
 def _check_database(ep: Endpoint) -> tuple[dict[str, Any], list[str]]:
-    if not ep.source_uri or not ep.target_uri:
-        return {"ok": False}, [f"{ep.label()}: source_uri and target_uri are both required"]
-    tables = compare_databases(ep.source_uri, ep.target_uri)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        source_url, target_url = _database_urls(ep)
+        tables = compare_databases(source_url, target_url)
+    except (MigrationBoxError, ValueError) as exc:
+        return {"ok": False}, [str(exc) if ep.label() in str(exc) else f"{ep.label()}: {exc}"]
+    except SQLAlchemyError as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        return {"ok": False}, [f"{ep.label()}: cannot compare source and target: "
+                               f"{type(exc).__name__}: {first}"]
     bad = [t for t in tables if not t.match]
     problems = [f"{ep.label()}: table {t.table}: rows {t.rows_source} vs {t.rows_target}, "
                 f"checksum {'equal' if t.checksum_source == t.checksum_target else 'differs'}"
@@ -216,10 +233,12 @@ def gx_evidence(ctx: PhaseContext, endpoints: list[Endpoint]) -> Any:
             frame, n_source = file_frame(ep.source_path, ep.target_path, configured, block)
             validator.add_files(s.server_id, ep.name, frame, n_source)
         for ep in by_server(endpoints, s.server_id, "database"):
-            if not ep.source_uri or not ep.target_uri:
-                continue
-            source = profile_database(ep.source_uri)
-            target = profile_database(ep.target_uri)
+            try:
+                source_url, target_url = _database_urls(ep)
+            except (MigrationBoxError, ValueError):
+                continue  # _check_database reports it
+            source = profile_database(source_url)
+            target = profile_database(target_url)
             for table, (profile, _frame) in source.items():
                 import pandas as pd
 
