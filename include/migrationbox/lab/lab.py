@@ -11,7 +11,18 @@
 
 It then writes ``endpoints.json`` (what phases read), ``lab.json`` (what ``down`` and
 ``status`` need) and the service process's pid and ports files, all under
-``<runtime_dir>/lab/<estate>/``. ``up`` is idempotent: existing data is kept and a running
+``<runtime_dir>/lab/<estate>/``. ``register_endpoints`` stores the endpoints in the
+MigrationBox store through the same registration (and rules) as any estate's.
+
+``ssh_sources=True`` makes the lab look like a real estate to replication: the source
+disks are served by a real OpenSSH server on loopback (``lab.sshd.SshServer``, its own
+keys under ``sshd/``, its own process group) and the disk endpoints become
+``ssh://127.0.0.1:PORT/abs/path`` with ``details.ssh_conn_id`` naming the lab's Airflow
+SSH connection (``ssh_conn_id``; its JSON, holding the key file and the pinned host key,
+is ``airflow_env()``, for ``AIRFLOW_CONN_<ID>``) and the host key pinned per endpoint
+(``details.host_key``). The SSH server stops with the lab (``down``).
+
+``up`` is idempotent: existing data is kept and a running
 service process with the same spec is reused. ``down`` stops the process group;
 ``down(purge=True)`` also drops the databases and deletes the folder.
 
@@ -22,6 +33,7 @@ backend; ``MIGRATIONBOX_LAB_PG_URL`` is the PostgreSQL admin URL (default
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -99,6 +111,7 @@ class Lab:
         root: Path | str | None = None,
         data_scale_mb: float = DEFAULT_DATA_SCALE_MB,
         db_backend: str = "auto",
+        ssh_sources: bool = False,
     ) -> None:
         if not ESTATE_NAME.fullmatch(estate):
             raise ValueError(f"lab estate name {estate!r} must match {ESTATE_NAME.pattern}")
@@ -108,7 +121,9 @@ class Lab:
         self.data_scale_mb = data_scale_mb
         self.db_backend = db_backend
         self.servers: list[LabServer] = _normalise(servers) if servers is not None else []
+        self.ssh_sources = ssh_sources
         self._proc: subprocess.Popen[bytes] | None = None
+        self._sshd: Any = None  # lab.sshd.SshServer while this object runs it
 
     # ----------------------------------------------------------------- paths
     @property
@@ -135,6 +150,15 @@ class Lab:
     def log_path(self) -> Path:
         return self.dir / "service.log"
 
+    @property
+    def sshd_dir(self) -> Path:
+        return self.dir / "sshd"
+
+    @property
+    def ssh_conn_id(self) -> str:
+        """The Airflow SSH connection the lab's ``ssh://`` disk endpoints name."""
+        return f"migrationbox_lab_{self.estate.replace('-', '_')}_ssh"
+
     def disk_paths(self, server_id: str) -> tuple[Path, Path]:
         base = self.dir / "disks" / server_id
         return base / "source", base / "target"
@@ -158,6 +182,7 @@ class Lab:
         ]
         lab.data_scale_mb = state.get("data_scale_mb", DEFAULT_DATA_SCALE_MB)
         lab.db_backend = state.get("db_backend", "auto")
+        lab.ssh_sources = bool(state.get("ssh_sources", False))
         return lab
 
     def up(self) -> list[Endpoint]:
@@ -187,12 +212,22 @@ class Lab:
                     ) from exc
         self._write_state(backend, why, dbs)
         ports = self._ensure_service(dbs)
+        if self.ssh_sources:
+            self._ensure_sshd()
         endpoints = self._endpoints(dbs, ports)
         write_endpoints_file(self.endpoints_path, self.estate, endpoints)
         return endpoints
 
+    def register_endpoints(self, endpoints: list[Endpoint] | None = None) -> Any:
+        """Store the lab's endpoints (``up``'s, by default) as any estate's are registered
+        (``endpoints.registry``: same rules, each server's endpoints replaced)."""
+        from migrationbox.lab.endpoints import register_lab_endpoints
+
+        return register_lab_endpoints(self.estate, endpoints or self.endpoints())
+
     def down(self, purge: bool = False) -> dict[str, Any]:
-        """Stop the service process group; with ``purge`` drop databases and data too."""
+        """Stop the service and SSH process groups; with ``purge`` drop databases and data."""
+        self._stop_sshd()
         stopped = self._stop_service()
         dropped: list[str] = []
         if purge:
@@ -237,6 +272,7 @@ class Lab:
             "db_backend": self.db_backend,
             "db_backend_used": backend,
             "db_backend_reason": why,
+            "ssh_sources": self.ssh_sources,
             "servers": [asdict(s) for s in self.servers],
             "databases": {sid: asdict(d) for sid, d in dbs.items()},
         }
@@ -362,6 +398,78 @@ class Lab:
         self.ports_path.unlink(missing_ok=True)
         return pid
 
+    # ------------------------------------------------------------------ sshd
+    @property
+    def _sshd_pid_path(self) -> Path:
+        return self.dir / "sshd.pid"
+
+    def _ensure_sshd(self) -> Any:
+        """Start (or keep) the OpenSSH server that serves the source disks."""
+        from migrationbox.lab.sshd import SshServer, SshServerError
+
+        if self._sshd is not None and self._sshd.running:
+            return self._sshd
+        self._stop_sshd()  # one left by another process: a fresh one, same keys
+        self._sshd = SshServer(root=self.sshd_dir)
+        try:
+            self._sshd.start()
+        except SshServerError as exc:
+            self._sshd = None
+            raise LabError(f"lab {self.estate}: SSH server for the source disks: {exc}") \
+                from exc
+        atomic_write_text(self._sshd_pid_path, json.dumps(
+            {"pid": self._sshd.pid, "port": self._sshd.port,
+             "config": str(self._sshd.config_path)}))
+        return self._sshd
+
+    def ssh_server(self) -> Any:
+        """The running ``SshServer`` of this lab object (``ssh_sources`` labs after ``up``)."""
+        if self._sshd is None or not self._sshd.running:
+            raise LabError(f"lab {self.estate}: its SSH server is not running in this "
+                           "process (start the lab with ssh_sources=True)")
+        return self._sshd
+
+    def airflow_env(self) -> dict[str, str]:
+        """``{"AIRFLOW_CONN_<ID>": json}``: the lab's SSH connection for the processes
+        that replicate (key file and pinned host key; the key itself stays on disk)."""
+        server = self.ssh_server()
+        return {f"AIRFLOW_CONN_{self.ssh_conn_id.upper()}": server.airflow_connection_json()}
+
+    def _stop_sshd(self) -> int | None:
+        """Stop the lab's sshd: the one this object runs, else the one ``up`` recorded
+        (checked by its command line), with every session process it forked."""
+        import psutil
+
+        if self._sshd is not None:
+            pid = self._sshd.pid
+            self._sshd.stop()  # its folder holds the keys: kept for the next ``up``
+            self._sshd = None
+            self._sshd_pid_path.unlink(missing_ok=True)
+            return pid
+        try:
+            recorded = json.loads(self._sshd_pid_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        pid = int(recorded.get("pid") or 0)
+        try:
+            proc = psutil.Process(pid)
+            ours = recorded.get("config") in proc.cmdline()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+            ours = False
+        if ours:
+            sessions = proc.children(recursive=True)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            for child in sessions:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.terminate()
+            _gone, alive = psutil.wait_procs([proc, *sessions], timeout=10)
+            for left in alive:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    left.kill()
+        self._sshd_pid_path.unlink(missing_ok=True)
+        return pid if ours else None
+
     # ------------------------------------------------------------ endpoints
     def _endpoints(
         self, dbs: dict[str, labdb.LabDatabases], ports: ServicePorts
@@ -373,8 +481,16 @@ class Lab:
                 "dns_name": target_dns_name(self.estate, server.hostname),
             }
             src, tgt = self.disk_paths(server.server_id)
-            out.append(Endpoint(server.server_id, "disk", "root", src.as_uri(), tgt.as_uri(),
-                                dict(common)))
+            if self.ssh_sources:
+                sshd = self.ssh_server()
+                out.append(Endpoint(
+                    server.server_id, "disk", "root",
+                    f"ssh://{sshd.host}:{sshd.port}{src.as_posix()}", tgt.as_uri(),
+                    {**common, "ssh_conn_id": self.ssh_conn_id,
+                     "host_key": sshd.host_public_key}))
+            else:
+                out.append(Endpoint(server.server_id, "disk", "root", src.as_uri(),
+                                    tgt.as_uri(), dict(common)))
             if server.server_id in dbs:
                 d = dbs[server.server_id]
                 out.append(Endpoint(server.server_id, "database", "app", d.source_url,

@@ -5,6 +5,9 @@ provision stopped half-way or the store's ledger is behind. The estate's landing
 (VPC, subnets, private DNS zone) is shared by every wave; it goes too only when no
 other wave of the estate still has resources, unless the run conf sets
 ``teardown.keep_landing_zone``.
+The wave's resources in the cloud's database migration service (AWS DMS: tasks,
+endpoints, the replication instance and its subnet group, found by the same wave tags)
+go first, since its runner sits in the wave's subnets.
 A dry run lists what would be deleted.
 """
 
@@ -18,6 +21,21 @@ from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
 from migrationbox.phases.provision import STATE_FILE
 
 PHASE = "teardown"
+
+
+def _teardown_database_service(ctx: PhaseContext) -> list[str]:
+    """Delete the wave's migration-service resources; none for a cloud without one."""
+    from migrationbox.cloud.database_service import NoDatabaseService, get_database_service
+
+    settings = ctx.plan.settings
+    options = ({"poll_seconds": ctx.options.cloud.poll_seconds}
+               if ctx.options.cloud.poll_seconds is not None else {})
+    try:
+        service = get_database_service(settings.cloud, ctx.aws_conn_id, settings.region,
+                                       **options)
+    except NoDatabaseService:
+        return []
+    return service.teardown(ctx.estate, ctx.wave_number)
 
 
 def _brief(resources: list[CloudResource]) -> list[str]:
@@ -37,6 +55,9 @@ def rollback(ctx: PhaseContext) -> PhaseResult:
         )
     progress(ctx, f"tearing down everything tagged {ctx.wave_tag}")
     try:
+        service_deleted = _teardown_database_service(ctx)
+        if service_deleted:
+            progress(ctx, f"database migration service: deleted {', '.join(service_deleted)}")
         deleted = adapter.teardown(estate, ctx.wave_number)
         landing: list[CloudResource] = []
         remaining = [r for r in adapter.resources_by_tag(estate) if r.tags.get(TAG_WAVE) != lz]
@@ -61,6 +82,7 @@ def rollback(ctx: PhaseContext) -> PhaseResult:
         "deleted": [{"type": r.type, "id": r.id, "name": r.name} for r in deleted],
         "landing_zone_deleted": [{"type": r.type, "id": r.id, "name": r.name} for r in landing],
         "other_waves_remaining": len(remaining),
+        "database_service_deleted": service_deleted,
     }
     path = write_json(ctx.run_artifacts() / "teardown.json", report)
     return PhaseResult(
@@ -70,7 +92,7 @@ def rollback(ctx: PhaseContext) -> PhaseResult:
                  + (f" and the landing zone ({len(landing)})" if landing else
                     f"; landing zone kept ({len(remaining)} resources of other waves)")),
         details={"deleted": _brief(deleted), "landing_zone_deleted": _brief(landing),
-                 "report": str(path)},
+                 "database_service_deleted": service_deleted, "report": str(path)},
     )
 
 
