@@ -172,6 +172,11 @@ def test_wave_from_ssh_sources_is_provisioned_replicated_verified_and_torn_down(
         for i in r["Instances"]}
     assert booted == {images["web-01"]["image_id"]}
 
+    # a dry run sizes each source over SSH and writes nothing
+    dry = wave.run("replicate", "dry", {**CONF, "dry_run": True})["details"]["servers"]
+    assert all(dry[s]["disks"]["root"]["bytes"] > 0 for s in WAVE1)
+    assert not any(wave.disk(s)[1].joinpath("etc").exists() for s in WAVE1)
+
     # the deferrable operator's unit of work, then the final verified rounds and the gate
     first = replicate.sync_round(wave.ctx("r1"), 1)
     assert first["bytes_sent"] > 0 and not first["problems"]
