@@ -220,6 +220,23 @@ def test_wave_from_ssh_sources_is_provisioned_replicated_verified_and_torn_down(
     assert again["dns-01"]["bytes_sent"] == 0
     _same_tree(*wave.disk("web-01"))
 
+    # configure rewrites the targets; validate compares them with the sources over SSH
+    # (configured files read back from the source, file evidence hashed at the source)
+    assert wave.run("configure", "r2")["ok"]
+    checked = wave.run("validate", "r2", {**CONF, "validate": {"performance": False}})
+    servers = checked["details"]["servers"]
+    assert all(servers[s]["ok"] for s in WAVE1)
+    assert servers["api-01"]["disks"]["root"]["configured_files"] >= 2
+    assert checked["details"]["gx"]["ok"], checked["details"]["gx"]["suites_failed"]
+    # decommission marks each source over SFTP; a second run finds the marks
+    gone = wave.run("decommission", "r2")["details"]
+    assert gone["decommissioned"] == sorted(WAVE1)
+    for sid in WAVE1:
+        marker = json.loads((wave.disk(sid)[0] / ".migrationbox/DECOMMISSIONED.json")
+                            .read_text())
+        assert marker["server_id"] == sid and marker["run_id"] == "r2"
+    assert wave.run("decommission", "r3")["details"]["already_marked"] == sorted(WAVE1)
+
     # teardown: the wave's DMS resources go with its instances
     dms = aws_client("dms")
     if wave.pg is not None:

@@ -47,7 +47,7 @@ from migrationbox.phases.configure import (
 )
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
 from migrationbox.phases.options import conf_key
-from migrationbox.phases.replicate import endpoints_or_fail
+from migrationbox.phases.replicate import endpoints_or_fail, open_disk_source
 from migrationbox.replication.database import compare_databases
 from migrationbox.replication.disk import verify
 from migrationbox.replication.manifest import (
@@ -56,20 +56,57 @@ from migrationbox.replication.manifest import (
     ManifestError,
     load_manifest,
 )
+from migrationbox.replication.source import LocalTree, SourceTree, scan_manifest
 
 PHASE = "validate"
 MARKER = "DECOMMISSIONED.json"
 HOURS_PER_MONTH = 730.0
 
 
+def _decode_text(data: bytes) -> str | None:
+    """UTF-8 text, or None for binary or undecodable content (``read_text_file``'s rule)."""
+    if b"\x00" in data[:8192]:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _source_texts(src: SourceTree, rels: list[str]) -> dict[str, str | None]:
+    """The source's text of each file (None: missing, not a file, or binary). Local
+    folders are read here; other sources through the tree, sized by one source scan."""
+    if isinstance(src, LocalTree):
+        return {rel: read_text_file(src.root / rel) if (src.root / rel).is_file() else None
+                for rel in rels}
+    if not rels:
+        return {}
+    files = scan_manifest(src, DEFAULT_BLOCK_SIZE).files
+    out: dict[str, str | None] = {}
+    for rel in rels:
+        entry = files.get(rel)
+        if entry is None or entry.type != "file":
+            out[rel] = None
+            continue
+        data = b"".join(src.read_blocks(rel, [(0, entry.size)])) if entry.size else b""
+        out[rel] = _decode_text(data) if len(data) == entry.size else None
+    return out
+
+
 def _check_disk(ctx: PhaseContext, server_id: str, ep: Endpoint, mapping: dict[str, str],
                 pattern: Any) -> tuple[dict[str, Any], list[str]]:
-    src, tgt = ep.source_path, ep.target_path
-    configured = load_configured(tgt).get("files", {})
-    result = verify(src, tgt, source_exclude=set(configured))
+    try:
+        tgt = ep.target_path
+        configured = load_configured(tgt).get("files", {})
+        with open_disk_source(ep) as src:
+            result = verify(src, tgt, source_exclude=set(configured))
+            texts = _source_texts(src, sorted(configured))
+    except (MigrationBoxError, ValueError) as exc:  # unreachable, refused, vanished source
+        return {"ok": False, "error": str(exc)}, [
+            str(exc) if ep.label() in str(exc) else f"{ep.label()}: {exc}"]
     problems = [f"{ep.label()}: {p}" for p in result.problems]
     for rel in sorted(configured):
-        source_text = read_text_file(src / rel) if (src / rel).is_file() else None
+        source_text = texts.get(rel)
         target_file = tgt / rel
         if source_text is None or not target_file.is_file():
             problems.append(f"{ep.label()}: configured file {rel} missing on source or target")
@@ -230,7 +267,9 @@ def gx_evidence(ctx: PhaseContext, endpoints: list[Endpoint]) -> Any:
             except ManifestError:
                 manifest = None
             block = manifest.block_size if manifest else DEFAULT_BLOCK_SIZE
-            frame, n_source = file_frame(ep.source_path, ep.target_path, configured, block)
+            with open_disk_source(ep) as src:
+                source = src.root if isinstance(src, LocalTree) else scan_manifest(src, block)
+            frame, n_source = file_frame(source, ep.target_path, configured, block)
             validator.add_files(s.server_id, ep.name, frame, n_source)
         for ep in by_server(endpoints, s.server_id, "database"):
             try:
@@ -315,21 +354,30 @@ def decommission(ctx: PhaseContext) -> PhaseResult:
         if not disks:
             continue
         for ep in disks:
-            marker = ep.source_path / META_DIR / MARKER
-            if marker.exists():
+            try:
+                marked_before = decommissioned(ep) is not None
+            except Exception as exc:  # paramiko's errors are not OSErrors
+                raise PhaseFailed("decommission", f"{ep.label()}: cannot read the source's "
+                                                  f"decommission marker: {exc}") from exc
+            if marked_before:
                 already.append(s.server_id)
                 continue
             if ctx.dry_run:
                 continue
-            write_json(marker, {
-                "server_id": s.server_id,
-                "hostname": s.hostname,
-                "replaced_by": target_dns_name(ctx.estate, s.hostname),
-                "estate": ctx.estate,
-                "wave": ctx.wave_number,
-                "run_id": ctx.run_id,
-                "decommissioned_at": datetime.now(UTC).isoformat(),
-            })
+            try:
+                _write_marker(ep, {
+                    "server_id": s.server_id,
+                    "hostname": s.hostname,
+                    "replaced_by": target_dns_name(ctx.estate, s.hostname),
+                    "estate": ctx.estate,
+                    "wave": ctx.wave_number,
+                    "run_id": ctx.run_id,
+                    "decommissioned_at": datetime.now(UTC).isoformat(),
+                })
+            except Exception as exc:  # paramiko's errors are not OSErrors
+                raise PhaseFailed("decommission", f"{ep.label()}: cannot write the "
+                                                  f"decommission marker at the source: "
+                                                  f"{type(exc).__name__}: {exc}") from exc
         marked.append(s.server_id)
     servers = sorted(set(marked))
     progress(ctx, f"decommissioned {len(servers)} source servers", {"servers": servers})
@@ -342,9 +390,53 @@ def decommission(ctx: PhaseContext) -> PhaseResult:
     )
 
 
-def decommissioned(ep: Endpoint) -> dict[str, Any] | None:
-    """The decommission marker of a source disk, if any."""
+def _sftp(ep: Endpoint) -> tuple[Any, Any, str]:
+    """An SSH client, its SFTP channel and the marker's folder on an ``ssh://`` source
+    (the host key pinned as for replication: ``endpoints.connections``)."""
+    from migrationbox.endpoints.connections import ssh_hook, ssh_target
+
+    target = ssh_target(ep.source_uri or "", ep.details, label=f"endpoint {ep.label()}")
+    client = ssh_hook(target).get_conn()
+    return client, client.open_sftp(), f"{target.location.path.rstrip('/')}/{META_DIR}"
+
+
+def _is_ssh(ep: Endpoint) -> bool:
+    return (ep.source_uri or "").startswith("ssh:")
+
+
+def _write_marker(ep: Endpoint, payload: dict[str, Any]) -> None:
+    """Write the marker at the source: locally, or over SFTP (written, then renamed)."""
+    if not _is_ssh(ep):
+        write_json(ep.source_path / META_DIR / MARKER, payload)
+        return
+    client, sftp, folder = _sftp(ep)
     try:
-        return json.loads((ep.source_path / META_DIR / MARKER).read_text())
+        try:
+            sftp.stat(folder)
+        except FileNotFoundError:
+            sftp.mkdir(folder)
+        tmp = f"{folder}/{MARKER}.tmp"
+        with sftp.open(tmp, "w") as fh:
+            fh.write(json.dumps(payload, indent=2, sort_keys=True))
+        sftp.posix_rename(tmp, f"{folder}/{MARKER}")
+    finally:
+        sftp.close()
+        client.close()
+
+
+def decommissioned(ep: Endpoint) -> dict[str, Any] | None:
+    """The decommission marker of a source disk, if any (local or over SFTP)."""
+    if not _is_ssh(ep):
+        try:
+            return json.loads((ep.source_path / META_DIR / MARKER).read_text())
+        except FileNotFoundError:
+            return None
+    client, sftp, folder = _sftp(ep)
+    try:
+        with sftp.open(f"{folder}/{MARKER}") as fh:
+            return json.loads(fh.read())
     except FileNotFoundError:
         return None
+    finally:
+        sftp.close()
+        client.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from migrationbox.replication.database import _canonical, _reflect, _sort_key
-from migrationbox.replication.manifest import scan_tree
+from migrationbox.replication.manifest import Manifest, scan_tree
 
 
 @dataclass
@@ -69,13 +69,14 @@ def profile_database(url: str) -> dict[str, tuple[TableProfile, Any]]:
         engine.dispose()
 
 
-def file_frame(source: Path, target: Path, exclude: set[str], block_size: int):
+def file_frame(source: Path | Manifest, target: Path, exclude: set[str], block_size: int):
     """One row per path on either side: size and whole-file digest at source and target
-    (None where the path is missing), for the file-manifest suite."""
+    (None where the path is missing), for the file-manifest suite. ``source`` may be the
+    source's manifest hashed where it lives (an SSH source) instead of a local folder."""
     import pandas as pd
 
-    def digests(root: Path) -> dict[str, tuple[int, str]]:
-        m = scan_tree(root, block_size)
+    def digests(root: Path | Manifest) -> dict[str, tuple[int, str]]:
+        m = root if isinstance(root, Manifest) else scan_tree(root, block_size)
         out = {}
         for rel, e in m.files.items():
             if rel in exclude:
