@@ -62,7 +62,7 @@ def platform(tmp_path_factory):
         yield plat
 
 
-def _prepare(platform, tmp_path: Path, estate: str):
+def _prepare(platform, tmp_path: Path, estate: str, ssh_sources: bool = False):
     from migrationbox.lab.lab import Lab
     from migrationbox.orchestration.demo import register_lab_endpoints
     from migrationbox.service import plan_estate
@@ -75,8 +75,18 @@ def _prepare(platform, tmp_path: Path, estate: str):
 
     with session_scope() as s:
         servers = repository.get_estate(s, estate).servers
-    lab = Lab(estate, servers, root=Path(platform.runtime_dir) / "lab", data_scale_mb=2)
-    register_lab_endpoints(estate, lab.up())
+    if ssh_sources:
+        from migrationbox.lab.sshd import sshd_available
+
+        ok, why = sshd_available()
+        if not ok:
+            pytest.skip(f"the lab's SSH sources need OpenSSH: {why}")
+    lab = Lab(estate, servers, root=Path(platform.runtime_dir) / "lab", data_scale_mb=2,
+              ssh_sources=ssh_sources)
+    endpoints = lab.up()
+    if ssh_sources:  # the workers read the lab's SSH connection from Airflow
+        platform.client().bulk_upsert("connections", [lab.airflow_connection_entity()])
+    register_lab_endpoints(estate, endpoints)
     return plan, lab
 
 
@@ -99,11 +109,13 @@ def _weights(estate: str) -> dict[str, dict[str, int]]:
 
 
 def test_wave_migrates_end_to_end_with_rest_approvals(platform, tmp_path):
+    """The lab's source disks are reached over SSH (a real sshd on loopback), as a real
+    estate's would be."""
     from migrationbox.orchestration.follow import Approver, follow_run
     from migrationbox.store import repository
     from migrationbox.store.db import session_scope
 
-    plan, _lab = _prepare(platform, tmp_path, "itok")
+    plan, _lab = _prepare(platform, tmp_path, "itok", ssh_sources=True)
     client = platform.client()
     dag_id = "migrate__itok__wave_01"
     client.wait_for_dag(dag_id, timeout=240)
@@ -125,6 +137,13 @@ def test_wave_migrates_end_to_end_with_rest_approvals(platform, tmp_path):
         ("cutover", "approved"), ("decommission", "approved")}
     assert all(a.approved_by for a in approvals)
     assert status[1] == "completed"
+    replicated = runs["replicate"].details["details"]["servers"]
+    for sid in ("web-01", "api-01", "db-01"):
+        disk = replicated[sid]["disks"]["root"]
+        assert " on " in disk["source"] and "127.0.0.1" in disk["source"], disk["source"]
+        assert disk["verify"]["ok"] and disk["wire_bytes"] > 0
+    assert replicated["db-01"]["databases"]["app"]["checksum_match"]
+    assert replicated["db-01"]["databases"]["app"]["fallback_reason"]
     weights = _weights("itok")
     assert weights["web-01"] == {"source": 0, "target": 100}
     assert weights["api-01"] == {"source": 0, "target": 100}

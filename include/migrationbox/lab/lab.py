@@ -435,6 +435,14 @@ class Lab:
         server = self.ssh_server()
         return {f"AIRFLOW_CONN_{self.ssh_conn_id.upper()}": server.airflow_connection_json()}
 
+    def airflow_connection_entity(self) -> dict[str, Any]:
+        """The same connection as an Airflow REST entity (``PATCH /api/v2/connections``),
+        for a running platform whose workers did not inherit ``airflow_env()``."""
+        conn = self.ssh_server().airflow_connection()
+        return {"connection_id": self.ssh_conn_id, "conn_type": conn["conn_type"],
+                "host": conn["host"], "port": conn["port"], "login": conn["login"],
+                "extra": json.dumps(conn["extra"])}
+
     def _stop_sshd(self) -> int | None:
         """Stop the lab's sshd: the one this object runs, else the one ``up`` recorded
         (checked by its command line), with every session process it forked."""
