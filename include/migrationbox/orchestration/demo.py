@@ -155,8 +155,19 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = _say) -> int:
     wave_servers = [plan.server(sid) for sid in wave.server_ids]
     estate_obj = _stored_estate(plan.estate)
     lab_servers = [s for s in estate_obj.servers if s.server_id in set(wave.server_ids)]
-    lab = Lab(plan.estate, lab_servers, root=Path(state.runtime_dir) / "lab")
+    from migrationbox.lab.sshd import sshd_available
+
+    # the source disks are read over SSH, as a real estate's, when OpenSSH is installed
+    ssh_ok, ssh_why = sshd_available()
+    lab = Lab(plan.estate, lab_servers, root=Path(state.runtime_dir) / "lab",
+              ssh_sources=ssh_ok)
     endpoints = lab.up()
+    if ssh_ok:
+        client.bulk_upsert("connections", [lab.airflow_connection_entity()])
+        say(f"  source disks served over SSH on 127.0.0.1:{lab.ssh_server().port} "
+            f"(Airflow connection {lab.ssh_conn_id}, host key pinned)")
+    else:
+        say(f"  source disks read as local folders ({ssh_why})")
     count = register_lab_endpoints(plan.estate, endpoints)
     kinds: dict[str, int] = {}
     for e in endpoints:
