@@ -205,6 +205,8 @@ def test_wave_from_ssh_sources_is_provisioned_replicated_verified_and_torn_down(
         assert reports["dms_task_arn"] == started["dms_task_arn"]
         assert reports["method"] == "copy" and reports["checksum_match"]
         assert "earlier run fell back" in reports["fallback_reason"]
+        # the runner was placed in the wave's data subnets, as provision made them
+        assert reports["resources"]["subnet_group_id"]
         assert all(t["match"] for t in reports["tables"]) and len(reports["tables"]) >= 3
         assert "password" not in json.dumps(reports).lower()
 
