@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,9 @@ def test_key_login_works_and_stop_ends_server_and_sessions() -> None:
         server.stop()
     session.wait(timeout=30)
     assert not _alive(master)
+    deadline = time.monotonic() + 30  # a killed process still has to be scheduled to exit
+    while [p for p in forked if _alive(p)] and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not [p for p in forked if _alive(p)]
     assert server.root is None  # its own folder (keys included) is gone
 

@@ -147,6 +147,8 @@ def test_uri_user_host_and_port_override_the_connection(server: SshServer, tmp_p
         assert info["server"] == f"{server.user}@127.0.0.1:{server.port}"
         assert (info["path"], info["is_dir"], info["readable"]) == (str(src), True, True)
         assert info["python"].startswith("3.")
+        assert tree.total_bytes() == sum(p.stat().st_size for p in src.rglob("*")
+                                         if p.is_file() and not p.is_symlink())
         replicate_round(tree, tmp_path / "dst", 1, BLOCK)
     _same_trees(src, tmp_path / "dst")
 
@@ -351,3 +353,27 @@ def test_bandwidth_limit_applies_to_blocks_read_over_ssh(server: SshServer, conn
     assert st.seconds >= 0.49
     assert ticks[-1].done == ticks[-1].total == 16 * BLOCK
     assert ticks[-1].sent == 16 * BLOCK
+
+
+def test_file_that_shrinks_while_read_is_read_again_not_mistaken_for_a_drop(
+        server: SshServer, conn: str, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    (src / "log.bin").write_bytes(random.Random(4).randbytes(32 * BLOCK))
+    cut: list[int] = []
+
+    def truncate(p: Progress) -> None:
+        if p.sent >= 4 * BLOCK and not cut:
+            os.truncate(src / "log.bin", 10 * BLOCK + 9)  # rotated while we read it
+            cut.append(1)
+
+    with open_source(_uri(server, src), {"ssh_conn_id": conn}, name=ENDPOINT) as tree:
+        assert isinstance(tree, SshTree)
+        tree.read_batch_bytes = 4 * BLOCK
+        first = replicate_round(tree, dst, 1, BLOCK, progress=truncate)
+        assert cut and first.files_unstable == ["log.bin"]
+        assert not verify(tree, dst, BLOCK).ok
+        second = replicate_round(tree, dst, 2, BLOCK)
+        assert second.files_unstable == []
+        assert verify(tree, dst, BLOCK).ok
+    _same_trees(src, dst)

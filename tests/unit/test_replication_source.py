@@ -63,6 +63,7 @@ def test_local_tree_scan_matches_the_local_manifest(tmp_path: Path) -> None:
     src = _tree(tmp_path / "src")
     with LocalTree(src) as tree:
         assert scan_manifest(tree, BLOCK).digest == scan_tree(src, BLOCK).digest
+        assert tree.total_bytes() == 10 * BLOCK + 5 + 2
         chunks = list(tree.read_blocks("disk.img", [(BLOCK, BLOCK), (10 * BLOCK, BLOCK)]))
         data = (src / "disk.img").read_bytes()
         assert chunks == [data[BLOCK:2 * BLOCK], data[10 * BLOCK:]]

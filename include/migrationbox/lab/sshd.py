@@ -20,6 +20,7 @@ authenticate its own user, and the tests only need one.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import getpass
 import json
 import os
@@ -57,6 +58,16 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started sshd dies, so a
+    test run killed outright (a timeout, kill -9) leaves no listener behind (Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _keygen(path: Path, kind: str, comment: str) -> None:
@@ -189,7 +200,8 @@ class SshServer:
             try:
                 self._proc = subprocess.Popen(
                     [SSHD, "-D", "-e", "-f", str(self.config_path)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                    preexec_fn=_die_with_parent)
             finally:
                 log.close()
             if self._wait_ready(port):

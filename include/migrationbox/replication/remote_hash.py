@@ -10,6 +10,7 @@ Output: JSON lines on standard output, in this order:
 
 * ``{"root": path, "ok": bool, "python": version}`` (``ok`` false: not a directory);
 * ``{"total_bytes": n, "entries": n}`` after a stat-only walk (progress needs a total);
+  with ``"hash": false`` in the parameters the output ends here (sizes only);
 * one line per entry, parents before children, names sorted per directory:
   ``{"rel", "type": "dir"|"file"|"symlink", "mode", "size", "mtime_ns"}`` plus
   ``"link"`` for a symlink, and for a file ``"blocks"`` (SHA-256 per block) and
@@ -89,6 +90,9 @@ def main(params):
     entries = walk(root)
     _emit({"total_bytes": sum(st.st_size for _, st in entries if stat.S_ISREG(st.st_mode)),
            "entries": len(entries)})
+    if not params.get("hash", True):  # sizes only (a dry run's estimate)
+        _emit({"end": True, "entries": 0})
+        return
     count = 0
     for rel, st in entries:
         path = os.path.join(root, rel)

@@ -126,6 +126,10 @@ class SourceTree(Protocol):
         back short when the file shrank). ``FileNotFoundError`` if the file is gone."""
         ...
 
+    def total_bytes(self) -> int:
+        """Bytes in the tree's regular files, from a stat-only walk (no hashing)."""
+        ...
+
     @property
     def wire_bytes(self) -> int:
         """Bytes sent plus received on the network so far (0 for a local folder)."""
@@ -196,6 +200,9 @@ class LocalTree:
                 except FileNotFoundError:
                     continue
                 yield entry
+
+    def total_bytes(self) -> int:
+        return sum(st.st_size for _, st in walk_tree(self.root) if stat.S_ISREG(st.st_mode))
 
     def read_blocks(self, rel: str, chunks: list[tuple[int, int]]) -> Iterator[bytes]:
         with (self.root / rel).open("rb") as fh:
@@ -306,6 +313,7 @@ class SshTree:
         self.python = str(self.details.get("python", python))
         #: SFTP reads are pipelined per batch of this many bytes (the memory a batch holds)
         self.read_batch_bytes = READ_BATCH_BYTES
+        self.read_timeout_s = float(self.details.get("ssh_read_timeout_s", 120))
         self._hook: Any = None
         self._sftp: Any = None
         self._socket: CountingSocket | None = None
@@ -407,6 +415,9 @@ class SshTree:
         if self._sftp is None:
             try:
                 self._sftp = client.open_sftp()
+                # no SFTP answer may be awaited forever (a server that stalls, or a
+                # request paramiko would wait on for good): a timeout ends the round
+                self._sftp.get_channel().settimeout(self.read_timeout_s)
             except Exception as exc:
                 raise SourceConnectionLost(f"{self.label}: SFTP on {self.server} failed: "
                                            f"{exc}") from None
@@ -453,10 +464,19 @@ class SshTree:
         return {"server": self.server, "path": self.target.path, **info}
 
     # ----- scanning --------------------------------------------------------------------------
-    def scan(self, block_size: int) -> SourceScan:
+    def total_bytes(self) -> int:
+        scan = self.scan(1, hash_blocks=False)
+        if not scan.ok:
+            from migrationbox.replication.disk import SourceVanished
+
+            raise SourceVanished(f"{self.label}: the source folder is not a directory")
+        return scan.total_bytes
+
+    def scan(self, block_size: int, hash_blocks: bool = True) -> SourceScan:
         client = self._client()
         script = Path(__file__).with_name("remote_hash.py").read_text()
-        params = json.dumps({"root": self.target.path, "block_size": block_size})
+        params = json.dumps({"root": self.target.path, "block_size": block_size,
+                             "hash": hash_blocks})
         program = f"{script}\nmain(json.loads({params!r}))\n".encode()
         try:
             stdin, stdout, stderr = client.exec_command(f"{self.python} -")
@@ -474,6 +494,9 @@ class SshTree:
             channel.close()
             return SourceScan(False, 0, iter(()))
         totals = next(lines, None) or {}
+        if not hash_blocks:
+            channel.close()
+            return SourceScan(True, int(totals.get("total_bytes", 0)), iter(()))
         return SourceScan(True, int(totals.get("total_bytes", 0)), self._entries(lines),
                           on_close=channel.close)
 
@@ -521,6 +544,32 @@ class SshTree:
     def read_blocks(self, rel: str, chunks: list[tuple[int, int]]) -> Iterator[bytes]:
         sftp = self._sftp_client()
         path = f"{self.target.path.rstrip('/')}/{rel}"
+        fh = self._open(sftp, path, rel, prefetch=True)
+        try:
+            batches: list[list[tuple[int, int]]] = [[]]
+            size = 0
+            for offset, length in chunks:
+                if size >= self.read_batch_bytes:
+                    batches.append([])
+                    size = 0
+                batches[-1].append((offset, length))
+                size += length
+            for batch in batches:
+                got = self._readv(fh, batch)
+                if len(got) < len(batch) or any(len(d) < n for d, (_o, n) in zip(got, batch,
+                                                                                  strict=False)):
+                    # a short chunk: paramiko's prefetch on this handle may now wait
+                    # forever for answers that will not come; settle on a fresh handle
+                    with contextlib.suppress(Exception):
+                        fh.close()
+                    fh = self._open(sftp, path, rel, prefetch=False)
+                    got = self._settle_short_reads(fh, batch, got)
+                yield from got
+        finally:
+            with contextlib.suppress(Exception):
+                fh.close()
+
+    def _open(self, sftp: Any, path: str, rel: str, prefetch: bool) -> Any:
         try:
             fh = sftp.open(path, "rb")
         except FileNotFoundError:
@@ -528,40 +577,65 @@ class SshTree:
         except OSError as exc:
             if getattr(exc, "errno", None) == 2:
                 raise FileNotFoundError(path) from None
+            if not _channel_alive_sftp(sftp):
+                raise self._lost(exc) from None
             raise SourceCommandFailed(f"{self.label}: cannot open {rel} on {self.server}: "
                                       f"{exc}") from None
         except Exception as exc:
             raise self._lost(exc) from None
-        _send_prefetch_requests_inline(fh)
-        if "OpenSSH" in str(getattr(sftp.get_channel().get_transport(), "remote_version", "")):
-            # other servers may answer large reads short, which paramiko handles slowly
-            fh.MAX_REQUEST_SIZE = OPENSSH_MAX_READ
-        try:
-            batch: list[tuple[int, int]] = []
-            size = 0
-            for offset, length in chunks:
-                batch.append((offset, length))
-                size += length
-                if size >= self.read_batch_bytes:
-                    yield from self._readv(fh, batch)
-                    batch, size = [], 0
-            if batch:
-                yield from self._readv(fh, batch)
-        finally:
-            with contextlib.suppress(Exception):
-                fh.close()
+        if prefetch:
+            _send_prefetch_requests_inline(fh)
+            if "OpenSSH" in str(getattr(sftp.get_channel().get_transport(), "remote_version",
+                                        "")):
+                # other servers may answer large reads short, which paramiko handles slowly
+                fh.MAX_REQUEST_SIZE = OPENSSH_MAX_READ
+        return fh
 
-    def _readv(self, fh: Any, batch: list[tuple[int, int]]) -> Iterator[bytes]:
-        # ``readv`` pipelines the SFTP requests; a chunk past the end of a file that shrank
-        # comes back short or raises EOF, which the caller sees as a short read
+    def _readv(self, fh: Any, batch: list[tuple[int, int]]) -> list[bytes]:
+        """The chunks of ``batch`` through paramiko's pipelined ``readv``, up to and
+        including the first short one (a file that shrank, or a closed channel, which
+        paramiko also reports as a short read)."""
+        got: list[bytes] = []
         try:
-            got = list(fh.readv(batch))
+            for data in fh.readv(batch):
+                got.append(data)
+                if len(data) < batch[len(got) - 1][1]:
+                    break
         except EOFError:
-            got = []
+            pass  # told apart from a dead connection by ``_settle_short_reads``
         except Exception as exc:
             raise self._lost(exc) from None
-        for i, _chunk in enumerate(batch):
-            yield got[i] if i < len(got) else b""
+        return got
+
+    def _settle_short_reads(self, fh: Any, batch: list[tuple[int, int]],
+                            got: list[bytes]) -> list[bytes]:
+        """One round trip on the channel tells a closed connection (raises) from a file
+        that shrank; the chunks the file still covers are read again, one request at a
+        time, on a handle without prefetch (``fh``)."""
+        got = got + [b""] * (len(batch) - len(got))
+        if not _channel_alive(fh):
+            raise self._lost(EOFError("the SFTP channel closed"))
+        try:
+            size = fh.stat().st_size
+            for i, (offset, length) in enumerate(batch):
+                if len(got[i]) < length and offset + len(got[i]) < size:
+                    fh.seek(offset)
+                    got[i] = fh.read(length)
+        except Exception as exc:
+            raise self._lost(exc) from None
+        return got
+
+
+def _channel_alive(fh: Any) -> bool:
+    return _channel_alive_sftp(fh.sftp)
+
+
+def _channel_alive_sftp(sftp: Any) -> bool:
+    channel = sftp.get_channel()
+    if channel is None or channel.closed or channel.eof_received:
+        return False
+    transport = channel.get_transport()
+    return transport is not None and transport.is_active()
 
 
 def _send_prefetch_requests_inline(fh: Any) -> None:
