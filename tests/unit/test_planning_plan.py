@@ -381,7 +381,8 @@ def test_wave_spec_is_compact_and_written_atomically(tmp_path):
     assert [w["number"] for w in spec["waves"]] == [w.number for w in plan.waves]
     assert set(spec["waves"][0]) == {
         "number", "name", "server_count", "environment", "needs_approval",
-        "approval_reasons", "predicted_monthly_usd", "depends_on_waves", "estimated_hours",
+        "approval_reasons", "live_servers", "predicted_monthly_usd", "depends_on_waves",
+        "estimated_hours",
     }
     assert "server_ids" not in json.dumps(spec)
 

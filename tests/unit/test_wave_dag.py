@@ -113,7 +113,9 @@ def test_budget_gate_only_above_threshold(plans):
     dags = build_all(plans_dir=_write(plans, _spec(cost=50_000)))
     dag = dags["migrate__lab__wave_01"]
     gate = dag.get_task("budget.approve_budget")
-    assert gate.upstream_task_ids == {"preflight.checks"}
+    # the spec's waves carry approval reasons: their risk gate comes first
+    assert gate.upstream_task_ids == {"risk.approve_plan_risks"}
+    assert dag.get_task("risk.approve_plan_risks").upstream_task_ids == {"preflight.checks"}
     assert dag.get_task("provision.infrastructure").upstream_task_ids == {"budget.approve_budget"}
     assert BuildSettings().budget_threshold_usd < 50_000
 

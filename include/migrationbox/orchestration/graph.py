@@ -21,6 +21,7 @@ from migrationbox.orchestration.spec import PlanSpec, WaveSpec
 
 # -- task groups, in run order ---------------------------------------------------------
 PREFLIGHT = "preflight"
+RISK = "risk"
 BUDGET = "budget"
 PROVISION = "provision"
 REPLICATE = "replicate"
@@ -35,6 +36,7 @@ PHASE_GROUPS = (PREFLIGHT, PROVISION, REPLICATE, CONFIGURE, SMOKE_TEST, CUTOVER,
 # -- task ids (group.task) -------------------------------------------------------------
 WAIT_FOR_PREVIOUS_WAVE_TASK_ID = "preflight.wait_for_previous_wave"
 PREFLIGHT_CHECKS_TASK_ID = "preflight.checks"
+RISK_APPROVAL_TASK_ID = "risk.approve_plan_risks"
 BUDGET_APPROVAL_TASK_ID = "budget.approve_budget"
 PROVISION_TASK_ID = "provision.infrastructure"
 INSTANCES_RUNNING_TASK_ID = "provision.instances_running"
@@ -43,6 +45,7 @@ REPLICATION_CONVERGED_TASK_ID = "replicate.replication_converged"
 CONFIGURE_TASK_ID = "configure.rewrite_config"
 SMOKE_TESTS_TASK_ID = "smoke_test.smoke_tests_green"
 CUTOVER_APPROVAL_TASK_ID = "cutover.approve_cutover"
+LIVE_CUTOVER_APPROVAL_TASK_ID = "cutover.approve_live_cutover"
 CUTOVER_SHIFT_TASK_ID = "cutover.canary_shift"
 VERIFY_DATA_TASK_ID = "validate.verify_data"
 DECOMMISSION_APPROVAL_TASK_ID = "validate.approve_decommission"
@@ -153,6 +156,8 @@ class WaveGraph:
     edges: tuple[tuple[str, str], ...]
     group_edges: tuple[tuple[str, str], ...]
     budget_gate: bool = False
+    risk_gate: bool = False
+    live_gate: bool = False
     by_id: dict[str, Node] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -212,6 +217,16 @@ def needs_budget_gate(wave: WaveSpec, settings: BuildSettings) -> bool:
     return wave.predicted_monthly_usd > settings.budget_threshold_usd
 
 
+def needs_risk_gate(wave: WaveSpec) -> bool:
+    """The planner's approval reasons gate the wave they name; no reasons, no gate."""
+    return bool(wave.approval_reasons)
+
+
+def needs_live_gate(wave: WaveSpec) -> bool:
+    """A live cutover freezes running sources: a person accepts that risk first."""
+    return bool(wave.live_servers)
+
+
 def _gate(task_id: str, kind: NodeKind, target: str, **kw) -> Node:
     """A sensor or an approval: waiting is its job, so it never retries."""
     return Node(task_id, kind, target, retries=0, **kw)
@@ -220,7 +235,8 @@ def _gate(task_id: str, kind: NodeKind, target: str, **kw) -> Node:
 def build_wave_graph(
     spec: PlanSpec, wave: WaveSpec, settings: BuildSettings | None = None
 ) -> WaveGraph:
-    """The graph of one wave: seven phase groups, the optional budget gate, rollback.
+    """The graph of one wave: seven phase groups, the optional risk and budget gates
+    (before provision), the live-cutover gate (before the canary), rollback.
 
     Before 100 % on the target, going back is automatic; after it, the target may
     already hold new writes, so a person decides (the plan's rule). A failed
@@ -228,6 +244,7 @@ def build_wave_graph(
     """
     settings = settings or BuildSettings()
     budget_gate = needs_budget_gate(wave, settings)
+    risk_gate, live_gate = needs_risk_gate(wave), needs_live_gate(wave)
     e, n = spec.estate, wave.number
     groups = [
         Group(PREFLIGHT, "credentials, quotas, CIDRs, backups, residency"),
@@ -277,7 +294,9 @@ def build_wave_graph(
         (WAIT_FOR_PREVIOUS_WAVE_TASK_ID, PREFLIGHT_CHECKS_TASK_ID),
         (PROVISION_TASK_ID, INSTANCES_RUNNING_TASK_ID),
         (REPLICATION_ROUNDS_TASK_ID, REPLICATION_CONVERGED_TASK_ID),
-        (CUTOVER_APPROVAL_TASK_ID, CUTOVER_SHIFT_TASK_ID),
+        *([(CUTOVER_APPROVAL_TASK_ID, LIVE_CUTOVER_APPROVAL_TASK_ID),
+           (LIVE_CUTOVER_APPROVAL_TASK_ID, CUTOVER_SHIFT_TASK_ID)] if live_gate
+          else [(CUTOVER_APPROVAL_TASK_ID, CUTOVER_SHIFT_TASK_ID)]),
         (VERIFY_DATA_TASK_ID, DECOMMISSION_APPROVAL_TASK_ID),
         (DECOMMISSION_APPROVAL_TASK_ID, DECOMMISSION_TASK_ID),
         (ROLLBACK_CHOOSE_TASK_ID, ROLLBACK_RESTORE_TASK_ID),
@@ -293,6 +312,16 @@ def build_wave_graph(
         (INSTANCES_RUNNING_TASK_ID, TEARDOWN_TASK_ID),
     ]
     chain = list(PHASE_GROUPS)
+    if live_gate:
+        live = ", ".join(wave.live_servers)
+        nodes.append(_gate(
+            LIVE_CUTOVER_APPROVAL_TASK_ID, NodeKind.APPROVAL, "live_cutover",
+            subject=f"Live cutover of {e} wave {n}: freeze {len(wave.live_servers)} "
+                    "running sources?",
+            body=(f"Live servers: {live}. Approve to freeze them, copy the last changed "
+                  "blocks (changed-block tracking) and switch to the target; the freeze "
+                  "until the target serves is measured and recorded per server."),
+        ))
     if budget_gate:
         groups.append(Group(BUDGET, "predicted cost above the budget threshold"))
         nodes.append(_gate(
@@ -302,6 +331,15 @@ def build_wave_graph(
                   "Approve to provision."),
         ))
         chain.insert(1, BUDGET)
+    if risk_gate:
+        groups.append(Group(RISK, "the planner's approval reasons for this wave"))
+        nodes.append(_gate(
+            RISK_APPROVAL_TASK_ID, NodeKind.APPROVAL, "plan_risks",
+            subject=f"Risks: {e} wave {n} ({wave.name}) needs an approval",
+            body=("The plan asks for an approval before provisioning because: "
+                  + "; ".join(wave.approval_reasons) + ". Approve to provision."),
+        ))
+        chain.insert(1, RISK)
     return WaveGraph(
         estate=e,
         wave=n,
@@ -311,4 +349,6 @@ def build_wave_graph(
         edges=tuple(edges),
         group_edges=tuple(pairwise(chain)),
         budget_gate=budget_gate,
+        risk_gate=risk_gate,
+        live_gate=live_gate,
     )

@@ -45,6 +45,10 @@ class WaveSpec(BaseModel):
     environment: str
     needs_approval: bool
     approval_reasons: list[str] = Field(default_factory=list)
+    live_servers: list[str] = Field(
+        default_factory=list,
+        description="server ids the plan migrates live (pre-copy, short freeze): their "
+                    "wave's cutover passes a risk approval first")
     predicted_monthly_usd: float = Field(ge=0)
     depends_on_waves: list[int] = Field(default_factory=list)
     estimated_hours: float = Field(ge=0)

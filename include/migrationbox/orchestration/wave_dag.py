@@ -9,12 +9,14 @@ in memory, and parsing stays cheap.
 Shape of every wave DAG (decided in ``graph.py``)::
 
     preflight  [wait_for_previous_wave >> checks]
+      >> (risk.approve_plan_risks, only when the plan gives the wave approval reasons)
       >> (budget.approve_budget, only when the wave's predicted cost exceeds the threshold)
     provision  [infrastructure >> instances_running]
     replicate  [sync_rounds >> replication_converged]
     configure  [rewrite_config]
     smoke_test [smoke_tests_green]
-    cutover    [approve_cutover >> canary_shift]
+    cutover    [approve_cutover >> (approve_live_cutover, only for waves with live
+                servers) >> canary_shift]
     validate   [verify_data >> approve_decommission >> decommission_sources]
     rollback   [choose_path >> (restore_dns | approve_rollback >> restore_dns_after_approval)
                 >> keep_source_authoritative]   (runs when cutover or validation fails;
@@ -77,6 +79,9 @@ START_DATE = datetime(2024, 1, 1)
 def _doc(spec: PlanSpec, wave: WaveSpec, budget_gate: bool) -> str:
     deps = ", ".join(f"wave {n}" for n in wave.depends_on_waves) or "none"
     reasons = "; ".join(wave.approval_reasons) or "none"
+    risk_note = " (provisioning waits for their approval)" if wave.approval_reasons else ""
+    live = ", ".join(wave.live_servers) or "none"
+    live_note = " (the live cutover waits for a risk approval)" if wave.live_servers else ""
     return f"""\
 ### Migrate {spec.estate}, wave {wave.number}: {wave.name}
 
@@ -85,7 +90,8 @@ Plan version **{spec.version}** (created {spec.created_at}). **{wave.server_coun
 **${wave.predicted_monthly_usd:,.0f}/month** on the target.
 
 * Depends on: {deps}. The first gate waits until those waves have completed.
-* Approval reasons: {reasons}. Cutover and decommission always pass an approval gate
+* Approval reasons: {reasons}{risk_note}. Live servers: {live}{live_note}.
+  Cutover and decommission always pass an approval gate
   {"; the predicted cost is above the budget threshold, so provisioning waits for a budget approval"
    if budget_gate else ""}.
 * Run conf: the trigger form shows every option the run accepts (all optional); the

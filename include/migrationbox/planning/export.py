@@ -105,6 +105,7 @@ def plan_spec(plan: PlanDocument) -> PlanSpec:
     not know, and validated on the way out (a plan whose waves depend on later waves is
     refused here, not at the next parse).
     """
+    live = {s.server_id: s.live for s in plan.servers}
     return PlanSpec(
         schema_version=SCHEMA_VERSION,
         written_by=migrationbox_version(),
@@ -119,6 +120,7 @@ def plan_spec(plan: PlanDocument) -> PlanSpec:
                 environment=w.environment,
                 needs_approval=w.needs_approval,
                 approval_reasons=list(w.approval_reasons),
+                live_servers=[s for s in w.server_ids if live.get(s)],
                 predicted_monthly_usd=w.predicted_monthly_usd,
                 depends_on_waves=list(w.depends_on_waves),
                 estimated_hours=w.estimated_hours,

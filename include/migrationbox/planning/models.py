@@ -75,6 +75,9 @@ class ServerPlan(_Frozen):
     licence: LicenceNote | None = Field(
         default=None, description="set when the target needs a licence-included image "
                                   "(Windows Server, SQL Server, RHEL)")
+    live: bool = Field(
+        default=False, description="migrated live: pre-copy with changed-block tracking "
+                                   "while it runs, then a short measured freeze at cutover")
 
 
 class MoveGroup(_Frozen):
