@@ -13,6 +13,12 @@ Before the first step, each database of the wave gets its final delta (one water
 round and the checksum comparison; the lag it closed is reported), so the target
 services read current data once traffic reaches them.
 
+Servers the plan marks live (``ServerPlan.live``) are frozen just before the first step:
+their last changed blocks are copied (pre-copy with changed-block tracking,
+``phases.live``), configure runs again if it had run, and the downtime from the freeze
+until the target serves is measured per server (``details.live.servers.<id>.downtime_s``).
+A failed live step or a rolled-back canary resumes the frozen sources.
+
 Idempotent: the current weights are read first; steps at or below them are not
 repeated, and a wave already at 100 % target is only re-probed. ``rollback(ctx)`` puts
 100 % of traffic back on the source wherever weighted records exist — except that once
@@ -42,6 +48,7 @@ from migrationbox.iac.design import dns_zone
 from migrationbox.iac.design import record_name as target_dns_name
 from migrationbox.phases._cloud import adapter_for, progress, write_json
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
+from migrationbox.phases.live import live_cutover, live_servers
 from migrationbox.phases.options import DEFAULT_CUTOVER_STEPS, PhaseOptions
 from migrationbox.phases.replicate import endpoints_or_fail
 from migrationbox.phases.smoke_test import find_zone_id
@@ -236,6 +243,20 @@ def run(ctx: PhaseContext) -> PhaseResult:
         raise PhaseFailed(PHASE, f"cannot read the baseline from the monitoring API ({exc}); "
                                  "no traffic was moved: check the monitoring endpoint and run "
                                  "cutover again", report) from exc
+    live = None
+    if steps and live_servers(ctx.servers):
+        from migrationbox.phases import configure
+
+        try:
+            live = live_cutover(ctx, endpoints, PHASE, lambda: configure.run(ctx),
+                                lambda m, d: progress(ctx, m, d))
+        except PhaseFailed as exc:
+            report |= {"ok": False, "reason": str(exc), "rolled_back": False, "steps": []}
+            write_json(ctx.run_artifacts() / STATE_FILE, report)
+            reason = str(exc).removeprefix(f"{PHASE}: ")
+            raise PhaseFailed(PHASE, f"live cutover: {reason}; the frozen sources run again "
+                                     "and no traffic was moved", report) from exc
+        report["live"] = {"servers": live.servers}
     outcome = controller.run(steps, start_weights, baseline)
     report |= {
         "baseline": outcome.baseline,
@@ -243,6 +264,9 @@ def run(ctx: PhaseContext) -> PhaseResult:
         "steps": outcome.steps, "final_weights": outcome.final_weights,
     }
     if not outcome.ok:
+        if live is not None:  # traffic is back on the source: it must take writes again
+            live.thaw_all()
+            report["live"] = {"servers": live.servers}
         report |= {"ok": False, "failed_at": outcome.failed_at, "reason": outcome.reason,
                    "trigger": outcome.trigger, "rolled_back": True,
                    "rollback_seconds": outcome.rollback_seconds,
@@ -259,6 +283,9 @@ def run(ctx: PhaseContext) -> PhaseResult:
     write_json(ctx.run_artifacts() / STATE_FILE, report)
     summary = (f"{len(svcs)} services at 100% target after steps {steps}" if steps
                else f"{len(svcs)} services already at 100% target; re-probed healthy")
+    if live is not None:
+        summary += "; live downtime " + ", ".join(
+            f"{sid} {info['downtime_s']}s" for sid, info in live.servers.items())
     return PhaseResult(phase=PHASE, ok=True, summary=summary, details=report)
 
 

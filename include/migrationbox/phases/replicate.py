@@ -53,6 +53,7 @@ from migrationbox.errors import MigrationBoxError
 from migrationbox.lab.endpoints import endpoints_file
 from migrationbox.phases._cloud import progress, wave_dir, write_json
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
+from migrationbox.phases.live import live_rounds, local_source
 from migrationbox.planning.models import ServerPlan
 from migrationbox.replication.database import replication_lag
 from migrationbox.replication.disk import (
@@ -256,6 +257,20 @@ def _replicate_disk(ctx: PhaseContext, sid: str, ep: Endpoint, src: SourceTree, 
     return info, problems
 
 
+def _replicate_live_disk(ctx: PhaseContext, sid: str, ep: Endpoint, tgt: Path, block: int,
+                         policy: ConvergencePolicy) -> tuple[dict[str, Any], list[str]]:
+    """A live server's disk: pre-copy rounds with changed-block tracking while the source
+    runs (``phases.live``); the freeze and the last blocks come at cutover."""
+    info = live_rounds(local_source(ep, PHASE), tgt, block, policy)
+    (tgt / META_DIR / CONFIGURED_NAME).unlink(missing_ok=True)  # configure runs again
+    _say(ctx, f"{ep.label()}: live pre-copy, {info['rounds']} rounds "
+              f"{info['baselines']} ({info['stop_reason']})",
+         {"server_id": sid, "disk": ep.name, "live": True, "rounds": info["rounds"]})
+    problems = ([] if info["verify"]["ok"] else
+                [f"{ep.label()}: verification failed: {info['verify']}"])
+    return info, problems
+
+
 def _replicate_server(ctx: PhaseContext, server: ServerPlan, endpoints: list[Endpoint],
                       block: int, policy: ConvergencePolicy) -> tuple[dict[str, Any], list[str]]:
     sid = server.server_id
@@ -270,8 +285,11 @@ def _replicate_server(ctx: PhaseContext, server: ServerPlan, endpoints: list[End
     for ep in disks:
         try:
             tgt = ep.target_path
-            with open_disk_source(ep) as src:
-                info, problems = _replicate_disk(ctx, sid, ep, src, tgt, block, policy)
+            if server.live and not ctx.dry_run:
+                info, problems = _replicate_live_disk(ctx, sid, ep, tgt, block, policy)
+            else:
+                with open_disk_source(ep) as src:
+                    info, problems = _replicate_disk(ctx, sid, ep, src, tgt, block, policy)
         except (MigrationBoxError, ValueError) as exc:  # unreachable, refused, lost, vanished
             out["checksum_match"] = False
             out["disks"][ep.name] = {"error": str(exc)}

@@ -71,6 +71,7 @@ __all__ = [
     "get_plan",
     "list_estates",
     "list_plans",
+    "live_downtimes",
     "mark_resource_deleted",
     "phase_runs",
     "record_approval",
@@ -546,6 +547,28 @@ def phase_runs(session: Session, estate: str, wave: int,
     if dag_run_id is not None:
         stmt = stmt.where(PhaseRunRow.dag_run_id == dag_run_id)
     return [_phase_run(estate, r) for r in session.scalars(stmt)]
+
+
+def live_downtimes(session: Session, estate: str, wave: int) -> dict[str, dict[str, Any]]:
+    """Per live server of ``wave``: the freeze → target-serving downtime its last
+    successful cutover measured (``phases.live``), with when it froze and served.
+
+    Read from the cutover's phase-run details, where ``run_phase`` records the phase
+    result; servers that were not migrated live are absent."""
+    out: dict[str, dict[str, Any]] = {}
+    for run in phase_runs(session, estate, wave):
+        if run.phase != "cutover" or run.status != PhaseStatus.success.value:
+            continue
+        details = run.details.get("details")  # the phase result, as run_phase records it
+        details = details if isinstance(details, dict) else run.details
+        for sid, info in ((details.get("live") or {}).get("servers") or {}).items():
+            out[sid] = {"downtime_s": info.get("downtime_s"),
+                        "frozen_at": info.get("frozen_at"),
+                        "serving_at": info.get("serving_at"),
+                        "serving_check": info.get("serving_check"),
+                        "final_delta_bytes": info.get("final_delta_bytes"),
+                        "dag_run_id": run.dag_run_id}
+    return out
 
 
 # --------------------------------------------------------------------------- approvals
