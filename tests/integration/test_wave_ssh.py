@@ -302,3 +302,36 @@ def test_ssh_dropped_mid_round_fails_naming_server_and_endpoint_then_resumes(
     assert resumed["verify"]["ok"] and resumed["converged"]
     _same_tree(src, dst)
     assert not journal_path(dst).exists()
+
+
+def test_a_per_endpoint_host_key_pins_the_source(wave, monkeypatch: pytest.MonkeyPatch):
+    """One connection shared by many hosts carries no host key: each endpoint pins its
+    own (``details.host_key``), and another key than the server's is refused."""
+    from migrationbox.replication.source import HostKeyRefused
+
+    sshd = wave.lab.ssh_server()
+    shared = sshd.airflow_connection()
+    shared["extra"].pop("host_key")
+    monkeypatch.setenv("AIRFLOW_CONN_MBX_SSHWAVE_SHARED", json.dumps(shared))
+    src, _dst = wave.disk("dns-01")
+
+    def endpoint(host_key: str | None) -> Endpoint:
+        details = {"ssh_conn_id": "mbx_sshwave_shared"}
+        if host_key:
+            details["host_key"] = host_key
+        return Endpoint("dns-01", "disk", "root", f"ssh://127.0.0.1:{sshd.port}{src}",
+                        "file:///nonexistent", details)
+
+    with replicate.open_disk_source(endpoint(sshd.host_public_key)) as tree:
+        scan = tree.scan(BLOCK)
+        try:
+            assert scan.ok and scan.total_bytes > 0
+        finally:
+            scan.close()
+    other = " ".join(sshd.client_public_key.split()[:2])  # a valid key, not the server's
+    for pinned in (other, None):
+        with pytest.raises(HostKeyRefused) as err, \
+                replicate.open_disk_source(endpoint(pinned)) as tree:
+            tree.scan(BLOCK).close()
+        assert "dns-01/disk/root" in str(err.value)
+        assert f"127.0.0.1:{sshd.port}" in str(err.value)

@@ -11,8 +11,9 @@ connection's. Two things cross the wire:
 * the blocks whose hash differs from the target's manifest, read over SFTP at their
   offsets (pipelined reads).
 
-The host key must be pinned (the connection's ``host_key`` extra, a ``known_hosts`` file
-named in its extra or the endpoint's details, or the worker's ``~/.ssh/known_hosts``);
+The host key must be pinned (the endpoint's ``details.host_key``, read as
+``endpoints.connections`` reads it, the connection's ``host_key`` extra, a ``known_hosts``
+file named in its extra or the endpoint's details, or the worker's ``~/.ssh/known_hosts``);
 a connection that turns host key checking off is refused, and a server presenting
 another key than the pinned one is refused (paramiko's ``RejectPolicy``), never accepted.
 
@@ -346,6 +347,14 @@ class SshTree:
                 f"{where}: Airflow connection {self.conn_id!r} turns host key checking off "
                 "(no_host_key_check / allow_host_key_change); MigrationBox only reads sources "
                 "whose host key is pinned: set the host_key extra or a known_hosts file")
+        pinned = self.details.get("host_key")
+        if pinned:  # pinned for this host: wins over a connection shared by many hosts
+            from migrationbox.endpoints.connections import _public_key
+
+            try:
+                hook.host_key = _public_key(str(pinned))
+            except Exception as exc:
+                raise SourceUriError(f"{where}: details.host_key: {exc}") from None
         extra = self._conn_extra(hook)
         known_hosts = self.details.get("known_hosts") or extra.get("known_hosts")
         if hook.host_key is None and known_hosts:
