@@ -107,3 +107,26 @@ def test_rendered_dag_has_the_gates_as_approval_operators():
     assert g.LIVE_CUTOVER_APPROVAL_TASK_ID not in plain.task_dict
     assert plain.get_task(g.CUTOVER_SHIFT_TASK_ID).upstream_task_ids == {
         g.CUTOVER_APPROVAL_TASK_ID}
+
+
+def test_the_planner_marks_tagged_servers_live_and_their_wave_gets_the_gate():
+    from migrationbox.planning.builder import LIVE_TAG, build_plan
+    from migrationbox.planning.export import plan_spec
+    from migrationbox.store.testing import tiny_estate
+
+    estate = tiny_estate("livetags")
+    key, value = LIVE_TAG
+    tagged = estate.model_copy(update={"servers": [
+        s.model_copy(update={"tags": {**s.tags, key: value}}) if s.server_id == "web-01"
+        else s for s in estate.servers]})
+    plan = build_plan(tagged)
+    assert {s.server_id for s in plan.servers if s.live} == {"web-01"}
+    spec = plan_spec(plan)
+    live_waves = [w for w in spec.waves if w.live_servers]
+    assert [w.live_servers for w in live_waves] == [["web-01"]]
+    for wave in spec.waves:
+        graph = g.build_wave_graph(spec, wave)
+        assert graph.live_gate == (wave in live_waves)
+        assert (g.LIVE_CUTOVER_APPROVAL_TASK_ID in graph.by_id) == (wave in live_waves)
+    # an untagged estate plans nothing live
+    assert not any(s.live for s in build_plan(estate).servers)

@@ -60,6 +60,17 @@ def _size_all(servers: list[ServerRecord], settings: PlanSettings
     return sized, _capped(failures, "servers could not be sized"), list(result.notes)
 
 
+#: the discovery tag by which an estate's owners ask for a live migration of a server
+#: (24/7 services that cannot take a maintenance window): ``migration: live``
+LIVE_TAG = ("migration", "live")
+
+
+def is_live(server: ServerRecord) -> bool:
+    """Migrated live (pre-copy while it runs, a short measured freeze at cutover)."""
+    key, value = LIVE_TAG
+    return server.tags.get(key, "").strip().lower() == value
+
+
 def source_os(server: ServerRecord) -> SourceOs:
     """What the target image must fit: the distribution (else the OS type) and version."""
     os_ = server.os
@@ -194,6 +205,7 @@ def _build(estate: Estate, settings: PlanSettings, version: int, created_at: dat
             sizing=sizing[s.server_id],
             os=source_os(s),
             licence=licence_note(s, sizing[s.server_id], assumptions),
+            live=is_live(s),
         )
         for s in servers
     ]
