@@ -25,6 +25,8 @@ from migrationbox.inventory.models import Estate
 from migrationbox.lab.endpoints import by_server
 from migrationbox.lab.lab import Lab
 from migrationbox.lab.testing import tiny_plan
+from migrationbox.orchestration.demo import _print_summary
+from migrationbox.orchestration.follow import RunOutcome
 from migrationbox.orchestration.tasks import _finish
 from migrationbox.phases import configure, cutover, replicate
 from migrationbox.phases.context import PhaseFailed
@@ -137,7 +139,11 @@ def test_live_server_is_precopied_frozen_briefly_and_its_downtime_stored(live_pl
                 shift.model_dump(mode="json"))
         with session_scope(url, read_only=True) as session:
             stored = repository.live_downtimes(session, dp.estate, 1)
+        lines: list[str] = []  # and the demo's summary of the run shows it
+        _print_summary(dp.plan, dp.plan.waves[0], "run-1",
+                       RunOutcome("d", "run-1", "success", {}, [], 1.0), lines.append)
     assert set(stored) == {LIVE}
     assert stored[LIVE]["downtime_s"] == info["downtime_s"]
     assert stored[LIVE]["frozen_at"] == info["frozen_at"]
     assert stored[LIVE]["dag_run_id"] == "run-1"
+    assert any(LIVE in line and f"downtime {info['downtime_s']}s" in line for line in lines)

@@ -268,6 +268,13 @@ def _print_summary(plan, wave, run_id: str, outcome, say) -> None:
                 f"{', '.join(sorted(str(h) for h in health)) or '-'}"
                 + (f"  problems: {step['problems']}" if step.get("problems") else "")
             )
+    live = (_details(cut).get("live") or {}).get("servers") or {}
+    if live:
+        say("")
+        say("  live servers (pre-copy with changed-block tracking, then a short freeze):")
+        for sid, d in sorted(live.items()):
+            say(f"    {sid:<10} downtime {d.get('downtime_s')}s (freeze -> target serving), "
+                f"final delta {(d.get('final_delta_bytes') or 0) / 2**20:.2f} MiB")
     val = next((r for r in runs if r.phase == "validate"), None)
     cost = _details(val).get("cost") or {}
     say("")
