@@ -257,7 +257,12 @@ def run(ctx: PhaseContext) -> PhaseResult:
             raise PhaseFailed(PHASE, f"live cutover: {reason}; the frozen sources run again "
                                      "and no traffic was moved", report) from exc
         report["live"] = {"servers": live.servers}
-    outcome = controller.run(steps, start_weights, baseline)
+    try:
+        outcome = controller.run(steps, start_weights, baseline)
+    except BaseException:
+        if live is not None:  # the canary broke off: the sources must not stay frozen
+            live.thaw_all()
+        raise
     report |= {
         "baseline": outcome.baseline,
         "baseline_p95_ms": {r: w["p95_ms"] for r, w in outcome.baseline.items()},
