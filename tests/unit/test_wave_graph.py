@@ -168,6 +168,16 @@ def _string_constants(path: Path) -> set[str]:
             and isinstance(n.value, str)}
 
 
+def test_only_the_graph_spells_task_ids_in_the_orchestration_code():
+    """Callables use the graph's constants (the rollback branch returns two of them)."""
+    spec = _spec(cost=50_000)
+    ids = set(g.build_wave_graph(spec, spec.waves[0]).by_id)
+    folder = REPO / "include" / "migrationbox" / "orchestration"
+    for path in sorted(folder.glob("*.py")):
+        if path.name != "graph.py":
+            assert not _string_constants(path) & ids, path.name
+
+
 def test_phase_code_names_no_task_id():
     spec = _spec(cost=50_000)
     graph = g.build_wave_graph(spec, spec.waves[0])

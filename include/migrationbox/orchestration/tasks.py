@@ -232,13 +232,14 @@ def gate(check: str, estate: str, wave: int, plan_version: int, **context: Any) 
 
 def choose_rollback_path(estate: str, wave: int, plan_version: int, **context: Any) -> str:
     """Branch of the rollback group: automatic before 100 % on the target, else a gate."""
+    from migrationbox.orchestration.graph import ROLLBACK_APPROVE_TASK_ID, ROLLBACK_RESTORE_TASK_ID
     from migrationbox.phases.cutover import rollback_requires_approval
 
     ctx = context_or_fail("rollback", estate, wave, plan_version, context)
     needs, why = rollback_requires_approval(ctx)
     _event(estate, wave, ctx.run_id, "rollback", "rollback_started",
            f"rolling back: {why}", {"needs_approval": needs})
-    return "rollback.approve_rollback" if needs else "rollback.restore_dns"
+    return ROLLBACK_APPROVE_TASK_ID if needs else ROLLBACK_RESTORE_TASK_ID
 
 
 def keep_source_authoritative(estate: str, wave: int, plan_version: int, **context: Any):
