@@ -14,6 +14,7 @@ from migrationbox.iac.design import (
     design_wave,
     lb_role,
     subnet_layout,
+    summarise_networks,
     tier_for_role,
 )
 from migrationbox.iac.render import RenderError, render, tf_id, tf_str
@@ -76,6 +77,37 @@ def test_design_coarsens_rules_instead_of_overflowing_a_group(small_plan):
     api = next(g for g in design.security_groups if g.server_id == "api-01")
     assert len(api.rules) <= MAX_RULES_PER_GROUP
     assert all(r.source is None or r.source.startswith("alb:") for r in api.rules)
+
+
+def test_many_source_networks_are_summarised_before_a_group_overflows(small_plan):
+    """Seven source networks × seven ports overflow a group even at VPC level: the
+    on-premise ranges are summarised into their private block, and the rule says so.
+    (pg-01 of wave 1 has clients in wave 2, which stay on premise meanwhile.)"""
+    plan = small_plan()
+    hub = plan.server("pg-01").model_copy(update={"ports": list(range(5432, 5439))})
+    servers = [hub if s.server_id == "pg-01" else s for s in plan.servers]
+    sources = ["10.20.1.0/24", "10.20.2.0/23", "10.20.4.0/23", "10.21.2.0/23",
+               "10.21.4.0/24", "10.22.3.0/24", "203.0.113.0/24"]
+    design = design_wave(plan.model_copy(update={"servers": servers}), 1, AZS,
+                         source_networks=sources)
+    pg = next(g for g in design.security_groups if g.server_id == "pg-01")
+    assert len(pg.rules) <= MAX_RULES_PER_GROUP
+    admitted = {r.cidr for r in pg.rules if r.description.startswith("source network")}
+    assert admitted == {"10.20.0.0/14", "203.0.113.0/24"}
+    assert all("summarised" in r.description for r in pg.rules
+               if r.description.startswith("source network"))
+    # the exact networks are kept whenever they fit
+    small = design_wave(plan, 1, AZS, source_networks=sources[:2])
+    pg_small = next(g for g in small.security_groups if g.server_id == "pg-01")
+    assert {r.cidr for r in pg_small.rules
+            if r.description.startswith("source network")} == set(sources[:2])
+
+
+def test_summarise_networks_keeps_public_ranges_and_covers_private_ones():
+    assert summarise_networks(["10.0.1.0/24", "10.0.2.0/24"]) == ("10.0.0.0/22",)
+    assert summarise_networks(["192.168.1.0/24", "172.16.5.0/24", "198.51.100.0/24"]) == (
+        "172.16.5.0/24", "192.168.1.0/24", "198.51.100.0/24")
+    assert summarise_networks([]) == ()
 
 
 def test_render_escapes_and_refuses_unknown_variables():

@@ -228,6 +228,34 @@ class WaveDesign:
         }
 
 
+def summarise_networks(cidrs: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The smallest supernet of each private block (10/8, 172.16/12, 192.168/16) the
+    networks fall in; other networks stay as they are.
+
+    Used only when a server's security group would otherwise exceed its rule limit: one
+    rule per port for the on-premise range is how such estates are usually admitted. It is
+    wider than what discovery saw, so the design says so in the rule's description, and
+    ``network.source_networks`` in the run conf sets the exact list instead.
+    """
+    blocks = [ipaddress.ip_network(b) for b in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
+    grouped: dict[str, list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = {}
+    kept: list[str] = []
+    for cidr in cidrs:
+        net = ipaddress.ip_network(cidr, strict=False)
+        block = next((b for b in blocks if net.version == 4 and net.subnet_of(b)), None)  # type: ignore[arg-type]
+        if block is None:
+            kept.append(str(net))
+        else:
+            grouped.setdefault(str(block), []).append(net)
+    for nets in grouped.values():
+        first = min(int(n.network_address) for n in nets)
+        last = max(int(n.broadcast_address) for n in nets)
+        prefix = 32 - (first ^ last).bit_length()
+        kept.append(str(ipaddress.ip_network(f"{ipaddress.ip_address(first)}/{prefix}",
+                                             strict=False)))
+    return tuple(sorted(set(kept)))
+
+
 def _dedupe(rules: list[RuleDesign]) -> tuple[RuleDesign, ...]:
     seen: dict[tuple[Any, ...], RuleDesign] = {}
     for rule in rules:
@@ -262,6 +290,7 @@ def design_wave(
     tier_cidrs = {t: [s.cidr for s in subnets if s.tier == t] for t in TIERS}
     sources = tuple(sorted({str(ipaddress.ip_network(n, strict=False)) for n in
                             (source_networks or [])}))
+    summarised_sources = summarise_networks(sources)
     in_wave = set(wave.server_ids)
     servers = [plan.server(sid) for sid in sorted(wave.server_ids)]
     unsized = [s.server_id for s in servers if s.sizing is None]
@@ -288,7 +317,8 @@ def design_wave(
         """Rules of one server's group; ``mode`` coarsens them when a group overflows.
 
         ``groups``: same-wave clients by group; ``tiers``: every client by its tier's
-        CIDRs; ``vpc``: the whole VPC (plus source networks).
+        CIDRs; ``vpc``: the whole VPC (plus source networks); ``vpc_summarised``: as
+        ``vpc`` with the source networks summarised (``summarise_networks``).
         """
         rules: list[RuleDesign] = []
         role = lb_role(server.role)
@@ -302,13 +332,16 @@ def design_wave(
                                         description=f"client {client.server_id}"))
             for client in other:
                 tier = tier_for_role(client.role)
-                for cidr in tier_cidrs[tier] if mode != "vpc" else [vpc_cidr]:
+                for cidr in tier_cidrs[tier] if mode == "groups" or mode == "tiers" \
+                        else [vpc_cidr]:
                     rules.append(RuleDesign(port, cidr=cidr, description=(
                         f"{tier} tier clients, e.g. {client.server_id}")))
             if any(c.server_id not in in_wave for c in clients):
-                for cidr in sources:
-                    rules.append(RuleDesign(port, cidr=cidr,
-                                            description="source network clients during migration"))
+                summarised = mode == "vpc_summarised"
+                for cidr in summarised_sources if summarised else sources:
+                    rules.append(RuleDesign(port, cidr=cidr, description=(
+                        "source network clients during migration"
+                        + (" (summarised on-premise range)" if summarised else ""))))
             if role and port in _lb_ports(server):
                 rules.append(RuleDesign(port, source=f"alb:{role}", description=f"{role} ALB"))
             if not clients and not role:
@@ -318,7 +351,7 @@ def design_wave(
 
     groups: list[SecurityGroupDesign] = []
     for server in servers:
-        for mode in ("groups", "tiers", "vpc"):
+        for mode in ("groups", "tiers", "vpc", "vpc_summarised"):
             rules = server_rules(server, mode)
             if len(rules) <= MAX_RULES_PER_GROUP:
                 break
