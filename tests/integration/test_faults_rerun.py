@@ -67,3 +67,12 @@ def test_sync_rounds_of_the_deferrable_operator_converge_and_are_recorded(
     replicate.sync_round(ctx, 2)
     rounds = json.loads((ctx.run_artifacts() / replicate.ROUNDS_FILE).read_text())
     assert [r["round"] for r in rounds] == [1, 2]
+    # the phase's final run reports what every round sent, not only its own (empty) delta
+    result = replicate.run(ctx)
+    per_server = result.details["servers"]
+    replicated = [d for d in per_server.values() if "skipped" not in d]
+    assert replicated and all(d["final_delta_bytes"] == 0 for d in replicated)
+    assert result.details["bytes_sent_total"] == first["bytes_sent"] > 0
+    assert sum(d["bytes_sent_total"] for d in replicated) == first["bytes_sent"]
+    assert all(d["rounds_total"] >= 3 for d in replicated)  # rounds 1, 2 and the final one
+    assert "MiB sent over all rounds" in result.summary

@@ -241,14 +241,16 @@ def _print_summary(plan, wave, run_id: str, outcome, say) -> None:
     if rep.get("servers"):
         say("")
         say("  replication (block-level, SHA-256 per block; rounds until the delta is small):")
-        say(f"    {'server':<10} {'data MiB':>9} {'sent MiB':>9} {'rounds':>7} {'blocks':>7}"
-            "  checksums")
+        say(f"    {'server':<10} {'data MiB':>9} {'sent MiB':>9} {'final MiB':>9} "
+            f"{'rounds':>7}  checksums")
         for sid, d in sorted(rep["servers"].items()):
             if "skipped" in d:
                 continue
+            # every round of the run (the deferred ones too), and the final delta alone
             say(f"    {sid:<10} {d.get('bytes', 0) / 2**20:>9.1f} "
-                f"{d.get('bytes_sent', 0) / 2**20:>9.1f} {d.get('rounds', 0):>7} "
-                f"{d.get('blocks_sent', 0):>7}  "
+                f"{d.get('bytes_sent_total', d.get('bytes_sent', 0)) / 2**20:>9.1f} "
+                f"{d.get('final_delta_bytes', d.get('bytes_sent', 0)) / 2**20:>9.1f} "
+                f"{d.get('rounds_total', d.get('rounds', 0)):>7}  "
                 f"{'match' if d.get('checksum_match') else 'MISMATCH'}")
     cut = next((r for r in runs if r.phase == "cutover"), None)
     steps = _details(cut).get("steps") or []

@@ -360,10 +360,20 @@ def run(ctx: PhaseContext) -> PhaseResult:
     per_server = {s.server_id: o[0] for s, o in zip(servers, outcomes, strict=True)}
     failures = [f for _, fs in outcomes for f in fs]
     replicated = [sid for sid, d in per_server.items() if "skipped" not in d]
+    earlier = _earlier_rounds(ctx)
+    for sid, d in per_server.items():
+        if "skipped" in d:
+            continue
+        before = earlier.get(sid, {"bytes_sent": 0, "rounds": 0})
+        # what this run sent is the final delta; the deferred rounds before it count too
+        d["final_delta_bytes"] = d.get("bytes_sent", 0)
+        d["bytes_sent_total"] = before["bytes_sent"] + d.get("bytes_sent", 0)
+        d["rounds_total"] = before["rounds"] + d.get("rounds", 0)
     details = {
         "servers": per_server,
         "block_size": block,
         "bytes_sent": sum(d.get("bytes_sent", 0) for d in per_server.values()),
+        "bytes_sent_total": sum(d.get("bytes_sent_total", 0) for d in per_server.values()),
         "dry_run": ctx.dry_run,
     }
     write_json(ctx.run_artifacts() / STATE_FILE, {"ok": not failures, **details,
@@ -372,10 +382,31 @@ def run(ctx: PhaseContext) -> PhaseResult:
         raise PhaseFailed(PHASE, "; ".join(failures), details)
     summary = (
         f"{len(replicated)} servers replicated and verified, "
-        f"{details['bytes_sent'] / MIB:.1f} MiB sent"
+        f"{details['bytes_sent_total'] / MIB:.1f} MiB sent over all rounds "
+        f"({details['bytes_sent'] / MIB:.1f} MiB in the final delta)"
         if not ctx.dry_run else f"dry run: {len(replicated)} servers would be replicated"
     )
     return PhaseResult(phase=PHASE, ok=True, summary=summary, details=details)
+
+
+def _earlier_rounds(ctx: PhaseContext) -> dict[str, dict[str, int]]:
+    """Per server, the bytes and rounds of this DAG run's deferred rounds (``sync_round``),
+    so that the phase reports everything sent, not only its own final delta."""
+    try:
+        history = json.loads((ctx.run_artifacts() / ROUNDS_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    totals: dict[str, dict[str, int]] = {}
+    for report in history if isinstance(history, list) else []:
+        seen: set[str] = set()
+        for label, disk in (report.get("disks") or {}).items():
+            sid = str(label).split("/", 1)[0]
+            entry = totals.setdefault(sid, {"bytes_sent": 0, "rounds": 0})
+            entry["bytes_sent"] += int(disk.get("bytes_sent", 0))
+            if sid not in seen:
+                entry["rounds"] += 1
+                seen.add(sid)
+    return totals
 
 
 def converged(ctx: PhaseContext) -> tuple[bool, str]:
