@@ -44,6 +44,7 @@ from migrationbox.cloud.base import (
     wave_tag,
 )
 from migrationbox.config import AWS_CONN_ID
+from migrationbox.errors import ExternalServiceError
 
 log = logging.getLogger("migrationbox.cloud.aws")
 
@@ -74,7 +75,7 @@ METRIC_QUERIES_PER_CALL = 500
 METRIC_POINTS_PER_CALL = 1000
 
 
-class AwsAdapterError(RuntimeError):
+class AwsAdapterError(ExternalServiceError):
     """An AWS call failed in a way the caller must act on; the message says what."""
 
 

@@ -24,6 +24,8 @@ from typing import IO, Any
 
 import httpx
 
+from migrationbox.errors import ExternalServiceError
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -86,7 +88,7 @@ def image_catalogue() -> Path:
     return path
 
 
-class EmulatorError(RuntimeError):
+class EmulatorError(ExternalServiceError):
     """The emulator could not be started, reached or reset."""
 
 

@@ -22,13 +22,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from migrationbox.errors import ExternalServiceError
+
 if TYPE_CHECKING:
     from migrationbox.cloud.base import CloudAdapter, MetricStatistics
 
 NAMESPACE = "MigrationBox/Canary"
 
 
-class MetricsUnavailable(RuntimeError):
+class MetricsUnavailable(ExternalServiceError):
     """The monitoring API did not answer, or returned nothing for a window it was fed."""
 
 

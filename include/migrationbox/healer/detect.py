@@ -60,6 +60,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from migrationbox.errors import InputError
+
 if TYPE_CHECKING:
     from prophet import Prophet
 
@@ -227,7 +229,7 @@ def _human(delta: timedelta) -> str:
     return f"{seconds} s"
 
 
-class SeriesError(ValueError):
+class SeriesError(InputError):
     """The input is not a usable time series; the message names the row and field."""
 
 
@@ -290,7 +292,7 @@ class MetricCsv:
     warnings: list[str] = field(default_factory=list)
 
 
-class MetricCsvError(ValueError):
+class MetricCsvError(InputError):
     def __init__(self, path: str | Path, line: int | None, message: str) -> None:
         where = f"{path}" + (f" line {line}" if line is not None else "")
         super().__init__(f"{where}: {message}")

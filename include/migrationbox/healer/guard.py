@@ -26,6 +26,7 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from migrationbox.errors import MigrationBoxError
 from migrationbox.healer import tables
 
 
@@ -49,7 +50,7 @@ class Lease:
     expires_at: datetime
 
 
-class GuardRefused(RuntimeError):
+class GuardRefused(MigrationBoxError, RuntimeError):
     """The guard refused a remediation; ``reason`` says why in words for the incident."""
 
     def __init__(self, resource: str, reason: str) -> None:

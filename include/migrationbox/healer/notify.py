@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Protocol
 
+from migrationbox.errors import ExternalServiceError
 from migrationbox.healer.incident import (
     SEVERITY_LABELS,
     Incident,
@@ -34,7 +35,7 @@ ADAPTIVE_CARD_VERSION = "1.5"
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 
 
-class NotificationError(RuntimeError):
+class NotificationError(ExternalServiceError):
     """A notifier could not deliver; the message says which channel and why."""
 
 

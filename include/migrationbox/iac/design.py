@@ -34,6 +34,7 @@ from migrationbox.cloud.base import (
     landing_zone_tag,
     wave_tag,
 )
+from migrationbox.errors import InputError
 from migrationbox.planning.models import PlanDocument, ServerPlan
 
 DEFAULT_VPC_CIDR = "10.100.0.0/16"
@@ -55,7 +56,7 @@ MAX_RULES_PER_GROUP = 50
 _GRAVITON = re.compile(r"^(a1|[a-z]+\d+g[a-z]*)\.")
 
 
-class DesignError(ValueError):
+class DesignError(InputError):
     """The plan cannot be turned into infrastructure; the message names what to fix."""
 
 

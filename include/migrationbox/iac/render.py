@@ -21,9 +21,10 @@ from typing import Any
 import jinja2
 
 from migrationbox.config import project_root
+from migrationbox.errors import MigrationBoxError
 
 
-class RenderError(RuntimeError):
+class RenderError(MigrationBoxError, RuntimeError):
     """A template is missing or produced text that is not valid HCL."""
 
 

@@ -32,6 +32,8 @@ from typing import Any
 
 import msgspec
 
+from migrationbox.errors import InputError
+
 JSON_SUFFIXES = frozenset({".json"})
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
 IMPORT_SUFFIXES = frozenset({".xlsx", ".csv"})
@@ -57,7 +59,7 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-class UnreadablePath(OSError):
+class UnreadablePath(InputError, OSError):
     """The input path does not exist, cannot be read, or holds no record files."""
 
 

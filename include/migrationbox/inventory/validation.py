@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from migrationbox.errors import InputError
 from migrationbox.inventory.loaders import (
     QUARANTINE_MARKER,
     LoadNote,
@@ -199,7 +200,7 @@ class ValidationReport:
         }
 
 
-class InventoryError(ValueError):
+class InventoryError(InputError):
     """The inventory cannot be used as a whole; the message lists every issue.
 
     Raised by ``load_estate`` with the ``ValidationReport`` (kept as ``.report``);

@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from migrationbox.errors import MigrationBoxError
 from migrationbox.inventory.models import ServerRecord
 from migrationbox.lab import databases as labdb
 from migrationbox.lab.datagen import DiskSpec, disk_size_bytes, generate_disk
@@ -72,7 +73,7 @@ STARTUP_TIMEOUT_S = 20.0
 ESTATE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # the store's rule for estate names
 
 
-class LabError(RuntimeError):
+class LabError(MigrationBoxError, RuntimeError):
     """The lab could not be started, reached or stopped."""
 
 

@@ -35,13 +35,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from migrationbox.errors import MigrationBoxError
+
 SSHD = "/usr/sbin/sshd"  # sshd refuses to start from a relative path (it re-executes itself)
 SSH_KEYGEN = "ssh-keygen"
 PRIVSEP_DIR = Path("/run/sshd")
 INSTALL_HINT = "install it with scripts/install-test-deps.sh (Debian package openssh-server)"
 
 
-class SshServerError(RuntimeError):
+class SshServerError(MigrationBoxError, RuntimeError):
     """The test SSH server could not be started; the message says why (and its log)."""
 
 

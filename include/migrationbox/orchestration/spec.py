@@ -19,13 +19,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from migrationbox.errors import InputError
+
 #: the plan-spec format this MigrationBox writes and the newest it reads
 SCHEMA_VERSION = 1
 #: what specs written before ``schema_version`` existed carried instead (= version 1)
 _LEGACY_SCHEMA = "migrationbox.wave-spec/1"
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A plan spec file that cannot be turned into DAGs (the message names the file)."""
 
     def __init__(self, message: str, *, path: Path | None = None, estate: str | None = None):

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from migrationbox.errors import InputError
 from migrationbox.orchestration.spec import (
     SCHEMA_VERSION,
     PlanSpec,
@@ -29,7 +30,7 @@ from migrationbox.orchestration.spec import (
 from migrationbox.planning.models import PlanDocument
 
 
-class PlanIntegrityError(ValueError):
+class PlanIntegrityError(InputError):
     """A plan that is valid JSON but refers to things it does not contain."""
 
 

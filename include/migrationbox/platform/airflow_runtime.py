@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from migrationbox.config import project_root
+from migrationbox.errors import MigrationBoxError
 
 if TYPE_CHECKING:
     from migrationbox.platform.rest import AirflowClient
@@ -64,7 +65,7 @@ HEALTH_KEYS = {
 }
 
 
-class AirflowRuntimeError(RuntimeError):
+class AirflowRuntimeError(MigrationBoxError, RuntimeError):
     """Airflow could not be migrated, started or reached."""
 
 

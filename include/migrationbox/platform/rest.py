@@ -26,11 +26,13 @@ from urllib.parse import quote
 
 import httpx
 
+from migrationbox.errors import ExternalServiceError
+
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 PAGE_LIMIT = 100  # the API's default [api] maximum_page_limit
 
 
-class AirflowApiError(RuntimeError):
+class AirflowApiError(ExternalServiceError):
     """An Airflow API call failed; carries the method, path, status and server detail."""
 
     def __init__(self, method: str, path: str, status: int, detail: object) -> None:

@@ -42,6 +42,7 @@ import psutil
 from pydantic import BaseModel, Field
 
 from migrationbox import config
+from migrationbox.errors import MigrationBoxError
 from migrationbox.platform import airflow_runtime as afr
 from migrationbox.platform.rest import AirflowClient
 
@@ -52,7 +53,7 @@ STATE_FILE = "platform.json"
 LOOPBACK = afr.LOOPBACK
 
 
-class PlatformError(RuntimeError):
+class PlatformError(MigrationBoxError, RuntimeError):
     """The platform could not be started, reached or stopped cleanly."""
 
 

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from migrationbox.errors import NotFoundError
 from migrationbox.sizing.features import DISCOVERY_FEATURES, FEATURES, TARGETS, usage_stats
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ SAMPLE_S = 300
 MAX_INSTANCES = 10
 
 
-class TraceNotFound(FileNotFoundError):
+class TraceNotFound(NotFoundError, FileNotFoundError):
     """The Bitbrains trace is not where the configuration says."""
 
 

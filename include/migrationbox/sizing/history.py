@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from migrationbox.errors import InputError
 from migrationbox.sizing.features import ServerProfile, usage_stats
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ WINDOW_DAYS = 7  # the window the backtest judged: the last week sizes, all of i
 MAX_LISTED = 10
 
 
-class HistoryError(ValueError):
+class HistoryError(InputError):
     """The history file cannot be used; the message lists what is wrong, by line."""
 
     def __init__(self, path: str, problems: list[str]) -> None:

@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from migrationbox.errors import MigrationBoxError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -24,7 +26,7 @@ REQUIRED = ("vm_id", "timestamp_s", "cpu_cores", "cpu_pct", "mem_pct", "mem_gib"
             "mem_usage_kb")
 
 
-class QualityGateFailed(RuntimeError):
+class QualityGateFailed(MigrationBoxError, RuntimeError):
     """Training data failed its expectations; the message says which and why."""
 
     def __init__(self, report: QualityReport) -> None:

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from migrationbox.errors import InputError
 from migrationbox.sizing.clouds._files import RefreshedRow, write_refreshed
 from migrationbox.sizing.clouds.base import PriceSource
 
@@ -41,7 +42,7 @@ AZURE_MAX_PAGES = 200
 GCP_COMPUTE_SERVICE = "6F81-5844-456A"
 
 
-class RefreshError(ValueError):
+class RefreshError(InputError):
     """The price source could not be read or parsed; the message says where."""
 
 

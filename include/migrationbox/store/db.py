@@ -32,6 +32,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from migrationbox.errors import MigrationBoxError
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -49,7 +51,7 @@ _sessionmakers: dict[str, sessionmaker[Session]] = {}
 _migrated: set[str] = set()
 
 
-class StoreSchemaError(RuntimeError):
+class StoreSchemaError(MigrationBoxError, RuntimeError):
     """The database's schema revision is one this version of MigrationBox does not know."""
 
 

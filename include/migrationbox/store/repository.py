@@ -24,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from migrationbox.errors import InputError
 from migrationbox.inventory.models import Estate, ServerRecord
 from migrationbox.planning.models import PlanDocument
 from migrationbox.store.models import (
@@ -95,7 +96,7 @@ _LIST_LIMIT = 50
 # --------------------------------------------------------------------------- errors
 
 
-class StoreError(ValueError):
+class StoreError(InputError):
     """Input the store refuses; the message names the record and field."""
 
 

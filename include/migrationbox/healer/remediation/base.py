@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
+from migrationbox.errors import MigrationBoxError
+
 if TYPE_CHECKING:
     from migrationbox.cloud.base import CloudAdapter
 
 
-class RemediationError(RuntimeError):
+class RemediationError(MigrationBoxError, RuntimeError):
     """An action step failed; the message says which call and why."""
 
 

@@ -21,13 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from migrationbox.errors import InputError
+
 _NORMALISE = re.compile(r"[^a-z0-9#]+")
 
 # A header row is looked for among the first rows only: some exports put a title above it.
 _HEADER_SEARCH_ROWS = 5
 
 
-class TableError(ValueError):
+class TableError(InputError):
     """The file cannot be read as a table (message is meant for the user)."""
 
 

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from migrationbox.errors import InputError, MigrationBoxError
+
 HOURS_PER_MONTH = 730  # 8,760 h / 12: the clouds' own convention for monthly estimates
 
 
-class CatalogError(RuntimeError):
+class CatalogError(MigrationBoxError, RuntimeError):
     """The catalog cannot answer: unknown cloud, broken data file."""
 
 
@@ -27,7 +29,7 @@ class RegionNotPriced(CatalogError):
     """The cloud has no prices for this region in the shipped (or refreshed) data."""
 
 
-class NothingFits(ValueError):
+class NothingFits(InputError):
     """No candidate machine type has the required vCPU and memory."""
 
 
