@@ -19,7 +19,8 @@ from migrationbox.errors import (
 def _public_exception_classes() -> list[type[BaseException]]:
     found = []
     for info in pkgutil.walk_packages(migrationbox.__path__, "migrationbox."):
-        if info.name.endswith("__main__"):
+        # __main__ runs the CLI; the Alembic environment only runs inside Alembic
+        if info.name.endswith("__main__") or ".store.migrations" in info.name:
             continue
         module = importlib.import_module(info.name)
         for name, obj in vars(module).items():
