@@ -103,7 +103,7 @@ def test_login_needs_the_right_password(platform: Platform) -> None:
 def test_settings_file_was_applied(platform: Platform, client: AirflowClient) -> None:
     state = platform.read_state()
     assert state is not None
-    assert client.get_variable("migrationbox_budget_threshold_usd") == "20000"
+    assert client.get_variable("migrationbox_cutover_weights") == "[5, 25, 50, 100]"
     assert client.get_pool("migrationbox_provision")["slots"] == 2
     assert client.get_pool("migrationbox_replication")["slots"] == 2
     aws = client.get_connection("aws_default")
