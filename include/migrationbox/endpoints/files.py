@@ -7,8 +7,6 @@ atomically (temp file + rename) so that a phase reading it never sees half a fil
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from migrationbox.endpoints.model import (
     EndpointsUnavailable,
     parse_endpoints,
 )
+from migrationbox.fileio import atomic_write_text
 
 
 def read_endpoints_file(path: Path) -> list[Endpoint]:
@@ -38,20 +37,6 @@ def read_endpoints_file(path: Path) -> list[Endpoint]:
 def write_endpoints_file(path: Path, estate: str, endpoints: list[Endpoint]) -> None:
     payload = {"estate": estate, "endpoints": [e.to_dict() for e in endpoints]}
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def endpoints_from_options(options: Mapping[str, Any],

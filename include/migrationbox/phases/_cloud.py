@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from migrationbox.cloud import UnsupportedCloud, get_adapter
 from migrationbox.cloud.base import CloudAdapter
+from migrationbox.fileio import atomic_write_text
 from migrationbox.phases.context import PhaseContext, PhaseFailed
 
 
@@ -46,19 +46,11 @@ def progress(ctx: PhaseContext, message: str, data: dict[str, Any] | None = None
 
 def write_json(path: Path, payload: Any) -> Path:
     """Write atomically, so a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 
 def write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, text)
 
 
 def wave_dir(ctx: PhaseContext) -> Path:

@@ -12,8 +12,6 @@ server named, rather than failing half-way through a migration.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from migrationbox.errors import InputError
+from migrationbox.fileio import atomic_write_text
 from migrationbox.orchestration.spec import (
     SCHEMA_VERSION,
     PlanSpec,
@@ -151,15 +150,6 @@ def write_wave_spec(plan: PlanDocument, folder: Path) -> Path:
     text = plan_spec(plan).to_json()
     if target.exists() and target.read_text(encoding="utf-8") == text:
         return target
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{plan.estate}.", suffix=".tmp", dir=folder)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; the DAG processor may be another user
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    # the DAG processor may run as another user: readable by all
+    atomic_write_text(target, text, mode=0o644)
     return target
