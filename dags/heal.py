@@ -20,6 +20,7 @@ from typing import Any
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Variable, dag, get_current_context, task
 
+from migrationbox import settings
 from migrationbox.healer.jobs import heal_mechanism
 
 DOC = """\
@@ -49,7 +50,7 @@ its whole window whatever the mechanism.
 
 
 #: "@continuous" in production; "none" leaves only manual/REST runs (tests)
-_SCHEDULE = os.environ.get("MIGRATIONBOX_HEAL_SCHEDULE", "@continuous")
+_SCHEDULE = settings.get("heal_schedule", variables=False)
 #: "asset" (default), "window" or "deferrable": see migrationbox.healer.jobs.MECHANISMS
 _MECHANISM = heal_mechanism()
 

@@ -53,6 +53,15 @@ def _flag(raw: str) -> bool:
     return value in {"1", "true", "yes", "on"}
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return value
+    return parse
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -94,6 +103,35 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("replication_delta_threshold_bytes", 1_048_576, int,
             "replication rounds stop once a round copies less than this, when a run sets "
             "no conf replicate.delta_mib", variable=True),
+    Setting("heal_schedule", "@continuous", str,
+            "schedule of the heal DAG when the mechanism is `window` (read at parse time)"),
+    Setting("heal_mechanism", "asset", _choice("asset", "window", "deferrable"),
+            "how the healer is woken: `asset` (a triggerer watch wakes the heal DAG), "
+            "`window` (a continuous DAG that senses in a loop) or `deferrable` (read at "
+            "parse time)"),
+    Setting("heal_integrity_every_s", 60.0, float,
+            "seconds between two row-integrity checks of a database target"),
+    Setting("heal_watch_interval_s", 10.0, float,
+            "seconds between two cheap looks of the triggerer's estate watch"),
+    Setting("heal_watch_refire_s", 60.0, float,
+            "seconds before the estate watch wakes the healer again for a signal that "
+            "still holds"),
+    Setting("healer_notify_from_airflow", False, _flag,
+            "outside a task, also look up the healer's notification connections in "
+            "Airflow (not only AIRFLOW_CONN_* variables)"),
+    Setting("terraform_templates", None, str,
+            "folder of Terraform templates; unset: terraform_templates of the checkout"),
+    Setting("lab_db", None, _choice("postgresql", "sqlite"),
+            "database engine of the local lab; unset: PostgreSQL when reachable, else "
+            "SQLite"),
+    Setting("traces_dir", None, str,
+            "folder of the public VM traces sizing trains on; unset: ml/data/traces of the "
+            "checkout"),
+    Setting("pricing_dir", None, str,
+            "folder of refreshed price files; unset: <home>/pricing"),
+    Setting("test_pg_admin_url", None, str,
+            "PostgreSQL admin URL the tests create throw-away databases with; unset: the "
+            "loopback default"),
 )}
 
 

@@ -61,12 +61,10 @@ MECHANISMS = ("asset", "window", "deferrable")
 
 
 def heal_mechanism() -> str:
-    import os
+    from migrationbox import settings
 
-    value = os.environ.get("MIGRATIONBOX_HEAL_MECHANISM", MECHANISMS[0]).strip().lower()
-    if value not in MECHANISMS:
-        raise ValueError(f"MIGRATIONBOX_HEAL_MECHANISM={value!r}: expected one of "
-                         f"{', '.join(MECHANISMS)}")
+    value = str(settings.get("heal_mechanism", variables=False))
+    assert value in MECHANISMS, value  # the setting's parser allows these only
     return value
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import Engine
 
+from migrationbox import settings
 from migrationbox.cloud.base import CloudAdapter
 from migrationbox.healer import sensing
 from migrationbox.healer.decision import (
@@ -158,7 +159,7 @@ def notifiers_from_airflow(conn_id: str, *, in_task: bool = False) -> list[Any]:
     import os
 
     if not in_task and os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}") is None and \
-            not os.environ.get("MIGRATIONBOX_HEALER_NOTIFY_FROM_AIRFLOW"):
+            not settings.get("healer_notify_from_airflow"):
         return []
     try:
         from airflow.sdk import Connection

@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from migrationbox import settings
 from migrationbox.cloud.base import CloudAdapter
 from migrationbox.healer.detect import (
     Anomaly,
@@ -190,7 +191,7 @@ def integrity_facts(target: Target, max_age_s: float | None = None) -> dict[str,
 
     if not target.database_url:
         return {}
-    age = float(os.environ.get("MIGRATIONBOX_HEAL_INTEGRITY_EVERY_S", INTEGRITY_EVERY_S)) \
+    age = float(settings.get("heal_integrity_every_s")) \
         if max_age_s is None else max_age_s
     cached = _integrity.get(target.database_url)
     if cached is not None and time.monotonic() - cached[0] < age:

@@ -36,9 +36,12 @@ log = logging.getLogger(__name__)
 
 
 def watch_settings() -> dict[str, float]:
-    """Cadence from the environment (the DAG file builds the trigger at parse time)."""
-    return {"interval_s": float(os.environ.get("MIGRATIONBOX_HEAL_WATCH_INTERVAL_S", "10")),
-            "refire_s": float(os.environ.get("MIGRATIONBOX_HEAL_WATCH_REFIRE_S", "60"))}
+    """Cadence from the settings (the DAG file builds the trigger at parse time, so
+    Airflow Variables are not consulted)."""
+    from migrationbox import settings
+
+    return {"interval_s": float(settings.get("heal_watch_interval_s", variables=False)),
+            "refire_s": float(settings.get("heal_watch_refire_s", variables=False))}
 
 
 def resolve_estates(estates: list[str] | None) -> list[str]:

@@ -29,8 +29,10 @@ class RenderError(MigrationBoxError, RuntimeError):
 
 
 def templates_root() -> Path:
-    return Path(os.environ.get("MIGRATIONBOX_TERRAFORM_TEMPLATES",
-                               project_root() / "terraform_templates"))
+    from migrationbox import settings
+
+    explicit = settings.get("terraform_templates")
+    return Path(explicit) if explicit else project_root() / "terraform_templates"
 
 
 def tf_id(value: Any) -> str:

@@ -254,9 +254,11 @@ class Lab:
         previous = self._read_state()
         if previous and previous.get("databases"):
             return previous["db_backend_used"], "kept from the previous `up`"
-        forced = os.environ.get("MIGRATIONBOX_LAB_DB")
-        if forced in ("postgresql", "sqlite"):
-            return forced, "MIGRATIONBOX_LAB_DB"
+        from migrationbox import settings
+
+        forced = settings.get("lab_db")
+        if forced:
+            return forced, "the lab_db setting"
         ok, why = labdb.postgres_available()
         return ("postgresql", "PostgreSQL reachable") if ok else ("sqlite", f"PostgreSQL: {why}")
 

@@ -64,8 +64,10 @@ class TraceNotFound(NotFoundError, FileNotFoundError):
 
 
 def traces_dir() -> Path:
-    """``MIGRATIONBOX_TRACES_DIR``, else the traces shipped in the checkout (``ml/data/traces``)."""
-    explicit = os.environ.get("MIGRATIONBOX_TRACES_DIR")
+    """The ``traces_dir`` setting, else the traces shipped in the checkout (``ml/data/traces``)."""
+    from migrationbox import settings
+
+    explicit = settings.get("traces_dir")
     if explicit:
         return Path(explicit)
     from migrationbox.config import project_root

@@ -26,7 +26,9 @@ DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 
 def postgres_admin_url() -> str:
-    return os.environ.get("MIGRATIONBOX_TEST_PG_ADMIN_URL", DEFAULT_ADMIN_URL)
+    from migrationbox import settings
+
+    return settings.get("test_pg_admin_url") or DEFAULT_ADMIN_URL
 
 
 def postgres_unavailable_reason(admin_url: str | None = None) -> str | None:

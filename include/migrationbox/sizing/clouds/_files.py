@@ -27,8 +27,10 @@ def data_path(*parts: str) -> Path:
 
 
 def pricing_dir() -> Path:
-    """Folder of refreshed price files (``MIGRATIONBOX_PRICING_DIR`` or the runtime folder)."""
-    explicit = os.environ.get("MIGRATIONBOX_PRICING_DIR")
+    """Folder of refreshed price files (the ``pricing_dir`` setting or the runtime folder)."""
+    from migrationbox import settings
+
+    explicit = settings.get("pricing_dir")
     if explicit:
         return Path(explicit)
     from migrationbox.config import runtime_dir
