@@ -13,7 +13,6 @@ run of ``migrationbox_heal_approval``, so that sensing goes on while a person th
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from typing import Any
 

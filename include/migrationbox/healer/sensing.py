@@ -26,7 +26,6 @@ evidence is the measurement itself, and they count as high-confidence detections
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace

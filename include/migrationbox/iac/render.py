@@ -11,7 +11,6 @@ proves it parses as HCL.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
