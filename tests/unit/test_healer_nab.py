@@ -85,6 +85,28 @@ def test_probation_rows_and_windows_are_not_scored() -> None:
     assert score.windows == 1 and score.score == pytest.approx(1.0) and score.fp_rows == 0
 
 
+def test_a_window_wholly_in_probation_still_counts_in_the_perfect_score() -> None:
+    # NAB's runner.normalize: perfect = tpWeight * every labelled window, while its null
+    # detector scores -fnWeight per *scored* window; so null -1, perfect 2 here
+    score = nab.score_file(flags(40), [(2, 10), (40, 59)], STANDARD)
+    assert score.labelled_windows == 2
+    result = nab.normalise([score], STANDARD)
+    assert (result.null, result.perfect) == (-1.0, 2.0)
+    assert result.normalised == pytest.approx(100 * 2 / 3)
+
+
+def test_a_repeated_end_timestamp_closes_the_window_at_its_first_row() -> None:
+    # NAB finds the window's right edge with timestamps.index(end): the first such row
+    stamps = list(pd.date_range("2026-01-01", periods=N, freq="5min"))
+    stamps.insert(60, stamps[59])  # row 59 and row 60 share the end timestamp
+    rows = nab.window_rows(stamps, [(str(stamps[40]), str(stamps[59]))])
+    assert rows == [(40, 59)]
+    # limits that are not a row's timestamp are widened inwards to rows
+    plain = pd.date_range("2026-01-01", periods=N, freq="5min")
+    inside = nab.window_rows(plain, [("2026-01-01 03:21", "2026-01-01 04:58")])
+    assert inside == [(41, 59)]
+
+
 def test_window_rows_match_by_time_and_corpus_scoring_sums_files() -> None:
     stamps = pd.date_range("2026-01-01", periods=N, freq="5min")
     rows = nab.window_rows(stamps, [(str(stamps[40]), str(stamps[59]))])

@@ -24,12 +24,28 @@ its code:
   reward_low_FP_rate (FP 0.22), reward_low_FN_rate (FN 2).
 * **Normalised score** over a corpus: ``100 * (S - S_null) / (S_perfect - S_null)``, with
   ``S`` the sum of the files' raw scores, the null detector flagging nothing
-  (``S_null = -fn_weight * windows``) and the perfect one flagging each window's first
-  row (``S_perfect = tp_weight * windows``), windows counted as scored above.
+  (``S_null = -fn_weight * windows``, windows counted as scored above, which is what
+  NAB's null detector scores) and ``S_perfect = tp_weight * labelled windows``: NAB's
+  ``runner.normalize`` counts every window of the label file there, including one wholly
+  in probation, so such a window keeps any detector below 100 (none of nab-dev's 67
+  windows is: the two counts agree there).
+* **Thresholds.** NAB sweeps each detector's anomaly-score threshold and keeps, per
+  profile, the one maximising the raw score summed over its whole corpus (58 files); the
+  published scores are therefore in-sample for the threshold. This module scores
+  detections, i.e. rows already at or above a threshold; the healer's incident detector
+  emits alert events (1 where an incident opens, 0 elsewhere), so it has no threshold to
+  sweep and its parameters are chosen on the tuning split only (see :func:`split_names`).
+* **Windows** come from NAB's label file as published (NAB's labeller made each about
+  10 % of the file's length divided by its number of anomalies, centred on the labelled
+  point, merging overlaps); nothing here recomputes them.
 
 Detections are booleans per row (a detector's scores at or above its threshold), in the
-file's row order, as NAB scores them. Window limits are matched to rows by time: the first
-row at or after ``start`` and the last row at or before ``end``.
+file's row order, as NAB scores them. Window limits are matched to rows by time as NAB
+does: the window opens at the first row whose timestamp is ``start`` and closes at the
+*first* row whose timestamp is ``end`` (NAB's ``timestamps.index(end)``; it matters only
+when the end timestamp is repeated). Limits that are not exactly a row's timestamp (NAB
+requires them to be) are widened to the nearest rows inside: the first row after
+``start`` and the last row before ``end``.
 """
 
 from __future__ import annotations
@@ -99,6 +115,9 @@ class FileScore:
     tp_rows: int  # detections inside windows
     fp_rows: int  # scored detections outside windows
     fp_cost: float  # the (negative) sum of the false positives' weighted scores
+    #: every window given, including those wholly in probation (NAB's perfect score
+    #: counts them); None means the same as ``windows``
+    labelled_windows: int | None = None
 
 
 def window_rows(timestamps: Sequence[pd.Timestamp] | pd.DatetimeIndex,
@@ -111,7 +130,10 @@ def window_rows(timestamps: Sequence[pd.Timestamp] | pd.DatetimeIndex,
     out = []
     for start, end in windows:
         left = int(index.searchsorted(pd.Timestamp(start), side="left"))
-        right = int(index.searchsorted(pd.Timestamp(end), side="right")) - 1
+        stop = pd.Timestamp(end)
+        right = int(index.searchsorted(stop, side="left"))
+        if right >= len(index) or index[right] != stop:  # not a row's timestamp
+            right = int(index.searchsorted(stop, side="right")) - 1
         if left <= right:
             out.append((left, right))
     return out
@@ -165,7 +187,7 @@ def score_file(detections: Sequence[bool] | np.ndarray, windows: Sequence[tuple[
     detected = sum(1 for k in scored_windows if best[k] > -profile.fn_weight)
     return FileScore(name=name, profile=profile.name, score=sum(best.values()) + fp_cost,
                      windows=len(scored_windows), detected_windows=detected, tp_rows=tp_rows,
-                     fp_rows=fp_rows, fp_cost=fp_cost)
+                     fp_rows=fp_rows, fp_cost=fp_cost, labelled_windows=len(ordered))
 
 
 @dataclass(frozen=True)
@@ -182,11 +204,14 @@ class CorpusScore:
 
 
 def normalise(files: Sequence[FileScore], profile: CostProfile) -> CorpusScore:
-    """NAB's normalised score of a set of files scored under ``profile``."""
+    """NAB's normalised score of a set of files scored under ``profile`` (null and perfect
+    baselines as in the module doc)."""
     windows = sum(f.windows for f in files)
+    labelled = sum(f.windows if f.labelled_windows is None else f.labelled_windows
+                   for f in files)
     raw = sum(f.score for f in files)
-    null = -profile.fn_weight * windows
-    perfect = profile.tp_weight * windows
+    null = -profile.fn_weight * windows  # what NAB's null detector scores
+    perfect = profile.tp_weight * labelled  # NAB: tpCount = every labelled window
     if perfect == null:
         raise ValueError("no scored windows: the normalised score is undefined")
     return CorpusScore(profile=profile.name, normalised=100.0 * (raw - null) / (perfect - null),
