@@ -123,3 +123,33 @@ def test_the_replication_cadence_is_a_setting(monkeypatch):
     assert default_cadence() == 12.0
     monkeypatch.setenv("MIGRATIONBOX_REPLICATION_CADENCE_SECONDS", "3")
     assert default_cadence() == 3.0
+
+
+def test_no_module_reads_a_migrationbox_variable_of_its_own():
+    """Every knob goes through ``migrationbox.settings`` (so it is declared, documented
+    and may come from Airflow): no other module reads ``MIGRATIONBOX_*`` from the
+    environment. The supervisor only passes variables on to the processes it starts."""
+    import re
+
+    pattern = re.compile(r"""(environ\.get|getenv|environ\[)\(?\s*f?["']MIGRATIONBOX_""")
+    offenders = []
+    root = project_root()
+    for folder in ("include", "dags", "plugins"):
+        for path in (root / folder).rglob("*.py"):
+            rel = path.relative_to(root).as_posix()
+            if rel in {"include/migrationbox/settings.py",
+                       "include/migrationbox/platform/supervisor.py"}:
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if pattern.search(line):
+                    offenders.append(f"{rel}:{number}: {line.strip()}")
+    assert not offenders, "read through migrationbox.settings instead:\n" + "\n".join(offenders)
+
+
+def test_the_settings_reference_lists_every_setting():
+    """docs/settings.md is generated from the declarations
+    (``python -m migrationbox.settings > docs/settings.md``); a setting added without
+    regenerating it fails here."""
+    doc = (project_root() / "docs" / "settings.md").read_text()
+    assert doc == settings.reference(), \
+        "regenerate: python -m migrationbox.settings > docs/settings.md"
