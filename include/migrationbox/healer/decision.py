@@ -3,7 +3,11 @@
 The matrix lives in ``decision_matrix.json`` beside this module (ten rows: root cause,
 machine-checkable condition, action, confidence, risk, auto-heal allowed, needs approval)
 so that operators can read and change it without touching code. It is validated on load;
-a row that makes a high-risk action automatic is refused.
+a row that makes a high-risk action automatic is refused. Each row also says how its
+recovery is verified (``verify``: ``min_points``, ``min_seconds``, ``settle_seconds``,
+``max_gap_seconds``, ``zero_is_reset``; see :mod:`migrationbox.healer.verification`),
+defaults when left out; a window that can never verify (``zero_is_reset`` on a condition
+whose only recovered value is 0) is refused.
 
 For one situation (an anomaly type on a resource, with the detector's confidence, the
 root-cause confidence and the observed metric) the engine answers, in this order:
@@ -40,6 +44,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from migrationbox.healer.guard import GuardRefused, Lease, ResourceGuard
+from migrationbox.healer.verification import VerifyWindow
 
 MATRIX_FILE = "decision_matrix.json"
 RISKY_ACTIONS = frozenset({"restore_from_backup", "kill_blocking_query"})
@@ -80,6 +85,17 @@ class MatrixRow(BaseModel):
     risk: Literal["low", "medium", "high"]
     auto_heal_allowed: bool
     needs_approval: bool
+    #: the evidence recovery needs after the action (see ``verification``)
+    verify: VerifyWindow = Field(default_factory=VerifyWindow)
+
+    @model_validator(mode="after")
+    def _window_can_verify(self) -> MatrixRow:
+        c = self.condition
+        if self.verify.zero_is_reset and c.operator in (">", ">=") and c.threshold <= 0:
+            raise ValueError(f"row {self.id!r}: verify.zero_is_reset with condition "
+                             f"{c.describe()}: its only recovered value is 0, which would "
+                             "never count")
+        return self
 
     @model_validator(mode="after")
     def _risky_needs_a_person(self) -> MatrixRow:

@@ -12,6 +12,12 @@ and the moments that make the metrics: ``onset_at`` (the anomaly began, when kno
 
 A time that is missing is printed as "not measured" rather than guessed, and an incident
 that is not resolved says so: a failed or half-done remediation still gets a report.
+
+A remediation's verification is kept as a :class:`VerificationRecord` (the window asked
+for, the instant the action took effect, the points used to verify or to refuse, their
+n / min / mean / max / span): the numbers a reader needs to see that recovery was proven
+on points published after the action, not on the first reading after it. The same values
+are in the timeline (the remediation's "verified:" / "verification failed:" step).
 The template is ``templates/incident.md.j2`` (Jinja2). Notifiers live in ``notify``.
 """
 
@@ -24,6 +30,8 @@ from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from migrationbox.healer.verification import VerifyWindow, WindowVerdict
 
 SEVERITY_LABELS = {
     "P1": "Service Down",
@@ -56,6 +64,50 @@ class TimelineEvent(BaseModel):
     text: str = Field(min_length=1)
 
 
+class VerificationPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: datetime
+    value: float
+
+
+class VerificationRecord(BaseModel):
+    """The window a remediation was verified (or refused) on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verified: bool
+    reason: str
+    effective_at: datetime
+    window: str  # e.g. ">= 5 point(s) over >= 4 s, 3 s after the action, ..."
+    points: list[VerificationPoint] = Field(default_factory=list)
+    points_after_action: int = 0
+    ignored: list[str] = Field(default_factory=list)  # what broke earlier runs
+    summary: str = ""
+
+    @classmethod
+    def of(cls, verdict: WindowVerdict, window: VerifyWindow) -> VerificationRecord:
+        """From a verdict and the window it was judged on."""
+        return cls(verified=verdict.recovered, reason=verdict.reason,
+                   effective_at=verdict.effective_at, window=window.describe(),
+                   points=[VerificationPoint(at=p.at, value=p.value) for p in verdict.points],
+                   points_after_action=verdict.after, ignored=list(verdict.breaks),
+                   summary=verdict.summary())
+
+    @property
+    def values(self) -> list[float]:
+        return [p.value for p in self.points]
+
+    def stats(self) -> dict[str, float] | None:
+        """n, min, mean, max and span (seconds) of the points; None without points."""
+        if not self.points:
+            return None
+        v = self.values
+        span = (self.points[-1].at - self.points[0].at).total_seconds()
+        return {"n": float(len(v)), "min": min(v), "mean": sum(v) / len(v), "max": max(v),
+                "span_s": span}
+
+
 class RemediationSummary(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -68,6 +120,7 @@ class RemediationSummary(BaseModel):
     approved_by: str | None = None
     side_effects: list[str] = Field(default_factory=list)
     cost_impact: str | None = None
+    verification: VerificationRecord | None = None
 
 
 class Prevention(BaseModel):

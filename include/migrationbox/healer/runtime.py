@@ -25,7 +25,7 @@ same resource and anomaly type (or a recent alert) is not duplicated.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,11 +53,13 @@ from migrationbox.healer.incident import (
     IncidentStatus,
     Prevention,
     RemediationSummary,
+    VerificationRecord,
     render_markdown,
 )
 from migrationbox.healer.learning import ActionPosteriors, SqlRemediationLog, record_outcome
 from migrationbox.healer.remediation import RemediationContext, execute, remediation_for
 from migrationbox.healer.store import IncidentStore, ProbeStore, failed_of_last
+from migrationbox.healer.verification import RecoverySignal, SampledSignal, SeriesSignal
 
 HEALTH_METRIC = "failed_health_checks_of_last_5"
 TEAMS_CONN_ID = "migrationbox_healer_teams"
@@ -191,6 +193,11 @@ class Healer:
         self.settings = settings or HealerSettings()
         self.matrix = scaled_matrix(matrix or load_matrix(),
                                     self.settings.sensing.sustain_scale)
+        for row in self.matrix.rows:  # a window that cannot fit is refused up front
+            if row.verify.min_seconds >= self.settings.verify_timeout_s:
+                raise ValueError(
+                    f"matrix row {row.id!r}: verify.min_seconds {row.verify.min_seconds:g} "
+                    f"does not fit in verify_timeout_s {self.settings.verify_timeout_s:g}")
         self.incidents = IncidentStore(engine)
         self.probes = ProbeStore(engine)
         self.log = SqlRemediationLog(engine)
@@ -503,9 +510,10 @@ class Healer:
             estate=target.estate, server_id=target.server_id, action=row.action,
             params=params, remediation_id=rid, service=target.service,
             control_url=target.control_url, dns_name=target.dns_name,
-            check=self._check(target, row), cloud=self.cloud_for(target.estate),
+            cloud=self.cloud_for(target.estate),
             verify_timeout_s=self.settings.verify_timeout_s,
-            verify_interval_s=self.settings.verify_interval_s)
+            verify_interval_s=self.settings.verify_interval_s,
+            signal=self._signal(target, row), verify_window=row.verify)
         try:
             outcome = execute(remediation_for(row.action), ctx)
         finally:
@@ -521,7 +529,9 @@ class Healer:
                       f"auto-heal (confidence {decision.confidence:.2f})"),
             success=outcome.success, rolled_back=outcome.rolled_back,
             rollback_reason=outcome.rollback_reason or outcome.refused,
-            approved_by=decision.approved_by, side_effects=outcome.side_effects)
+            approved_by=decision.approved_by, side_effects=outcome.side_effects,
+            verification=VerificationRecord.of(outcome.verification, row.verify)
+            if outcome.verification is not None else None)
         rec, why = PREVENTION.get(row.action, ("Review the runbook", "Add an alarm"))
         incident.prevention = Prevention(recommendation=rec, action_item=why)
         rep.remediation_success, rep.rolled_back = outcome.success, outcome.rolled_back
@@ -539,39 +549,38 @@ class Healer:
                        else "dependency", remediation_id=rid,
                        notes=outcome.error)
 
-    def _check(self, target: sensing.Target, row: MatrixRow) -> Callable[[], tuple[bool, str]]:
-        """Recovery check: the row's metric read back from the monitoring API (a point
-        published after the action) no longer meets the condition; health rows re-probe."""
-        started = datetime.now(UTC)
+    def _signal(self, target: sensing.Target, row: MatrixRow) -> RecoverySignal:
+        """What verification watches for ``row`` on ``target``: the row's metric read back
+        from the monitoring API (points published after the action took effect), or, for
+        facts the probe measures and for health, probes the healer takes itself (each one
+        a point of the window)."""
         metric = row.condition.metric
-        th = row.condition.threshold
+        cond = row.condition.describe().split(" for ")[0]
 
         if metric in sensing.PROBE_FACTS:
-            def check_fact() -> tuple[bool, str]:
+            def sample_fact() -> tuple[float | None, str]:
                 r = sensing.probe(target, at=datetime.now(UTC), previous=None,
                                   integrity_max_age_s=0)
                 value = (r.components.get("database") or {}).get(metric)
                 if value is None:
-                    return False, f"{metric} not measured: {r.detail}"
-                ok = not row.condition.holds(float(value))
-                return ok, f"{metric} = {value:g} ({'no longer' if ok else 'still'} " \
-                           f"{row.condition.operator} {th:g})"
-            return check_fact
+                    return None, f"{metric} not measured: {r.detail}"
+                return float(value), f"{metric} = {float(value):g}"
+            return SampledSignal(sample_fact, row.condition.holds, cond)
 
         if metric == HEALTH_METRIC or not target.service:
-            def check_health() -> tuple[bool, str]:
+            def sample_health() -> tuple[float | None, str]:
                 r = sensing.probe(target, at=datetime.now(UTC), previous=None)
-                return r.status is HealthStatus.healthy, f"health {r.status.value} {r.detail}"
-            return check_health
+                healthy = r.status is HealthStatus.healthy
+                return (0.0 if healthy else 1.0), f"health {r.status.value} {r.detail}"
+            # 0 failed probes is the healthy value here: never a reset reading
+            return SampledSignal(sample_health, lambda v: v > 0, "unhealthy")
 
-        def check_metric() -> tuple[bool, str]:
-            value = self.source.latest(target.metric_id, metric, started)
-            if value is None:
-                return False, f"no {metric} point published since the action began"
-            ok = not row.condition.holds(value)
-            return ok, f"{metric} = {value:g} ({'no longer' if ok else 'still'} " \
-                       f"{row.condition.operator} {th:g})"
-        return check_metric
+        key = (target.metric_id, metric)
+
+        def fetch(start: datetime, end: datetime) -> list[tuple[datetime, float]]:
+            s = self.source.series([key], start, end, self.settings.sensing.period_s)[key]
+            return [(ts.to_pydatetime(), float(v)) for ts, v in s.items()]
+        return SeriesSignal(fetch, row.condition.holds, cond)
 
     def _finish_incident(self, incident: Incident) -> None:
         report = render_markdown(incident)

@@ -6,23 +6,41 @@ API call failed half-way, the metric did not recover, the rollback failed too) e
 :class:`RemediationOutcome` with every step written down, so the incident says what
 happened and the caller releases the resource's lease in all cases.
 
-Verification polls a check (the matrix metric read back from the monitoring API, or the
-health endpoints) until it passes or ``verify_timeout_s`` runs out; when it does not pass,
-the action's rollback restores what the action changed (the undo data the action
-returned), so a remediation that did not help does not leave changes behind.
+Verification (:mod:`migrationbox.healer.verification`) proves recovery on a *window*:
+the executor notes when ``apply`` returned, adds the window's ``settle_seconds`` (the
+instant the action took effect), then reads only points published after that instant
+(``ctx.signal``: the matrix metric read back from the monitoring API, or probes the healer
+takes) until an unbroken run of at least ``min_points`` recovered points spanning
+``min_seconds`` is seen or ``verify_timeout_s`` (counted from that instant) runs out. An
+empty window or a reset reading (a 0 from a metric measured over an interval) never
+verifies. The window's values are written into the outcome's steps (hence the incident).
+When it does not verify, the action's rollback restores what the action changed (the undo
+data the action returned), so a remediation that did not help does not leave changes
+behind.
+
+A context built by hand with only a ``check`` and no window (tests, one-off calls) is
+verified on a single passing check after the action, and the step says so.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from migrationbox.errors import MigrationBoxError
+from migrationbox.healer.verification import (
+    SINGLE_READING,
+    RecoverySignal,
+    Verification,
+    VerifyWindow,
+    WindowVerdict,
+    check_signal,
+    watch,
+)
 
 if TYPE_CHECKING:
     from migrationbox.cloud.base import CloudAdapter
@@ -34,8 +52,10 @@ class RemediationError(MigrationBoxError, RuntimeError):
 
 @dataclass
 class RemediationContext:
-    """What an action needs about its target. ``check`` verifies recovery: it returns
-    ``(recovered, detail)`` from a fresh reading."""
+    """What an action needs about its target. ``signal`` is what verification watches
+    (the row's metric, or probes) and ``verify_window`` how much of it proves recovery;
+    without a signal, ``check`` (``(recovered, detail)`` from a fresh reading) is sampled
+    instead."""
 
     estate: str
     server_id: str
@@ -50,6 +70,9 @@ class RemediationContext:
     cloud: CloudAdapter | None = None
     verify_timeout_s: float = 30.0
     verify_interval_s: float = 1.0
+    signal: RecoverySignal | None = None
+    #: None: a single passing reading after the action (contexts built by hand)
+    verify_window: VerifyWindow | None = None
 
     def lab(self, op: str, **body: Any) -> dict[str, Any]:
         """One lab-side operation on the service (``POST /services/NAME/remediate``)."""
@@ -103,23 +126,25 @@ class RemediationOutcome:
     undo: dict[str, Any] = field(default_factory=dict)
     side_effects: list[str] = field(default_factory=list)
     cost_impact_monthly: float | None = None
+    #: when the action took effect (apply returned + settle) and what the window showed
+    effective_at: datetime | None = None
+    verification: WindowVerdict | None = None
 
     @property
     def seconds(self) -> float:
         return (self.finished_at - self.started_at).total_seconds()
 
 
-def verify(ctx: RemediationContext) -> tuple[bool, str]:
-    deadline = time.monotonic() + ctx.verify_timeout_s
-    detail = "not checked"
-    while True:
-        try:
-            ok, detail = ctx.check()
-        except Exception as exc:  # a metric source that stops answering: keep polling
-            ok, detail = False, f"check failed: {type(exc).__name__}: {exc}"
-        if ok or time.monotonic() >= deadline:
-            return ok, detail
-        time.sleep(ctx.verify_interval_s)
+def verify(ctx: RemediationContext, effective_at: datetime) -> Verification:
+    """Watch ``ctx.signal`` (or the sampled ``ctx.check``) on the window after
+    ``effective_at``; see :mod:`migrationbox.healer.verification` for the rule."""
+    signal = ctx.signal if ctx.signal is not None else check_signal(ctx.check)
+    window = ctx.verify_window or SINGLE_READING
+    result = watch(signal, window, effective_at, timeout_s=ctx.verify_timeout_s,
+                   interval_s=ctx.verify_interval_s)
+    if ctx.verify_window is None:
+        result.detail += " (single reading: no verification window configured)"
+    return result
 
 
 def execute(remediation: Remediation, ctx: RemediationContext) -> RemediationOutcome:
@@ -150,15 +175,23 @@ def execute(remediation: Remediation, ctx: RemediationContext) -> RemediationOut
         undo = getattr(exc, "undo", {}) or {}
         log(f"action failed: {error}")
     ok = False
+    effective: datetime | None = None
+    verdict: WindowVerdict | None = None
     if error is None:
-        ok, detail = verify(ctx)
-        log(("verified: " if ok else "verification failed: ") + detail)
+        window = ctx.verify_window or SINGLE_READING
+        effective = datetime.now(UTC) + timedelta(seconds=window.settle_seconds)
+        log(f"action applied; counted as in effect from {effective:%H:%M:%S} (settle "
+            f"{window.settle_seconds:g} s); recovery needs {window.describe()}")
+        result = verify(ctx, effective)
+        ok, verdict = result.ok, result.verdict
+        log(("verified: " if ok else "verification failed: ") + result.detail)
     side = list(undo.pop("_side_effects", []))
     cost = undo.pop("_cost_impact_monthly", None)
     if ok:
         return done(success=True, verified=True, undo=undo, side_effects=side,
-                    cost_impact_monthly=cost)
-    reason = error or "the metric did not recover within the verification window"
+                    cost_impact_monthly=cost, effective_at=effective, verification=verdict)
+    reason = error or "the metric did not recover within the verification window" + (
+        f": {verdict.reason}" if verdict is not None else "")
     rolled = False
     try:
         remediation.rollback(ctx, undo, log)
@@ -168,4 +201,4 @@ def execute(remediation: Remediation, ctx: RemediationContext) -> RemediationOut
         log(f"rollback failed: {type(exc).__name__}: {exc}")
         error = (error + "; " if error else "") + f"rollback failed: {exc}"
     return done(success=False, rolled_back=rolled, rollback_reason=reason, error=error,
-                undo=undo, side_effects=side)
+                undo=undo, side_effects=side, effective_at=effective, verification=verdict)
