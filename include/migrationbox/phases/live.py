@@ -1,28 +1,42 @@
 """Live migration of the servers the plan marks live (``ServerPlan.live``).
 
 A live server is not stopped for its copy. In *replicate*, its disks get pre-copy
-rounds while the source keeps running: the first round reads the whole source, later
-rounds read only the blocks the source's changed-block-tracking log (``replication.
-cbt``) says were written since the round before (with the one-round overlap
-``replication.precopy`` explains). Their target is checked against the manifest the
-rounds sealed, since a running source cannot be compared with.
+rounds while the source keeps running (``replication.precopy.PrecopyRounds``). How a
+round finds the blocks that changed depends on the source:
+
+* ``file://`` (a local folder): the first round reads the whole source, later rounds
+  read only the blocks the source's changed-block-tracking log (``replication.cbt``)
+  says were written since the round before (``precopy+cbt``);
+* ``ssh://`` (a server reached over SSH): every round has the source hash its own blocks
+  (``replication.remote_hash``) and reads over SFTP only the blocks whose hash differs
+  from the target's manifest (``precopy+source-hash``); a round whose connection drops
+  is run again and resumes from its journal.
+
+Their target is checked against the manifest the rounds sealed, since a running source
+cannot be compared with.
 
 In *cutover*, before the canary moves traffic, each live server's disks go through
-``replication.precopy.precopy`` with ``cbt=True``: a few short live rounds catch up,
-the source is frozen, the last changed blocks are copied and verified, and the target
-takes over. The freeze is the source's process group stopped with ``SIGSTOP``
-(``details.freeze_pgid`` of each of its disk endpoints: the lab's writer; a hypervisor
-agent would pause the VM); the source stays frozen after a successful cutover (the
-target is authoritative) and is thawed (``SIGCONT``) when the cutover rolls back.
+``replication.precopy.precopy``: a few short live rounds catch up, the source is frozen,
+the last changed blocks are copied and verified, and the target takes over. The freeze
+depends on the source as well:
 
-Downtime is measured per server from the freeze to the moment the target serves: its
+* ``file://``: the source's process group is stopped with ``SIGSTOP``
+  (``details.freeze_pgid`` of each of its disk endpoints: the lab's writer; a hypervisor
+  agent would pause the VM) and resumed with ``SIGCONT``;
+* ``ssh://``: ``details.freeze_command`` is run *on the source server* through the same
+  SSH connection the copy uses (``fsfreeze -f /srv``, ``systemctl stop app``, ``kill -STOP
+  -- -<pgid>``: whatever quiesces the writers of that folder), and ``details.thaw_command``
+  undoes it. Both are required for a live SSH disk; a command that fails (non-zero exit,
+  connection lost) fails the cutover with its output, before any traffic moves.
+
+The source stays frozen after a successful cutover (the target is authoritative) and is
+thawed when the cutover rolls back.
+
+Downtime is measured per server from the freeze (the moment the freeze was *requested*:
+over SSH that includes the command's round trip) to the moment the target serves: its
 HTTP endpoints answer 2xx on the target (or, for a server without one, its data and
 configuration are in place). It lands in the cutover's details (``live``), and so in
 the store's phase runs (``store.repository.live_downtimes`` reads it back).
-
-The pre-copy takes local folders: a live server's disk must have a ``file://``
-source. An ``ssh://`` source is refused with the endpoint named (the SSH source tree
-is not a path ``precopy`` can read).
 """
 
 from __future__ import annotations
@@ -34,34 +48,68 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from migrationbox.endpoints import Endpoint, by_server
+from migrationbox.errors import MigrationBoxError
 from migrationbox.phases.context import PhaseContext, PhaseFailed
 from migrationbox.planning.models import ServerPlan
-from migrationbox.replication.cbt import DirtyLog, blocks_of, copy_dirty
-from migrationbox.replication.disk import ConvergencePolicy, RoundStats, replicate_round, verify
+from migrationbox.replication.disk import ConvergencePolicy, RoundStats, Source, verify
 from migrationbox.replication.manifest import CONFIGURED_NAME, META_DIR
-from migrationbox.replication.precopy import precopy
+from migrationbox.replication.precopy import PrecopyRounds, precopy
 from migrationbox.replication.progress import ProgressCallback
+from migrationbox.replication.source import SshTree, open_source
 
 FREEZE_FIELD = "freeze_pgid"
+FREEZE_COMMAND = "freeze_command"
+THAW_COMMAND = "thaw_command"
+#: how long a freeze or thaw command may run on the source (details.freeze_timeout_s)
+FREEZE_TIMEOUT_S = 60.0
 
 
 def live_servers(servers: list[ServerPlan]) -> list[ServerPlan]:
     return [s for s in servers if s.live]
 
 
+def is_ssh(ep: Endpoint) -> bool:
+    return (ep.source_uri or "").startswith("ssh://")
+
+
 def local_source(ep: Endpoint, phase: str) -> Path:
-    """The disk's source folder; live servers need a ``file://`` source (module docs)."""
+    """The folder of a ``file://`` disk source (whose changed-block-tracking log is read
+    here); an ``ssh://`` source goes through ``live_source`` instead."""
     uri = ep.source_uri or ""
     if not uri.startswith("file://"):
-        raise PhaseFailed(phase, f"{ep.label()}: source_uri: a live server's disk is copied "
-                                 f"by the pre-copy, which reads a local folder (file://); "
-                                 f"{uri or 'nothing'} is not one")
+        raise PhaseFailed(phase, f"{ep.label()}: source_uri: a live server's disk is a local "
+                                 f"folder (file://) or a folder reached over SSH (ssh://); "
+                                 f"{uri or 'nothing'} is neither")
     return ep.source_path
+
+
+def live_source(ep: Endpoint, phase: str) -> Source:
+    """What the pre-copy reads: the local folder of a ``file://`` source, or the open
+    ``SshTree`` of an ``ssh://`` one (close it when done; errors name the endpoint)."""
+    if not is_ssh(ep):
+        return local_source(ep, phase)
+    try:
+        return open_source(ep.source_uri or "", ep.details, ep.label())
+    except MigrationBoxError as exc:
+        raise PhaseFailed(phase, str(exc)) from exc
+
+
+class Freeze(Protocol):
+    """How one live server's source is frozen and thawed (``SourceFreeze`` for a local
+    process group, ``CommandFreeze`` for a command run on an SSH source)."""
+
+    label: str
+    frozen_at: float | None
+    frozen_wall: str | None
+
+    def freeze(self) -> None: ...
+
+    def thaw(self) -> None: ...
 
 
 @dataclass
@@ -93,6 +141,56 @@ class SourceFreeze:
             self.frozen_at = None
 
 
+@dataclass
+class CommandFreeze:
+    """The freeze of a source reached over SSH: ``freeze_command`` run on the source
+    server through ``tree``'s connection, ``thaw_command`` to undo it.
+
+    The downtime starts when the freeze command is sent (what the source's users see
+    begins then, not when its answer is back). A freeze command that fails may have
+    frozen part of the source, so ``thaw`` still runs the thaw command after it."""
+
+    label: str
+    tree: SshTree
+    freeze_command: str
+    thaw_command: str
+    phase: str
+    timeout_s: float = FREEZE_TIMEOUT_S
+    frozen_at: float | None = None
+    frozen_wall: str | None = None
+    #: the commands run, with their exit status (for the report)
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    def _run(self, which: str, command: str) -> None:
+        t0 = time.monotonic()
+        try:
+            status, out, err = self.tree.run(command, self.timeout_s)
+        except MigrationBoxError as exc:
+            raise PhaseFailed(self.phase, f"{self.label}: details.{which}: {exc}") from exc
+        self.log.append({"field": which, "exit": status,
+                         "seconds": round(time.monotonic() - t0, 3)})
+        if status != 0:
+            text = (err.strip() or out.strip())[-300:]
+            raise PhaseFailed(self.phase, f"{self.label}: details.{which} {command!r} exited "
+                                          f"{status} on {self.tree.server}: {text}")
+
+    def freeze(self) -> None:
+        if self.frozen_at is None:
+            t0, wall = time.monotonic(), datetime.now(UTC).isoformat()
+            try:
+                self._run(FREEZE_COMMAND, self.freeze_command)
+            finally:
+                self.frozen_at, self.frozen_wall = t0, wall  # thaw even after a failure
+
+    def thaw(self) -> None:
+        if self.frozen_at is not None:
+            try:
+                self._run(THAW_COMMAND, self.thaw_command)
+            finally:
+                self.frozen_at = None
+                self.tree.close()
+
+
 def source_freeze(ep: Endpoint, phase: str) -> SourceFreeze:
     raw = ep.details.get(FREEZE_FIELD)
     if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 1:
@@ -102,29 +200,50 @@ def source_freeze(ep: Endpoint, phase: str) -> SourceFreeze:
     return SourceFreeze(ep.label(), raw, phase)
 
 
+def command_freeze(ep: Endpoint, tree: SshTree, phase: str) -> CommandFreeze:
+    """The freeze of a live ``ssh://`` disk from its endpoint's details (module docs)."""
+    commands: dict[str, str] = {}
+    for name in (FREEZE_COMMAND, THAW_COMMAND):
+        raw = ep.details.get(name)
+        if not isinstance(raw, str) or not raw.strip():
+            raise PhaseFailed(phase, f"{ep.label()}: details.{name}: a live server's disk "
+                                     "reached over SSH names the shell command, run on the "
+                                     f"source server, that {name.split('_')[0]}s its writers "
+                                     "(e.g. 'fsfreeze -f /srv' / 'fsfreeze -u /srv'); got "
+                                     f"{raw!r}")
+        commands[name] = raw
+    timeout = ep.details.get("freeze_timeout_s", FREEZE_TIMEOUT_S)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise PhaseFailed(phase, f"{ep.label()}: details.freeze_timeout_s: a positive number "
+                                 f"of seconds, got {timeout!r}")
+    return CommandFreeze(ep.label(), tree, commands[FREEZE_COMMAND], commands[THAW_COMMAND],
+                         phase, float(timeout))
+
+
+def endpoint_freeze(ep: Endpoint, source: Source, phase: str) -> Freeze:
+    """The freeze of a live disk endpoint, checked before anything is frozen."""
+    if isinstance(source, SshTree):
+        return command_freeze(ep, source, phase)
+    return source_freeze(ep, phase)
+
+
 # -- replicate: pre-copy rounds while the source runs ----------------------------------
 
 
-def live_rounds(src: Path, tgt: Path, block: int, policy: ConvergencePolicy,
+def live_rounds(src: Source, tgt: Path, block: int, policy: ConvergencePolicy,
                 progress: ProgressCallback | None = None) -> dict[str, Any]:
-    """Pre-copy rounds (scan first, then changed-block tracking) until the delta is under
-    the policy's threshold, stops shrinking, or the rounds run out. Never pauses."""
-    log = DirtyLog(src)
-    starts: list[int] = []
+    """Pre-copy rounds (module docstring: how each source finds its changed blocks) until
+    the delta is under the policy's threshold, stops shrinking, or the rounds run out.
+    Never pauses."""
+    runner = PrecopyRounds(src, tgt, block, cbt=True, progress=progress)
     rounds: list[RoundStats] = []
     threshold = policy.delta_bytes
     stop = f"max_rounds {policy.max_rounds} reached"
     for n in range(1, policy.max_rounds + 1):
-        starts.append(log.size())
-        stats = None
-        if len(starts) > 1:
-            lo = starts[-3] if len(starts) > 2 else starts[-2]
-            stats = copy_dirty(src, tgt, blocks_of(log.read(lo, starts[-1]), block), n, block)
-        if stats is None:
-            stats = replicate_round(src, tgt, n, block, progress)
+        stats = runner.run(n)
         rounds.append(stats)
         threshold = policy.threshold(rounds[0].bytes_total)
-        if stats.bytes_sent <= threshold:
+        if stats.bytes_sent <= threshold and not stats.files_unstable:
             stop = f"delta {stats.bytes_sent} B <= threshold {threshold} B"
             break
         if len(rounds) > 1 and stats.bytes_sent >= rounds[-2].bytes_sent:
@@ -133,13 +252,16 @@ def live_rounds(src: Path, tgt: Path, block: int, policy: ConvergencePolicy,
             break
     check = verify(None, tgt, block)  # target == the manifest the rounds sealed
     return {
-        "live": True, "method": "precopy+cbt", "source": f"file://{src}",
+        "live": True, "method": runner.method,
+        "source": f"file://{src}" if isinstance(src, Path) else getattr(src, "label", ""),
         "rounds": len(rounds), "baselines": [r.baseline for r in rounds],
         "dirty_bytes_per_round": [r.bytes_sent for r in rounds],
         "bytes_total": rounds[0].bytes_total, "bytes_sent": sum(r.bytes_sent for r in rounds),
-        "blocks_sent": sum(r.blocks_sent for r in rounds), "wire_bytes": 0,
+        "blocks_sent": sum(r.blocks_sent for r in rounds),
+        "wire_bytes": sum(r.wire_bytes for r in rounds),
         "threshold_bytes": threshold, "stop_reason": stop,
-        "manifest_digest": rounds[-1].manifest_digest, "cbt_log_bytes": log.size(),
+        "manifest_digest": rounds[-1].manifest_digest, "cbt_log_bytes": runner.log_bytes,
+        "resumed": runner.resumed[:10],
         "verify": check.summary(), "warnings": [w for r in rounds for w in r.warnings],
     }
 
@@ -152,13 +274,23 @@ class LiveCutover:
     """What the live part of one cutover did; ``thaw_all`` undoes the freezes."""
 
     servers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    freezes: list[SourceFreeze] = field(default_factory=list)
+    freezes: list[Freeze] = field(default_factory=list)
 
-    def thaw_all(self) -> None:
+    def thaw_all(self) -> list[str]:
+        """Thaw every frozen source; a thaw that fails does not stop the others. Returns
+        the failures (also in each server's ``thaw_errors``: that source is still frozen)."""
+        errors: list[str] = []
         for fr in self.freezes:
-            fr.thaw()
+            try:
+                fr.thaw()
+            except MigrationBoxError as exc:
+                errors.append(str(exc))
+                sid = fr.label.split("/", 1)[0]
+                self.servers.setdefault(sid, {}).setdefault("thaw_errors", []).append(str(exc))
         for info in self.servers.values():
-            info["source_state"] = "running"
+            info["source_state"] = "running" if not info.get("thaw_errors") else \
+                "frozen: the thaw failed"
+        return errors
 
 
 def _target_serving(ctx: PhaseContext, endpoints: list[Endpoint], sid: str) -> str:
@@ -200,15 +332,29 @@ def live_cutover(ctx: PhaseContext, endpoints: list[Endpoint], phase: str,
             sid = server.server_id
             disks = by_server(endpoints, sid, "disk")
             info: dict[str, Any] = {"disks": {}, "source_state": "frozen"}
+            out.servers[sid] = info
             for ep in disks:
-                src, tgt = local_source(ep, phase), ep.target_path
-                fr = source_freeze(ep, phase)
-                out.freezes.append(fr)
-                configured |= (tgt / META_DIR / CONFIGURED_NAME).exists()
-                result = precopy(src, tgt, pause=fr.freeze, resume=lambda: None,
-                                 block_size=block, threshold_bytes=threshold,
-                                 max_rounds=ctx.options.replicate.max_rounds, cbt=True)
+                src, tgt = live_source(ep, phase), ep.target_path
+                try:
+                    fr = endpoint_freeze(ep, src, phase)
+                    out.freezes.append(fr)
+                    configured |= (tgt / META_DIR / CONFIGURED_NAME).exists()
+                    try:
+                        result = precopy(src, tgt, pause=fr.freeze, resume=lambda: None,
+                                         block_size=block, threshold_bytes=threshold,
+                                         max_rounds=ctx.options.replicate.max_rounds,
+                                         cbt=True)
+                    except MigrationBoxError as exc:  # lost for good, refused, vanished
+                        if isinstance(exc, PhaseFailed):
+                            raise
+                        raise PhaseFailed(phase, f"{ep.label()}: the pre-copy failed: {exc}; "
+                                                 "no traffic was moved") from exc
+                finally:
+                    if isinstance(src, SshTree):
+                        src.close()  # a thaw reconnects when it needs to
                 summary = result.summary()
+                if isinstance(fr, CommandFreeze):
+                    summary["freeze"] = list(fr.log)
                 info["disks"][ep.name] = summary
                 if not result.verified:
                     raise PhaseFailed(phase, f"{ep.label()}: the target differs from the "
@@ -217,7 +363,6 @@ def live_cutover(ctx: PhaseContext, endpoints: list[Endpoint], phase: str,
             info["frozen_at"] = min((f.frozen_wall for f in out.freezes
                                      if f.label.startswith(f"{sid}/") and f.frozen_wall),
                                     default=None)
-            out.servers[sid] = info
         if configured:
             reconfigure()  # the live rounds put the source's config files back
         for sid, info in out.servers.items():
@@ -233,7 +378,11 @@ def live_cutover(ctx: PhaseContext, endpoints: list[Endpoint], phase: str,
             say(f"cutover: live server {sid} frozen {info['downtime_s']}s until its target "
                 f"served ({info['final_delta_bytes']} bytes in the final delta)",
                 {"server_id": sid, "downtime_s": info["downtime_s"]})
-    except BaseException:
-        out.thaw_all()
+    except BaseException as exc:
+        errors = out.thaw_all()
+        if errors and isinstance(exc, PhaseFailed):
+            raise PhaseFailed(phase, f"{str(exc).removeprefix(f'{phase}: ')}; and thawing "
+                                     f"failed, so these sources are still frozen: "
+                                     f"{errors[:3]}") from exc
         raise
     return out

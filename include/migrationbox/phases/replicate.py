@@ -53,7 +53,7 @@ from migrationbox.errors import MigrationBoxError
 from migrationbox.lab.endpoints import endpoints_file
 from migrationbox.phases._cloud import progress, wave_dir, write_json
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
-from migrationbox.phases.live import live_rounds, local_source
+from migrationbox.phases.live import live_rounds, live_source
 from migrationbox.planning.models import ServerPlan
 from migrationbox.replication.database import replication_lag
 from migrationbox.replication.disk import (
@@ -259,9 +259,15 @@ def _replicate_disk(ctx: PhaseContext, sid: str, ep: Endpoint, src: SourceTree, 
 
 def _replicate_live_disk(ctx: PhaseContext, sid: str, ep: Endpoint, tgt: Path, block: int,
                          policy: ConvergencePolicy) -> tuple[dict[str, Any], list[str]]:
-    """A live server's disk: pre-copy rounds with changed-block tracking while the source
-    runs (``phases.live``); the freeze and the last blocks come at cutover."""
-    info = live_rounds(local_source(ep, PHASE), tgt, block, policy)
+    """A live server's disk: pre-copy rounds while the source runs (changed-block tracking
+    for a local folder, hashes computed on the source over SSH: ``phases.live``); the
+    freeze and the last blocks come at cutover."""
+    src = live_source(ep, PHASE)
+    try:
+        info = live_rounds(src, tgt, block, policy)
+    finally:
+        if isinstance(src, SourceTree):
+            src.close()
     (tgt / META_DIR / CONFIGURED_NAME).unlink(missing_ok=True)  # configure runs again
     _say(ctx, f"{ep.label()}: live pre-copy, {info['rounds']} rounds "
               f"{info['baselines']} ({info['stop_reason']})",

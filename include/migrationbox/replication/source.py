@@ -472,6 +472,23 @@ class SshTree:
         info = json.loads(out.decode().strip().splitlines()[-1])
         return {"server": self.server, "path": self.target.path, **info}
 
+    def run(self, command: str, timeout_s: float = 60.0) -> tuple[int, str, str]:
+        """Run a shell command on the source server over this connection (the live path's
+        freeze and thaw): ``(exit status, stdout, stderr)``. A connection that drops or a
+        command that outlives ``timeout_s`` raises ``SourceConnectionLost``."""
+        client = self._client()
+        try:
+            _stdin, stdout, stderr = client.exec_command(command, timeout=timeout_s)
+            _stdin.channel.shutdown_write()
+            out, err = stdout.read(), stderr.read()
+            status = stdout.channel.recv_exit_status()
+        except Exception as exc:
+            self._drop()
+            raise SourceConnectionLost(
+                f"{self.label}: the command {command!r} on {self.server} did not complete "
+                f"({type(exc).__name__}: {exc})") from None
+        return status, out.decode(errors="replace"), err.decode(errors="replace")
+
     # ----- scanning --------------------------------------------------------------------------
     def total_bytes(self) -> int:
         scan = self.scan(1, hash_blocks=False)
