@@ -83,6 +83,37 @@ def test_matrix_errors_name_file_and_field(tmp_path: Path) -> None:
         load_matrix(edited_matrix(tmp_path, duplicate))
 
 
+def test_matrix_verification_windows_are_validated(tmp_path: Path) -> None:
+    matrix = load_matrix()
+    cpu_window = matrix.row("high_cpu").verify  # type: ignore[union-attr]
+    assert cpu_window.zero_is_reset and cpu_window.settle_seconds > 0
+    assert cpu_window.min_points >= 2 and cpu_window.min_seconds > 0
+
+    def one_point_over_time(data: dict) -> None:
+        data["rows"][0]["verify"] = {"min_points": 1, "min_seconds": 5}
+
+    with pytest.raises(ValueError, match=r"rows\[0\].verify: .*needs min_points >= 2"):
+        load_matrix(edited_matrix(tmp_path, one_point_over_time))
+
+    def zero_never_counts_where_only_zero_is_healthy(data: dict) -> None:
+        data["rows"][6]["verify"]["zero_is_reset"] = True  # dns_stale_resolvers > 0
+
+    with pytest.raises(ValueError, match=r"rows\[6\]: .*zero_is_reset .*never count"):
+        load_matrix(edited_matrix(tmp_path, zero_never_counts_where_only_zero_is_healthy))
+
+    def unknown_key(data: dict) -> None:
+        data["rows"][0]["verify"]["min_pts"] = 3
+
+    with pytest.raises(ValueError, match=r"rows\[0\].verify.min_pts"):
+        load_matrix(edited_matrix(tmp_path, unknown_key))
+
+    def no_window(data: dict) -> None:
+        del data["rows"][2]["verify"]
+
+    defaulted = load_matrix(edited_matrix(tmp_path, no_window)).rows[2].verify
+    assert defaulted.min_points >= 2 and not defaulted.zero_is_reset
+
+
 def cpu(value: float = 95, seconds: float = 360, **kw) -> Situation:
     defaults = {"anomaly_type": "high_cpu", "resource": "web-03",
                 "detection_confidence": "high", "rca_confidence": 0.7, "at": T0}

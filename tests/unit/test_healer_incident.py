@@ -20,6 +20,7 @@ from migrationbox.healer.incident import (
     IncidentMetrics,
     Prevention,
     RemediationSummary,
+    VerificationRecord,
     format_incident_id,
     human_duration,
     render_markdown,
@@ -111,6 +112,37 @@ def test_unresolved_failed_incident_says_so() -> None:
     assert "**Rolled back:** Yes (ModifyVolume failed: VolumeModificationRateExceeded)" in text
     assert "- **Detection Time:** not measured" in text
     assert IncidentMetrics.of(incident).within_target is None
+
+
+def test_the_verification_window_is_kept_and_shown() -> None:
+    from migrationbox.healer.verification import Point, VerifyWindow, judge
+
+    window = VerifyWindow(min_points=5, min_seconds=4, settle_seconds=3, zero_is_reset=True)
+    effective = DETECTED + timedelta(minutes=2)
+    points = [Point(effective + timedelta(seconds=s), v)
+              for s, v in ((-1, 97.0), (1, 0.0), (2, 32.4), (3, 32.1), (4, 32.6), (5, 31.9),
+                           (6, 32.3))]
+    verdict = judge(points, effective_at=effective, window=window,
+                    still_bad=lambda v: v > 90, condition="cpu_utilization_pct > 90")
+    assert verdict.recovered
+    incident = plan_incident()
+    assert incident.remediation is not None
+    incident.remediation.verification = VerificationRecord.of(verdict, window)
+    incident.add_event(effective + timedelta(seconds=6), "verified: " + verdict.summary())
+    again = Incident.model_validate_json(incident.model_dump_json())  # what the store keeps
+    record = again.remediation.verification  # type: ignore[union-attr]
+    assert record is not None and record.verified
+    assert record.values == [32.4, 32.1, 32.6, 31.9, 32.3]  # not the 97 before, not the 0
+    assert record.points_after_action == 6 and record.ignored == [
+        f"reset reading 0 at {(effective + timedelta(seconds=1)):%H:%M:%S}"]
+    stats = record.stats()
+    assert stats is not None and stats["n"] == 5 and stats["min"] == 31.9
+    assert stats["max"] == 32.6 and stats["span_s"] == 4.0
+    assert stats["mean"] == pytest.approx(32.26)
+    assert ">= 5 point(s) over >= 4 s" in record.window
+    text = render_markdown(again)
+    assert "n=5 over 4.0 s, min 31.9 / mean 32.26 / max 32.6" in text
+    assert "14:25:47 32.4" in text  # the window's values, with their times
 
 
 def test_durations_and_ids() -> None:

@@ -40,6 +40,8 @@ SEVERITY_LABELS = {
     "P4": "No User Impact",
 }
 MTTR_TARGET = timedelta(minutes=5)
+#: points after the action a verification record keeps (the newest)
+SEEN_KEPT = 120
 
 
 class IncidentStatus(StrEnum):
@@ -80,7 +82,10 @@ class VerificationRecord(BaseModel):
     reason: str
     effective_at: datetime
     window: str  # e.g. ">= 5 point(s) over >= 4 s, 3 s after the action, ..."
+    #: the evidence run (verified) or the last run that fell short
     points: list[VerificationPoint] = Field(default_factory=list)
+    #: every point published after the action took effect (the last SEEN_KEPT)
+    seen: list[VerificationPoint] = Field(default_factory=list)
     points_after_action: int = 0
     ignored: list[str] = Field(default_factory=list)  # what broke earlier runs
     summary: str = ""
@@ -91,6 +96,8 @@ class VerificationRecord(BaseModel):
         return cls(verified=verdict.recovered, reason=verdict.reason,
                    effective_at=verdict.effective_at, window=window.describe(),
                    points=[VerificationPoint(at=p.at, value=p.value) for p in verdict.points],
+                   seen=[VerificationPoint(at=p.at, value=p.value)
+                         for p in verdict.seen[-SEEN_KEPT:]],
                    points_after_action=verdict.after, ignored=list(verdict.breaks),
                    summary=verdict.summary())
 

@@ -513,7 +513,7 @@ class Healer:
             cloud=self.cloud_for(target.estate),
             verify_timeout_s=self.settings.verify_timeout_s,
             verify_interval_s=self.settings.verify_interval_s,
-            signal=self._signal(target, row), verify_window=row.verify)
+            signal=self.recovery_signal(target, row), verify_window=row.verify)
         try:
             outcome = execute(remediation_for(row.action), ctx)
         finally:
@@ -549,7 +549,7 @@ class Healer:
                        else "dependency", remediation_id=rid,
                        notes=outcome.error)
 
-    def _signal(self, target: sensing.Target, row: MatrixRow) -> RecoverySignal:
+    def recovery_signal(self, target: sensing.Target, row: MatrixRow) -> RecoverySignal:
         """What verification watches for ``row`` on ``target``: the row's metric read back
         from the monitoring API (points published after the action took effect), or, for
         facts the probe measures and for health, probes the healer takes itself (each one

@@ -95,15 +95,19 @@ def _hms(at: datetime) -> str:
 @dataclass(frozen=True)
 class WindowVerdict:
     """What one look at the window found. ``points`` is the run judged (the evidence);
-    ``after`` counts every point after the instant; ``breaks`` says what broke earlier
-    runs ("reset reading 0 at 10:00:04")."""
+    ``seen`` every point after the instant (what a refusal without a run refused on);
+    ``breaks`` says what broke earlier runs ("reset reading 0 at 10:00:04")."""
 
     recovered: bool
     reason: str
     effective_at: datetime
     points: tuple[Point, ...] = ()
-    after: int = 0
+    seen: tuple[Point, ...] = ()
     breaks: tuple[str, ...] = ()
+
+    @property
+    def after(self) -> int:
+        return len(self.seen)
 
     @property
     def span_seconds(self) -> float:
@@ -112,14 +116,11 @@ class WindowVerdict:
         return (self.points[-1].at - self.points[0].at).total_seconds()
 
     def stats(self) -> dict[str, float] | None:
-        if not self.points:
-            return None
-        values = [p.value for p in self.points]
-        return {"n": float(len(values)), "min": min(values), "mean": sum(values) / len(values),
-                "max": max(values), "span_s": self.span_seconds}
+        """n / min / mean / max / span of the evidence run (None without one)."""
+        return stats_of(self.points)
 
-    def values_text(self) -> str:
-        shown = list(self.points)
+    def values_text(self, points: Sequence[Point] | None = None) -> str:
+        shown = list(self.points if points is None else points)
         parts = [f"{_hms(p.at)} {p.value:g}" for p in shown]
         if len(parts) > SHOWN_VALUES:
             half = SHOWN_VALUES // 2
@@ -133,13 +134,29 @@ class WindowVerdict:
         if s is not None:
             head += (f": n={len(self.points)} over {s['span_s']:.1f} s, min {s['min']:g} / "
                      f"mean {s['mean']:.4g} / max {s['max']:g}; values {self.values_text()}")
+        elif self.seen:
+            seen = stats_of(self.seen)
+            assert seen is not None
+            head += (f": no recovered run; {len(self.seen)} point(s) after the action over "
+                     f"{seen['span_s']:.1f} s, min {seen['min']:g} / mean {seen['mean']:.4g} / "
+                     f"max {seen['max']:g}; values {self.values_text(self.seen)}")
         else:
-            head += ": no usable point"
+            head += ": no point"
         if self.breaks:
             head += "; ignored: " + "; ".join(self.breaks[-3:])
             if len(self.breaks) > 3:
                 head += f" (+{len(self.breaks) - 3} more)"
         return head + "]"
+
+
+def stats_of(points: Sequence[Point]) -> dict[str, float] | None:
+    """n, min, mean, max (NaN left out) and span in seconds of ``points``."""
+    values = [p.value for p in points if not math.isnan(p.value)]
+    if not values:
+        return None
+    span = (points[-1].at - points[0].at).total_seconds() if len(points) > 1 else 0.0
+    return {"n": float(len(values)), "min": min(values), "mean": sum(values) / len(values),
+            "max": max(values), "span_s": span}
 
 
 def judge(points: Sequence[Point], *, effective_at: datetime, window: VerifyWindow,
@@ -175,25 +192,25 @@ def judge(points: Sequence[Point], *, effective_at: datetime, window: VerifyWind
     if not run:
         last = breaks[-1] if breaks else "no usable point"
         return WindowVerdict(False, f"no recovered point since the last break ({last})",
-                             effective_at, (), len(after), tuple(breaks))
+                             effective_at, (), tuple(after), tuple(breaks))
     span = (run[-1].at - run[0].at).total_seconds()
     if len(run) < window.min_points or span < window.min_seconds:
         return WindowVerdict(False, f"not enough evidence yet: {len(run)} of "
                                     f"{window.min_points} point(s), {span:.1f} of "
                                     f"{window.min_seconds:g} s no longer {condition}",
-                             effective_at, tuple(run), len(after), tuple(breaks))
+                             effective_at, tuple(run), tuple(after), tuple(breaks))
     return WindowVerdict(True, f"{len(run)} point(s) over {span:.1f} s no longer {condition}",
-                         effective_at, tuple(run), len(after), tuple(breaks))
+                         effective_at, tuple(run), tuple(after), tuple(breaks))
 
 
 class RecoverySignal(Protocol):
-    """The reading verification watches: ``read(since)`` returns the points published
-    after ``since`` (may include older ones: :func:`judge` filters), ``still_bad`` is the
-    row's condition, ``condition`` its text."""
+    """The reading verification watches: ``read(since, now)`` returns the points published
+    after ``since`` up to ``now`` (may include older ones: :func:`judge` filters),
+    ``still_bad`` is the row's condition, ``condition`` its text."""
 
     condition: str
 
-    def read(self, since: datetime) -> list[Point]: ...
+    def read(self, since: datetime, now: datetime) -> list[Point]: ...
 
     def still_bad(self, value: float) -> bool: ...
 
@@ -206,10 +223,9 @@ class SeriesSignal:
     fetch: Callable[[datetime, datetime], Sequence[tuple[datetime, float]]]
     bad: Callable[[float], bool]
     condition: str
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
-    def read(self, since: datetime) -> list[Point]:
-        end = self.clock() + timedelta(seconds=2)
+    def read(self, since: datetime, now: datetime) -> list[Point]:
+        end = now + timedelta(seconds=2)
         return [Point(at, float(v)) for at, v in self.fetch(since - timedelta(seconds=1), end)]
 
     def still_bad(self, value: float) -> bool:
@@ -226,12 +242,11 @@ class SampledSignal:
     sample: Callable[[], tuple[float | None, str]]
     bad: Callable[[float], bool]
     condition: str
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     taken: list[Point] = field(default_factory=list)
     last_detail: str = ""
 
-    def read(self, since: datetime) -> list[Point]:
-        at = self.clock()
+    def read(self, since: datetime, now: datetime) -> list[Point]:
+        at = now
         value, self.last_detail = self.sample()
         if value is not None:
             self.taken.append(Point(at, float(value)))
@@ -241,14 +256,13 @@ class SampledSignal:
         return self.bad(value)
 
 
-def check_signal(check: Callable[[], tuple[bool, str]],
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> SampledSignal:
+def check_signal(check: Callable[[], tuple[bool, str]]) -> SampledSignal:
     """A ``check() -> (recovered, detail)`` as a signal: 1 recovered, 0 not."""
     def sample() -> tuple[float | None, str]:
         ok, detail = check()
         return (1.0 if ok else 0.0), detail
 
-    return SampledSignal(sample, lambda v: v < 1.0, "failing the check", clock)
+    return SampledSignal(sample, lambda v: v < 1.0, "failing the check")
 
 
 @dataclass
@@ -273,7 +287,7 @@ def watch(signal: RecoverySignal, window: VerifyWindow, effective_at: datetime, 
     detail = "not checked"
     while True:
         try:
-            points = signal.read(effective_at)
+            points = signal.read(effective_at, clock())
             verdict = judge(points, effective_at=effective_at, window=window,
                             still_bad=signal.still_bad, condition=signal.condition)
             detail = verdict.summary()

@@ -24,6 +24,7 @@ verified on a single passing check after the action, and the step says so.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -73,6 +74,9 @@ class RemediationContext:
     signal: RecoverySignal | None = None
     #: None: a single passing reading after the action (contexts built by hand)
     verify_window: VerifyWindow | None = None
+    #: the time verification goes by (tests drive it with a simulated clock)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    sleep: Callable[[float], None] = time.sleep
 
     def lab(self, op: str, **body: Any) -> dict[str, Any]:
         """One lab-side operation on the service (``POST /services/NAME/remediate``)."""
@@ -141,7 +145,7 @@ def verify(ctx: RemediationContext, effective_at: datetime) -> Verification:
     signal = ctx.signal if ctx.signal is not None else check_signal(ctx.check)
     window = ctx.verify_window or SINGLE_READING
     result = watch(signal, window, effective_at, timeout_s=ctx.verify_timeout_s,
-                   interval_s=ctx.verify_interval_s)
+                   interval_s=ctx.verify_interval_s, clock=ctx.clock, sleep=ctx.sleep)
     if ctx.verify_window is None:
         result.detail += " (single reading: no verification window configured)"
     return result
@@ -179,7 +183,7 @@ def execute(remediation: Remediation, ctx: RemediationContext) -> RemediationOut
     verdict: WindowVerdict | None = None
     if error is None:
         window = ctx.verify_window or SINGLE_READING
-        effective = datetime.now(UTC) + timedelta(seconds=window.settle_seconds)
+        effective = ctx.clock() + timedelta(seconds=window.settle_seconds)
         log(f"action applied; counted as in effect from {effective:%H:%M:%S} (settle "
             f"{window.settle_seconds:g} s); recovery needs {window.describe()}")
         result = verify(ctx, effective)
