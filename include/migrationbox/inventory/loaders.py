@@ -13,17 +13,31 @@ Accepted inputs:
 * a ``.json`` file holding one record, a list of records, or an object with a
   ``servers`` list (an exported estate);
 * a JSON Lines file (``.jsonl`` / ``.ndjson``): one record per non-blank line;
+* text is UTF-8 (a leading byte-order mark is accepted) or UTF-16 with a byte-order
+  mark (what Windows PowerShell 5.1 writes); anything else is refused naming the byte;
 * exports of other discovery tools (``.xlsx`` workbooks and ``.csv`` files), recognised
   by their column headers and turned into records by ``inventory.importers``: an RVTools
   export (vInfo, vDisk, vNetwork) and the AWS Migration Hub / Application Discovery
   Service import template. Their records carry the sheet and row they came from, and
   what the importer noticed (a skipped template, a powered-off VM) as ``LoadNote`` items.
+
+What is strict JSON's business is judged per record, never by dropping a file: a key
+that appears twice in one object (``json`` and msgspec silently keep the last one),
+``NaN``/``Infinity`` literals and numbers beyond a 64-bit float, and nesting deeper than
+``MAX_DEPTH`` levels each become a ``SourceProblem`` of the record they sit in, naming
+the field path, so validation quarantines that record and loads the ones beside it.
+Duplicate keys are refused rather than "last one wins": which value the agent meant
+cannot be known, as with two records sharing a server_id. Only a document the parser
+cannot finish at all (truncated, or nested past the interpreter's recursion limit) is a
+``ParseError`` for the whole file (or JSON Lines line).
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import math
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,8 +52,22 @@ JSON_SUFFIXES = frozenset({".json"})
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
 IMPORT_SUFFIXES = frozenset({".xlsx", ".csv"})
 QUARANTINE_MARKER = ".migrationbox-quarantine"
+RECORD_FIELD = "(record)"
+
+#: Records nested deeper than this are refused: no discovery field needs more than a
+#: handful of levels, and deeper data breaks every recursive consumer downstream.
+MAX_DEPTH = 64
+#: Problems listed per record before "... and N more" (a list of 10,000 NaNs).
+MAX_PROBLEMS = 20
+#: Integers longer than this are refused (Python refuses to parse >4300 digits anyway).
+MAX_INT_DIGITS = 400
 
 _decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+# every key ends with a quote, optional blanks and a colon; strings may also hold '":',
+# so the count is an upper bound of the keys, which is all the fast path needs
+_KEY_END = re.compile(rb'"[ \t\r\n]*:')
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 @contextmanager
@@ -161,16 +189,176 @@ class LoadResult:
     notes: list[LoadNote] = field(default_factory=list)
 
 
-def _decode(text: bytes) -> Any:
-    """Parse JSON quickly; on failure re-parse with the stdlib to get line/column.
+class DocumentTooDeep(ValueError):
+    """The parser gave up on nesting (past the interpreter's recursion limit)."""
 
-    Raises ``json.JSONDecodeError`` (with line and column) or ``UnicodeDecodeError``.
+
+@dataclass(slots=True)
+class _Decoded:
+    """A parsed JSON document and what the strict re-parse found (when one was needed)."""
+
+    data: Any
+    duplicates: dict[int, list[str]] | None = None  # id(dict) -> keys seen twice
+    strict: bool = False  # parsed by the strict path: walk the records for problems
+
+
+def _text_of(raw: bytes) -> str:
+    """UTF-8 (with or without a byte-order mark) or UTF-16 with one; raises otherwise."""
+    if raw.startswith(_UTF16_BOMS):
+        return raw.decode("utf-16")
+    return raw.decode("utf-8-sig")
+
+
+def _normalise(raw: bytes) -> bytes:
+    """UTF-8 bytes without a byte-order mark (UTF-16 with a BOM re-encoded)."""
+    if raw.startswith(_UTF16_BOMS):
+        try:
+            return raw.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError:
+            return raw  # reported by _decode as not UTF-8 text
+    return raw.removeprefix(b"\xef\xbb\xbf")
+
+
+def _parse_int(text: str) -> int | float:
+    return int(text) if len(text.lstrip("-")) <= MAX_INT_DIGITS else math.inf
+
+
+def _strict_loads(raw: bytes) -> _Decoded:
+    """The stdlib parser, noting duplicate keys; NaN/Infinity and huge numbers arrive as
+    non-finite floats for the record walk to report."""
+    duplicates: dict[int, list[str]] = {}
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(items)
+        if len(obj) != len(items):
+            seen: set[str] = set()
+            twice: list[str] = []
+            for key, _ in items:
+                if key in seen and key not in twice:
+                    twice.append(key)
+                seen.add(key)
+            duplicates[id(obj)] = twice
+        return obj
+
+    try:
+        data = json.loads(_text_of(raw), object_pairs_hook=pairs, parse_int=_parse_int)
+    except RecursionError as exc:
+        raise DocumentTooDeep("nested too deeply for the parser") from exc
+    return _Decoded(data, duplicates, strict=True)
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests deeper than ``limit`` (iterative: no recursion limit)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if type(node) is dict else node
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1))
+    return False
+
+
+def _key_count_bound(raw: bytes) -> int:
+    """At least the number of keys written in ``raw`` (plus any '":' inside strings)."""
+    if b'"\t' in raw or b'"\n' in raw or b'"\r' in raw:
+        return len(_KEY_END.findall(raw))
+    return raw.count(b'":') + raw.count(b'" :')
+
+
+def _decode(raw: bytes) -> _Decoded:
+    """Parse JSON quickly; fall back to the strict stdlib path when needed.
+
+    msgspec parses valid documents fast. The stdlib parser runs instead when msgspec
+    refuses the text (for line/column of real syntax errors, and for NaN or huge numbers
+    the stdlib accepts), when the document may nest deeper than ``MAX_DEPTH``, and when
+    it may hide a duplicate key: the keys msgspec kept (counted in its compact
+    re-encoding, where every key ends in '":') are fewer than the key ends in the text.
+    Both counts include '":' inside strings, so they agree on a document without
+    duplicates; C-speed counting keeps this cheap on 100,000-record estates.
+    Raises ``json.JSONDecodeError`` (with line and column), ``UnicodeDecodeError`` or
+    ``DocumentTooDeep``.
     """
     try:
-        return _decoder.decode(text)
+        data = _decoder.decode(raw)
+    except RecursionError as exc:
+        raise DocumentTooDeep("nested too deeply for the parser") from exc
     except msgspec.DecodeError:
-        decoded = text.decode("utf-8")  # raises UnicodeDecodeError for non-UTF-8 input
-        return json.loads(decoded)  # raises JSONDecodeError with line/column
+        return _strict_loads(raw)
+    if type(data) is not dict and type(data) is not list:
+        return _Decoded(data)
+    if _key_count_bound(raw) > _encoder.encode(data).count(b'":'):
+        return _strict_loads(raw)
+    containers = raw.count(b"{") + raw.count(b"[")
+    if containers > MAX_DEPTH and _too_deep(data, MAX_DEPTH + 2):  # + estate wrapper, list
+        return _strict_loads(raw)
+    return _Decoded(data)
+
+
+def _key_path(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _non_finite(value: float) -> str:
+    if math.isnan(value):
+        return "NaN is not a JSON number (use null for a missing value)"
+    return "number out of range (beyond a 64-bit float); use a realistic value"
+
+
+def record_problems(data: Any, duplicates: dict[int, list[str]] | None
+                    ) -> tuple[Any, tuple[SourceProblem, ...]]:
+    """What strict JSON refuses inside one record, with field paths, and a safe copy.
+
+    The copy cuts nesting at ``MAX_DEPTH`` (so a quarantine file can be written); values
+    are otherwise kept as read, so the quarantined record shows what arrived.
+    """
+    problems: list[SourceProblem] = []
+    dups = duplicates or {}
+
+    def visit(node: Any, path: str, depth: int) -> Any:
+        kind = type(node)
+        if kind is float:
+            if not math.isfinite(node):
+                problems.append(SourceProblem(path or "(record)", _non_finite(node),
+                                              "invalid_value"))
+            return node
+        if kind is not dict and kind is not list:
+            return node
+        if depth > MAX_DEPTH:
+            problems.append(SourceProblem(path or "(record)",
+                                          f"nested deeper than {MAX_DEPTH} levels",
+                                          "invalid_value"))
+            return f"(cut: nested deeper than {MAX_DEPTH} levels)"
+        if kind is list:
+            return [visit(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(node)]
+        for key in dups.get(id(node), ()):
+            problems.append(SourceProblem(
+                _key_path(path, key),
+                f"key {key!r} appears more than once in this object; which value is meant "
+                "cannot be known (remove the extra copies)", "duplicate_key"))
+        return {k: visit(v, _key_path(path, k), depth + 1) for k, v in node.items()}
+
+    copy = visit(data, "", 1)
+    if len(problems) > MAX_PROBLEMS:
+        more = len(problems) - MAX_PROBLEMS
+        problems = [*problems[:MAX_PROBLEMS], SourceProblem(
+            "(record)", f"... and {more} more problems of the same kinds", "invalid_value")]
+    return copy, tuple(problems)
+
+
+def _raw_record(origin: Origin, data: Any, decoded: _Decoded) -> RawRecord:
+    if not decoded.strict:
+        return RawRecord(origin, data)
+    copy, problems = record_problems(data, decoded.duplicates)
+    return RawRecord(origin, copy if problems else data, problems)
+
+
+def _not_utf8(exc: UnicodeDecodeError, raw: bytes) -> str:
+    hint = ("; it looks like UTF-16 without a byte-order mark" if b"\x00" in raw[:4096]
+            else "; save the file as UTF-8")
+    return f"not UTF-8 text at byte {exc.start}: {exc.reason}{hint}"
 
 
 def _json_error(file: str, exc: json.JSONDecodeError, line_offset: int = 0) -> ParseError:
@@ -228,46 +416,62 @@ def iter_file(path: Path) -> Iterator[RawRecord | ParseError | LoadNote]:
 
         yield from iter_import(path)
         return
-    raw = _read_bytes(path)
+    raw = _normalise(_read_bytes(path))
     if path.suffix.lower() in JSONL_SUFFIXES:
         ordinal = 0
         for lineno, line in enumerate(raw.splitlines(), start=1):
             if not line.strip():
                 continue
+            shown = line[:2000].decode("utf-8", errors="replace")
             try:
-                data = _decode(line)
+                decoded = _decode(line)
             except json.JSONDecodeError as exc:
                 err = _json_error(name, exc, line_offset=lineno - 1)
-                yield ParseError(err.file, err.line, err.column, err.message,
-                                 text=line.decode("utf-8", errors="replace"))
+                yield ParseError(err.file, err.line, err.column, err.message, text=shown)
             except UnicodeDecodeError as exc:
-                yield ParseError(name, lineno, exc.start + 1, f"not UTF-8 text: {exc.reason}",
-                                 text=line.decode("utf-8", errors="replace"))
+                yield ParseError(name, lineno, exc.start + 1, _not_utf8(exc, line), text=shown)
+            except DocumentTooDeep as exc:
+                yield ParseError(name, lineno, None, f"malformed JSON: {exc} (a record may "
+                                 f"nest at most {MAX_DEPTH} levels)", text=shown)
             else:
-                yield RawRecord(Origin(name, ordinal, lineno), data)
+                yield _raw_record(Origin(name, ordinal, lineno), decoded.data, decoded)
             ordinal += 1
         return
     if not raw.strip():
         yield ParseError(name, None, None, "empty file: expected a JSON record or list")
         return
     try:
-        data = _decode(raw)
+        decoded = _decode(raw)
     except json.JSONDecodeError as exc:
         yield _json_error(name, exc)
         return
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        yield ParseError(name, line, None, f"not UTF-8 text at byte {exc.start}: {exc.reason}")
+        yield ParseError(name, line, None, _not_utf8(exc, raw))
         return
+    except DocumentTooDeep as exc:
+        yield ParseError(name, None, None, f"malformed JSON: {exc} (a record may nest at most "
+                         f"{MAX_DEPTH} levels)")
+        return
+    data = decoded.data
     if isinstance(data, dict) and "server_id" not in data and isinstance(
         data.get("servers"), list
     ):
+        twice = (decoded.duplicates or {}).get(id(data))
+        if twice:
+            yield ParseError(name, None, None, "malformed estate file: key(s) "
+                             f"{', '.join(repr(k) for k in twice)} appear more than once at "
+                             "the top level; which one is meant cannot be known")
+            return
         data = data["servers"]  # an exported estate: {"name": ..., "servers": [...]}
     if isinstance(data, list):
+        if not data:
+            yield LoadNote(name, "(file)", RECORD_FIELD, "the file holds no records "
+                           "(an empty list)", "import_note")
         for index, item in enumerate(data):
-            yield RawRecord(Origin(name, index), item)
+            yield _raw_record(Origin(name, index), item, decoded)
     else:
-        yield RawRecord(Origin(name, 0), data)
+        yield _raw_record(Origin(name, 0), data, decoded)
 
 
 def iter_records(path: str | Path) -> Iterator[RawRecord | ParseError | LoadNote]:

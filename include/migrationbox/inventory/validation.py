@@ -71,6 +71,7 @@ class Reason(StrEnum):
     ambiguous_dependency = "ambiguous_dependency"
     quarantined_dependency = "quarantined_dependency"
     ambiguous_name = "ambiguous_name"
+    duplicate_key = "duplicate_key"  # a key twice in one JSON object (loaders)
     # imports of other tools' exports (inventory.importers)
     unrecognised_file = "unrecognised_file"
     skipped_record = "skipped_record"
@@ -272,6 +273,21 @@ def _self_dependency_fields(data: Mapping[str, Any]) -> list[str]:
     return fields
 
 
+def _json_type(value: Any) -> str:
+    """What a JSON author calls the value's type (``null``, not ``NoneType``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, (int, float)):
+        return f"a number ({_short(value)})"
+    if isinstance(value, str):
+        return f"a string ({_short(value)})"
+    if isinstance(value, list):
+        return f"an array of {len(value)} item" + ("s" if len(value) != 1 else "")
+    return type(value).__name__
+
+
 def schema_issues(exc: ValidationError, data: Any) -> list[Issue]:
     """Translate pydantic errors into field paths and plain messages."""
     issues: list[Issue] = []
@@ -281,7 +297,7 @@ def schema_issues(exc: ValidationError, data: Any) -> list[Issue]:
         error_type = str(err["type"])
         if not loc and error_type == "model_type":
             issues.append(Issue(RECORD_FIELD,
-                                f"expected a JSON object, got {type(data).__name__}",
+                                f"expected a JSON object, got {_json_type(data)}",
                                 Reason.not_an_object))
             continue
         if not loc and "points at the server itself" in msg and isinstance(data, Mapping):
@@ -449,6 +465,9 @@ def _source_column(path: str, columns: dict[str, str]) -> str | None:
 def imported_issues(raw: RawRecord, schema: list[Issue]) -> list[Issue]:
     """An imported record's issues: its unreadable cells, then schema issues by column.
 
+    JSON records arrive here too when the loader found problems (a duplicate key, NaN,
+    nesting too deep): those come first, and a schema issue on the same field is dropped.
+
     A schema issue on a column the importer already reported is dropped (``CPUs: not a
     number: 'four'`` says it; ``cpu_cores: Input should be a valid integer`` would not
     add anything).
@@ -461,7 +480,8 @@ def imported_issues(raw: RawRecord, schema: list[Issue]) -> list[Issue]:
     for issue in schema:
         column = _source_column(issue.field, columns)
         if column is None:
-            issues.append(issue)
+            if issue.field not in reported:  # a JSON field the loader already named
+                issues.append(issue)
         elif column not in reported:
             issues.append(Issue(f"{column} ({issue.field})", issue.message, issue.reason))
     return issues
