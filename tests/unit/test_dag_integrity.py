@@ -11,8 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from migrationbox.orchestration.spec import SCHEMA_VERSION, SpecError
-from migrationbox.orchestration.wave_dag import build_all, spec_error_dag_id
+from migrationbox.orchestration.spec import (
+    SCHEMA_VERSION,
+    SpecError,
+    loader_path,
+    loader_source,
+    loaders_dir,
+)
+from migrationbox.orchestration.wave_dag import (
+    build_all,
+    load_estate,
+    plans_bundle_configured,
+    spec_error_dag_id,
+)
+from migrationbox.planning.export import ensure_loaders, write_estate_loader, write_wave_spec
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
@@ -52,23 +64,128 @@ EXPECTED = {
 
 @pytest.fixture()
 def plans(tmp_path, monkeypatch):
+    """A plans folder, and Airflow configured with the ``dags/`` bundle only (the
+    single-file fallback); ``bundles`` adds the plans bundle."""
     folder = tmp_path / "plans"
     folder.mkdir()
     monkeypatch.setenv("MIGRATIONBOX_PLANS_DIR", str(folder))
     monkeypatch.delenv("MIGRATIONBOX_STRICT_SPECS", raising=False)
+    monkeypatch.delenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", raising=False)
+    monkeypatch.delenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", raising=False)
     return folder
 
 
-def _dagbag():
+@pytest.fixture()
+def bundles(plans, monkeypatch):
+    """Airflow configured as the platform configures it: ``dags/`` and ``<plans>/dags``."""
+    from migrationbox.platform.airflow_runtime import dag_bundles
+
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
+                       json.dumps(dag_bundles(DAGS, loaders_dir(plans))))
+    return plans
+
+
+def _dagbag(folder: Path = DAGS):
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(DAGS), safe_mode=False)
+    return DagBag(dag_folder=str(folder), safe_mode=True)
+
+
+def _export(plans: Path, estate: str, text: str | None = None) -> None:
+    """A spec (``text``, default a good one) and its estate's loader, as `plan` writes."""
+    (plans / f"{estate}.json").write_text(text or json.dumps(_spec(estate)))
+    write_estate_loader(plans, estate)
+
+
+# -- the plans bundle: one loader file per estate --------------------------------------
 
 
 @pytest.mark.parametrize("breakage", sorted(BREAKAGES))
-def test_one_broken_spec_fails_its_estate_only_in_a_real_dagbag(plans, breakage):
+def test_a_broken_spec_is_an_import_error_of_its_estate_only(bundles, breakage):
+    _export(bundles, "good")
+    _export(bundles, "broken", BREAKAGES[breakage]())
+    _export(bundles, "other")
+    # dags/ registers no wave DAG once the plans bundle is configured: no id in two bundles
+    main = _dagbag()
+    assert main.import_errors == {}
+    assert not [d for d in main.dag_ids if d.startswith("migrate__")]
+
+    bag = _dagbag(loaders_dir(bundles))
+    assert sorted(bag.dag_ids) == ["migrate__good__wave_01", "migrate__good__wave_02",
+                                   "migrate__other__wave_01", "migrate__other__wave_02"]
+    errors = {Path(k).name: v for k, v in bag.import_errors.items()}
+    assert list(errors) == ["migrate__broken.py"]
+    message = errors["migrate__broken.py"].strip().splitlines()[-1]
+    assert "SpecError: estate broken:" in message
+    assert str(bundles / "broken.json") in message
+    assert EXPECTED[breakage] in message
+
+
+def test_a_loader_without_its_spec_is_an_import_error_naming_the_missing_file(bundles):
+    _export(bundles, "good")
+    write_estate_loader(bundles, "gone")  # its spec was deleted, or never written
+    bag = _dagbag(loaders_dir(bundles))
+    errors = {Path(k).name: v for k, v in bag.import_errors.items()}
+    assert list(errors) == ["migrate__gone.py"]
+    assert "estate gone:" in errors["migrate__gone.py"]
+    assert "gone.json: cannot read the plan spec" in errors["migrate__gone.py"]
+    assert "migrate__good__wave_01" in bag.dag_ids
+
+
+def test_a_worker_parsing_a_loader_builds_only_its_task_s_dag(bundles, monkeypatch):
+    _export(bundles, "good")
+    _export(bundles, "broken", BREAKAGES["bad_field"]())
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "migrate__good__wave_02")
+    loader = loader_path(bundles, "good")
+    assert list(load_estate(loader, "good")) == ["migrate__good__wave_02"]
+    # a task of the broken estate fails at once with the spec's error
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "migrate__broken__wave_01")
+    with pytest.raises(SpecError, match=r"estate broken: .*broken\.json: invalid plan spec: "
+                                        r"waves\.0\.server_count"):
+        load_estate(loader_path(bundles, "broken"), "broken")
+
+
+def test_exporting_a_plan_writes_its_loader_once(tmp_path):
+    from migrationbox.planning.builder import build_plan
+    from migrationbox.store.testing import tiny_estate
+
+    plan = build_plan(tiny_estate("shop", ("web-01", "db-01")))
+    plans = tmp_path / "plans"
+    spec = write_wave_spec(plan, plans)
+    loader = loader_path(plans, "shop")
+    assert spec == plans / "shop.json" and loader.read_text() == loader_source("shop")
+    assert "airflow" in loader.read_text().lower() and "dag" in loader.read_text().lower()
+    before = loader.stat().st_mtime_ns
+    write_wave_spec(plan, plans)  # unchanged: neither file is rewritten
+    assert loader.stat().st_mtime_ns == before
+    # a spec exported before loaders existed gets one; a name that is no estate does not
+    loader.unlink()
+    (plans / "Not An Estate.json").write_text("{}")
+    assert ensure_loaders(plans) == [loader]
+    assert sorted(p.name for p in loaders_dir(plans).iterdir()) == ["migrate__shop.py"]
+    with pytest.raises(SpecError, match="not a valid estate name"):
+        loader_source("bad'name")
+
+
+def test_airflow_reads_the_platform_s_two_bundles(bundles):
+    """The configuration the platform passes is one Airflow itself accepts."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+
+    from migrationbox.platform.airflow_runtime import DAGS_BUNDLE, PLANS_BUNDLE
+
+    found = {b.name: b.path for b in DagBundlesManager().get_all_dag_bundles()}
+    assert found == {DAGS_BUNDLE: DAGS.resolve(), PLANS_BUNDLE: loaders_dir(bundles).resolve()}
+    assert plans_bundle_configured()
+
+
+# -- the single-file fallback: dags/ only ----------------------------------------------
+
+
+@pytest.mark.parametrize("breakage", sorted(BREAKAGES))
+def test_without_the_plans_bundle_a_broken_spec_gets_a_spec_error_dag(plans, breakage):
     (plans / "good.json").write_text(json.dumps(_spec("good")))
     (plans / "broken.json").write_text(BREAKAGES[breakage]())
+    assert not plans_bundle_configured()
     bag = _dagbag()
     assert bag.import_errors == {}, bag.import_errors
     waves = sorted(d for d in bag.dag_ids if d.startswith("migrate__"))
@@ -86,7 +203,7 @@ def test_one_broken_spec_fails_its_estate_only_in_a_real_dagbag(plans, breakage)
         task.python_callable(**task.op_kwargs)
 
 
-def test_a_worker_running_a_task_of_the_broken_estate_gets_the_spec_error(plans):
+def test_without_the_plans_bundle_a_worker_of_the_broken_estate_gets_the_error(plans):
     (plans / "good.json").write_text(json.dumps(_spec("good")))
     (plans / "broken.json").write_text(BREAKAGES["bad_field"]())
     with pytest.raises(SpecError, match=r"broken\.json: invalid plan spec: waves\.0\.server_count"):
@@ -124,21 +241,37 @@ def test_every_dag_file_imports_with_tags_owner_and_retries(plans):
 _PARSE_ALL = """
 import json, sys
 from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder=sys.argv[1], safe_mode=False)
-print(json.dumps({"errors": {k: v[-500:] for k, v in bag.import_errors.items()},
-                  "dags": sorted(bag.dag_ids)}))
+errors, dags = {}, []
+for folder in sys.argv[1:]:
+    bag = DagBag(dag_folder=folder, safe_mode=True)
+    errors.update({k: v[-500:] for k, v in bag.import_errors.items()})
+    dags += bag.dag_ids
+print(json.dumps({"errors": errors, "dags": sorted(dags)}))
 """
 
 
-@pytest.mark.parametrize("with_spec", [False, True], ids=["no-plans", "one-spec"])
-def test_parsing_every_dag_file_creates_nothing(tmp_path, with_spec):
-    """MIGRATIONBOX_HOME (and the plans folder) absent: parsing leaves them absent."""
+def _snapshot(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize(
+    ("with_spec", "with_bundle"),
+    [(False, False), (True, False), (True, True)],
+    ids=["no-plans", "one-spec", "one-spec-plans-bundle"],
+)
+def test_parsing_every_dag_file_creates_nothing(tmp_path, with_spec, with_bundle):
+    """MIGRATIONBOX_HOME (and the plans folder) absent: parsing leaves them absent; with
+    a spec, parsing (its loader too, in the plans bundle) adds no file anywhere."""
+    from migrationbox.platform.airflow_runtime import dag_bundles
+
     home = tmp_path / "absent-home"
     plans = tmp_path / "absent-plans"
+    folders = [str(DAGS)]
     if with_spec:
         plans = tmp_path / "plans"
         plans.mkdir()
         (plans / "good.json").write_text(json.dumps(_spec("good")))
+        write_estate_loader(plans, "good")
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
@@ -148,19 +281,27 @@ def test_parsing_every_dag_file_creates_nothing(tmp_path, with_spec):
         "MIGRATIONBOX_ARTIFACTS_DIR": str(tmp_path / "absent-artifacts"),
         "MIGRATIONBOX_STORE_URL": f"sqlite:///{tmp_path / 'absent-store' / 'store.db'}",
     }
-    env.pop("MIGRATIONBOX_STRICT_SPECS", None)
+    for key in ("MIGRATIONBOX_STRICT_SPECS", "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
+                "_AIRFLOW_PARSING_CONTEXT_DAG_ID"):
+        env.pop(key, None)
+    if with_bundle:
+        env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
+            dag_bundles(DAGS, loaders_dir(plans)))
+        folders.append(str(loaders_dir(plans)))
     before = set(tmp_path.iterdir())
-    out = subprocess.run([sys.executable, "-c", _PARSE_ALL, str(DAGS)], env=env,
+    plans_before = _snapshot(plans) if plans.exists() else set()
+    out = subprocess.run([sys.executable, "-c", _PARSE_ALL, *folders], env=env,
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["errors"] == {}
-    assert ("migrate__good__wave_01" in result["dags"]) is with_spec
+    # each wave DAG comes from exactly one place: dags/ without the bundle, the loader with
+    assert result["dags"].count("migrate__good__wave_01") == int(with_spec)
     created = {p.name for p in set(tmp_path.iterdir()) - before} - {"airflow"}
     assert created == set(), f"parsing created {sorted(created)}"
     for absent in (home, tmp_path / "absent-artifacts", tmp_path / "absent-store"):
         assert not absent.exists(), absent
-    assert not plans.exists() or [p.name for p in plans.iterdir()] == ["good.json"]
+    assert (_snapshot(plans) if plans.exists() else set()) == plans_before
 
 
 # -- the trigger form -----------------------------------------------------------------

@@ -9,11 +9,17 @@ this one model, so a field cannot be written that the reader does not know.
 ``schema_version`` is checked before anything else: a spec written by a newer
 MigrationBox is refused with a message naming the file and the MigrationBox version
 that wrote it, not half-read. Reading creates nothing (no folder, no file).
+
+Next to the specs, in ``<plans>/dags/``, ``migrationbox plan`` also writes one tiny
+*loader* per estate (``migrate__<estate>.py``, :func:`loader_source`): the DAG file of
+that estate's waves in the plans DAG bundle. One file per estate is what makes a broken
+spec an Airflow import error of its own estate only (see ``wave_dag``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +29,8 @@ from migrationbox.errors import InputError
 
 #: the plan-spec format this MigrationBox writes and the newest it reads
 SCHEMA_VERSION = 1
+#: what an estate name may be (it names files, DAG ids and a Python loader)
+ESTATE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 #: what specs written before ``schema_version`` existed carried instead (= version 1)
 _LEGACY_SCHEMA = "migrationbox.wave-spec/1"
 
@@ -65,7 +73,7 @@ class PlanSpec(BaseModel):
     written_by: str | None = Field(
         default=None, description="MigrationBox version that wrote the spec"
     )
-    estate: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    estate: str = Field(pattern=ESTATE_PATTERN)
     version: int = Field(ge=1)
     created_at: str
     waves: list[WaveSpec] = Field(min_length=1)
@@ -182,6 +190,51 @@ def read_specs(folder: Path) -> list[PlanSpec]:
     spec fails only its own estate); tools that want all-or-nothing do.
     """
     return [read_spec(p) for p in spec_files(folder)]
+
+
+#: the folder of the plans folder that holds one loader DAG file per estate (a DAG bundle)
+LOADERS_FOLDER = "dags"
+
+
+def loaders_dir(plans_folder: Path) -> Path:
+    """``<plans>/dags``: the folder the plans DAG bundle points at (not created)."""
+    return Path(plans_folder) / LOADERS_FOLDER
+
+
+def loader_path(plans_folder: Path, estate: str) -> Path:
+    """The loader DAG file of ``estate``: ``<plans>/dags/migrate__<estate>.py``."""
+    return loaders_dir(plans_folder) / f"migrate__{estate}.py"
+
+
+def spec_path_for_loader(loader: Path | str, estate: str) -> Path:
+    """The spec a loader reads: ``<estate>.json`` in the folder above the loader's own.
+
+    Found from the loader's location, not from a setting, so a loader always reads the
+    spec it was written next to, whatever the parsing process's environment says.
+    """
+    return Path(loader).resolve().parent.parent / f"{estate}.json"
+
+
+def loader_source(estate: str) -> str:
+    """The text of ``estate``'s loader DAG file (the same bytes for the same estate).
+
+    It holds no plan data: the spec stays the one source, so re-planning rewrites only
+    the spec and the loader never changes. The words "airflow" and "DAG" in its text are
+    what Airflow's safe-mode check looks for before importing a file.
+    """
+    if not re.fullmatch(ESTATE_PATTERN, estate):
+        raise SpecError(f"estate {estate!r} is not a valid estate name ({ESTATE_PATTERN})",
+                        estate=estate)
+    return f'''"""Airflow DAG loader of estate {estate!r}: its wave DAGs, from ../{estate}.json.
+
+Written by `migrationbox plan`; do not edit. One loader file per estate, so that a
+broken plan spec is an Airflow import error of this estate only.
+"""
+
+from migrationbox.orchestration.wave_dag import load_estate
+
+globals().update(load_estate(__file__, {estate!r}))
+'''
 
 
 def dag_id_for(estate: str, wave: int) -> str:

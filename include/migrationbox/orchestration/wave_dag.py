@@ -22,21 +22,30 @@ Shape of every wave DAG (decided in ``graph.py``)::
                 >> keep_source_authoritative]   (runs when cutover or validation fails;
                 after 100 % on the target, going back needs an approval)
 
-One broken plan spec fails its own estate only. Airflow 3.3 turns an exception raised
-while a DAG file is imported into an import error for the whole file and marks every
-DAG of that file stale, so the DAG file must not raise for one estate: the broken
-estate gets a ``migrate__<estate>__spec_error`` DAG instead of its waves, whose
-description, docs and only task carry the error (file and field), while every other
-estate's wave DAGs load. A worker parsing the file to run a task of the broken estate
-gets the error raised (the task fails with it), and the ``strict_specs`` setting
-(``MIGRATIONBOX_STRICT_SPECS=1``) makes any broken spec an import error of the whole
-file (for CI, as dag-factory's strict mode).
+One broken plan spec is an import error of its own estate only. Airflow 3 records an
+exception raised while a DAG file is imported as an import error of *that file* (every
+DAG of the file is then missing), so each estate has its own DAG file: the loader
+``<plans>/dags/migrate__<estate>.py`` that ``migrationbox plan`` writes next to the spec,
+in a second DAG bundle (``migrationbox-plans``, a LocalDagBundle over ``<plans>/dags``)
+that the local platform configures. The loader calls :func:`load_estate`, which builds
+that estate's wave DAGs or raises a :class:`SpecError` naming the estate, the spec file
+and the field: the UI's import errors (``GET /api/v2/importErrors``) show it under the
+loader's file, and every other estate's loader still loads. A worker parsing a loader to
+run one task builds only that task's DAG (or fails at once with the spec's error).
+
+Without that bundle (a deployment that only ships ``dags/``), ``dags/migration_waves.py``
+builds every estate from one file (:func:`build_all`); one file cannot carry one import
+error per estate, so there a broken estate gets a ``migrate__<estate>__spec_error`` DAG
+naming the error, unless the ``strict_specs`` setting (``MIGRATIONBOX_STRICT_SPECS=1``)
+makes it an import error of the whole file (for CI). When the bundle is configured,
+``dags/migration_waves.py`` registers nothing, so no DAG id comes from two bundles.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import json
 import logging
 import re
 from datetime import datetime
@@ -57,8 +66,10 @@ from migrationbox.orchestration.spec import (
     WaveSpec,
     dag_id_for,
     estate_of_dag_id,
+    loaders_dir,
     read_spec,
     spec_files,
+    spec_path_for_loader,
 )
 
 __all__ = [
@@ -66,6 +77,9 @@ __all__ = [
     "BuildSettings",
     "build_all",
     "build_wave_dag",
+    "dags_folder_wave_dags",
+    "load_estate",
+    "plans_bundle_configured",
     "render_wave_dag",
     "spec_error_dag",
     "spec_error_dag_id",
@@ -327,3 +341,64 @@ def build_all(
             dags[spec_error_dag_id(estate)] = spec_error_dag(estate, error)
     return dags
 
+
+
+# -- one loader DAG file per estate (the plans DAG bundle) -----------------------------
+
+
+def _parsing_dag_id() -> str | None:
+    from airflow.sdk import get_parsing_context
+
+    return get_parsing_context().dag_id
+
+
+def load_estate(loader_file: str | Path, estate: str) -> dict:
+    """The wave DAGs of ``estate``, for its loader file; raise if its spec is broken.
+
+    The spec is ``<estate>.json`` in the folder above the loader. Any problem (missing,
+    unreadable, invalid or newer spec) raises :class:`SpecError` with the estate first,
+    then the spec's own message (file and field), so the import error of this loader
+    says all three. A worker parsing the loader to run one task builds only that DAG.
+    Reads only; creates nothing.
+    """
+    path = spec_path_for_loader(loader_file, estate)
+    only = _parsing_dag_id()
+    if estate_of_dag_id(only) != estate:
+        only = None
+    try:
+        return _estate_dags(path, BuildSettings.from_settings(), only)
+    except SpecError as error:
+        raise SpecError(
+            f"estate {estate}: its wave DAGs are not loaded: {error}. Re-run "
+            f"`migrationbox plan` for {estate} (or remove {Path(loader_file).name} and "
+            f"{path.name} to drop the estate)",
+            path=path, estate=estate,
+        ) from None  # the message is complete; the chain would repeat it in the UI
+
+
+def plans_bundle_configured(plans_dir: Path | None = None) -> bool:
+    """Whether Airflow's ``[dag_processor] dag_bundle_config_list`` has a bundle over
+    ``<plans>/dags`` (the loaders), i.e. whether the loaders define the wave DAGs."""
+    from airflow.configuration import conf
+
+    from migrationbox.config import plans_dir as default_plans_dir
+
+    raw = conf.get("dag_processor", "dag_bundle_config_list", fallback="") or ""
+    try:
+        bundles = json.loads(raw)
+    except ValueError:
+        return False  # Airflow itself refuses such a configuration, with its own message
+    wanted = loaders_dir(Path(plans_dir or default_plans_dir())).resolve()
+    for bundle in bundles if isinstance(bundles, list) else []:
+        path = (bundle.get("kwargs") or {}).get("path") if isinstance(bundle, dict) else None
+        if isinstance(path, str) and Path(path).resolve() == wanted:
+            return True
+    return False
+
+
+def dags_folder_wave_dags(only_dag_id: str | None = None) -> dict:
+    """What ``dags/migration_waves.py`` registers: nothing when the plans bundle is
+    configured (its loaders define the wave DAGs), else every estate (:func:`build_all`)."""
+    if plans_bundle_configured():
+        return {}
+    return build_all(only_dag_id=only_dag_id)

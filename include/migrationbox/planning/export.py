@@ -1,9 +1,10 @@
 """Plan serialisation: the full plan as JSON, and the compact plan spec (wave spec).
 
-The wave spec is what the wave-DAG file reads at *parse time*, continuously, so it
+The wave spec is what the wave-DAG loaders read at *parse time*, continuously, so it
 holds only what building the DAGs needs (one small record per wave, no per-server
 data): a 10,000-server plan still parses in milliseconds. Tasks read server details
-from the stored plan at run time.
+from the stored plan at run time. Each spec gets its estate's loader DAG file next to
+it (``<plans>/dags/migrate__<estate>.py``, see ``orchestration.wave_dag``).
 
 ``plan_from_json`` checks the plan's internal references as well as its schema: a
 plan whose waves name servers it does not contain is refused with the wave and the
@@ -24,7 +25,10 @@ from migrationbox.orchestration.spec import (
     SCHEMA_VERSION,
     PlanSpec,
     WaveSpec,
+    loader_path,
+    loader_source,
     migrationbox_version,
+    spec_files,
 )
 from migrationbox.planning.models import PlanDocument
 
@@ -135,21 +139,47 @@ def wave_spec(plan: PlanDocument) -> dict[str, Any]:
     return plan_spec(plan).model_dump(mode="json")
 
 
-def write_wave_spec(plan: PlanDocument, folder: Path) -> Path:
-    """Write ``<folder>/<estate>.json`` atomically; leave it untouched if unchanged.
-
-    Atomic (temp file in the same folder, fsync, rename) because the DAG processor may
+def _write_if_changed(target: Path, text: str) -> Path:
+    """Atomic (temp file in the same folder, fsync, rename) because the DAG processor may
     read the file at any moment and must never see half of it; untouched when the
-    content is the same so that re-running planning does not make Airflow re-parse.
+    content is the same so that re-running planning does not make Airflow re-parse."""
+    if target.exists() and target.read_text(encoding="utf-8") == text:
+        return target
+    # the DAG processor may run as another user: readable by all
+    return atomic_write_text(target, text, mode=0o644)
+
+
+def write_estate_loader(folder: Path, estate: str) -> Path:
+    """Write ``<folder>/dags/migrate__<estate>.py``, the estate's loader DAG file in the
+    plans DAG bundle (``orchestration.spec.loader_source``); untouched if unchanged."""
+    return _write_if_changed(loader_path(Path(folder), estate), loader_source(estate))
+
+
+def ensure_loaders(folder: Path) -> list[Path]:
+    """A loader for every spec in ``folder`` that has none (specs exported before loaders
+    existed); returns the loaders written. Named by the spec's file, which is what a
+    loader reads back: a spec whose name is not an estate name gets no loader."""
+    written = []
+    for spec in spec_files(Path(folder)):
+        target = loader_path(Path(folder), spec.stem)
+        if not target.exists():
+            try:
+                written.append(write_estate_loader(folder, spec.stem))
+            except InputError:
+                continue
+    return written
+
+
+def write_wave_spec(plan: PlanDocument, folder: Path) -> Path:
+    """Write ``<folder>/<estate>.json`` and the estate's loader ``<folder>/dags/
+    migrate__<estate>.py``; each is written atomically and left untouched if unchanged.
+
+    The spec first, so that a new loader never looks for a spec that is not there yet.
     """
     if not plan.waves:
         raise ValueError(f"plan {plan.estate} v{plan.version} has no waves: no wave spec to write")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{plan.estate}.json"
-    text = plan_spec(plan).to_json()
-    if target.exists() and target.read_text(encoding="utf-8") == text:
-        return target
-    # the DAG processor may run as another user: readable by all
-    atomic_write_text(target, text, mode=0o644)
+    target = _write_if_changed(folder / f"{plan.estate}.json", plan_spec(plan).to_json())
+    write_estate_loader(folder, plan.estate)
     return target

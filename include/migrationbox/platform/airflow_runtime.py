@@ -95,12 +95,38 @@ def default_plugins_folder() -> Path:
     return project_root() / "plugins"
 
 
+#: the DAG bundle of the project's ``dags/`` folder (Airflow's default bundle name)
+DAGS_BUNDLE = "dags-folder"
+#: the DAG bundle of the per-estate wave-DAG loaders, ``<plans>/dags``
+PLANS_BUNDLE = "migrationbox-plans"
+LOCAL_BUNDLE_CLASS = "airflow.dag_processing.bundles.local.LocalDagBundle"
+
+
+def dag_bundles(dags_folder: Path, loaders_folder: Path | None) -> list[dict[str, object]]:
+    """``[dag_processor] dag_bundle_config_list``: the ``dags/`` folder, and the folder of
+    the per-estate loader DAG files when there is one.
+
+    Two bundles because an import error is per file: one loader file per estate makes a
+    broken plan spec an import error of that estate only (``orchestration.wave_dag``),
+    and keeping the generated loaders out of ``dags/`` leaves the checkout untouched.
+    """
+    bundles: list[dict[str, object]] = [
+        {"name": DAGS_BUNDLE, "classpath": LOCAL_BUNDLE_CLASS,
+         "kwargs": {"path": str(Path(dags_folder).resolve())}},
+    ]
+    if loaders_folder is not None:
+        bundles.append({"name": PLANS_BUNDLE, "classpath": LOCAL_BUNDLE_CLASS,
+                        "kwargs": {"path": str(Path(loaders_folder).resolve())}})
+    return bundles
+
+
 def airflow_config_env(
     home: Path,
     api_port: int,
     dags_folder: Path,
     plugins_folder: Path,
     *,
+    loaders_folder: Path | None = None,
     parallelism: int = 4,
     max_active_tasks_per_dag: int = 4,
     users: str = f"{ADMIN_USERNAME}:admin",
@@ -115,7 +141,8 @@ def airflow_config_env(
     run is triggered; asset-scheduled DAGs start as soon as their asset is updated.
     ``refresh_interval``/``min_file_process_interval``: a freshly planned estate's wave
     DAGs appear within seconds instead of minutes; one parsing process keeps the
-    dag-processor from taking both cores.
+    dag-processor from taking both cores. ``loaders_folder`` (``<plans>/dags``) adds the
+    plans DAG bundle (:func:`dag_bundles`).
     """
     home = Path(home).resolve()
     return {
@@ -144,6 +171,8 @@ def airflow_config_env(
         # races it in Airflow 3.3 (the re-queued gate is marked failed). 1 s keeps the
         # window short and makes every task's completion visible sooner.
         "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
+            dag_bundles(dags_folder, loaders_folder)),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(refresh_interval),
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(min_file_process_interval),
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",

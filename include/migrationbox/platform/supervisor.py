@@ -14,7 +14,10 @@ Runtime layout (``migrationbox.config.runtime_dir()`` unless told otherwise)::
     airflow/           AIRFLOW_HOME: airflow.cfg, airflow.db, task logs, passwords file
     logs/              emulator.log, airflow-<component>.log, airflow-migrate.log
     pids/              one JSON pid file per process group we started
-    plans/ artifacts/  wave specs read by the DAG file; run artifacts
+    plans/             wave specs (``<estate>.json``), read at parse time
+    plans/dags/        one loader DAG file per estate: the ``migrationbox-plans`` DAG
+                       bundle, next to ``dags/`` (the ``dags-folder`` bundle)
+    artifacts/         run artifacts
     lab/<estate>/      the local lab of each estate
     migrationbox.db    the MigrationBox store (SQLite)
     platform.json      ports, URLs and pids of the running platform
@@ -42,6 +45,7 @@ import psutil
 from pydantic import BaseModel, Field
 
 from migrationbox import config
+from migrationbox import settings as mb_settings
 from migrationbox.errors import MigrationBoxError
 from migrationbox.platform import airflow_runtime as afr
 from migrationbox.platform.rest import AirflowClient
@@ -75,6 +79,7 @@ class PlatformState(BaseModel):
     username: str
     dags_folder: str
     plugins_folder: str
+    plans_folder: str | None = None
     airflow_home: str
     labs: list[str] = Field(default_factory=list)
     processes: dict[str, ProcessRecord] = Field(default_factory=dict)
@@ -177,6 +182,7 @@ class Platform:
         dags_folder: Path | str | None = None,
         plugins_folder: Path | str | None = None,
         settings_file: Path | str | None = None,
+        plans_dir: Path | str | None = None,
         username: str = afr.ADMIN_USERNAME,
         password: str = afr.ADMIN_PASSWORD,
         parallelism: int = 4,
@@ -196,6 +202,12 @@ class Platform:
         )
         self.dags_folder = Path(dags_folder or afr.default_dags_folder()).resolve()
         self.plugins_folder = Path(plugins_folder or afr.default_plugins_folder()).resolve()
+        # like config.plans_dir(), but below this runtime folder, not MIGRATIONBOX_HOME's
+        self.plans_dir = Path(
+            plans_dir
+            or mb_settings.get("plans_dir", variables=False)
+            or self.runtime_dir / "plans"
+        ).resolve()
         self.settings_file = Path(
             settings_file or config.project_root() / "airflow_settings.yaml"
         ).resolve()
@@ -233,15 +245,27 @@ class Platform:
     def state_path(self) -> Path:
         return self.runtime_dir / STATE_FILE
 
+    @property
+    def loaders_dir(self) -> Path:
+        """``<plans>/dags``: the folder of the ``migrationbox-plans`` DAG bundle."""
+        from migrationbox.orchestration.spec import loaders_dir
+
+        return loaders_dir(self.plans_dir)
+
     def _layout(self) -> None:
         for folder in (
             self.airflow_home,
             self.logs_dir,
             self.pids_dir,
-            self.runtime_dir / "plans",
+            self.plans_dir,
+            self.loaders_dir,
             self.runtime_dir / "artifacts",
         ):
             folder.mkdir(parents=True, exist_ok=True)
+        # specs exported before loaders existed get theirs, or their DAGs would vanish
+        from migrationbox.planning.export import ensure_loaders
+
+        ensure_loaders(self.plans_dir)
 
     # -- state ------------------------------------------------------------------------
 
@@ -299,6 +323,8 @@ class Platform:
         store = {"conn_type": "sqlite", "host": str(self.store_path)}
         return {
             "MIGRATIONBOX_HOME": str(self.runtime_dir),
+            # where `migrationbox plan` writes and the plans bundle reads: the same folder
+            "MIGRATIONBOX_PLANS_DIR": str(self.plans_dir),
             "MIGRATIONBOX_STORE_URL": f"sqlite:///{self.store_path}",
             "MIGRATIONBOX_STORE_PATH": str(self.store_path),
             "MIGRATIONBOX_EMULATOR_URL": emulator_url,
@@ -319,16 +345,21 @@ class Platform:
         state = self.read_state()
         dags = Path(state.dags_folder) if state else self.dags_folder
         plugins = Path(state.plugins_folder) if state else self.plugins_folder
+        plans = Path(state.plans_folder) if state and state.plans_folder else self.plans_dir
+        from migrationbox.orchestration.spec import loaders_dir
+
         return {
             **afr.airflow_config_env(
                 self.airflow_home,
                 api_port,
                 dags,
                 plugins,
+                loaders_folder=loaders_dir(plans),
                 parallelism=self.parallelism,
                 users=f"{self.username}:admin",
             ),
             **self.migrationbox_env(api_port, emulator_port),
+            "MIGRATIONBOX_PLANS_DIR": str(plans),
         }
 
     def client(self) -> AirflowClient:
@@ -395,6 +426,7 @@ class Platform:
             username=self.username,
             dags_folder=str(self.dags_folder),
             plugins_folder=str(self.plugins_folder),
+            plans_folder=str(self.plans_dir),
             airflow_home=str(self.airflow_home),
             started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
@@ -446,6 +478,7 @@ class Platform:
             self.dags_folder,
             self.plugins_folder,
             extra=extra,
+            loaders_folder=self.loaders_dir,
             parallelism=self.parallelism,
             users=f"{self.username}:admin",
         )
@@ -494,7 +527,8 @@ class Platform:
         }
         env = afr.airflow_env(
             self.airflow_home, state.api_port, self.dags_folder, self.plugins_folder,
-            extra=extra, parallelism=self.parallelism, users=f"{self.username}:admin",
+            extra=extra, loaders_folder=self.loaders_dir, parallelism=self.parallelism,
+            users=f"{self.username}:admin",
         )
         proc = afr.start_component(name, env, self.logs_dir / f"airflow-{name}.log")
         self._children[name] = proc
