@@ -311,23 +311,36 @@ def test_a_long_anomaly_is_one_incident_not_one_alert_per_row() -> None:
     assert [i.start_position for i in result.incidents] == [300]  # ... one alert
     assert int(result.alerts.sum()) == 1
     incident = result.incidents[0]
-    # its end: the last point any channel is beyond its threshold (the 12-point mean
-    # lags the level by up to 12 points)
-    assert incident.direction == "up" and 60 <= incident.points <= 72
-    assert 359 <= incident.end_position <= 371
-    assert incident.end == s.index[incident.end_position]
+    # its end: the last point any channel is beyond its threshold (a k-point mean lags the
+    # level by up to k points; the longest mean here is cut short by the series' end)
+    lag = max(IncidentConfig().mean_points, *IncidentConfig().long_means)
+    assert incident.direction == "up" and 60 <= incident.points <= 60 + lag
+    assert 359 <= incident.end_position <= min(359 + lag, len(s) - 1)
+    assert incident.end is None or incident.end == s.index[incident.end_position]
+    # with only the short mean, the incident ends within its 12 points of the level
+    short = IncidentDetector(IncidentConfig(cooldown=1000, long_means=())).detect(s)
+    only = short.incidents[0]
+    assert 60 <= only.points <= 72 and 359 <= only.end_position <= 371
+    assert only.end == s.index[only.end_position]
 
 
 def test_an_incident_clears_after_quiet_points_and_a_cooldown_reopens_a_lasting_one() -> None:
     s = flat_noise(500)  # less than a day after the first burst
     s.iloc[300:310] += 25
     s.iloc[400:410] += 40  # a second, larger burst after the first has cleared
-    cleared = IncidentDetector(IncidentConfig(cooldown=1000, clear_points=20)).detect(s)
+    # only the 12-point mean (the longer means keep a burst in view for up to k points)
+    cleared = IncidentDetector(IncidentConfig(cooldown=1000, clear_points=20,
+                                              long_means=())).detect(s)
     assert [i.start_position for i in cleared.incidents] == [300, 400]
     first = cleared.incidents[0]
     # closed once every channel (the 12-point mean lags the level) stayed below for 20
     assert first.end is not None and 309 <= first.end_position < 322
     assert cleared.frame["incident"].iloc[first.end_position + 21] == -1
+    # with the 48-point mean too, the first incident lasts until that mean has let go
+    longer = IncidentDetector(IncidentConfig(cooldown=1000, clear_points=20,
+                                             long_means=(48,))).detect(s)
+    assert [i.start_position for i in longer.incidents] == [300, 400]
+    assert 322 <= longer.incidents[0].end_position < 309 + 48 + 1
     # without clearing, only the cooldown ends an incident: the second burst falls inside
     # the first incident's cooldown and opens nothing
     held = IncidentDetector(IncidentConfig(cooldown=200, clear_points=1000)).detect(s)

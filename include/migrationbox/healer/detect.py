@@ -837,7 +837,8 @@ def lenient_series(timestamps: Any, values: Any, *, strict: bool = False
 # --------------------------------------------------------------------------- incidents
 
 
-#: the incident detector's channels, each a view of the series judged on its own history
+#: the incident detector's fixed channels, each a view of the series judged on its own
+#: history; :attr:`IncidentConfig.long_means` adds ``mean<k>`` channels
 CHANNELS = ("level", "change", "seasonal", "mean")
 
 
@@ -845,14 +846,19 @@ CHANNELS = ("level", "change", "seasonal", "mean")
 class IncidentConfig:
     """The incident detector (:class:`IncidentDetector`). Windows count points, not time.
 
-    Four channels, each a robust z-score of one view of the series against the median and
+    Channels, each a robust z-score of one view of the series against the median and
     spread of its own ``window`` points strictly before t: ``level`` (the value),
-    ``change`` (the step from the previous point), ``seasonal`` (the value minus the value
-    one ``season`` earlier) and ``mean`` (the mean of the last ``mean_points`` points). A
-    channel's threshold of 0 switches it off.
+    ``change`` (the step from the previous point), ``seasonal`` (the value minus the
+    median of the values one, two, ... ``seasons`` earlier), ``mean`` (the mean of the
+    last ``mean_points`` points) and one ``mean<k>`` per entry of ``long_means`` (the mean
+    of the last k points). The means are the multi-scale part: a shift too small to stand
+    out point by point stands out in a mean over an hour or half a day, whose own history
+    is much less noisy. A channel's threshold of 0 switches it off.
 
-    Defaults were chosen on the tuning half of the NAB development files (see
-    ``benchmarks/bench_detector.py`` and docs/healer.md), not on the held-out half.
+    Defaults were chosen on the tuning half of the NAB development files
+    (``nab.split_names``; see ``benchmarks/bench_detector.py`` and docs/detector.md), not
+    on the held-out half: 5-minute samples, so 12 / 48 / 144 points are 1 h / 4 h / 12 h.
+    For second-resolution live series see :func:`live_incident_config`.
     """
 
     #: baseline: median and spread of up to this many points strictly before t
@@ -860,15 +866,22 @@ class IncidentConfig:
     min_history: int = 100
     #: a point can open an alert only beyond a channel's threshold (robust z) ...
     threshold: float = 4.0  # level
-    change_threshold: float = 10.0
+    #: off by default: on the tuning files every step worth an alert was also a level
+    #: alert, and the steps alone were mostly noise (false positives)
+    change_threshold: float = 0.0
     seasonal_threshold: float = 4.0
-    mean_threshold: float = 6.0
+    #: every mean channel (``mean`` and the ``long_means``)
+    mean_threshold: float = 5.0
     #: ... and only when that channel's score exceeds ``novelty_ratio`` times the largest
     #: score of the ``novelty_window`` points before it: a deviation larger than anything
     #: seen lately is news; one like yesterday's is not
     novelty_window: int = 8000
-    novelty_ratio: float = 1.0
+    #: a little above 1: an exactly repeating deviation (a spike every hour) scores the
+    #: same each time up to rounding, and rounding must not make it news again
+    novelty_ratio: float = 1.02
     mean_points: int = 12
+    #: longer means, each its own channel ``mean<k>`` (k points, at least ``mean_points``)
+    long_means: tuple[int, ...] = (48, 144)
     season: timedelta = timedelta(days=1)
     #: the seasonal channel compares with the median of this many earlier seasons
     seasons: int = 2
@@ -898,11 +911,16 @@ class IncidentConfig:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.season <= timedelta(0):
             raise ValueError("season: must be positive")
+        if any(k < 2 for k in self.long_means):
+            raise ValueError(f"long_means: each must be at least 2 points, got "
+                             f"{self.long_means}")
 
     def thresholds(self) -> dict[str, float]:
         """Threshold per active channel."""
         out = {"level": self.threshold, "change": self.change_threshold,
                "seasonal": self.seasonal_threshold, "mean": self.mean_threshold}
+        for k in self.long_means:
+            out[f"mean{k}"] = self.mean_threshold
         return {k: v for k, v in out.items() if v > 0}
 
 
@@ -917,7 +935,7 @@ class Incident:
     peak: pd.Timestamp
     peak_position: int
     peak_score: float  # in units of the channel's threshold (1 = at the threshold)
-    channel: str  # the channel that opened it: level, change, seasonal or mean
+    channel: str  # the channel that opened it: level, change, seasonal, mean or mean<k>
     direction: str  # "up" or "down": the opening channel's deviation at the opening point
     points: int  # points at or above a threshold inside the incident
 
@@ -1008,6 +1026,8 @@ def incident_scores(series: pd.Series, config: IncidentConfig) -> pd.DataFrame:
     views = {"level": series, "change": series.diff(),
              "seasonal": seasonal_difference(series, config.season, config.seasons),
              "mean": series.rolling(config.mean_points, min_periods=config.mean_points).mean()}
+    for k in config.long_means:
+        views[f"mean{k}"] = series.rolling(k, min_periods=k).mean()
     level = robust_scores(series, config)
     columns: dict[str, np.ndarray] = {"value": series.to_numpy(dtype=float),
                                       "median": level["median"], "scale": level["scale"],

@@ -158,14 +158,10 @@ def score_file(detections: Sequence[bool] | np.ndarray, windows: Sequence[tuple[
     best = {k: -profile.fn_weight for k in scored_windows}
     fp_cost = 0.0
     tp_rows = fp_rows = 0
-    prev: tuple[int, int] | None = None  # (right, width) of the last window passed
-    window_iter = iter(ordered)
-    upcoming = next(window_iter, None)
-    for i in range(n):
-        while upcoming is not None and upcoming[1] < i:
-            prev = (upcoming[1], upcoming[1] - upcoming[0] + 1)
-            upcoming = next(window_iter, None)
-        if not flags[i] or i < probation:
+    rights = np.array([right for _, right in ordered], dtype=int)
+    # only detections matter (a row without one adds nothing), so walk those alone
+    for i in np.flatnonzero(flags):
+        if i < probation:
             continue
         k = in_window[i]
         if k >= 0:
@@ -175,10 +171,12 @@ def score_file(detections: Sequence[bool] | np.ndarray, windows: Sequence[tuple[
             best[k] = max(best[k], weighted)
             tp_rows += 1
         else:
-            if prev is None:
+            before = int(np.searchsorted(rights, i, side="left")) - 1  # last window passed
+            if before < 0:
                 position = 3.0
             else:
-                right, width = prev
+                left, right = ordered[before]
+                width = right - left + 1
                 # a one-row window has no width to measure distance in: NAB divides by
                 # zero there; any distance then counts as "far past" (full weight)
                 position = abs(i - right) / (width - 1) if width > 1 else 3.0
