@@ -4,20 +4,19 @@ The endpoint type, its rules and its file format are domain data in
 ``migrationbox.endpoints``; they are re-exported here so that code written against the
 lab module keeps working. What stays here is the lab's own: its state folder
 (``<runtime_dir>/lab/<estate>``), the endpoints file it writes there, the fallback that
-phases use when a run was given no endpoints, and registering the lab's endpoints in
+phases use when they were handed no endpoints, and registering the lab's endpoints in
 the store through the same path (and the same rules) as any estate's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from migrationbox.config import runtime_dir
 from migrationbox.endpoints.files import (
     atomic_write_text,
-    endpoints_from_options,
     read_endpoints_file,
     write_endpoints_file,
 )
@@ -80,17 +79,16 @@ def target_dns_name(estate: str, hostname: str) -> str:
 
 
 def load_endpoints(ctx: PhaseContext) -> list[Endpoint]:
-    """All endpoints of the context's estate.
+    """All endpoints of the context's estate: those the caller handed over
+    (``ctx.endpoints``, read from the store by the wave DAG), else the lab's file.
 
-    Those the caller handed over (``ctx.endpoints``) win; then, for older callers, an
-    ``endpoints`` list or ``endpoints_file`` in dict options; then the lab's file.
+    Run options never carry endpoints (``PhaseContext.options`` is the typed
+    ``PhaseOptions``, which has no such field), so they are not consulted.
     """
     given = getattr(ctx, "endpoints", None)
     if given:
         return list(given)
-    options = getattr(ctx, "options", None)
-    return endpoints_from_options(options if isinstance(options, Mapping) else {},
-                                  endpoints_file(ctx.estate))
+    return read_endpoints_file(endpoints_file(ctx.estate))
 
 
 def register_lab_endpoints(estate: str, endpoints: Iterable[Endpoint]) -> ImportReport:
