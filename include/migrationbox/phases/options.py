@@ -26,7 +26,9 @@ DEFAULT_VPC_CIDR = "10.100.0.0/16"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and Infinity are refused by name: an infinite timeout or dwell would hang a
+    # phase instead of failing the run's first task with the key path.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class BackupFact(_Section):
