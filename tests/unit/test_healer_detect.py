@@ -24,6 +24,7 @@ from migrationbox.healer.detect import (
     SeriesError,
     ZScoreConfig,
     as_series,
+    live_incident_config,
     read_metric_csv,
     zscore_scores,
 )
@@ -418,3 +419,65 @@ def test_the_two_model_result_gives_the_incidents_of_the_same_series() -> None:
     assert [i.start_position for i in events.incidents] == [300]  # ... one incident
     pd.testing.assert_frame_equal(events.frame, IncidentDetector().detect(s).frame,
                                   check_freq=False)
+
+
+# --------------------------------------------------------------------------- the healer's entry
+
+
+def live_lookback(seed: int = 4, n: int = 600) -> pd.Series:
+    """Ten minutes of a one-second lab metric around 40 %, as sensing reads it."""
+    rng = np.random.default_rng(seed)
+    index = pd.date_range("2026-05-01 12:00", periods=n, freq="1s", tz="UTC")
+    return pd.Series(40 + rng.normal(0, 1, n), index=index)
+
+
+def test_judge_live_gives_one_high_confidence_anomaly_per_ongoing_incident() -> None:
+    detector = IncidentDetector(live_incident_config())
+    s = live_lookback()
+    s.iloc[540:] += 30  # the last minute: a saturated CPU, still going on
+    anomalies = detector.judge_live(s)
+    ongoing = [a for a in anomalies if a.position >= 540]
+    assert len(ongoing) == 1  # one incident, not 60 rows
+    a = ongoing[0]
+    # reported at its newest evidence (still recent for the healer), against the
+    # baseline from before it began
+    assert a.timestamp == s.index[-1] and a.position == len(s) - 1
+    assert a.category is Category.spike and a.confidence is Confidence.high
+    assert a.baseline_mean == pytest.approx(40, abs=0.5) and a.z_score > 10
+    assert a.model1 and a.model2 is None and a.forecast is None
+    assert a.to_dict()["category"] == "spike"  # the healer's record, serialisable
+    s.iloc[540:] -= 60
+    assert [(x.category, x.confidence) for x in detector.judge_live(s) if x.position >= 540] \
+        == [(Category.drop, Confidence.high)]
+
+
+def test_judge_live_grades_confidence_and_sees_a_leak_as_a_trend() -> None:
+    detector = IncidentDetector(live_incident_config())
+    quiet = [a for seed in range(10) for a in detector.judge_live(live_lookback(seed))]
+    assert all(a.confidence is Confidence.low for a in quiet)  # noise never acts
+    blip = live_lookback()
+    blip.iloc[598] += 6  # one sample a little past the threshold: alert only
+    last = detector.judge_live(blip)[-1]
+    assert last.position == 598 and last.confidence is Confidence.low
+    leak = live_lookback()
+    leak.iloc[540:] += np.linspace(0, 60, 60)  # a steady climb over the last minute
+    last = detector.judge_live(leak)[-1]
+    assert last.category is Category.trend and last.confidence is Confidence.high
+    assert last.position == len(leak) - 1
+
+
+def test_judge_live_puts_up_with_gaps_repeats_and_a_still_metric() -> None:
+    detector = IncidentDetector(live_incident_config())
+    s = live_lookback()
+    s.iloc[100:120] = np.nan  # the metric source stopped answering
+    messy = pd.concat([s.iloc[:300], s.iloc[299:300], s.iloc[300:]])  # a repeated sample
+    messy.iloc[-30:] += 30
+    found = [a for a in detector.judge_live(messy) if a.confidence is Confidence.high]
+    assert len(found) == 1 and found[0].timestamp == messy.index[-1]
+    still = pd.Series(12.0, index=live_lookback().index)
+    still.iloc[300] = 12.05  # a wobble of a perfectly still metric is not an incident
+    assert detector.judge_live(still) == []
+    with pytest.raises(SeriesError):
+        detector.judge_live(pd.Series([1.0, 2.0]))  # not indexed by time
+    with pytest.raises(ValueError, match="high_points"):
+        detector.judge_live(s, high_points=0)

@@ -894,6 +894,10 @@ class IncidentConfig:
     #: series that is flat most of the time still has a scale) and ``min_scale``
     std_fraction: float = 0.2
     min_scale: float = 1e-9
+    #: and at least this fraction of the baseline median's magnitude (0: off). A lab metric
+    #: can sit perfectly still (CPU at exactly 12 %); a 1 % floor keeps a 0.2-point wobble
+    #: from being a thousand "spreads" away (the two-model detector's ``min_std_fraction``)
+    relative_floor: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("window", "min_history", "novelty_window", "cooldown", "clear_points",
@@ -906,7 +910,7 @@ class IncidentConfig:
         if self.threshold <= 0:
             raise ValueError(f"threshold: must be positive, got {self.threshold}")
         for name in ("change_threshold", "seasonal_threshold", "mean_threshold",
-                     "novelty_ratio"):
+                     "novelty_ratio", "relative_floor"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.season <= timedelta(0):
@@ -975,6 +979,8 @@ def robust_scores(view: pd.Series, config: IncidentConfig) -> dict[str, np.ndarr
     iqr = roll.quantile(0.75).to_numpy(dtype=float) - roll.quantile(0.25).to_numpy(dtype=float)
     with np.errstate(invalid="ignore"):
         scale = np.fmax(iqr / 1.349, config.std_fraction * roll.std().to_numpy(dtype=float))
+        if config.relative_floor > 0:
+            scale = np.fmax(scale, config.relative_floor * np.abs(median))
         scale = np.where(scale > config.min_scale, scale, config.min_scale)
         scale[np.isnan(median)] = np.nan
     values = view.to_numpy(dtype=float)
@@ -1156,3 +1162,73 @@ class IncidentDetector:
         frame["incident"] = member
         return IncidentResult(frame=frame, incidents=incidents, config=self.config,
                               issues=list(issues or []), positions=positions)
+
+    def judge_live(self, series: pd.Series, *, high_score: float = 2.0, high_points: int = 3,
+                   category: CategoryConfig | None = None) -> list[Anomaly]:
+        """The healer's entry point: the incidents of a live lookback as the healer's
+        :class:`Anomaly` records, oldest first, one per incident (not one per row).
+
+        ``series``: the metric's lookback on a DatetimeIndex (NaN samples, repeated and
+        out-of-order timestamps are put up with, as :meth:`detect` does; they cannot be
+        refused mid-incident). Each incident is reported at its *newest evidence*: the
+        latest point of it at or above a threshold, so an incident still going on stays
+        recent for the healer however long ago it opened. Fields: ``value`` there,
+        ``z_score`` the level's robust z there, ``baseline_mean`` / ``baseline_std`` the
+        level's median and spread just before the incident opened (later baselines
+        already contain it), ``position`` the evidence's row in time order; no
+        forecast (``model2`` None: this detector has no model 2), ``model1`` True.
+
+        ``confidence``: ``high`` (the healer may act) when the incident peaked at least
+        ``high_score`` times its channel's threshold or has had at least ``high_points``
+        points beyond a threshold (a clear or a sustained deviation); otherwise ``low``
+        (alert only: one point just over the line). ``category``: ``trend`` when the
+        points before the evidence rise or fall in a line (:func:`categorize`, gradual:
+        a leak); else ``pattern`` when the seasonal channel opened it (an ordinary value
+        at the wrong time of day); else ``spike`` / ``drop`` by direction.
+        """
+        if high_points < 1 or high_score <= 0:
+            raise ValueError("high_points must be >= 1 and high_score > 0")
+        rules = category or CategoryConfig()
+        result = self.detect(series)
+        frame = result.frame
+        values = frame["value"].to_numpy(dtype=float)
+        score = frame["score"].to_numpy(dtype=float)
+        out: list[Anomaly] = []
+        for incident in result.incidents:
+            span = score[incident.start_position:incident.end_position + 1]
+            with np.errstate(invalid="ignore"):
+                hits = np.flatnonzero(span >= 1.0)
+            pos = incident.start_position + (int(hits[-1]) if len(hits) else 0)
+            # the baseline *before* the incident: later ones already contain it
+            median = _opt(frame["median"].iloc[incident.start_position])
+            scale = _opt(frame["scale"].iloc[incident.start_position])
+            deviation = values[pos] - (median if median is not None else values[pos])
+            if deviation == 0:  # the level is back: the opening channel's direction counts
+                deviation = 1.0 if incident.direction == "up" else -1.0
+            kind = categorize(values, pos, deviation=deviation, sigma=scale or 0.0,
+                              model1=incident.channel != "seasonal", config=rules)
+            if kind in (Category.spike, Category.drop):
+                kind = Category.spike if incident.direction == "up" else Category.drop
+            high = incident.peak_score >= high_score or incident.points >= high_points
+            out.append(Anomaly(
+                timestamp=frame.index[pos], value=float(values[pos]),
+                z_score=_opt(frame["z"].iloc[pos]), baseline_mean=median,
+                baseline_std=scale, forecast=None, forecast_lower=None, forecast_upper=None,
+                forecast_score=None, model1=True, model2=None, category=kind,
+                confidence=Confidence.high if high else Confidence.low, position=pos))
+        return out
+
+
+def live_incident_config() -> IncidentConfig:
+    """Incident detector settings for the healer's live series (one sample a second, a
+    ten-minute lookback): a five-minute baseline judged after 30 samples (a median and
+    IQR of fewer are too rough: ten samples made a false alert in one of three quiet
+    lookbacks), novelty over the same five minutes, 5- and 30-sample means, no seasonal
+    channel (a ten-minute lookback holds no earlier day), and a spread floor of 1 % of
+    the level (lab metrics can sit perfectly still). An incident closes only after 5
+    quiet samples (the cooldown is the whole lookback): a deviation still going on stays
+    one open incident whose newest evidence is recent, which is what the healer acts on.
+    Not tuned on NAB (5-minute data); the lab chaos tests are its check."""
+    return IncidentConfig(window=300, min_history=30, novelty_window=300, mean_points=5,
+                          long_means=(30,), seasonal_threshold=0.0, cooldown=600,
+                          clear_points=5, relative_floor=0.01)
