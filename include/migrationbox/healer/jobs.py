@@ -46,6 +46,14 @@ class HealConf(BaseModel):
     #: condition building up, every probe healthy): how a run the estate watch woke
     #: (``MIGRATIONBOX_HEAL_MECHANISM=asset``) hands back to the watcher
     stop_when_quiet: bool = False
+    #: with ``stop_when_quiet``: a quiet pass hands back only if the estate watch's own
+    #: check (the one that wakes runs) agrees. A condition that held when the watch fired
+    #: may read as quiet in one pass (a burn's CPU dipping to 89 % on the newest point,
+    #: a monitoring read that failed); handing back then left the fault to the next wake,
+    #: a minute or more later on a busy platform. The window still bounds the run.
+    confirm_quiet_with_watch: bool = True
+    #: read the forecaster index and import Prophet in a background thread at the start
+    warm_forecasters: bool = True
     #: end the window as soon as an incident waits for a person, so that the request for
     #: approval goes out now rather than at the end of the window
     stop_on_approval: bool = True
@@ -119,9 +127,27 @@ def _healer(conf: HealConf) -> Any:
                   notifiers=notifiers_from_airflow(settings.notify_conn_id, in_task=True))
 
 
+def still_signalled(healer: Any, estates: list[str], watch: Any = None) -> list[Any]:
+    """The estate watch's signals now, on the healer's own metric source (its points are
+    already held: the check reads a few seconds of tail). Only signals the pass would act
+    on or watch count: health, probe facts and matrix conditions; the watch's z-score-only
+    ``anomaly`` signals are the cheap look at what the pass already judged with both
+    models (and found low-confidence), so they do not keep a run awake."""
+    from migrationbox.healer.watch import EstateWatch
+
+    watch = watch or EstateWatch(source=healer.source)
+    result = watch.check(estates)
+    return [s for s in result.signals if s.kind != "anomaly"]
+
+
 def sense_window(raw_conf: dict[str, Any] | None = None, say: Any = print) -> dict[str, Any]:
     conf = HealConf.model_validate(raw_conf or {})
+    if conf.warm_forecasters:
+        from migrationbox.healer.tracking import warm
+
+        warm()  # the forecaster index and Prophet's import, off the first pass's path
     healer = _healer(conf)
+    watch: Any = None
     estates = conf.estates if conf.estates is not None else watched_estates()
     deadline = time.monotonic() + conf.window_s
     passes, durations = 0, []
@@ -167,8 +193,21 @@ def sense_window(raw_conf: dict[str, Any] | None = None, say: Any = print) -> di
         if conf.stop_when_idle and incidents and not busy:
             break
         if conf.stop_when_quiet and quiet:
-            say(f"pass {passes}: every watched estate is quiet: back to the watcher")
-            break
+            held: list[Any] = []
+            if conf.confirm_quiet_with_watch:
+                try:
+                    if watch is None:
+                        from migrationbox.healer.watch import EstateWatch
+
+                        watch = EstateWatch(source=healer.source)
+                    held = still_signalled(healer, estates, watch)
+                except Exception as exc:  # cannot confirm: trust the pass
+                    notes.append(f"watch check failed: {type(exc).__name__}: {exc}")
+            if not held:
+                say(f"pass {passes}: every watched estate is quiet: back to the watcher")
+                break
+            say(f"pass {passes}: quiet, but the watch still sees {len(held)} signal(s) "
+                f"(first: {held[0].server_id}: {held[0].detail}): sensing on")
         if conf.stop_on_approval and pending:
             say(f"{len(pending)} incident(s) wait for a person: ending the window to ask")
             break
@@ -257,6 +296,21 @@ def apply_approval(incident_id: str, approval: dict[str, Any] | None,
     inc = healer.reject(incident_id, who, why)
     return {"incident_id": incident_id, "executed": False, "why": why,
             "status": inc.status.value}
+
+
+#: the Airflow pool every retraining task runs in (``airflow_settings.yaml``: one slot),
+#: so that training never holds more than one executor slot, whatever is due
+TRAINING_POOL = "migrationbox_training"
+#: a *scheduled* retraining run starting this long after its slot is catch-up work
+BACKLOG_LAG = timedelta(hours=1)
+
+
+def is_backlog_run(run_type: str, slot: datetime | None, now: datetime) -> bool:
+    """A scheduled run starting long after its slot (the platform was down when it was
+    due, or has just started) is catch-up work, not this week's: the retraining DAGs skip
+    it rather than take the CPU while the healer needs it. Manual runs always go ahead."""
+    return str(run_type).lower().endswith("scheduled") and slot is not None \
+        and now - slot > BACKLOG_LAG
 
 
 def retrain_forecasters(estates: list[str] | None = None,

@@ -274,9 +274,21 @@ def _simple(resource: str, status: HealthStatus, detail: str, at: datetime,
 class MetricSource:
     """Reads series from the cloud's monitoring API through the cloud adapter (the
     default adapter of the ``aws_default``-style connection unless given one). On AWS
-    ``GetMetricData`` takes up to 500 queries: one call per pass; ``calls`` counts them."""
+    ``GetMetricData`` takes up to 500 queries: one call per pass; ``calls`` counts them.
 
-    def __init__(self, namespace: str = NAMESPACE, adapter: CloudAdapter | None = None) -> None:
+    Reads are incremental (``incremental``, the default): the source keeps what it read,
+    and a later read of series it already holds asks only for the points after the newest
+    one it has, less ``overlap`` (points published late, a period still filling). A
+    healer sensing every few seconds over a 100 s lookback then reads ~25 s per pass
+    instead of 100 s. That matters most on the lab's emulator, whose ``GetMetricData``
+    cost grows with the *square* of the window (every period scans every point of the
+    window): a full read took 10 s on a busy machine, a tail read a fraction of that. On
+    CloudWatch it cuts the datapoints returned (and paginated) by the same factor.
+    """
+
+    def __init__(self, namespace: str = NAMESPACE, adapter: CloudAdapter | None = None, *,
+                 incremental: bool = True,
+                 overlap: timedelta = timedelta(seconds=15)) -> None:
         self.namespace = namespace
         if adapter is None:
             from migrationbox.cloud import get_adapter
@@ -284,12 +296,17 @@ class MetricSource:
             adapter = get_adapter()
         self.adapter = adapter
         self.calls = 0
+        self.incremental = incremental
+        self.overlap = overlap
+        #: per (dimension, metric, period_s): the points held, and from when they are
+        #: complete (the start of the first read that covered them)
+        self._held: dict[tuple[str, str, int], tuple[datetime, pd.Series]] = {}
+        self._span: dict[tuple[str, str], timedelta] = {}
 
-    def series(self, keys: Iterable[tuple[str, str]], start: datetime, end: datetime,
-               period_s: int = 1) -> dict[tuple[str, str], pd.Series]:
+    def _fetch(self, keys: list[tuple[str, str]], start: datetime, end: datetime,
+               period_s: int) -> dict[tuple[str, str], pd.Series]:
         from migrationbox.cloud.base import MetricQuery
 
-        keys = list(keys)
         queries = [MetricQuery(id=f"q{i}", namespace=self.namespace, metric=metric,
                                dimensions={"Service": dim}, period_s=period_s, stat="Average")
                    for i, (dim, metric) in enumerate(keys)]
@@ -300,18 +317,70 @@ class MetricSource:
             self.calls += self.adapter.monitoring_calls - before
         out: dict[tuple[str, str], pd.Series] = {}
         for q, key in zip(queries, keys, strict=True):
-            pts = found.get(q.id, [])
-            idx = pd.DatetimeIndex([t for t, _ in pts], tz="UTC") if pts else pd.DatetimeIndex(
-                [], tz="UTC")
-            out[key] = pd.Series([v for _, v in pts], index=idx, dtype=float)
+            out[key] = _points_series(found.get(q.id, []))
+        return out
+
+    def series(self, keys: Iterable[tuple[str, str]], start: datetime, end: datetime,
+               period_s: int = 1) -> dict[tuple[str, str], pd.Series]:
+        keys = list(dict.fromkeys(keys))
+        if not self.incremental:
+            return self._fetch(keys, start, end, period_s)
+        # one read for everything: from the earliest point any key still needs (a key
+        # held from before ``start`` needs only its tail; a new key, the whole window)
+        needs: dict[tuple[str, str], datetime] = {}
+        for key in keys:
+            held = self._held.get((*key, period_s))
+            if held is None or held[0] > start or held[1].empty:
+                needs[key] = start
+            else:
+                tail = held[1].index[-1].to_pydatetime() - self.overlap
+                needs[key] = min(max(start, tail), end - timedelta(seconds=period_s))
+        if not keys:
+            return {}
+        fresh_keys = [k for k in keys if needs[k] == start]
+        tail_keys = [k for k in keys if needs[k] != start]
+        fetched: dict[tuple[str, str], pd.Series] = {}
+        if fresh_keys:
+            fetched |= self._fetch(fresh_keys, start, end, period_s)
+        if tail_keys:
+            fetched |= self._fetch(tail_keys, min(needs[k] for k in tail_keys), end,
+                                   period_s)
+        out: dict[tuple[str, str], pd.Series] = {}
+        lo, hi = pd.Timestamp(start), pd.Timestamp(end)
+        for key in keys:
+            new = fetched[key]
+            held = self._held.get((*key, period_s))
+            if held is not None and key in tail_keys:
+                old = held[1]
+                cut = new.index[0] if not new.empty else pd.Timestamp(needs[key])
+                merged = pd.concat([old[old.index < cut], new])
+                covered = held[0]
+            else:
+                merged, covered = new, start
+            merged = merged[~merged.index.duplicated(keep="last")].sort_index()
+            # keep the longest window any caller of this source asked for (the healer's
+            # lookback and the watch's window share one source in a woken run); older
+            # points are never asked for again
+            span = max(self._span.get(key, timedelta(0)), end - start)
+            self._span[key] = span
+            keep_from = max(covered, end - span)
+            self._held[(*key, period_s)] = (keep_from,
+                                            merged[merged.index >= pd.Timestamp(keep_from)])
+            out[key] = merged[(merged.index >= lo) & (merged.index < hi)]
         return out
 
     def latest(self, dim: str, metric: str, since: datetime) -> float | None:
         """The newest data point strictly after ``since`` (None until one arrives)."""
         end = datetime.now(UTC) + timedelta(seconds=2)
-        s = self.series([(dim, metric)], since, end)[(dim, metric)]
+        s = self._fetch([(dim, metric)], since, end, 1)[(dim, metric)]
         s = s[s.index > pd.Timestamp(since)]
         return None if s.empty else float(s.iloc[-1])
+
+
+def _points_series(pts: list[tuple[datetime, float]]) -> pd.Series:
+    idx = pd.DatetimeIndex([t for t, _ in pts], tz="UTC") if pts else pd.DatetimeIndex(
+        [], tz="UTC")
+    return pd.Series([v for _, v in pts], index=idx, dtype=float)
 
 
 # --------------------------------------------------------------------------- detection
@@ -348,7 +417,10 @@ def metric_key(target: Target, metric: str) -> str:
 
 
 class ForecasterCache:
-    """Trained forecasters per metric key, loaded from MLflow once per process."""
+    """Trained forecasters per metric key for one healer. The loading itself is cached
+    per process by :func:`migrationbox.healer.tracking.load_latest_forecaster` (keyed by
+    metric key and MLflow run id, from the forecaster index: no MLflow import on the
+    sensing path); this keeps the answer, including "none", for the healer's life."""
 
     def __init__(self) -> None:
         self._cache: dict[str, Forecaster | None] = {}
@@ -394,6 +466,10 @@ def judge(target: Target, metric: str, series: pd.Series, *, now: datetime,
 def sustained_seconds(series: pd.Series, holds: Any, period_s: float = 1.0,
                       max_gap: int = 2) -> tuple[float, datetime | None]:
     """How long ``holds(value)`` has been true up to the newest point, and since when.
+
+    This is *the* test of "a matrix condition holds": the pass (a spell > 0 is watched
+    or acted on) and the estate watch (a spell > 0 wakes the healer) both call it, so the
+    watch never wakes a run for something the pass would call quiet on the same points.
 
     Up to ``max_gap`` consecutive points that miss the condition inside the spell do not
     end it (CloudWatch alarms' "M out of N" idea): a busy host's CPU at 89 % for one

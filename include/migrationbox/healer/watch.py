@@ -10,14 +10,19 @@ DAG only when there is work:
 * a target's health is not ``healthy`` (one probe, nothing stored);
 * a database target has sessions blocked behind another session's locks, or rows that
   differ from its backup with nothing explaining it (the probe facts);
-* a matrix row's condition holds on the newest point of its metric (no "for how long":
-  the woken healer judges that);
+* a matrix row's condition holds on the newest point of its metric, judged by the pass's
+  own function (:func:`migrationbox.healer.sensing.sustained_seconds` > 0; no "for how
+  long": the woken healer judges that), so the watch and the pass agree on the same points;
 * a continuous metric no row covers (latency, error and request rates) has its last
   ``zscore_run`` points all beyond the z-score threshold on the same side, so one noisy
   point does not wake anybody.
 
 It reads the same targets, endpoints and CloudWatch series as the healer, one
-``GetMetricData`` call per check over ``window`` (90 s: the z-score window plus margin).
+``GetMetricData`` call per check over ``window`` (90 s: the z-score window plus margin),
+incremental after the first check (:class:`migrationbox.healer.sensing.MetricSource`).
+A woken heal run uses the same check on its own source before handing back
+(:func:`migrationbox.healer.jobs.sense_window`): it does not return to the watcher while
+the watch would still wake it.
 """
 
 from __future__ import annotations
@@ -122,7 +127,7 @@ class EstateWatch:
 
     def _metric_signals(self, t: Any, data: dict[tuple[str, str], Any]) -> list[Signal]:
         from migrationbox.healer.detect import zscore_scores
-        from migrationbox.healer.sensing import CONTINUOUS
+        from migrationbox.healer.sensing import CONTINUOUS, sustained_seconds
 
         out: list[Signal] = []
         covered: set[str] = set()
@@ -132,8 +137,11 @@ class EstateWatch:
             series = data.get((t.metric_id, metric))
             if series is None or series.dropna().empty:
                 continue
-            latest = float(series.dropna().iloc[-1])
-            if row.condition.holds(latest):
+            # the pass's own test (a spell ending at the newest point), so that a run
+            # this signal wakes sees the same condition on the same points
+            held, _since = sustained_seconds(series, row.condition.holds)
+            if held > 0:
+                latest = float(series.dropna().iloc[-1])
                 out.append(Signal(t.estate, t.server_id, "condition",
                                   f"{metric} {row.condition.operator} "
                                   f"{row.condition.threshold:g} ({latest:g}): {row.id}"))
