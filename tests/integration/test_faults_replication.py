@@ -85,16 +85,27 @@ def test_killed_twice_still_converges_without_resending(tmp_path: Path):
     src, dst = tmp_path / "src", tmp_path / "dst"
     total = _source(src, files=2, mib_each=8)
     sent_before = 0
+    previous = ""  # the started_at of the journal the attempt before left
     for _attempt in range(2):
         proc = subprocess.Popen(
             [sys.executable, "-c", COPY, str(src), str(dst), str(BLOCK), str(6 * MIB),
              str(MIB)], start_new_session=True, stderr=subprocess.PIPE)
         try:
-            time.sleep(0.6)
+            # killed once this attempt's own journal shows progress (not after a fixed
+            # time: on a busy machine the interpreter may not even have started by then)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                state = read_journal(dst) if journal_path(dst).exists() else None
+                if state and state.started_at != previous and (
+                        state.done or any(state.checkpoints.values())):
+                    previous = state.started_at
+                    break
+                assert proc.poll() is None, proc.stderr.read().decode()
+                time.sleep(0.02)
             os.killpg(proc.pid, signal.SIGKILL)
         finally:
             proc.wait(10)
-        assert journal_path(dst).exists()
+        assert journal_path(dst).exists() and previous
     state = read_journal(dst)
     sent_before = (sum(e.size for e in state.done.values())
                    + sum(len(h) * BLOCK for r, h in state.checkpoints.items()

@@ -83,8 +83,9 @@ def local_source(ep: Endpoint, phase: str) -> Path:
     uri = ep.source_uri or ""
     if not uri.startswith("file://"):
         raise PhaseFailed(phase, f"{ep.label()}: source_uri: a live server's disk is a local "
-                                 f"folder (file://) or a folder reached over SSH (ssh://); "
-                                 f"{uri or 'nothing'} is neither")
+                                 f"folder (file://, read with its changed-block log) or a "
+                                 f"folder reached over SSH (ssh://, through live_source); "
+                                 f"{uri or 'nothing'} is not a local folder")
     return ep.source_path
 
 

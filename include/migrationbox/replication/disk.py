@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from migrationbox.errors import ExternalServiceError
 from migrationbox.replication.journal import (
@@ -231,6 +232,99 @@ class _RoundIO:
                            elapsed_s=time.monotonic() - self.started, lag_s=self.lag_s))
 
 
+def _round_io(target: Path, round_no: int, block_size: int,
+              baseline: tuple[Manifest, str, list[str], int], started_at: str,
+              progress: ProgressCallback | None, bandwidth_bytes_per_s: float | None,
+              checkpoint_bytes: int, total_hint: int) -> _RoundIO:
+    """The stats, journal and counters of a round about to write (local or remote source):
+    the journal exists from here on, so the target is marked in flux."""
+    base, how, warnings, recovered = baseline
+    stats = RoundStats(round=round_no, baseline=how, warnings=warnings,
+                       blocks_recovered=recovered, started_at=started_at)
+    journal = JournalWriter(target, round_no, started_at, base.digest, block_size)
+    return _RoundIO(round_no, block_size, stats, journal, Throttle(bandwidth_bytes_per_s),
+                    progress or noop, total_hint, max(block_size, checkpoint_bytes),
+                    time.monotonic(), _age_s(base.started_at) if how == "manifest" else None)
+
+
+def _usable_base(base: FileEntry | None, dst: Path) -> FileEntry | None:
+    """The manifest's entry if the target file still looks like it, else None (send all):
+    a target changed under the manifest is trusted for nothing."""
+    if base is None or base.type != "file":
+        return None
+    try:
+        if dst.is_symlink() or not dst.is_file() or dst.stat().st_size != base.size:
+            return None
+    except OSError:
+        return None
+    return base
+
+
+def _open_out(io: _RoundIO, rel: str, dst: Path) -> BinaryIO:
+    """Open ``dst`` for block writes, after the journal's durable ``begin`` for it."""
+    io.journal.begin(rel)
+    if dst.is_symlink() or dst.is_dir():
+        _remove(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    return dst.open("r+b" if dst.exists() else "wb")
+
+
+def _place_dir(dst: Path) -> None:
+    if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
+        _remove(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+
+
+def _place_symlink(io: _RoundIO, rel: str, dst: Path, link: str, mode: int) -> FileEntry:
+    """Make ``dst`` the symlink ``link`` (journaled when it changes); its manifest entry."""
+    if not (dst.is_symlink() and os.readlink(dst) == link):
+        io.journal.begin(rel)
+        if dst.exists() or dst.is_symlink():
+            _remove(dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(link, dst)
+        io.stats.files_changed += 1
+    return FileEntry(type="symlink", link=link, mode=mode)
+
+
+def _seal_round(io: _RoundIO, target: Path, base: Manifest, files: dict[str, FileEntry],
+                dirs: list[str], kept: set[str], started_at: str) -> Manifest:
+    """End of a round's writes: keep the target's copy of files that vanished at the
+    source mid-round, remove what the source no longer has (files first, then
+    directories deepest-first), and write the sealed manifest (last, atomically)."""
+    stats = io.stats
+    for rel in kept:
+        old = base.files.get(rel)
+        if old is not None and (target / rel).exists():
+            files[rel] = old
+    if kept:
+        stats.warnings.append(f"{len(kept)} file(s) vanished at the source during the "
+                              f"round and were kept on the target: {sorted(kept)[:5]}")
+    for rel, _st in sorted(walk_tree(target), key=lambda x: x[0].count("/"), reverse=True):
+        if rel in files or rel in dirs:
+            continue
+        path = target / rel
+        if path.exists() or path.is_symlink():
+            _remove(path)
+            stats.files_deleted += 1
+    manifest = Manifest(block_size=io.block_size, files=files,
+                        dirs=dirs).sealed(io.round_no, started_at)
+    write_manifest(target, manifest)
+    return manifest
+
+
+def _end_round(io: _RoundIO, manifest: Manifest) -> RoundStats:
+    """After the journal is closed: the round is done (journal removed), stats final."""
+    io.journal.commit()
+    stats = io.stats
+    stats.manifest_digest = manifest.digest
+    stats.seconds = round(time.monotonic() - io.started, 3)
+    stats.throttled_s = round(io.throttle.slept_s, 3)
+    io.done = stats.bytes_total
+    io.report("")
+    return stats
+
+
 def _copy_file(src: Path, dst: Path, base: FileEntry | None, io: _RoundIO,
                rel: str) -> FileEntry:
     """Send the blocks of ``src`` that differ from ``base``; return what ``dst`` now holds.
@@ -241,27 +335,13 @@ def _copy_file(src: Path, dst: Path, base: FileEntry | None, io: _RoundIO,
     block_size, stats = io.block_size, io.stats
     st = src.stat()
     fh = src.open("rb")  # opened before anything is written: a vanished file raises here
-    if base is not None and base.type == "file":
-        try:
-            if dst.is_symlink() or not dst.is_file() or dst.stat().st_size != base.size:
-                base = None  # the target changed under the manifest: trust nothing
-        except OSError:
-            base = None
-    else:
-        base = None
+    base = _usable_base(base, dst)
     hashes: list[str] = []
     out = None
     size = 0
     changed = base is None
     ckpt_from = 0
     since_ckpt = 0
-
-    def open_out():
-        io.journal.begin(rel)
-        if dst.is_symlink() or dst.is_dir():
-            _remove(dst)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        return dst.open("r+b" if dst.exists() else "wb")
 
     try:
         index = 0
@@ -273,7 +353,7 @@ def _copy_file(src: Path, dst: Path, base: FileEntry | None, io: _RoundIO,
             hashes.append(digest)
             if base is None or index >= len(base.blocks) or base.blocks[index] != digest:
                 if out is None:
-                    out = open_out()
+                    out = _open_out(io, rel, dst)
                 out.seek(index * block_size)
                 out.write(data)
                 stats.bytes_sent += len(data)
@@ -293,7 +373,7 @@ def _copy_file(src: Path, dst: Path, base: FileEntry | None, io: _RoundIO,
         if base is not None and size != base.size:
             changed = True
         if changed and out is None:
-            out = open_out()
+            out = _open_out(io, rel, dst)
         if out is not None:
             out.truncate(size)
             out.flush()
@@ -369,17 +449,15 @@ def replicate_round(
         return replicate_round_from(source, Path(target), round_no, block_size, progress,
                                     rescan, bandwidth_bytes_per_s, checkpoint_bytes,
                                     allow_empty_source)
-    tick = progress or noop
     source, target = folder, Path(target)
     if not source.is_dir():
         raise SourceVanished(
             f"replication source {source} is not a directory (unmounted or deleted?); "
             f"the target {target} was left as it was: check the source and run again")
     target.mkdir(parents=True, exist_ok=True)
-    base, how, warnings, recovered = _baseline(target, block_size, rescan)
+    baseline = _baseline(target, block_size, rescan)
+    base = baseline[0]
     started_at = datetime.now(UTC).isoformat()
-    stats = RoundStats(round=round_no, baseline=how, warnings=warnings,
-                       blocks_recovered=recovered, started_at=started_at)
     entries = list(walk_tree(source))  # stat-only pass: gives progress a total
     if not entries and base.files and not allow_empty_source:
         raise SourceVanished(
@@ -388,10 +466,8 @@ def replicate_round(
             "unmounted, mount it and run again; if it was really emptied, run with "
             "allow_empty_source")
     total_hint = sum(st.st_size for _, st in entries if stat.S_ISREG(st.st_mode))
-    journal = JournalWriter(target, round_no, started_at, base.digest, block_size)
-    io = _RoundIO(round_no, block_size, stats, journal, Throttle(bandwidth_bytes_per_s), tick,
-                  total_hint, max(block_size, checkpoint_bytes), time.monotonic(),
-                  _age_s(base.started_at) if how == "manifest" else None)
+    io = _round_io(target, round_no, block_size, baseline, started_at, progress,
+                   bandwidth_bytes_per_s, checkpoint_bytes, total_hint)
     files: dict[str, FileEntry] = {}
     dirs: list[str] = []
     kept: set[str] = set()
@@ -399,9 +475,7 @@ def replicate_round(
         for rel, st in entries:
             src, dst = source / rel, target / rel
             if stat.S_ISDIR(st.st_mode):
-                if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
-                    _remove(dst)
-                dst.mkdir(parents=True, exist_ok=True)
+                _place_dir(dst)
                 dirs.append(rel)
             elif stat.S_ISLNK(st.st_mode):
                 try:
@@ -409,14 +483,7 @@ def replicate_round(
                 except FileNotFoundError:
                     kept.add(rel)
                     continue
-                if not (dst.is_symlink() and os.readlink(dst) == link):
-                    journal.begin(rel)
-                    if dst.exists() or dst.is_symlink():
-                        _remove(dst)
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    os.symlink(link, dst)
-                    stats.files_changed += 1
-                files[rel] = FileEntry(type="symlink", link=link, mode=stat.S_IMODE(st.st_mode))
+                files[rel] = _place_symlink(io, rel, dst, link, stat.S_IMODE(st.st_mode))
             elif stat.S_ISREG(st.st_mode):
                 try:
                     files[rel] = _copy_file(src, dst, base.files.get(rel), io, rel)
@@ -429,33 +496,10 @@ def replicate_round(
                 f"replication source {source} disappeared during round {round_no}; nothing "
                 f"was deleted on {target} and the last good manifest stands: check the "
                 "source and run again (the next round resumes from the journal)")
-        for rel in kept:
-            old = base.files.get(rel)
-            if old is not None and (target / rel).exists():
-                files[rel] = old
-        if kept:
-            stats.warnings.append(f"{len(kept)} file(s) vanished at the source during the "
-                                  f"round and were kept on the target: {sorted(kept)[:5]}")
-        # removals: files first, then directories deepest-first
-        for rel, _st in sorted(walk_tree(target), key=lambda x: x[0].count("/"), reverse=True):
-            if rel in files or rel in dirs:
-                continue
-            path = target / rel
-            if path.exists() or path.is_symlink():
-                _remove(path)
-                stats.files_deleted += 1
-        manifest = Manifest(block_size=block_size, files=files,
-                            dirs=dirs).sealed(round_no, started_at)
-        write_manifest(target, manifest)
+        manifest = _seal_round(io, target, base, files, dirs, kept, started_at)
     finally:
-        journal.close()
-    journal.commit()
-    stats.manifest_digest = manifest.digest
-    stats.seconds = round(time.monotonic() - io.started, 3)
-    stats.throttled_s = round(io.throttle.slept_s, 3)
-    io.done = stats.bytes_total
-    io.report("")
-    return stats
+        io.journal.close()
+    return _end_round(io, manifest)
 
 
 def replicate_tree(

@@ -20,20 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from migrationbox.replication.journal import JournalWriter
 from migrationbox.replication.manifest import (
     FileEntry,
-    Manifest,
     hash_file,
-    walk_tree,
-    write_manifest,
 )
-from migrationbox.replication.progress import ProgressCallback, Throttle, noop
+from migrationbox.replication.progress import ProgressCallback
 from migrationbox.replication.source import SourceEntry, SourceTree
 
 if TYPE_CHECKING:
@@ -47,18 +42,6 @@ def _needed(entry: SourceEntry, base: FileEntry | None) -> list[int]:
             if i >= len(base.blocks) or base.blocks[i] != digest]
 
 
-def _usable_base(base: FileEntry | None, dst: Path) -> FileEntry | None:
-    """The manifest's entry if the target file still looks like it, else None (send all)."""
-    if base is None or base.type != "file":
-        return None
-    try:
-        if dst.is_symlink() or not dst.is_file() or dst.stat().st_size != base.size:
-            return None
-    except OSError:
-        return None
-    return base
-
-
 def _copy_file(source: SourceTree, entry: SourceEntry, dst: Path, base: FileEntry | None,
                io: _RoundIO) -> tuple[FileEntry, bool]:
     """Read the blocks of ``entry`` that differ from ``base`` and write them to ``dst``.
@@ -66,7 +49,7 @@ def _copy_file(source: SourceTree, entry: SourceEntry, dst: Path, base: FileEntr
     Returns what ``dst`` now holds and whether the file was unstable. Raises
     ``FileNotFoundError`` before writing anything when the file vanished at the source.
     """
-    from migrationbox.replication.disk import _remove
+    from migrationbox.replication.disk import _open_out, _usable_base
 
     rel, block_size, stats = entry.rel, io.block_size, io.stats
     base = _usable_base(base, dst)
@@ -82,19 +65,12 @@ def _copy_file(source: SourceTree, entry: SourceEntry, dst: Path, base: FileEntr
     held = list(entry.blocks)
     ckpt_from = since_ckpt = 0
 
-    def open_out():
-        io.journal.begin(rel)
-        if dst.is_symlink() or dst.is_dir():
-            _remove(dst)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        return dst.open("r+b" if dst.exists() else "wb")
-
     try:
         for n, index in enumerate(needed):
             data = first if n == 0 else next(reader)
             expected = chunks[n][1]
             if out is None:
-                out = open_out()
+                out = _open_out(io, rel, dst)
             out.seek(index * block_size)
             out.write(data)
             digest = hashlib.sha256(data).hexdigest()
@@ -113,7 +89,7 @@ def _copy_file(source: SourceTree, entry: SourceEntry, dst: Path, base: FileEntr
                 ckpt_from, since_ckpt = index + 1, 0
             io.report(rel)
         if size_changed and out is None:
-            out = open_out()
+            out = _open_out(io, rel, dst)
         if out is not None:
             out.truncate(entry.size)
             out.flush()
@@ -157,15 +133,15 @@ def replicate_round_from(
 ) -> RoundStats:
     """``disk.replicate_round`` for a ``SourceTree`` (see module docstring)."""
     from migrationbox.replication.disk import (
-        RoundStats,
         SourceVanished,
-        _age_s,
         _baseline,
-        _remove,
-        _RoundIO,
+        _end_round,
+        _place_dir,
+        _place_symlink,
+        _round_io,
+        _seal_round,
     )
 
-    tick = progress or noop
     target = Path(target)
     wire_start = source.wire_bytes
     started_at = datetime.now(UTC).isoformat()
@@ -177,13 +153,11 @@ def replicate_round_from(
             f"deleted?); the target {target} was left as it was: check the source and run "
             "again")
     target.mkdir(parents=True, exist_ok=True)
-    base, how, warnings, recovered = _baseline(target, block_size, rescan)
-    stats = RoundStats(round=round_no, baseline=how, warnings=warnings,
-                       blocks_recovered=recovered, started_at=started_at)
-    journal = JournalWriter(target, round_no, started_at, base.digest, block_size)
-    io = _RoundIO(round_no, block_size, stats, journal, Throttle(bandwidth_bytes_per_s), tick,
-                  scan.total_bytes, max(block_size, checkpoint_bytes), time.monotonic(),
-                  _age_s(base.started_at) if how == "manifest" else None)
+    baseline = _baseline(target, block_size, rescan)
+    base = baseline[0]
+    io = _round_io(target, round_no, block_size, baseline, started_at, progress,
+                   bandwidth_bytes_per_s, checkpoint_bytes, scan.total_bytes)
+    stats = io.stats
     files: dict[str, FileEntry] = {}
     dirs: list[str] = []
     kept: set[str] = set()
@@ -193,20 +167,10 @@ def replicate_round_from(
             seen += 1
             rel, dst = entry.rel, target / entry.rel
             if entry.type == "dir":
-                if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
-                    _remove(dst)
-                dst.mkdir(parents=True, exist_ok=True)
+                _place_dir(dst)
                 dirs.append(rel)
             elif entry.type == "symlink":
-                link = entry.link or ""
-                if not (dst.is_symlink() and os.readlink(dst) == link):
-                    journal.begin(rel)
-                    if dst.exists() or dst.is_symlink():
-                        _remove(dst)
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    os.symlink(link, dst)
-                    stats.files_changed += 1
-                files[rel] = FileEntry(type="symlink", link=link, mode=entry.mode)
+                files[rel] = _place_symlink(io, rel, dst, entry.link or "", entry.mode)
             elif entry.type == "file":
                 try:
                     files[rel], unstable = _copy_file(source, entry, dst, base.files.get(rel),
@@ -222,36 +186,13 @@ def replicate_round_from(
                 f"{len(base.files)} files: refusing to delete them. If the source volume is "
                 "unmounted, mount it and run again; if it was really emptied, run with "
                 "allow_empty_source")
-        for rel in kept:
-            old = base.files.get(rel)
-            if old is not None and (target / rel).exists():
-                files[rel] = old
-        if kept:
-            stats.warnings.append(f"{len(kept)} file(s) vanished at the source during the "
-                                  f"round and were kept on the target: {sorted(kept)[:5]}")
+        manifest = _seal_round(io, target, base, files, dirs, kept, started_at)
         if stats.files_unstable:
             stats.warnings.append(
                 f"{len(stats.files_unstable)} file(s) changed at the source while they were "
                 f"read and will be read again next round: {stats.files_unstable[:5]}")
-        for rel, _st in sorted(walk_tree(target), key=lambda x: x[0].count("/"), reverse=True):
-            if rel in files or rel in dirs:
-                continue
-            path = target / rel
-            if path.exists() or path.is_symlink():
-                _remove(path)
-                stats.files_deleted += 1
-        manifest = Manifest(block_size=block_size, files=files,
-                            dirs=dirs).sealed(round_no, started_at)
-        write_manifest(target, manifest)
     finally:
         scan.close()
-        journal.close()
+        io.journal.close()
         stats.wire_bytes = source.wire_bytes - wire_start
-    journal.commit()
-    stats.manifest_digest = manifest.digest
-    stats.seconds = round(time.monotonic() - io.started, 3)
-    stats.throttled_s = round(io.throttle.slept_s, 3)
-    io.done = stats.bytes_total
-    io.report("")
-    return stats
-
+    return _end_round(io, manifest)
