@@ -155,6 +155,31 @@ def matched_risk(calibration: bt.Episodes) -> float:
     return float(min(max(rate, 0.01), 0.5))
 
 
+def rule_machine_risk(train: bt.Episodes, rule: str = "azure_migrate") -> float:
+    """The rule's share short *of the machine it buys* on the training VMs: the risk the
+    model's machine choice is tuned to (chosen without the test VMs)."""
+    s = bt.score_rules(train, rules=[rule])[rule]
+    return float(min(max(s.machine_short_rate, 0.01), 0.5))
+
+
+def reference_menu() -> Any:
+    """The machine shapes the backtest prices against (AWS us-east-1 on demand)."""
+    from migrationbox.sizing.quantile_model import MachineMenu
+
+    return MachineMenu.from_catalog(bt._reference_catalog())
+
+
+def machine_choice_score(model: Any, test: bt.Episodes, menu: Any, risk: float, key: str,
+                         label: str, mode: str = "discovery") -> bt.MethodScore:
+    """The model's machine choice at ``risk`` scored on held-out episodes."""
+    frame = bt.discovery_only(test.frame) if mode == "discovery" else test.frame
+    pick = model.choose_machines(frame, menu, risk)
+    median = model.predict(frame, model.config.target_risk)
+    return bt.score(key, label, test, pick["cpu_capacity"].to_numpy(),
+                    pick["mem_capacity"].to_numpy(), median["cpu_p95"].to_numpy(),
+                    median["mem_p95"].to_numpy())
+
+
 def evaluate_model(model: Any, test: bt.Episodes, risks: tuple[float, ...] | None = None,
                    modes: tuple[str, ...] = ("discovery", "history"), with_cost: bool = True
                    ) -> list[bt.MethodScore]:
@@ -254,6 +279,21 @@ def train_sizing(conf: dict[str, Any] | TrainConfig | None = None) -> dict[str, 
             f"ML at the p95 x 1.3 rule's training-VM risk ({mode}, {matched:.0%})", test,
             p["cpu_capacity"].to_numpy(), p["mem_capacity"].to_numpy(),
             p["cpu_p95"].to_numpy(), p["mem_p95"].to_numpy()))
+    menu = reference_menu()
+    machine_risk = rule_machine_risk(train)
+    split["machine_matched_risk"] = round(machine_risk, 4)
+    tuned = {"matched": model.tune_penalty(X, Y, menu, machine_risk),
+             "stated": model.tune_penalty(X, Y, menu, model.config.target_risk)}
+    split["machine_choice"] = tuned
+    machine_scores = [
+        machine_choice_score(
+            model, test, menu, machine_risk, "ml_discovery_machines_matched",
+            f"ML machine choice at the p95 x 1.3 rule's training-VM machine risk (discovery, "
+            f"{machine_risk:.1%})"),
+        machine_choice_score(
+            model, test, menu, model.config.target_risk, "ml_discovery_machines",
+            f"ML machine choice, stated risk {model.config.target_risk:.0%} (discovery)")]
+    matched_scores += machine_scores
     scores = rule_scores + ml_scores + matched_scores
     table = bt.accuracy_table(scores)
     all_episodes = bt.build_episodes(prepared.frame)
@@ -274,6 +314,7 @@ def train_sizing(conf: dict[str, Any] | TrainConfig | None = None) -> dict[str, 
                            "window_days": split["window_days"],
                            "horizon_days": split["horizon_days"],
                            "matched_risk": round(matched, 4),
+                           "machine_matched_risk": round(machine_risk, 4),
                            **{f"model_{k}": v for k, v in asdict(model.config).items()}})
         mlflow.log_input(mlflow.data.from_pandas(train.frame, source=str(prepared.path),
                                                  name="bitbrains-train-episodes"),
@@ -284,7 +325,8 @@ def train_sizing(conf: dict[str, Any] | TrainConfig | None = None) -> dict[str, 
         metrics = {"episodes_seconds": episodes_s, "fit_seconds": fit_s}
         for s in scores:
             for key in ("underprov_rate", "mean_capacity_vcpu", "mean_capacity_gib",
-                        "monthly_usd", "overprov_usd_month", "wape_cpu", "wape_mem"):
+                        "monthly_usd", "overprov_usd_month", "wape_cpu", "wape_mem",
+                        "machine_short_rate", "bought_vcpu", "bought_gib"):
                 value = getattr(s, key)
                 if value is not None and not math.isnan(value):
                     metrics[f"{s.method.replace('@', '_at_')}.{key}"] = value
@@ -493,18 +535,27 @@ def run_all(conf: dict[str, Any] | TrainConfig | None = None) -> dict[str, Any]:
             "promote_forecaster": promote_forecaster(forecaster, config)}
 
 
-def matched_comparison(conf: dict[str, Any] | TrainConfig | None = None,
-                       seeds: tuple[int, ...] = (20130701, 1, 2, 3, 4)) -> list[dict[str, Any]]:
-    """The model at the p95 x 1.3 rule's training-VM risk vs that rule, on several VM splits.
+COMPARED = ("rule", "ml_matched", "ml_machines")
 
-    One held-out split of 15 VMs is a small sample; this repeats train, calibrate and test
-    with other disjoint VM sets (same time split), so a reader can see how much of a
-    difference is the split. Nothing is logged or registered.
+
+def matched_comparison(conf: dict[str, Any] | TrainConfig | None = None,
+                       seeds: tuple[int, ...] = (20130701, 1, 2, 3, 4),
+                       n_boot: int = 2000) -> list[dict[str, Any]]:
+    """The model vs the p95 x 1.3 rule on several disjoint VM splits, with bootstrap CIs.
+
+    One held-out split of 15 VMs is a small sample; this repeats train, calibrate and
+    test with other disjoint VM sets (same time split). Compared per split, from
+    discovery figures: the rule; the model's capacity at the rule's training-VM risk
+    (``ml_matched``); the model's machine choice tuned to the rule's training-VM risk of
+    being short of the machine it buys (``ml_machines``). Each carries per-episode
+    outcomes (``outcomes``) so that splits can be pooled, and 95 % CIs of the
+    differences against the rule from resampling test VMs. Nothing is logged.
     """
     from migrationbox.sizing.quantile_model import CalibratedSizer, training_rows
 
     config = TrainConfig.from_conf(conf)
     prepared = prepare(config)
+    menu = reference_menu()
     out = []
     for seed in seeds:
         split = bt.SplitSpec(seed=seed, strict_time_split=config.strict_time_split)
@@ -512,11 +563,58 @@ def matched_comparison(conf: dict[str, Any] | TrainConfig | None = None,
         X, Y, groups = training_rows(train.frame)
         model = CalibratedSizer().fit(X, Y, groups)
         risk = matched_risk(train)
-        rule = bt.score_rules(test, rules=["azure_migrate"])["azure_migrate"]
-        p = model.predict(bt.discovery_only(test.frame), risk)
-        ml = bt.score("ml_discovery_matched", "ML at the rule's training-VM risk", test,
-                      p["cpu_capacity"].to_numpy(), p["mem_capacity"].to_numpy(),
-                      p["cpu_p95"].to_numpy(), p["mem_p95"].to_numpy())
-        out.append({"seed": seed, "test_vms": info["test_vms"], "episodes": len(test),
-                    "matched_risk": risk, "rule": rule.as_dict(), "ml": ml.as_dict()})
+        machine_risk = rule_machine_risk(train)
+        tuned = model.tune_penalty(X, Y, menu, machine_risk)
+        frame = bt.discovery_only(test.frame)
+        rule_cpu, rule_mem = bt.RULES["azure_migrate"].capacity(test.frame)
+        p = model.predict(frame, risk)
+        pick = model.choose_machines(frame, menu, machine_risk)
+        caps = {"rule": (rule_cpu, rule_mem),
+                "ml_matched": (p["cpu_capacity"].to_numpy(), p["mem_capacity"].to_numpy()),
+                "ml_machines": (pick["cpu_capacity"].to_numpy(),
+                                pick["mem_capacity"].to_numpy())}
+        outcomes = {k: bt.episode_outcomes(test.frame, *v) for k, v in caps.items()}
+        row: dict[str, Any] = {
+            "seed": seed, "test_vms": info["test_vms"], "episodes": len(test),
+            "matched_risk": risk, "machine_matched_risk": machine_risk, "tuned": tuned,
+            "summary": {k: summarise(o) for k, o in outcomes.items()},
+            "ci": {k: differences(outcomes[k], outcomes["rule"], n_boot)
+                   for k in COMPARED[1:]},
+            "outcomes": {k: {f: o[f].tolist() for f in OUTCOME_FIELDS}
+                         for k, o in outcomes.items()},
+        }
+        out.append(row)
     return out
+
+
+OUTCOME_FIELDS = ("vm_id", "short", "machine_short", "vcpu", "gib", "bought_vcpu",
+                  "bought_gib", "usd")
+
+
+def summarise(outcomes: dict[str, Any]) -> dict[str, float]:
+    """Means of the per-episode outcomes (rates, capacities, USD/month)."""
+    return {f: float(np.nanmean(np.asarray(outcomes[f], dtype=float)))
+            for f in OUTCOME_FIELDS if f != "vm_id"}
+
+
+def differences(a: dict[str, Any], b: dict[str, Any], n_boot: int = 2000,
+                clusters: Any = None) -> dict[str, dict[str, float]]:
+    """``a - b`` per outcome with 95 % CIs from resampling VMs (or ``clusters``)."""
+    groups = np.asarray(a["vm_id"] if clusters is None else clusters)
+    return {f: bt.bootstrap_difference(groups, np.asarray(a[f], dtype=float),
+                                       np.asarray(b[f], dtype=float), n_boot=n_boot)
+            for f in ("short", "machine_short", "vcpu", "gib", "bought_vcpu", "bought_gib",
+                      "usd")}
+
+
+def pooled(rows: list[dict[str, Any]], n_boot: int = 2000) -> dict[str, Any]:
+    """All splits' test episodes together; CIs resample VMs (a VM tested in several
+    splits is one cluster, so overlapping splits are not counted as independent)."""
+    cat: dict[str, dict[str, np.ndarray]] = {}
+    for k in COMPARED:
+        cat[k] = {f: np.concatenate([np.asarray(r["outcomes"][k][f], dtype=float)
+                                     for r in rows]) for f in OUTCOME_FIELDS}
+    return {"episodes": len(cat["rule"]["short"]),
+            "vms": len(np.unique(cat["rule"]["vm_id"])),
+            "summary": {k: summarise(v) for k, v in cat.items()},
+            "ci": {k: differences(cat[k], cat["rule"], n_boot) for k in COMPARED[1:]}}

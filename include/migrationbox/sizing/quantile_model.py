@@ -25,11 +25,25 @@ two parts:
 
 Any risk can be asked for at prediction time; the held-out backtest (``backtest``)
 measures whether the promise held on other VMs in a later period.
+
+3. **Machine choice at a stated risk** (:meth:`CalibratedSizer.choose_machines`). A
+   capacity is bought as a machine, and machine prices are a step function of vCPU and
+   GiB: capacity between two machine sizes costs nothing, and a rule that pads every
+   server by the same factor pays for a bigger machine wherever the padding crosses a
+   step. So, per server, every machine shape of the catalog's price frontier
+   (:class:`MachineMenu`) is a candidate whose probability of being short is read off
+   the calibration residuals (CPU and memory jointly, from the same episodes), and the
+   server gets ``argmin price + penalty x P(short)``. One penalty serves the whole
+   fleet; it is tuned on the training VMs' out-of-fold episodes (never on test VMs) as
+   the cheapest penalty whose *realised* out-of-fold share short is within the stated
+   risk. The recommendation is then the machine's own capacity: short means future
+   p95 demand above what was bought.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +137,13 @@ class CalibratedSizer:
     features: tuple[str, ...] = MODEL_FEATURES
     models: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # res -> (median, upper)
     scores: dict[str, np.ndarray] = field(default_factory=dict)  # mode -> calibration scores
+    # mode -> (m, 2) calibration residuals of CPU and memory, normalised, uncapped, row
+    # order of the calibration rows (machine choice needs the pair, not only their max)
+    pairs: dict[str, np.ndarray] = field(default_factory=dict)
+    # out-of-fold centre/spread per calibration row and its fold (penalty tuning)
+    oof: dict[str, np.ndarray] = field(default_factory=dict)
+    # "<mode>|<menu source>|<risk>" -> penalty (USD/month per unit of P(short))
+    penalties: dict[str, float] = field(default_factory=dict)
 
     def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [f for f in self.features if f not in frame.columns]
@@ -163,11 +184,24 @@ class CalibratedSizer:
         if folds < 2:
             raise ValueError("cross-conformal calibration needs episodes of at least 2 VMs")
         score = np.full(len(X), np.nan)
-        for fit_idx, cal_idx in GroupKFold(n_splits=folds).split(X, groups=groups):
+        oof = {k: np.full(len(X), np.nan) for k in
+               ("cpu_center", "cpu_spread", "mem_center", "mem_spread")}
+        fold = np.full(len(X), -1)
+        for k, (fit_idx, cal_idx) in enumerate(GroupKFold(n_splits=folds).split(X,
+                                                                                 groups=groups)):
             self.models = self._fit_regressors(X.iloc[fit_idx], Y.iloc[fit_idx])
-            score[cal_idx] = self.conformity(X.iloc[cal_idx], Y.iloc[cal_idx])
+            cal_x, cal_y = X.iloc[cal_idx], Y.iloc[cal_idx]
+            score[cal_idx] = self.conformity(cal_x, cal_y)
+            for r, (center, spread, _) in self._center_spread(cal_x).items():
+                oof[f"{r}_center"][cal_idx] = center
+                oof[f"{r}_spread"][cal_idx] = spread
+            fold[cal_idx] = k
         self.models = self._fit_regressors(X, Y)
         self._set_scores(X, score)
+        residuals = np.column_stack([
+            (_actual_log(Y, r) - oof[f"{r}_center"]) / oof[f"{r}_spread"] for r in RESOURCES])
+        self._set_pairs(X, residuals)
+        self.oof = {**oof, "fold": fold}
         return self
 
     def fit_split(self, X: pd.DataFrame, Y: pd.DataFrame, X_cal: pd.DataFrame,
@@ -179,11 +213,26 @@ class CalibratedSizer:
     def calibrate(self, X_cal: pd.DataFrame, Y_cal: pd.DataFrame) -> CalibratedSizer:
         """Replace the calibration scores with those of (X_cal, Y_cal)."""
         self._set_scores(X_cal, self.conformity(X_cal, Y_cal))
+        self._set_pairs(X_cal, self.residuals(X_cal, Y_cal))
+        cs = self._center_spread(X_cal)
+        self.oof = {**{f"{r}_{k}": cs[r][i] for r in RESOURCES
+                       for i, k in ((0, "center"), (1, "spread"))},
+                    "fold": np.full(len(X_cal), -1)}  # one calibration set: no folds
+        self.penalties = {}
         return self
 
     def _set_scores(self, X: pd.DataFrame, score: np.ndarray) -> None:
         modes = input_mode(X)
         self.scores = {m: np.sort(score[modes == m]) for m in MODES if (modes == m).any()}
+
+    def _set_pairs(self, X: pd.DataFrame, residuals: np.ndarray) -> None:
+        modes = input_mode(X)
+        self.pairs = {m: residuals[modes == m] for m in MODES if (modes == m).any()}
+
+    def residuals(self, X: pd.DataFrame, Y: pd.DataFrame) -> np.ndarray:
+        """(n, 2) normalised residuals of CPU and memory, not capped (machine choice)."""
+        cs = self._center_spread(X)
+        return np.column_stack([(_actual_log(Y, r) - cs[r][0]) / cs[r][1] for r in RESOURCES])
 
     def conformity(self, X: pd.DataFrame, Y: pd.DataFrame) -> np.ndarray:
         """Normalised residual of the worse resource: above ``q`` means short at ``q``."""
@@ -191,7 +240,7 @@ class CalibratedSizer:
         per = []
         for r in RESOURCES:
             center, spread, cap = cs[r]
-            actual = np.log1p(np.clip(Y[f"{r}_p95"].to_numpy(dtype=float), 0, None))
+            actual = _actual_log(Y, r)
             per.append(np.where(actual > cap, np.inf, (actual - center) / spread))
         return np.maximum(*per)
 
@@ -227,13 +276,195 @@ class CalibratedSizer:
         out["target_risk"] = np.full(len(X), risk)
         return pd.DataFrame(out, index=X.index)
 
+    # ---- machine choice at a stated risk (module docstring, part 3)
+    def _pairs_for(self, mode: str) -> np.ndarray:
+        pairs = self.pairs.get(mode)
+        if pairs is None:  # never calibrated on this mode: all residuals
+            pairs = np.concatenate(list(self.pairs.values()))
+        return pairs
+
+    def short_probability(self, X: pd.DataFrame, cpu_pct: np.ndarray, mem_pct: np.ndarray
+                          ) -> np.ndarray:
+        """P(future p95 above capacity, CPU or memory) for (n, K) candidate capacities.
+
+        Read off the calibration residual pairs of the row's input mode with the
+        conformal ``+1`` (a row never gets probability 0 from a finite calibration set).
+        """
+        if not self.pairs:
+            raise RuntimeError("the sizing model has no calibration residuals: refit it")
+        cs = self._center_spread(X)
+        tc = (np.log1p(np.clip(cpu_pct, 0, None)) - cs["cpu"][0][:, None]) / cs["cpu"][1][:, None]
+        tm = (np.log1p(np.clip(mem_pct, 0, None)) - cs["mem"][0][:, None]) / cs["mem"][1][:, None]
+        out = np.empty(tc.shape)
+        modes = input_mode(X)
+        for mode in np.unique(modes):
+            rows = np.flatnonzero(modes == mode)
+            out[rows] = exceed_probability(tc[rows], tm[rows], self._pairs_for(str(mode)))
+        return out
+
+    def tune_penalty(self, X: pd.DataFrame, Y: pd.DataFrame, menu: MachineMenu, risk: float,
+                     mode: str = "discovery", grid: Iterable[float] | None = None
+                     ) -> dict[str, float]:
+        """Set the fleet penalty for ``menu`` at ``risk`` from the calibration rows.
+
+        ``X``, ``Y`` must be the rows the model was fitted (or calibrated) on, in the same
+        order. Each row of ``mode`` is sized with the residuals of the *other* folds and
+        its out-of-fold centre/spread; the cheapest penalty whose realised share short
+        is within ``risk`` wins (the safest one when none is). Returns what was chosen
+        and what it realised.
+        """
+        if len(X) != len(self.oof.get("fold", ())):
+            raise ValueError("tune_penalty needs the rows the model was fitted on, in order")
+        rows = np.flatnonzero(input_mode(X) == mode)
+        if rows.size == 0:
+            raise ValueError(f"no {mode} rows to tune the penalty on")
+        grid = np.asarray(list(grid) if grid is not None else PENALTY_GRID, dtype=float)
+        residuals = np.column_stack([(_actual_log(Y, r) - self.oof[f"{r}_center"])
+                                     / self.oof[f"{r}_spread"] for r in RESOURCES])
+        fold = self.oof["fold"]
+        modes = input_mode(X)
+        cpu_pct, mem_pct = menu.capacities(X.iloc[rows])
+        fut_cpu = Y["cpu_p95"].to_numpy(dtype=float)[rows]
+        fut_mem = Y["mem_p95"].to_numpy(dtype=float)[rows]
+        prob = np.empty(cpu_pct.shape)
+        for k in np.unique(fold[rows]):
+            here = fold[rows] == k
+            ref = (modes == mode) & ((fold != k) | (k < 0))
+            idx = rows[here]
+            tc = (np.log1p(cpu_pct[here]) - self.oof["cpu_center"][idx][:, None]) \
+                / self.oof["cpu_spread"][idx][:, None]
+            tm = (np.log1p(mem_pct[here]) - self.oof["mem_center"][idx][:, None]) \
+                / self.oof["mem_spread"][idx][:, None]
+            prob[here] = exceed_probability(tc, tm, residuals[ref])
+        best: tuple[float, float, float] | None = None  # (cost, short, penalty)
+        safest: tuple[float, float, float] | None = None
+        for lam in grid:
+            pick = np.argmin(menu.usd[None, :] + lam * prob, axis=1)
+            at = np.arange(len(rows))
+            short = float(((fut_cpu > cpu_pct[at, pick]) | (fut_mem > mem_pct[at, pick])).mean())
+            cost = float(menu.usd[pick].mean())
+            if short <= risk + 1e-12 and (best is None or (cost, short) < best[:2]):
+                best = (cost, short, float(lam))
+            if safest is None or (short, cost) < safest[1::-1]:
+                safest = (cost, short, float(lam))
+        assert safest is not None
+        chosen = best or safest
+        self.penalties[penalty_key(mode, menu.source, risk)] = chosen[2]
+        return {"penalty": chosen[2], "oof_short": chosen[1], "oof_monthly_usd": chosen[0],
+                "risk": risk, "within_risk": best is not None, "rows": int(rows.size)}
+
+    def choose_machines(self, X: pd.DataFrame, menu: MachineMenu, risk: float) -> pd.DataFrame:
+        """Per server, the machine of ``menu`` minimising price + penalty x P(short).
+
+        Capacities (``cpu_capacity``, ``mem_capacity``) are the machine's, in percent of
+        the server's current capacity, so "short" in the backtest means short of what
+        was bought. Needs :meth:`tune_penalty` for ``menu`` and ``risk`` first.
+        """
+        import pandas as pd
+
+        modes = input_mode(X)
+        lam = np.empty(len(X))
+        for mode in MODES:
+            key = penalty_key(mode, menu.source, risk)
+            fallback = penalty_key("discovery", menu.source, risk)
+            value = self.penalties.get(key, self.penalties.get(fallback))
+            if value is None:
+                raise KeyError(f"no penalty tuned for {menu.source} at risk {risk:.1%}: "
+                               f"call tune_penalty first")
+            lam[modes == mode] = value
+        cpu_pct, mem_pct = menu.capacities(X)
+        prob = self.short_probability(X, cpu_pct, mem_pct)
+        pick = np.argmin(menu.usd[None, :] + lam[:, None] * prob, axis=1)
+        at = np.arange(len(X))
+        return pd.DataFrame({"cpu_capacity": cpu_pct[at, pick], "mem_capacity": mem_pct[at, pick],
+                             "machine_vcpu": menu.vcpu[pick], "machine_gib": menu.gib[pick],
+                             "monthly_usd": menu.usd[pick], "short_probability": prob[at, pick],
+                             "target_risk": np.full(len(X), risk)}, index=X.index)
+
     def describe(self) -> dict[str, Any]:
         return {"kind": "LightGBM quantile regression + conformal calibration",
                 "features": list(self.features),
                 "calibration_episodes": {m: int(s.size) for m, s in self.scores.items()},
+                "machine_choice_penalties": dict(self.penalties),
                 "margins": {m: {f"{r:.3f}": _finite(self.margin(m, r)) for r in RISK_GRID}
                             for m in self.scores},
                 "config": asdict(self.config)}
+
+
+# Penalties tried when tuning machine choice (USD/month per unit of short probability).
+PENALTY_GRID = tuple(float(x) for x in np.geomspace(1.0, 20_000.0, 80))
+
+
+def penalty_key(mode: str, source: str, risk: float) -> str:
+    return f"{mode}|{source}|{risk:.4f}"
+
+
+def _actual_log(Y: pd.DataFrame, resource: str) -> np.ndarray:
+    return np.log1p(np.clip(Y[f"{resource}_p95"].to_numpy(dtype=float), 0, None))
+
+
+def exceed_probability(tc: np.ndarray, tm: np.ndarray, pairs: np.ndarray,
+                       chunk: int = 64) -> np.ndarray:
+    """(n, K) share of residual pairs with CPU above ``tc`` or memory above ``tm``,
+    with the conformal +1 in numerator and denominator."""
+    pairs = np.asarray(pairs, dtype=float)
+    pairs = pairs[~np.isnan(pairs).any(axis=1)]
+    m = len(pairs)
+    out = np.empty(tc.shape)
+    sc, sm = pairs[:, 0], pairs[:, 1]
+    for start in range(0, tc.shape[0], chunk):
+        a, b = tc[start:start + chunk], tm[start:start + chunk]
+        hit = (sc[None, None, :] > a[:, :, None]) | (sm[None, None, :] > b[:, :, None])
+        out[start:start + chunk] = (hit.sum(axis=2) + 1) / (m + 1)
+    return out
+
+
+@dataclass(frozen=True)
+class MachineMenu:
+    """The machine shapes worth buying from one catalog (its price frontier).
+
+    Cheapest price per (vCPU, GiB) shape, and no shape kept that a cheaper-or-equal one
+    matches in both vCPU and memory: with instance-size rounding, only these corners of
+    the price steps are decisions.
+    """
+
+    vcpu: np.ndarray
+    gib: np.ndarray
+    usd: np.ndarray
+    source: str
+
+    @classmethod
+    def from_shapes(cls, shapes: Iterable[tuple[float, float, float]], source: str
+                    ) -> MachineMenu:
+        """From (vCPU, GiB, USD/month) triples."""
+        cheapest: dict[tuple[float, float], float] = {}
+        for vcpu, gib, usd in shapes:
+            key = (float(vcpu), float(gib))
+            cheapest[key] = min(float(usd), cheapest.get(key, math.inf))
+        front: list[tuple[float, float, float]] = []
+        for (vcpu, gib), usd in sorted(cheapest.items(), key=lambda kv: (kv[1], -kv[0][0],
+                                                                          -kv[0][1])):
+            if any(v >= vcpu and g >= gib for v, g, _ in front):
+                continue
+            front.append((vcpu, gib, usd))
+        if not front:
+            raise ValueError(f"{source}: no machine shapes")
+        arr = np.array(front, dtype=float)
+        return cls(arr[:, 0], arr[:, 1], arr[:, 2], source)
+
+    @classmethod
+    def from_catalog(cls, catalog: Any, arch: str = "x86_64") -> MachineMenu:
+        """From a :class:`~migrationbox.sizing.clouds.base.RegionCatalog` (on demand)."""
+        return cls.from_shapes(((t.vcpu, t.memory_gib, t.monthly_usd)
+                                for t in catalog.candidates(arch)),
+                               f"{catalog.cloud} {catalog.region} on demand")
+
+    def capacities(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(n, K) capacity of every shape in percent of each server's current CPU/memory."""
+        cores = np.maximum(X["cpu_cores"].to_numpy(dtype=float), 1e-9)
+        gib = np.maximum(X["mem_gib"].to_numpy(dtype=float), 1e-9)
+        return (self.vcpu[None, :] / cores[:, None] * 100,
+                self.gib[None, :] / gib[:, None] * 100)
 
 
 def ml_key(mode: str, risk: float, target: float) -> str:
