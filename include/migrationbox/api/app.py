@@ -12,12 +12,68 @@ can also be built with ``auth=None`` for tests of the routes themselves.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+
+#: Integer parameters stop at the store's 64-bit integers: a larger one cannot name a
+#: row, and the database driver would fail on it (a 500 instead of a 422).
+MAX_ID = 2**63 - 1
+WaveNumber = Annotated[int, Path(ge=0, le=MAX_ID, description="the wave's number")]
+OptionalId = Annotated[int | None, Query(ge=0, le=MAX_ID)]
+# Names never hold NUL (PostgreSQL refuses it in text: a 500 instead of a 422).
+_NAME = r"^[^\x00]*$"
+EstateName = Annotated[str, Path(pattern=_NAME, max_length=255, description="estate name")]
+OptionalName = Annotated[str | None, Query(pattern=_NAME, max_length=1024)]
+#: Request bodies larger than this are refused before parsing (an endpoints file of
+#: thousands of records is a few hundred KiB).
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+def _json_body(raw: bytes) -> Any:
+    """The request body as JSON, or a 400 saying exactly why not.
+
+    Stricter than FastAPI's own parsing, whose message is "There was an error parsing
+    the body" for everything: the body must be UTF-8 JSON without NaN/Infinity (no
+    JSON), without a key twice in one object (which value is meant cannot be known),
+    and nested less deeply than the parser's limit.
+    """
+    if len(raw) > MAX_BODY_BYTES:
+        raise HTTPException(413, f"body is {len(raw)} bytes; at most {MAX_BODY_BYTES}")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(400, f"body is not UTF-8 text (byte {exc.start}: {exc.reason})"
+                            ) from None
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(items)
+        if len(obj) != len(items):
+            seen: set[str] = set()
+            twice: set[str] = set()
+            for key, _ in items:
+                (twice if key in seen else seen).add(key)
+            raise ValueError(f"key(s) {', '.join(map(repr, sorted(twice)))} appear more than once "
+                             "in one object")
+        return obj
+
+    def constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number (use null for a missing value)")
+
+    try:
+        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+    except json.JSONDecodeError as exc:
+        raise HTTPException(400, f"body is not JSON: {exc.msg} (line {exc.lineno}, column "
+                            f"{exc.colno})") from None
+    except RecursionError:
+        raise HTTPException(400, "body is not usable JSON: nested too deeply") from None
+    except ValueError as exc:  # duplicate keys, NaN, integers of over 4300 digits
+        raise HTTPException(400, f"body is not usable JSON: {exc}") from None
 
 
 def _plain(value: Any) -> Any:
@@ -46,12 +102,12 @@ def build_app(auth: Callable[..., Any] | None = None) -> FastAPI:
             return [_plain(e) for e in repository.list_estates(s)]
 
     @router.get("/estates/{estate}/plans")
-    def plans(estate: str) -> list[dict[str, Any]]:
+    def plans(estate: EstateName) -> list[dict[str, Any]]:
         with session_scope(read_only=True) as s:
             return [_plain(p) for p in repository.list_plans(s, estate)]
 
     @router.get("/estates/{estate}/plan")
-    def plan(estate: str, version: int | None = None) -> dict[str, Any]:
+    def plan(estate: EstateName, version: OptionalId = None) -> dict[str, Any]:
         with session_scope(read_only=True) as s:
             doc = repository.get_plan(s, estate, version)
         if doc is None:
@@ -60,12 +116,13 @@ def build_app(auth: Callable[..., Any] | None = None) -> FastAPI:
         return doc.model_dump(mode="json")
 
     @router.get("/estates/{estate}/waves")
-    def waves(estate: str, version: int | None = None) -> list[dict[str, Any]]:
+    def waves(estate: EstateName, version: OptionalId = None) -> list[dict[str, Any]]:
         with session_scope(read_only=True) as s:
             return [_plain(w) for w in repository.waves(s, estate, version)]
 
     @router.get("/estates/{estate}/waves/{wave}/runs")
-    def runs(estate: str, wave: int, dag_run_id: str | None = None) -> dict[str, Any]:
+    def runs(estate: EstateName, wave: WaveNumber,
+             dag_run_id: OptionalName = None) -> dict[str, Any]:
         with session_scope(read_only=True) as s:
             return {
                 "phase_runs": [_plain(r) for r in repository.phase_runs(s, estate, wave,
@@ -75,7 +132,7 @@ def build_app(auth: Callable[..., Any] | None = None) -> FastAPI:
             }
 
     @router.get("/estates/{estate}/events")
-    def events(estate: str, wave: int | None = None, since_id: int | None = None,
+    def events(estate: EstateName, wave: OptionalId = None, since_id: OptionalId = None,
                limit: int = Query(default=200, ge=1, le=5000)) -> list[dict[str, Any]]:
         with session_scope(read_only=True) as s:
             return [_plain(e) for e in repository.events(s, estate, wave, since_id, limit)]
@@ -91,13 +148,13 @@ def build_app(auth: Callable[..., Any] | None = None) -> FastAPI:
                          dict(r.details)) for r in rows]
 
     @router.get("/estates/{estate}/endpoints")
-    def endpoints(estate: str, server: str | None = None) -> dict[str, Any]:
+    def endpoints(estate: EstateName, server: OptionalName = None) -> dict[str, Any]:
         """The registered endpoints (an endpoints file, importable as it is)."""
         return {"estate": estate,
                 "endpoints": [e.to_dict() for e in _stored_endpoints(estate, server)]}
 
     @router.get("/estates/{estate}/endpoints/check")
-    def check_endpoints(estate: str, server: str | None = None) -> dict[str, Any]:
+    def check_endpoints(estate: EstateName, server: OptionalName = None) -> dict[str, Any]:
         """Try every endpoint (reachable, authenticated, readable, room on the target)."""
         from migrationbox.endpoints.checks import check_endpoints as run_checks
 
@@ -105,10 +162,17 @@ def build_app(auth: Callable[..., Any] | None = None) -> FastAPI:
         return {"estate": estate, "ok": all(c.ok for c in checks),
                 "endpoints": [c.to_dict() for c in checks]}
 
-    @router.post("/estates/{estate}/endpoints", response_model=None)
-    def import_endpoints(estate: str, body: Annotated[Any, Body()]) -> Any:
+    @router.post("/estates/{estate}/endpoints", response_model=None, openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "description": '{"endpoints": [...]} or a list of endpoint records'}}}}})
+    async def import_endpoints(estate: EstateName, request: Request) -> Any:
         """Register endpoints: ``{"endpoints": [...]}`` or a list. All or nothing: any
-        refused record refuses the body (422, each record's server and field named)."""
+        refused record refuses the body (422, each record's server and field named); a
+        body that is not JSON is a 400 saying why."""
+        body = _json_body(await request.body())
+        return await run_in_threadpool(_import_endpoints, estate, body)
+
+    def _import_endpoints(estate: str, body: Any) -> Any:
         from migrationbox.endpoints.registry import (
             EndpointsFileError,
             records_from_json,
