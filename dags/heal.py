@@ -48,6 +48,8 @@ its whole window whatever the mechanism.
 """
 
 
+#: priority_weight of every heal task (absolute): above any other MigrationBox task
+HEAL_PRIORITY = 100
 #: "@continuous" in production; "none" leaves only manual/REST runs (tests)
 _SCHEDULE = settings.get("heal_schedule", variables=False)
 #: "asset" (default), "window" or "deferrable": see migrationbox.healer.jobs.MECHANISMS
@@ -81,8 +83,11 @@ def _schedule() -> Any:
     is_paused_upon_creation=True,
     tags=["migrationbox", "healer"],
     doc_md=DOC,
+    # ahead of everything else queued (the retraining DAGs run at priority 1 in their
+    # own one-slot pool): a woken run must not wait for an executor slot behind training
     default_args={"owner": "migrationbox-healer", "retries": 1,
-                  "retry_delay": timedelta(seconds=30)},
+                  "retry_delay": timedelta(seconds=30), "priority_weight": HEAL_PRIORITY,
+                  "weight_rule": "absolute"},
 )
 def migrationbox_heal() -> None:
     @task(execution_timeout=timedelta(hours=2))

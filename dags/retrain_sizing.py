@@ -10,14 +10,18 @@ import sys
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+
+from migrationbox.healer.jobs import BACKLOG_LAG, TRAINING_POOL, is_backlog_run
 
 DOC = """\
 ### Retrain the sizing and forecasting models
 
 0. **not_a_backlog_run**: a *scheduled* run that starts more than an hour after its weekly
-   slot (the platform was down, or has just started) is skipped: training must not take
-   the CPU and the executor slots at platform start-up. Manual runs always go ahead.
+   slot (the platform was down when it was due) is skipped: training must not take the
+   CPU and the executor slots at platform start-up. Manual runs always go ahead. (A
+   freshly started platform has no run at all: the first one is the next weekly slot.)
+   Every task runs in the one-slot pool `migrationbox_training` at priority 1.
 1. **check_training_data**: load the Bitbrains trace, apply the documented cleaning and
    run the great-expectations gate (no missing values, percentages in 0-100, positive
    capacities, timestamps strictly increasing per VM). A failed expectation fails this
@@ -50,12 +54,9 @@ def _pipeline() -> Any:
     return pipeline
 
 
-BACKLOG_LAG = timedelta(hours=1)
-
-
-def _is_backlog(run_type: str, slot: datetime | None, now: datetime) -> bool:
-    """A scheduled run starting long after its slot is catch-up work, not this week's."""
-    return str(run_type).endswith("scheduled") and slot is not None and now - slot > BACKLOG_LAG
+#: the guard against catch-up runs and the training pool, shared with the healer's
+#: retraining DAG
+_is_backlog = is_backlog_run
 
 
 def _conf() -> dict[str, Any]:
@@ -70,16 +71,19 @@ def _conf() -> dict[str, Any]:
 
 @dag(
     dag_id="migrationbox_retrain_sizing",
-    schedule="@weekly",
-    start_date=datetime(2026, 1, 5),
+    # weekly, at the *next* Sunday midnight (UTC) after the DAG appears: no start_date,
+    # so no run for a slot that passed before the platform started (a start_date makes
+    # Airflow run the latest past slot at once, catchup or not)
+    schedule=CronTriggerTimetable("@weekly", timezone="UTC"),
     catchup=False,
     max_active_runs=1,
     tags=["migrationbox", "ml", "sizing"],
     doc_md=DOC,
-    # low priority: sensing and healing must never wait behind retraining
+    # low priority in a one-slot pool: sensing and healing never wait behind retraining,
+    # and training never holds more than one executor slot
     default_args={"owner": "migrationbox-ml", "retries": 2,
                   "retry_delay": timedelta(minutes=5), "priority_weight": 1,
-                  "weight_rule": "absolute"},
+                  "weight_rule": "absolute", "pool": TRAINING_POOL},
     params={
         "quick": Param(False, type="boolean", description="small subsample (tests, demos)"),
         "max_vms": Param(None, type=["null", "integer"], minimum=5,

@@ -30,9 +30,49 @@ def _dag():
 
 def test_dag_shape() -> None:
     dag = _dag()
-    assert set(dag.task_ids) == {"retrain_forecasters", "retrain_success_model"}
-    assert dag.schedule == "@weekly"
+    assert set(dag.task_ids) == {"not_a_backlog_run", "retrain_forecasters",
+                                 "retrain_success_model"}
+    assert dag.get_task("not_a_backlog_run").downstream_task_ids == {
+        "retrain_forecasters", "retrain_success_model"}
     assert "healer" in dag.tags
+    assert_never_starves_sensing(dag)
+
+
+def assert_never_starves_sensing(dag) -> None:
+    """Weekly, no run for a slot that passed before the DAG appeared, priority 1 in the
+    one-slot training pool the platform's settings file declares."""
+    import yaml
+    from airflow.timetables.base import TimeRestriction
+
+    from migrationbox.healer.jobs import TRAINING_POOL
+
+    assert dag.start_date is None and not dag.catchup
+    assert type(dag.timetable).__name__ == "CronTriggerTimetable"
+    # what the scheduler asks the timetable for a DAG with no run yet: the next slot,
+    # never the one that passed (a start_date made it run at platform start-up)
+    from airflow.serialization.decoders import decode_timetable
+    from airflow.serialization.encoders import encode_timetable
+
+    core = decode_timetable(encode_timetable(dag.timetable))
+    assert core.summary in ("@weekly", "0 0 * * 0")
+    info = core.next_dagrun_info(last_automated_data_interval=None,
+                                 restriction=TimeRestriction(None, None, False))
+    assert info is not None and info.run_after > datetime.now(UTC)
+    assert all(t.priority_weight == 1 and t.weight_rule == "absolute" for t in dag.tasks)
+    assert all(t.pool == TRAINING_POOL for t in dag.tasks)
+    pools = yaml.safe_load((REPO / "airflow_settings.yaml").read_text())["airflow"]["pools"]
+    assert {p["pool_name"]: p["pool_slot"] for p in pools}[TRAINING_POOL] == 1
+
+
+def test_retraining_skips_catch_up_runs_only() -> None:
+    from migrationbox.healer.jobs import is_backlog_run
+
+    slot = datetime(2026, 12, 6, 0, 0, tzinfo=UTC)
+    assert is_backlog_run("scheduled", slot, slot + timedelta(hours=6))
+    assert is_backlog_run("DagRunType.SCHEDULED", slot, slot + timedelta(hours=6))
+    assert not is_backlog_run("scheduled", slot, slot + timedelta(minutes=5))
+    assert not is_backlog_run("manual", slot, slot + timedelta(days=30))
+    assert not is_backlog_run("scheduled", None, slot)
 
 
 def test_heal_dag_shape() -> None:
@@ -42,6 +82,8 @@ def test_heal_dag_shape() -> None:
     assert not bag.import_errors, bag.import_errors
     dag = bag.dags["migrationbox_heal"]
     assert dag.max_active_runs == 1
+    # ahead of anything else queued: retraining runs at priority 1
+    assert all(t.priority_weight >= 100 and t.weight_rule == "absolute" for t in dag.tasks)
     # approvals are asked in their own DAG, so sensing never waits for a person
     assert not any(t.task_type.startswith("HITL") or "Approval" in t.task_type
                    for t in dag.tasks)

@@ -71,7 +71,9 @@ def test_dag_shape_and_metadata() -> None:
                                  "promote_sizing_model", "promote_forecaster"}
     assert dag.tags and "migrationbox" in dag.tags
     assert dag.doc_md and "great-expectations" in dag.doc_md
-    assert dag.schedule == "@weekly"
+    from test_healer_retrain_dag import assert_never_starves_sensing
+
+    assert_never_starves_sensing(dag)
     for t in dag.tasks:
         assert t.owner == "migrationbox-ml"
     assert dag.get_task("check_training_data").retries == 0
@@ -79,7 +81,6 @@ def test_dag_shape_and_metadata() -> None:
     assert dag.get_task("promote_sizing_model").upstream_task_ids == {"train_sizing_model"}
     assert dag.get_task("train_sizing_model").upstream_task_ids == {"check_training_data"}
     assert dag.get_task("check_training_data").upstream_task_ids == {"not_a_backlog_run"}
-    assert all(t.priority_weight == 1 for t in dag.tasks)  # never ahead of sensing
 
 
 def test_a_scheduled_run_long_after_its_slot_is_a_backlog_run() -> None:
