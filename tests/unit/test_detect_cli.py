@@ -85,14 +85,19 @@ def test_repeated_out_of_order_and_missing_rows_warn_and_carry_on(tmp_path: Path
     assert "line 62: timestamp" in out.err and "sorted into place" in out.err
     assert "line 81: timestamp is empty; row skipped" in out.err
     assert out.out.count("\n") == expected.count("\n")  # the same incidents are found
-    assert run_cli(["--csv", str(messy), "--strict"]) == 2
-    assert "messy.csv line 81: timestamp is empty" in capsys.readouterr().err
-    del lines[80]  # only the repeat and the swap left: strict names the repeat
-    messy.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # strict names the file's first bad line, whatever kind of fault comes first
     assert run_cli(["--csv", str(messy), "--strict"]) == 2
     err = capsys.readouterr().err
-    assert f"line 41: timestamp '{stamp_40}' is not after the previous row's" in err
+    assert f"messy.csv line 41: timestamp '{stamp_40}' is not after the previous row's" in err
     assert "(line 40)" in err
+    del lines[40]  # without the repeat, the swap (line 61) comes before the empty stamp
+    messy.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert run_cli(["--csv", str(messy), "--strict"]) == 2
+    assert "messy.csv line 61: timestamp" in capsys.readouterr().err
+    lines[59], lines[60] = lines[60], lines[59]  # in order again: the empty stamp is left
+    messy.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert run_cli(["--csv", str(messy), "--strict"]) == 2
+    assert "messy.csv line 80: timestamp is empty" in capsys.readouterr().err
 
 
 def test_many_warnings_are_counted_not_all_printed(tmp_path: Path, real_lines, capsys) -> None:

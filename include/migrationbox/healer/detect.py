@@ -49,6 +49,7 @@ import csv
 import logging
 import math
 import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -299,6 +300,20 @@ class MetricCsvError(InputError):
         self.path, self.line = str(path), line
 
 
+#: what reading a metric file can raise besides our own errors: undecodable text, a
+#: field beyond the csv module's limit, and a .gz file cut short (EOFError) or corrupted
+#: (zlib.error, gzip.BadGzipFile which is an OSError)
+_READ_ERRORS = (UnicodeDecodeError, OSError, csv.Error, EOFError, zlib.error)
+
+
+def _read_error(exc: BaseException) -> str:
+    if isinstance(exc, EOFError | zlib.error):
+        return f"the gzip data is truncated or corrupt ({exc})"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text ({exc}); save the export as UTF-8"
+    return str(exc)
+
+
 def read_metric_csv(path: str | Path, *, strict: bool = True) -> MetricCsv:
     """Read a ``timestamp,value`` CSV (header required; other columns are ignored;
     ``.gz`` files are decompressed).
@@ -308,8 +323,9 @@ def read_metric_csv(path: str | Path, *, strict: bool = True) -> MetricCsv:
 
     ``strict`` (the default, for callers that need a clean series): any row with an empty,
     unreadable, repeated or out-of-order timestamp or a missing or non-numeric value is an
-    error. Not strict (what ``migrationbox detect`` does unless ``--strict``): such rows
-    become ``warnings`` naming their line; rows without a usable timestamp or value are
+    error, and the error names the first such line of the file. Not strict (what
+    ``migrationbox detect`` does unless ``--strict``): such rows become ``warnings``
+    naming their line; rows without a usable timestamp or value are
     dropped, repeated timestamps kept (both rows, in file order: daylight-saving changes
     and agent restarts produce them) and out-of-order rows sorted into place.
     """
@@ -322,11 +338,14 @@ def read_metric_csv(path: str | Path, *, strict: bool = True) -> MetricCsv:
     except OSError as exc:
         raise MetricCsvError(path, None, f"cannot read: {exc.strerror or exc}") from exc
     warnings: list[str] = []
+    first: MetricCsvError | None = None  # strict: the first bad row read (rows come in order)
 
     def problem(line: int, message: str) -> None:
+        nonlocal first
         if strict:
-            raise MetricCsvError(path, line, message)
-        warnings.append(f"{path} line {line}: {message}; row skipped")
+            first = first or MetricCsvError(path, line, message)
+        else:
+            warnings.append(f"{path} line {line}: {message}; row skipped")
 
     with handle:
         reader = csv.reader(handle)
@@ -335,8 +354,8 @@ def read_metric_csv(path: str | Path, *, strict: bool = True) -> MetricCsv:
         except StopIteration:
             raise MetricCsvError(path, None, "empty file (expected a header "
                                  "'timestamp,value')") from None
-        except (UnicodeDecodeError, OSError, csv.Error) as exc:
-            raise MetricCsvError(path, 1, f"cannot read: {exc}") from None
+        except _READ_ERRORS as exc:
+            raise MetricCsvError(path, 1, f"cannot read: {_read_error(exc)}") from None
         names = [h.strip().lower() for h in header]
         missing = [c for c in ("timestamp", "value") if c not in names]
         if missing:
@@ -372,25 +391,40 @@ def read_metric_csv(path: str | Path, *, strict: bool = True) -> MetricCsv:
                 stamps.append(stamp)
                 values.append(value)
                 lines.append(line)
-        except (UnicodeDecodeError, OSError, csv.Error) as exc:
-            raise MetricCsvError(path, reader.line_num + 1, f"cannot read: {exc}") from None
+        except _READ_ERRORS as exc:
+            # the csv module has consumed the row it refuses; a decoding error happens
+            # while reading the next one
+            line = reader.line_num + (0 if isinstance(exc, csv.Error) else 1)
+            raise MetricCsvError(path, line, f"cannot read: {_read_error(exc)}") from None
     if not stamps:
-        raise MetricCsvError(path, None, "no data rows after the header")
-    index = _parse_timestamps(path, stamps, lines, strict=strict, warnings=warnings)
+        raise first or MetricCsvError(path, None, "no data rows after the header")
+    stamp_error: MetricCsvError | None = None
+    try:
+        index = _parse_timestamps(path, stamps, lines, strict=strict, warnings=warnings)
+    except MetricCsvError as exc:  # strict: keep looking for an earlier bad line
+        stamp_error = exc
+        index = _parse_timestamps(path, stamps, lines, strict=False)
     keep = ~index.isna()
     if not keep.any():
-        raise MetricCsvError(path, None, "no row has a readable timestamp")
+        raise _earliest(first, stamp_error) or MetricCsvError(
+            path, None, "no row has a readable timestamp")
     kept = np.flatnonzero(keep)
     stamps = [stamps[i] for i in kept]
     lines = [lines[i] for i in kept]
     index = index[kept]
     vals = np.asarray(values, dtype=float)[kept]
     steps = np.diff(index.asi8)
-    if strict and (steps <= 0).any():
-        pos = int(np.flatnonzero(steps <= 0)[0]) + 1
-        raise MetricCsvError(path, lines[pos], f"timestamp {stamps[pos]!r} is not after the "
-                             f"previous row's {stamps[pos - 1]!r} (line {lines[pos - 1]}); "
-                             "rows must be in strictly increasing time order")
+    if strict:
+        order_error = None
+        if (steps <= 0).any():
+            pos = int(np.flatnonzero(steps <= 0)[0]) + 1
+            order_error = MetricCsvError(
+                path, lines[pos], f"timestamp {stamps[pos]!r} is not after the previous "
+                f"row's {stamps[pos - 1]!r} (line {lines[pos - 1]}); rows must be in "
+                "strictly increasing time order")
+        error = _earliest(first, stamp_error, order_error)
+        if error is not None:
+            raise error
     series, order, issues = lenient_series(index, vals)
     for issue in issues:  # only repeated / out-of-order remain here
         earlier = ""
@@ -405,6 +439,12 @@ def read_metric_csv(path: str | Path, *, strict: bool = True) -> MetricCsv:
                      [lines[i] for i in order], warnings)
 
 
+def _earliest(*errors: MetricCsvError | None) -> MetricCsvError | None:
+    """The error about the earliest file line (strict mode reports the first bad line)."""
+    found = [e for e in errors if e is not None]
+    return min(found, key=lambda e: e.line if e.line is not None else 0) if found else None
+
+
 def _parse_timestamps(path: Path, stamps: list[str], lines: list[int], *, strict: bool = True,
                       warnings: list[str] | None = None) -> pd.DatetimeIndex:
     """Parse every timestamp; a bad one raises (strict) or becomes NaT and a warning.
@@ -413,16 +453,25 @@ def _parse_timestamps(path: Path, stamps: list[str], lines: list[int], *, strict
     Values pandas cannot represent (beyond the years 1677-2262) count as unreadable."""
     numeric = pd.to_numeric(pd.Series(stamps), errors="coerce").to_numpy(dtype=float)
     epoch = np.isfinite(numeric) & (np.abs(numeric) < 9.2e9)
+    out_of_range = ~np.isnan(numeric) & ~epoch
     if np.isnan(numeric).any():  # some rows are not numbers: ISO 8601 for those
         parsed = pd.to_datetime(pd.Series(stamps), utc=True, errors="coerce",
-                                format="ISO8601").astype("datetime64[ns, UTC]")
+                                format="ISO8601")
+        # pandas parses 9999-12-31 or 1600-01-01 at a coarser unit; the series needs
+        # nanoseconds, so those are unreadable here (not an OutOfBoundsDatetime later)
+        lo, hi = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+        beyond = (parsed.notna() & ((parsed < lo) | (parsed > hi))).to_numpy()
+        out_of_range |= beyond
+        parsed = parsed.where(~beyond).astype("datetime64[ns, UTC]")
     else:
         parsed = pd.Series(pd.NaT, index=range(len(stamps)), dtype="datetime64[ns, UTC]")
     if epoch.any():
         parsed[epoch] = pd.to_datetime(numeric[epoch], unit="s", utc=True).as_unit("ns")
     parsed[~np.isnan(numeric) & ~epoch] = pd.NaT
     for pos in np.flatnonzero(parsed.isna().to_numpy()):
-        message = (f"timestamp {stamps[pos]!r} is not ISO 8601 (e.g. 2026-05-15T14:23:45Z) "
+        message = (f"timestamp {stamps[pos]!r} is outside the years 1677-2262"
+                   if out_of_range[pos] and np.isnan(numeric[pos]) else
+                   f"timestamp {stamps[pos]!r} is not ISO 8601 (e.g. 2026-05-15T14:23:45Z) "
                    "or Unix epoch seconds")
         if strict:
             raise MetricCsvError(path, lines[pos], message)
