@@ -141,9 +141,6 @@ def test_lab_load_endpoints_prefers_what_the_caller_handed_over(tmp_path, monkey
     assert lab.load_endpoints(ctx) == [handed]
     ctx = SimpleNamespace(estate="est", endpoints=None, options={})
     assert lab.load_endpoints(ctx) == [on_file]
-    ctx = SimpleNamespace(estate="est", endpoints=None,
-                          options={"endpoints": [handed.to_dict()]})
-    assert lab.load_endpoints(ctx) == [handed]
     with pytest.raises(domain.EndpointsUnavailable, match="endpoints import"):
         lab.load_endpoints(SimpleNamespace(estate="other", endpoints=None, options=None))
 
