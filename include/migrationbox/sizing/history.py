@@ -15,6 +15,7 @@ restart, and refusing a month of data for one lost hour would be worse.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -48,6 +49,7 @@ MIN_SPAN_S = 86400  # one day
 MAX_GAP_SHARE = 0.5
 WINDOW_DAYS = 7  # the window the backtest judged: the last week sizes, all of it forecasts
 MAX_LISTED = 10
+LATEST_TIMESTAMP = 4_102_444_800  # 2100-01-01T00:00:00Z
 
 
 class HistoryError(InputError):
@@ -86,15 +88,31 @@ class History:
 
 
 def _parse_time(text: str) -> float:
+    """Unix seconds of an ISO 8601 or Unix-seconds cell; ``ValueError`` says why not.
+
+    Only 1970 to 2100 is accepted: a NaN, infinite or far-future value cannot be a
+    monitoring sample and would fail later, without a line number, when the history
+    is described or forecast. Milliseconds (a common export mistake) are named.
+    """
     value = text.strip()
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        pass
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        seconds = parsed.timestamp()
+    if not math.isfinite(seconds) or not 0 <= seconds < LATEST_TIMESTAMP:
+        hint = ("; it looks like milliseconds: divide by 1000"
+                if math.isfinite(seconds) and 0 <= seconds / 1000 < LATEST_TIMESTAMP else "")
+        raise ValueError(f"outside 1970-2100{hint}")
+    return seconds
+
+
+def _shown(cell: str) -> str:
+    """A cell as a message quotes it: repr, cut short (a 5,000-digit number)."""
+    text = repr(cell)
+    return text if len(text) <= 40 else text[:37] + "...'"
 
 
 def _resolve(header: list[str]) -> dict[str, str]:
@@ -110,14 +128,22 @@ def _resolve(header: list[str]) -> dict[str, str]:
 
 def load_history(path: str | Path) -> History:
     """Read and validate one history file (see module docstring)."""
+    from migrationbox.inventory.importers.tables import decode_text
+
     p = Path(path)
     try:
-        with p.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            header = list(reader.fieldnames or [])
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise HistoryError(str(p), [f"cannot read: {exc}"]) from exc
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise HistoryError(str(p), [f"cannot read: {exc.strerror or exc}"]) from exc
+    # UTF-8 (with or without BOM), UTF-16 with a BOM, else Windows-1252 with a warning:
+    # the same rule as the discovery importers, since the same spreadsheets write both
+    text, encoding_note = decode_text(raw)
+    try:
+        reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+        header = list(reader.fieldnames or [])
+        rows = list(reader)
+    except csv.Error as exc:
+        raise HistoryError(str(p), [f"not valid CSV: {exc}"]) from exc
     names = _resolve(header)
     missing = [c for c in ALIASES if c not in names]
     if missing:
@@ -135,9 +161,10 @@ def load_history(path: str | Path) -> History:
         raw_time = row.get(names["timestamp"]) or ""
         try:
             t = _parse_time(raw_time)
-        except ValueError:
-            problems.append(f"line {line}, column {names['timestamp']!r}: {raw_time!r} is not "
-                            f"a timestamp (ISO 8601 or Unix seconds)")
+        except ValueError as exc:
+            why = str(exc) if str(exc).startswith("outside") else "ISO 8601 or Unix seconds"
+            problems.append(f"line {line}, column {names['timestamp']!r}: {_shown(raw_time)} "
+                            f"is not a timestamp ({why})")
             continue
         ok = True
         parsed: dict[str, float] = {}
@@ -152,7 +179,8 @@ def load_history(path: str | Path) -> History:
                     non_numeric_extra.add(canonical)
                     number = math.nan
                 else:
-                    problems.append(f"line {line}, column {column!r}: {cell!r} is not a number")
+                    problems.append(f"line {line}, column {column!r}: {_shown(cell)} is not a "
+                                    "number")
                     ok = False
                     continue
             if canonical in PERCENT_COLUMNS and not 0 <= number <= 100:
@@ -188,7 +216,7 @@ def load_history(path: str | Path) -> History:
     if missing_s > MAX_GAP_SHARE * span:
         raise HistoryError(str(p), [f"too sparse: {missing_s / span:.0%} of the covered time "
                                     f"is in {len(gaps)} gaps"])
-    warnings = []
+    warnings = [encoding_note] if encoding_note else []
     if len(gaps):
         listed = ", ".join(
             f"{datetime.fromtimestamp(ts[i], UTC):%Y-%m-%d %H:%M}+{steps[i] / 3600:.1f}h"
