@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from migrationbox.errors import InputError
 from migrationbox.sizing.clouds.base import CatalogError, PriceSource
 
 REFRESHED_COLUMNS = ("name", "vcpu", "memory_gib", "arch", "ondemand_usd_hr",
@@ -52,6 +54,37 @@ def read_rows(path: Path) -> list[dict[str, str]]:
             return list(csv.DictReader(handle))
     except OSError as exc:
         raise CatalogError(f"cannot read catalog file {path}: {exc}") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise PriceFileError(f"{path}: not a readable CSV price file ({exc})") from exc
+
+
+class PriceFileError(CatalogError, InputError):
+    """A refreshed price file (or its sidecar) is unusable; the message names the line.
+
+    A price file is all or nothing: pricing a region from the rows that happened to
+    parse would silently change which machine type is cheapest.
+    """
+
+
+def _price(row: dict[str, str | None], column: str, *, required: bool = False,
+           whole: bool = False) -> float | None:
+    """A finite, non-negative number from one cell (``None`` when empty and optional)."""
+    cell = row.get(column)
+    value = cell.strip() if isinstance(cell, str) else ""
+    if not value:
+        if required:
+            raise ValueError(f"column {column!r}: empty")
+        return None
+    shown = repr(value) if len(value) <= 30 else repr(value[:27] + "...")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"column {column!r}: {shown} is not a number") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"column {column!r}: {shown} is not a finite number >= 0")
+    if whole and (number != int(number) or number < 1):
+        raise ValueError(f"column {column!r}: {shown} is not a whole number >= 1")
+    return number
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,27 +108,41 @@ def load_refreshed(cloud: str, region: str) -> tuple[list[RefreshedRow], PriceSo
     if not path.exists():
         return None
     meta_path = path.with_suffix(".json")
+    need = "refreshed prices need a JSON sidecar with 'source' and 'as_of' strings"
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        source = PriceSource(text=str(meta["source"]), as_of=str(meta["as_of"]))
-    except (OSError, ValueError, KeyError) as exc:
-        raise CatalogError(f"{meta_path}: refreshed prices need a sidecar with 'source' and "
-                           f"'as_of': {exc}") from exc
+    except OSError as exc:
+        raise PriceFileError(f"{meta_path}: {need}: {exc.strerror or exc}") from exc
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deeply
+        raise PriceFileError(f"{meta_path}: {need}: not JSON ({exc})") from exc
+    if not isinstance(meta, dict) or not all(
+            isinstance(meta.get(k), (str, int)) and str(meta.get(k)).strip()
+            for k in ("source", "as_of")):
+        raise PriceFileError(f"{meta_path}: {need}")
+    source = PriceSource(text=str(meta["source"]), as_of=str(meta["as_of"]))
     rows: list[RefreshedRow] = []
-    for line, row in enumerate(read_rows(path), start=2):
+    table = read_rows(path)
+    if table and not {"name", "ondemand_usd_hr"} <= set(table[0]):
+        raise PriceFileError(f"{path}: expected the columns {', '.join(REFRESHED_COLUMNS)}")
+    for line, row in enumerate(table, start=2):
         try:
-            vcpu = opt_float(row, "vcpu")
+            if None in row:  # csv.DictReader puts surplus cells under the key None
+                raise ValueError("more cells than the header has columns")
+            name = (row.get("name") or "").strip()
+            if not name:
+                raise ValueError("column 'name': empty")
+            vcpu = _price(row, "vcpu", whole=True)
             rows.append(RefreshedRow(
-                name=row["name"].strip(),
+                name=name,
                 vcpu=int(vcpu) if vcpu is not None else None,
-                memory_gib=opt_float(row, "memory_gib"),
+                memory_gib=_price(row, "memory_gib"),
                 arch=(row.get("arch") or "").strip() or None,
-                ondemand_usd_hr=float(row["ondemand_usd_hr"]),
-                commit_1y_usd_hr=opt_float(row, "commit_1y_usd_hr"),
-                commit_3y_usd_hr=opt_float(row, "commit_3y_usd_hr"),
+                ondemand_usd_hr=_price(row, "ondemand_usd_hr", required=True) or 0.0,
+                commit_1y_usd_hr=_price(row, "commit_1y_usd_hr"),
+                commit_3y_usd_hr=_price(row, "commit_3y_usd_hr"),
             ))
-        except (KeyError, ValueError) as exc:
-            raise CatalogError(f"{path} line {line}: {exc}") from exc
+        except ValueError as exc:
+            raise PriceFileError(f"{path} line {line}: {exc}") from exc
     return rows, source
 
 

@@ -35,12 +35,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from migrationbox.errors import InputError
+
+UsdPerGb = Annotated[float, Field(ge=0)]
+
+
+class AssumptionsError(InputError):
+    """An assumptions override file is unusable; the message names the file and key."""
+
 
 class Commitment(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     one_year_discount: float = Field(ge=0, lt=1)
     three_year_discount: float = Field(ge=0, lt=1)
@@ -48,9 +57,13 @@ class Commitment(BaseModel):
 
 
 class PricingAssumptions(BaseModel):
-    """Every pricing figure that is an assumption rather than data."""
+    """Every pricing figure that is an assumption rather than data.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    NaN and Infinity are refused (JSON files read by Python may hold them): an infinite
+    licence price would turn every TCO into ``inf`` without saying which key did it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     commitments: dict[str, Commitment] = Field(default_factory=lambda: {
         "aws": Commitment(one_year_discount=0.36, three_year_discount=0.56,
@@ -66,7 +79,7 @@ class PricingAssumptions(BaseModel):
     rhel_usd_per_hour_large: float = Field(default=0.13, ge=0)
     rhel_small_max_vcpu: int = Field(default=4, ge=1)
     licence_basis: str = "Compute Engine premium-image list prices, applied to all clouds"
-    egress_usd_per_gb: dict[str, float] = Field(default_factory=lambda: {
+    egress_usd_per_gb: dict[str, UsdPerGb] = Field(default_factory=lambda: {
         "aws": 0.09, "azure": 0.087, "gcp": 0.12})
     egress_share: float = Field(default=0.25, ge=0, le=1,
                                 description="share of an internet-facing server's measured "
@@ -103,20 +116,32 @@ class PricingAssumptions(BaseModel):
 
 
 def load_assumptions(path: str | Path | None = None) -> PricingAssumptions:
-    """Defaults, overridden by the keys of a JSON file when one is given."""
+    """Defaults, overridden by the keys of a JSON file when one is given.
+
+    Raises ``AssumptionsError`` (an ``InputError``, so still a ``ValueError``) naming
+    the file and every bad key: unreadable, not JSON, not an object, a section that is
+    not an object, an unknown key, a value out of range or not finite.
+    """
     if path is None:
         return PricingAssumptions()
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"assumptions file {p}: {exc}") from exc
+        data = json.loads(p.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise AssumptionsError(f"assumptions file {p}: {exc.strerror or exc}") from exc
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deeply
+        raise AssumptionsError(f"assumptions file {p}: not JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"assumptions file {p}: expected a JSON object")
+        raise AssumptionsError(f"assumptions file {p}: expected a JSON object, got "
+                               f"{type(data).__name__}")
     merged = PricingAssumptions().model_dump()
     for key, value in data.items():
         if key == "commitments" and isinstance(value, dict):
             for cloud, figures in value.items():
+                if not isinstance(figures, dict):
+                    raise AssumptionsError(
+                        f"assumptions file {p}: commitments.{cloud}: expected an object "
+                        "with one_year_discount, three_year_discount and basis")
                 merged["commitments"][cloud] = {**merged["commitments"].get(cloud, {}),
                                                 **figures}
         elif key == "egress_usd_per_gb" and isinstance(value, dict):
@@ -125,7 +150,9 @@ def load_assumptions(path: str | Path | None = None) -> PricingAssumptions:
             merged[key] = value
     try:
         return PricingAssumptions.model_validate(merged)
-    except ValidationError as exc:
+    except (ValidationError, RecursionError) as exc:
+        if isinstance(exc, RecursionError):
+            raise AssumptionsError(f"assumptions file {p}: nested too deeply") from None
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                              for e in exc.errors())
-        raise ValueError(f"assumptions file {p}: {problems}") from None
+        raise AssumptionsError(f"assumptions file {p}: {problems}") from None
