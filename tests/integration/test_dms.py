@@ -25,6 +25,8 @@ from migrationbox.cloud.aws_dms import (
     AwsDmsService,
     DmsFullLoadSensor,
     endpoint_identifier,
+    secret_name,
+    secrets_role_name,
     task_identifier,
     wave_identifier,
 )
@@ -116,16 +118,39 @@ def test_resources_are_created_tagged_and_found_again(service):
     spec = _spec(subnet_ids=tuple(_subnets()))
     first = service.ensure_migration(spec, CREDS, CREDS)
     wave_id = wave_identifier("acme", 1)
-    assert set(first.created) == {wave_id, endpoint_identifier(spec, "source"),
-                                  endpoint_identifier(spec, "target"), task_identifier(spec)}
+    src_id, tgt_id = endpoint_identifier(spec, "source"), endpoint_identifier(spec, "target")
+    assert set(first.created) == {wave_id, src_id, tgt_id, task_identifier(spec),
+                                  secret_name(src_id), secret_name(tgt_id),
+                                  secrets_role_name("acme", 1)}
     assert first.subnet_group_id == wave_id and first.reused == ()
 
     dms = aws_client("dms", region="us-east-1")
     (src,) = dms.describe_endpoints(Filters=[{"Name": "endpoint-id", "Values": [
-        endpoint_identifier(spec, "source")]}])["Endpoints"]
-    assert (src["EngineName"], src["ServerName"], src["Port"], src["DatabaseName"],
-            src["Username"]) == ("postgres", "db.corp.example", 5432, "shop", "app")
-    assert "Password" not in src
+        src_id]}])["Endpoints"]
+    assert (src["EngineName"], src["DatabaseName"]) == ("postgres", "shop")
+    # no login in the endpoint definition: it reads it from its secret through the role
+    assert not {"Password", "Username", "ServerName"} & {k for k, v in src.items() if v}
+    assert "not-logged-pw" not in json.dumps(dms.describe_endpoints(), default=str)
+    ref = src["PostgreSQLSettings"]
+    sm, iam = aws_client("secretsmanager", region="us-east-1"), aws_client("iam")
+    secret = sm.describe_secret(SecretId=ref["SecretsManagerSecretId"])
+    assert secret["Name"] == secret_name(src_id)
+    assert json.loads(sm.get_secret_value(SecretId=secret["ARN"])["SecretString"]) == {
+        "username": "app", "password": "not-logged-pw", "host": "db.corp.example",
+        "port": 5432, "engine": "postgres", "dbname": "shop"}
+    assert {t["Key"]: t["Value"] for t in secret["Tags"]}[TAG_WAVE] == "acme/wave-01"
+    role = iam.get_role(RoleName=secrets_role_name("acme", 1))["Role"]
+    assert role["Arn"] == ref["SecretsManagerAccessRoleArn"]
+    trust = role["AssumeRolePolicyDocument"]
+    trust = json.loads(trust) if isinstance(trust, str) else trust
+    assert trust["Statement"][0]["Principal"] == {"Service": "dms.us-east-1.amazonaws.com"}
+    policy = iam.get_role_policy(RoleName=role["RoleName"], PolicyName="read-wave-secrets")
+    doc = policy["PolicyDocument"]
+    doc = json.loads(doc) if isinstance(doc, str) else doc
+    assert doc["Statement"][0]["Action"] == ["secretsmanager:GetSecretValue",
+                                             "secretsmanager:DescribeSecret"]
+    assert doc["Statement"][0]["Condition"]["StringEquals"] == {
+        f"secretsmanager:ResourceTag/{TAG_WAVE}": "acme/wave-01"}
     (task,) = dms.describe_replication_tasks(Filters=[{"Name": "replication-task-arn",
                                                        "Values": [first.task_id]}])[
         "ReplicationTasks"]
@@ -148,13 +173,40 @@ def test_resources_are_created_tagged_and_found_again(service):
     assert len(dms.describe_replication_tasks()["ReplicationTasks"]) == 1
     assert len(dms.describe_replication_instances()["ReplicationInstances"]) == 1
 
+    # the password was rotated in the Airflow connection: the secret follows, the
+    # endpoint (which holds no password) stays as it is
+    rotated = DatabaseCredentials("app", "rotated-pw")
+    service.ensure_migration(spec, rotated, CREDS)
+    assert json.loads(sm.get_secret_value(SecretId=secret_name(src_id))["SecretString"])[
+        "password"] == "rotated-pw"
+    assert len(dms.describe_endpoints()["Endpoints"]) == 2
+
     # the endpoint's database moved: refused, naming server and endpoint, not silently kept
     moved = _spec(subnet_ids=spec.subnet_ids,
                   source=DatabaseLocation("postgresql", "db2.corp.example", 5432, "shop"))
     with pytest.raises(ConfigurationError) as err:
         service.ensure_migration(moved, CREDS, CREDS)
     assert "endpoint pg-01/database/orders" in str(err.value)
-    assert "ServerName" in str(err.value)
+    assert "host" in str(err.value) and secret_name(src_id) in str(err.value)
+
+
+def test_the_password_route_is_an_explicit_fallback_only(fresh_aws):
+    """``credentials="password"`` puts the login in the endpoint, as DMS also allows; it
+    is chosen, never fallen back to (the emulator takes the secret route)."""
+    service = AwsDmsService(region="us-east-1", poll_seconds=0.1, timeout_seconds=30,
+                            credentials="password")
+    spec = _spec()
+    res = service.ensure_migration(spec, CREDS, CREDS)
+    assert secret_name(endpoint_identifier(spec, "source")) not in res.created
+    dms = aws_client("dms", region="us-east-1")
+    (src,) = dms.describe_endpoints(Filters=[{"Name": "endpoint-id", "Values": [
+        endpoint_identifier(spec, "source")]}])["Endpoints"]
+    assert (src["ServerName"], src["Port"], src["Username"]) == ("db.corp.example", 5432,
+                                                                 "app")
+    assert not src.get("PostgreSQLSettings")
+    assert aws_client("secretsmanager", region="us-east-1").list_secrets()["SecretList"] == []
+    with pytest.raises(ConfigurationError, match="credentials"):
+        AwsDmsService(credentials="plaintext")
 
 
 def test_task_statuses_as_the_emulator_gives_them(service):
@@ -182,13 +234,15 @@ def test_task_statuses_as_the_emulator_gives_them(service):
     resumed = service.start(res.task_id)  # resume-processing of the same task
     assert resumed.provider_status == "running"
 
-    assert service.delete_migration(spec) == [task_identifier(spec),
-                                              endpoint_identifier(spec, "source"),
-                                              endpoint_identifier(spec, "target")]
+    src_id, tgt_id = endpoint_identifier(spec, "source"), endpoint_identifier(spec, "target")
+    assert service.delete_migration(spec) == [task_identifier(spec), src_id,
+                                              secret_name(src_id), tgt_id, secret_name(tgt_id)]
     assert service.status(res.task_id).state is TaskState.MISSING
-    assert service.teardown("acme", 1) == [wave_identifier("acme", 1)]
+    assert service.teardown("acme", 1) == [wave_identifier("acme", 1),
+                                           secrets_role_name("acme", 1)]
     dms = aws_client("dms", region="us-east-1")
     assert dms.describe_replication_instances()["ReplicationInstances"] == []
+    assert aws_client("secretsmanager", region="us-east-1").list_secrets()["SecretList"] == []
     assert service.teardown("acme", 1) == []
 
 
@@ -198,6 +252,12 @@ def test_teardown_takes_only_its_own_waves_resources(service):
     service.start(mine.task_id)
     gone = service.teardown("acme", 1)
     assert wave_identifier("acme", 1) in gone and task_identifier(_spec()) in gone
+    # the wave's secrets and role go with it; wave 2's stay
+    left = aws_client("secretsmanager", region="us-east-1").list_secrets()["SecretList"]
+    assert sorted(s["Name"] for s in left) == sorted(
+        secret_name(endpoint_identifier(_spec(wave=2), role)) for role in ("source", "target"))
+    assert secrets_role_name("acme", 1) in gone
+    aws_client("iam").get_role(RoleName=secrets_role_name("acme", 2))
     assert service.status(mine.task_id).state is TaskState.MISSING
     assert service.status(other.task_id).state is TaskState.PENDING
     dms = aws_client("dms", region="us-east-1")
@@ -229,7 +289,8 @@ def test_database_through_dms_is_judged_by_checksums_and_copied(service, pg):
     again = replicate_database_via_service(ep, placement, service, poll_seconds=0.1)
     assert again.dms_task_arn == result.dms_task_arn
     assert again.resources is not None and again.resources["created"] == []
-    assert len(again.resources["reused"]) == 5
+    # instance, subnet group, two endpoints, task, two secrets, the secrets role
+    assert len(again.resources["reused"]) == 8
     assert again.method == "copy" and "earlier run fell back" in (again.fallback_reason or "")
     assert again.done and again.rows_copied == 0
     assert service.status(again.dms_task_arn).provider_status == "stopped"

@@ -13,10 +13,15 @@ import re
 import pytest
 
 from migrationbox.cloud.aws_dms import (
+    ENGINE_SETTINGS,
+    SOURCE_ENGINES,
+    TARGET_ENGINES,
     AwsDmsService,
     classify_task,
     dms_identifier,
     endpoint_identifier,
+    secret_name,
+    secrets_role_name,
     table_mappings,
     task_identifier,
     wave_identifier,
@@ -207,3 +212,30 @@ def test_emulated_is_read_from_the_aws_connection(monkeypatch, endpoint_url, emu
     monkeypatch.setenv("AIRFLOW_CONN_MB_UNIT_AWS", json.dumps(
         {"conn_type": "aws", "login": "k", "password": "s", "extra": extra}))
     assert AwsDmsService(conn_id="mb_unit_aws").emulated is emulated
+
+
+def test_every_engine_dms_takes_has_settings_that_carry_a_secret():
+    """The secret route must exist for each engine DMS is used for, or that engine's
+    endpoint would need a password in its definition."""
+    assert set(SOURCE_ENGINES.values()) | set(TARGET_ENGINES.values()) <= set(ENGINE_SETTINGS)
+    assert ENGINE_SETTINGS["postgres"] == "PostgreSQLSettings"
+    assert ENGINE_SETTINGS["sqlserver"] == "MicrosoftSQLServerSettings"
+
+
+def test_secret_and_role_names_are_per_endpoint_and_per_wave_and_fit_iam():
+    spec = MigrationSpec("acme", 1, "pg-01", "orders",
+                         DatabaseLocation("postgresql", "db", 5432, "shop"),
+                         DatabaseLocation("postgresql", "10.0.0.1", 5432, "shop"))
+    src, tgt = endpoint_identifier(spec, "source"), endpoint_identifier(spec, "target")
+    assert secret_name(src) == f"migrationbox/{src}" != secret_name(tgt)
+    assert secrets_role_name("acme", 1) == "mb-acme-wave-01-secrets"
+    assert secrets_role_name("acme", 1) != secrets_role_name("acme", 2)
+    long = secrets_role_name("e" * 80, 7)
+    assert len(long) <= 64 and re.fullmatch(r"[a-z0-9-]+", long)
+
+
+def test_the_credentials_route_is_one_of_two_named_ones():
+    assert AwsDmsService().credentials == "secrets-manager"
+    assert AwsDmsService(credentials="password").credentials == "password"
+    with pytest.raises(ConfigurationError, match="secrets-manager, password"):
+        AwsDmsService(credentials="in-the-clear")

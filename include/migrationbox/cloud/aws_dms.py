@@ -7,6 +7,23 @@ per database: a source endpoint, a target endpoint and one ``full-load-and-cdc``
 Identifiers are deterministic (``mb-<estate>-wave-NN[-<server>-<database>]``) and every
 resource carries ``resource_tags``, so a re-run finds and reuses what an earlier run made.
 
+Credentials: no password is put in an endpoint definition. The login of each side,
+resolved from its Airflow connection just before the call, is stored in an AWS Secrets
+Manager secret (``migrationbox/<endpoint identifier>``, JSON ``username``, ``password``,
+``host``, ``port``, ``dbname``, the form DMS reads) through the provider's
+``SecretsManagerHook``, and the endpoint references it through its engine settings
+(``PostgreSQLSettings``/``MySQLSettings``/``MicrosoftSQLServerSettings``/``OracleSettings``:
+``SecretsManagerSecretId`` + ``SecretsManagerAccessRoleArn``). DMS takes either those two
+or clear-text ``Username``/``Password``/``ServerName``/``Port``, never both, so the endpoint
+carries neither host nor user: they are in the secret. The access role is the one given
+(``secrets_role_arn``) or a per-wave IAM role made here (``<wave identifier>-secrets``,
+trusted by ``dms.<region>.amazonaws.com``, allowed ``GetSecretValue`` only on secrets
+tagged with that wave). A re-run updates the secret when the password changed (rotation) and
+refuses an endpoint whose host, port, user or database moved. ``credentials="password"``
+is the explicit fallback that passes the password in ``CreateEndpoint`` instead (for an
+account where Secrets Manager or IAM is not available to the platform); the emulator
+accepts the secret route, so nothing falls back to it on its own.
+
 Why some of the hook's conveniences are not used: ``DmsHook.create_replication_task``
 waits for the task to become ``ready`` and ``delete_replication_task`` waits for the
 service to answer ``ResourceNotFoundFault``; the emulator does neither (see below), so
@@ -77,6 +94,13 @@ IDENTIFIER_MAX = 63
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 #: the copy's own bookkeeping table on a target never travels (see replication.database)
 EXCLUDED_TABLES = ("_migrationbox_replication",)
+#: DMS engine name → the CreateEndpoint settings that take its Secrets Manager reference
+ENGINE_SETTINGS = {"postgres": "PostgreSQLSettings", "mysql": "MySQLSettings",
+                   "mariadb": "MySQLSettings", "sqlserver": "MicrosoftSQLServerSettings",
+                   "oracle": "OracleSettings"}
+#: where an endpoint's login is kept: ``<prefix><endpoint identifier>``
+SECRET_PREFIX = "migrationbox/"
+CREDENTIAL_MODES = ("secrets-manager", "password")
 INSTANCE_FAILED = {"deleting", "failed", "incompatible-credentials", "incompatible-network",
                    "inaccessible-encryption-credentials", "storage-full"}
 
@@ -106,6 +130,15 @@ def wave_identifier(estate: str, wave: int | str) -> str:
 def task_identifier(spec: MigrationSpec) -> str:
     return dms_identifier(spec.estate, _wave_part(spec.estate, spec.wave), spec.server_id,
                           spec.name)
+
+
+def secret_name(endpoint_ident: str) -> str:
+    return f"{SECRET_PREFIX}{endpoint_ident}"
+
+
+def secrets_role_name(estate: str, wave: int | str) -> str:
+    """The per-wave IAM role DMS assumes to read that wave's secrets (64 characters max)."""
+    return dms_identifier(estate, _wave_part(estate, wave), "secrets", max_len=64)
 
 
 def endpoint_identifier(spec: MigrationSpec, role: str) -> str:
@@ -216,7 +249,15 @@ class AwsDmsService:
 
     def __init__(self, conn_id: str = AWS_CONN_ID, region: str | None = None,
                  poll_seconds: float = 15.0, timeout_seconds: float = 1800.0,
-                 instance_class: str = "dms.t3.medium", allocated_storage_gb: int = 50) -> None:
+                 instance_class: str = "dms.t3.medium", allocated_storage_gb: int = 50,
+                 credentials: str = "secrets-manager",
+                 secrets_role_arn: str | None = None) -> None:
+        if credentials not in CREDENTIAL_MODES:
+            raise ConfigurationError(f"AWS DMS credentials: {credentials!r} is not one of "
+                                     f"{', '.join(CREDENTIAL_MODES)}")
+        self.credentials = credentials
+        self.secrets_role_arn = secrets_role_arn
+        self._roles: dict[str, str] = {}  # secrets role name -> ARN, as found or made
         self.conn_id = conn_id
         self.region = region
         self.poll_seconds = poll_seconds
@@ -237,6 +278,20 @@ class AwsDmsService:
     @property
     def client(self) -> Any:
         return self.hook.get_conn()
+
+    @property
+    def secrets(self) -> Any:
+        """Secrets Manager's boto3 client, from the same Airflow AWS connection."""
+        from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
+
+        return SecretsManagerHook(aws_conn_id=self.conn_id, region_name=self.region).get_conn()
+
+    @property
+    def iam(self) -> Any:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        return AwsBaseHook(aws_conn_id=self.conn_id, client_type="iam",
+                           region_name=self.region).get_conn()
 
     @property
     def emulated(self) -> bool:
@@ -405,33 +460,155 @@ class AwsDmsService:
         ident = endpoint_identifier(spec, role)
         engine = (SOURCE_ENGINES if role == "source" else TARGET_ENGINES)[loc.engine]
         found = self._endpoint(ident)
+        secret_ref: dict[str, str] | None = None
+        if self.credentials == "secrets-manager":
+            secret_ref = self._ensure_secret(spec, role, ident, loc, creds, engine, created,
+                                             reused)
         if found:
-            want = {"EngineName": engine, "ServerName": loc.host, "Port": loc.port,
-                    "DatabaseName": loc.database, "Username": creds.username}
-            have = {k: found.get(k) for k in want}
-            changed = sorted(k for k in want if want[k] is not None and want[k] != have[k])
-            if changed:
-                raise ConfigurationError(
-                    f"{spec.label()}: DMS {role} endpoint {ident} exists with other "
-                    f"settings ({', '.join(changed)} differ from the endpoint's database "
-                    f"URL); delete this database's DMS resources (delete_migration) and "
-                    f"re-run")
+            self._check_endpoint(spec, role, ident, found, loc, creds, engine, secret_ref)
             reused.append(ident)
             return str(found["EndpointArn"])
         kwargs: dict[str, Any] = {
             "EndpointIdentifier": ident, "EndpointType": role, "EngineName": engine,
-            "ServerName": loc.host, "Port": int(loc.port or 0),
             "Tags": _tag_list(resource_tags(spec.estate, spec.wave, ident, spec.server_id)),
         }
         if loc.database:
             kwargs["DatabaseName"] = loc.database
-        if creds.username:
-            kwargs["Username"] = creds.username
-        if creds.password:
-            kwargs["Password"] = creds.password
+        if secret_ref is not None:
+            # DMS takes the secret *or* clear-text user/password/host/port, never both
+            kwargs[ENGINE_SETTINGS[engine]] = dict(secret_ref)
+        else:  # the explicit fallback (credentials="password")
+            kwargs.update(ServerName=loc.host, Port=int(loc.port or 0))
+            if creds.username:
+                kwargs["Username"] = creds.username
+            if creds.password:
+                kwargs["Password"] = creds.password
         arn = self.client.create_endpoint(**kwargs)["Endpoint"]["EndpointArn"]
         created.append(ident)
         return str(arn)
+
+    def _check_endpoint(self, spec: MigrationSpec, role: str, ident: str, found: dict[str, Any],
+                        loc: DatabaseLocation, creds: DatabaseCredentials, engine: str,
+                        secret_ref: dict[str, str] | None) -> None:
+        """Refuse an existing endpoint that no longer describes this database."""
+        want: dict[str, Any] = {"EngineName": engine, "DatabaseName": loc.database}
+        if secret_ref is None:
+            want |= {"ServerName": loc.host, "Port": loc.port, "Username": creds.username}
+        have = {k: found.get(k) for k in want}
+        changed = sorted(k for k in want if want[k] is not None and want[k] != have[k])
+        if secret_ref is not None:
+            held = (found.get(ENGINE_SETTINGS[engine]) or {}).get("SecretsManagerSecretId")
+            if held != secret_ref["SecretsManagerSecretId"]:
+                changed.append(f"{ENGINE_SETTINGS[engine]}.SecretsManagerSecretId (the "
+                               "endpoint does not read its login from this database's "
+                               "secret)")
+        if changed:
+            raise ConfigurationError(
+                f"{spec.label()}: DMS {role} endpoint {ident} exists with other "
+                f"settings ({', '.join(changed)} differ from the endpoint's database "
+                f"URL); delete this database's DMS resources (delete_migration) and "
+                f"re-run")
+
+    # -- credentials in Secrets Manager -------------------------------------------------------
+    def _ensure_secret(self, spec: MigrationSpec, role: str, ident: str, loc: DatabaseLocation,
+                       creds: DatabaseCredentials, engine: str, created: list[str],
+                       reused: list[str]) -> dict[str, str]:
+        """The endpoint's login in its secret (made, or brought up to date: a rotated
+        password is written again); the settings that point DMS at it."""
+        name = secret_name(ident)
+        value = {"username": creds.username or "", "password": creds.password or "",
+                 "host": loc.host or "", "port": int(loc.port or 0), "engine": engine,
+                 "dbname": loc.database or ""}
+        sm = self.secrets
+        try:
+            current = json.loads(sm.get_secret_value(SecretId=name)["SecretString"])
+        except ClientError as exc:
+            if _code(exc) != "ResourceNotFoundException":
+                raise
+            current = None
+        if current is None:
+            arn = sm.create_secret(
+                Name=name, SecretString=json.dumps(value),
+                Description=f"MigrationBox: DMS {role} login of {spec.label()}",
+                Tags=_tag_list(resource_tags(spec.estate, spec.wave, name,
+                                             spec.server_id)))["ARN"]
+            created.append(name)
+        else:
+            moved = sorted(k for k in ("host", "port", "username", "dbname")
+                           if current.get(k) != value[k])
+            if moved:
+                raise ConfigurationError(
+                    f"{spec.label()}: the DMS {role} secret {name} holds another "
+                    f"{', '.join(moved)} than the endpoint's database URL; delete this "
+                    "database's DMS resources (delete_migration) and re-run")
+            if current != value:  # the password changed (rotated): the secret follows
+                sm.put_secret_value(SecretId=name, SecretString=json.dumps(value))
+            arn = sm.describe_secret(SecretId=name)["ARN"]
+            reused.append(name)
+        return {"SecretsManagerSecretId": str(arn),
+                "SecretsManagerAccessRoleArn": self._secrets_role(spec, created, reused)}
+
+    def _secrets_role(self, spec: MigrationSpec, created: list[str], reused: list[str]) -> str:
+        """The role DMS assumes to read the wave's secrets: the given one, or one made
+        here, trusted by DMS in this region and allowed to read only those secrets."""
+        if self.secrets_role_arn:
+            return self.secrets_role_arn
+        name = secrets_role_name(spec.estate, spec.wave)
+        if name not in self._roles:  # one look-up per role, not one per endpoint
+            try:
+                self._roles[name] = str(self.iam.get_role(RoleName=name)["Role"]["Arn"])
+            except ClientError as exc:
+                if _code(exc) != "NoSuchEntity":
+                    raise
+        if name in self._roles:
+            if name not in created and name not in reused:
+                reused.append(name)
+            return self._roles[name]
+        iam = self.iam
+        region = self.region or self.hook.conn_region_name or "us-east-1"
+        trust = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": f"dms.{region}.amazonaws.com"},
+            "Action": "sts:AssumeRole"}]}
+        policy = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            "Resource": f"arn:aws:secretsmanager:{region}:*:secret:{SECRET_PREFIX}*",
+            # identifiers may be shortened with a hash: the wave's tag is what is exact
+            "Condition": {"StringEquals": {
+                f"secretsmanager:ResourceTag/{TAG_WAVE}": wave_tag(spec.estate, spec.wave)}}}]}
+        arn = iam.create_role(
+            RoleName=name, AssumeRolePolicyDocument=json.dumps(trust),
+            Description="MigrationBox: lets AWS DMS read one wave's endpoint logins",
+            Tags=_tag_list(resource_tags(spec.estate, spec.wave, name)))["Role"]["Arn"]
+        iam.put_role_policy(RoleName=name, PolicyName="read-wave-secrets",
+                            PolicyDocument=json.dumps(policy))
+        created.append(name)
+        self._roles[name] = str(arn)
+        return str(arn)
+
+    def _delete_secret(self, ident: str) -> bool:
+        try:
+            self.secrets.delete_secret(SecretId=secret_name(ident),
+                                       ForceDeleteWithoutRecovery=True)
+        except ClientError as exc:
+            if _code(exc) == "ResourceNotFoundException":
+                return False
+            raise
+        return True
+
+    def _delete_secrets_role(self, estate: str, wave: int | str) -> bool:
+        name = secrets_role_name(estate, wave)
+        self._roles.pop(name, None)
+        iam = self.iam
+        try:
+            for policy in iam.list_role_policies(RoleName=name).get("PolicyNames", []):
+                iam.delete_role_policy(RoleName=name, PolicyName=policy)
+            iam.delete_role(RoleName=name)
+        except ClientError as exc:
+            if _code(exc) == "NoSuchEntity":
+                return False
+            raise
+        return True
 
     def _ensure_task(self, spec: MigrationSpec, instance_arn: str, src: str, tgt: str,
                      created: list[str], reused: list[str]) -> str:
@@ -582,6 +759,8 @@ class AwsDmsService:
                 ep = endpoint_identifier(spec, role)
                 if self._delete_endpoint(where, ep):
                     deleted.append(ep)
+                if self._delete_secret(ep):
+                    deleted.append(secret_name(ep))
         return deleted
 
     def _tagged(self, arns: list[str], estate: str, wave: int | str) -> set[str]:
@@ -618,6 +797,7 @@ class AwsDmsService:
                 if e["EndpointArn"] in mine and self._delete_endpoint(
                         where, e["EndpointIdentifier"]):
                     deleted.append(e["EndpointIdentifier"])
+            deleted += self._delete_wave_secrets(estate, wave)
             ident = wave_identifier(estate, wave)
             inst = self._instance(ident)
             if inst and self._tagged([inst["ReplicationInstanceArn"]], estate, wave):
@@ -635,6 +815,25 @@ class AwsDmsService:
                 self.client.delete_replication_subnet_group(
                     ReplicationSubnetGroupIdentifier=ident)
                 deleted.append(ident)
+            if not self.secrets_role_arn and self._delete_secrets_role(estate, wave):
+                deleted.append(secrets_role_name(estate, wave))
+        return deleted
+
+    def _delete_wave_secrets(self, estate: str, wave: int | str) -> list[str]:
+        """The wave's endpoint secrets (by name prefix and the wave's tags), even when
+        their endpoint is already gone (a set-up stopped between the secret and the
+        endpoint)."""
+        want = {TAG_ESTATE: estate, TAG_WAVE: wave_tag(estate, wave)}
+        deleted: list[str] = []
+        for page in self.secrets.get_paginator("list_secrets").paginate(
+                Filters=[{"Key": "name", "Values": [SECRET_PREFIX]}]):
+            for sec in page.get("SecretList", []):
+                tags = {t["Key"]: t["Value"] for t in sec.get("Tags", [])}
+                if sec["Name"].startswith(SECRET_PREFIX) and all(tags.get(k) == v
+                                                                 for k, v in want.items()):
+                    self.secrets.delete_secret(SecretId=sec["ARN"],
+                                               ForceDeleteWithoutRecovery=True)
+                    deleted.append(sec["Name"])
         return deleted
 
 

@@ -245,8 +245,10 @@ def get_database_service(cloud: str, conn_id: str, region: str | None = None,
     """The migration-service adapter of ``cloud``, reaching it through ``conn_id``.
 
     ``options`` go to the adapter (``poll_seconds``, ``timeout_seconds``,
-    ``instance_class``). Clouds without an adapter yet raise ``NoDatabaseService``; the
-    caller then uses the row-checksum copy and records why.
+    ``instance_class``; for AWS also ``credentials``, ``"secrets-manager"`` by default or
+    the explicit ``"password"`` fallback, and ``secrets_role_arn``). Clouds without an
+    adapter yet raise ``NoDatabaseService``; the caller then uses the row-checksum copy
+    and records why.
     """
     if cloud == "aws":
         from migrationbox.cloud.aws_dms import AwsDmsService

@@ -26,9 +26,10 @@ again.
 
 Credentials: an endpoint's ``details`` may name Airflow connections (``conn_id`` for
 the source, ``target_conn_id`` for the target, as ``migrationbox.endpoints`` defines);
-they are read at call time, handed to the database driver and to the cloud API, and
-appear in no result, log line or error message (URLs are shown with the password
-hidden).
+they are read at call time, handed to the database driver and to the migration
+service, and appear in no result, log line or error message (URLs are shown with the
+password hidden). The AWS adapter keeps each side's login in a Secrets Manager secret that
+the DMS endpoint references (``cloud.aws_dms``): no endpoint definition holds a password.
 
 Nothing half-done is reported as done: a task still loading raises
 ``DatabaseServiceError`` (a re-run resumes it), a copy that fails raises
