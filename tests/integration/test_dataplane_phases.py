@@ -73,14 +73,23 @@ class DataPlane:
         return {w.set_identifier: w.weight for w in records}
 
 
-def _provision_like(plan: PlanDocument, with_zone: bool) -> tuple[str | None, dict[str, str]]:
-    """What provisioning leaves behind for wave 1, made with plain boto3 calls."""
+def _provision_like(plan: PlanDocument, with_zone: bool,
+                    undo: list[Callable[[], object]]) -> tuple[str | None, dict[str, str]]:
+    """What provisioning leaves behind for wave 1, made with plain boto3 calls.
+
+    Every resource made is undone by ``undo`` (run last to first by the fixture): the
+    emulator lives for the whole session and its account allows five VPCs, so a test
+    that left its VPC behind made a later module's provisioning fail on the quota.
+    """
     estate = plan.estate
     ec2, elb, r53 = aws_client("ec2"), aws_client("elbv2"), aws_client("route53")
     vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    undo.append(lambda: ec2.delete_vpc(VpcId=vpc))
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
+    undo.append(lambda: ec2.delete_subnet(SubnetId=subnet))
     instances: dict[str, str] = {}
     ips: dict[str, str] = {}
+    undo.append(lambda: _terminate(ec2, list(instances.values())))
     for sid in WAVE1:
         server = plan.server(sid)
         tags = resource_tags(estate, 1, sid, server=sid)
@@ -98,12 +107,14 @@ def _provision_like(plan: PlanDocument, with_zone: bool) -> tuple[str | None, di
         Tags=[{"Key": k, "Value": v}
               for k, v in resource_tags(estate, 1, "tg-web-01", server="web-01").items()],
     )["TargetGroups"][0]["TargetGroupArn"]
+    undo.append(lambda: elb.delete_target_group(TargetGroupArn=tg))
     elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": instances["web-01"]}])
     if not with_zone:
         return None, instances
     zone = r53.create_hosted_zone(
         Name=dns_zone(estate) + ".", CallerReference=f"test-{uuid.uuid4()}",
     )["HostedZone"]["Id"].split("/")[-1]
+    undo.append(lambda: _delete_zone(r53, zone))
     r53.change_tags_for_resource(ResourceType="hostedzone", ResourceId=zone,
                                  AddTags=[{"Key": TAG_ESTATE, "Value": estate}])
     r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [
@@ -115,9 +126,34 @@ def _provision_like(plan: PlanDocument, with_zone: bool) -> tuple[str | None, di
     return zone, instances
 
 
+def _terminate(ec2: Any, instance_ids: list[str]) -> None:
+    if instance_ids:
+        ec2.terminate_instances(InstanceIds=instance_ids)
+        ec2.get_waiter("instance_terminated").wait(
+            InstanceIds=instance_ids, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+
+
+def _delete_zone(r53: Any, zone_id: str) -> None:
+    """Delete the zone's records (those the phases added too), then the zone."""
+    records = r53.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone_id)
+    changes = [{"Action": "DELETE", "ResourceRecordSet": record}
+               for page in records for record in page["ResourceRecordSets"]
+               if record["Type"] not in ("SOA", "NS")]
+    if changes:
+        r53.change_resource_record_sets(HostedZoneId=zone_id,
+                                        ChangeBatch={"Changes": changes})
+    r53.delete_hosted_zone(Id=zone_id)
+
+
+def _vpc_ids() -> set[str]:
+    return {v["VpcId"] for v in aws_client("ec2").describe_vpcs()["Vpcs"]}
+
+
 @pytest.fixture
 def make_dataplane(aws_emulator, tmp_path: Path) -> Iterator[Callable[..., DataPlane]]:
     labs: list[Lab] = []
+    undo: list[Callable[[], object]] = []
+    vpcs_before = _vpc_ids()
 
     def make(with_zone: bool = True) -> DataPlane:
         estate = f"dp{uuid.uuid4().hex[:8]}"
@@ -125,12 +161,23 @@ def make_dataplane(aws_emulator, tmp_path: Path) -> Iterator[Callable[..., DataP
         lab = Lab(estate, plan, root=tmp_path / "lab", data_scale_mb=1.0)
         labs.append(lab)
         endpoints = lab.up()
-        zone, instances = _provision_like(plan, with_zone)
+        zone, instances = _provision_like(plan, with_zone, undo)
         return DataPlane(plan, lab, endpoints, zone, instances, tmp_path)
 
-    yield make
-    for lab in labs:
-        lab.down(purge=True)
+    try:
+        yield make
+    finally:
+        errors: list[Exception] = []
+        for step in [*(lambda lab=lab: lab.down(purge=True) for lab in labs),
+                     *reversed(undo)]:
+            try:
+                step()
+            except Exception as exc:  # undo the rest anyway, then report the first
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+    # the session's emulator is shared: what this test made is gone again
+    assert _vpc_ids() == vpcs_before
 
 
 def _sql(url: str, sql: str) -> Any:
