@@ -30,6 +30,11 @@ def shown(value: Any) -> str:
     return shown_text if len(shown_text) <= 60 else shown_text[:57] + "..."
 
 
+def clipped(value: str, limit: int = 60) -> str:
+    """Text from a cell as a message shows it unquoted, shortened (a 5,000-digit cell)."""
+    return value if len(value) <= limit else value[:limit - 3] + "..."
+
+
 def blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 

@@ -31,6 +31,7 @@ from migrationbox.inventory.importers.cells import (
     blank,
     mib_to_gb,
     server_id_from,
+    shown,
     text,
 )
 from migrationbox.inventory.importers.os_names import parse_os
@@ -123,7 +124,7 @@ def _server(sheet: _Sheet, row: Row, index: int, file: str) -> Iterator[RawRecor
     host = text(g("HostName"))
     vm_name = text(g("VMware.VMName"))
     key = external or text(g("ServerId")) or host or vm_name
-    label = f"server {key!r}" if key else f"row {row.number}"
+    label = f"server {shown(key)}" if key else f"row {row.number}"
     origin = Origin(file, index, row.number, sheet.table.part, label)
 
     data: dict[str, Any] = {}
@@ -133,7 +134,7 @@ def _server(sheet: _Sheet, row: Row, index: int, file: str) -> Iterator[RawRecor
                       "the row names no server", "missing_field")
     elif not server_id:
         cells.problem(sheet.name("ExternalId") if external else sheet.name("HostName"),
-                      f"no usable server_id in {key!r}", "invalid_value")
+                      f"no usable server_id in {shown(key)}", "invalid_value")
     data["server_id"] = server_id or None
     cells.source("server_id", sheet.name("ExternalId") if external else (
         sheet.name("ServerId") if text(g("ServerId")) else sheet.name("HostName")))
@@ -212,7 +213,7 @@ def _server(sheet: _Sheet, row: Row, index: int, file: str) -> Iterator[RawRecor
             continue
         name, sep, value = item.partition(":")
         if not sep or not name.strip():
-            notes.append(f"Tags: {item.strip()!r} is not name:value: left out")
+            notes.append(f"Tags: {shown(item.strip())} is not name:value: left out")
             continue
         tags[name.strip()] = value.strip()
     data["tags"] = tags

@@ -30,8 +30,10 @@ from typing import Any
 from migrationbox.inventory.importers.cells import (
     Cells,
     blank,
+    clipped,
     mib_to_gb,
     server_id_from,
+    shown,
     text,
 )
 from migrationbox.inventory.importers.os_names import parse_os
@@ -197,7 +199,7 @@ def import_tabs(tables: dict[str, Table], file: str) -> Iterator[RawRecord | Loa
                 vm = text(tab.get(row, "vm"))
                 if vm and not _skipped(info, info.table.rows, names.get(vm, [])):
                     yield LoadNote(file, tab.table.where(row), tab.name("vm"),
-                                   f"VM {vm!r} is not in vInfo (or is there twice): "
+                                   f"VM {shown(vm)} is not in vInfo (or is there twice): "
                                    "row ignored", "import_note")
                 continue
             children.setdefault(target, {}).setdefault(tab.kind, []).append(row)
@@ -230,7 +232,7 @@ def _vm(info: _Tab, disks: _Tab | None, nets: _Tab | None, parts: _Tab | None, r
         index: int, kids: dict[str, list[Row]], file: str) -> Iterator[RawRecord | LoadNote]:
     cells = Cells()
     vm = text(info.get(row, "vm"))
-    label = f"VM {vm!r}" if vm else info.table.where(row)
+    label = f"VM {shown(vm)}" if vm else info.table.where(row)
     origin = Origin(file, index, row.number, info.table.part, label)
     if cells.flag(info.get(row, "template"), info.name("template")):
         yield LoadNote(file, label, info.name("template"),
@@ -251,7 +253,7 @@ def _vm(info: _Tab, disks: _Tab | None, nets: _Tab | None, parts: _Tab | None, r
     else:
         server_id = server_id_from(vm)
         if not server_id:
-            cells.problem(info.name("vm"), f"no usable server_id in VM name {vm!r}",
+            cells.problem(info.name("vm"), f"no usable server_id in VM name {shown(vm)}",
                           "invalid_value")
     data["server_id"] = server_id
     cells.source("server_id", info.name("vm"))
@@ -374,7 +376,7 @@ def _vm(info: _Tab, disks: _Tab | None, nets: _Tab | None, parts: _Tab | None, r
     if not data["ip_addresses"] and not any(p.field.endswith(("IPv4 Address", "IPv6 Address",
                                                               ip_column))
                                             for p in cells.problems):
-        state = f" (Powerstate {power})" if power and power != "poweredOn" else ""
+        state = f" (Powerstate {clipped(power)})" if power and power != "poweredOn" else ""
         cells.problem(ip_column, "no IP address known: RVTools lists guest IPs only "
                       f"while VMware Tools runs{state}; add the address in a JSON record "
                       "for this server or export again with the VM running",
@@ -415,6 +417,7 @@ def _vm(info: _Tab, disks: _Tab | None, nets: _Tab | None, parts: _Tab | None, r
                          "row": row.number}
     if power and power != "poweredOn" and server_id:
         yield LoadNote(file, label, info.name("power"),
-                       f"{power} when RVTools ran ({info.table.where(row)}): tagged "
-                       f"power_state={power}; decide whether it migrates", "powered_off")
+                       f"{clipped(power)} when RVTools ran ({info.table.where(row)}): tagged "
+                       f"power_state={clipped(power)}; decide whether it migrates",
+                       "powered_off")
     yield RawRecord(origin, data, tuple(cells.problems), tuple(cells.columns.items()))
