@@ -169,3 +169,24 @@ def test_infinite_vcpu_is_named_by_line_not_an_overflow(pricing_dir: Path) -> No
     target.with_suffix(".json").write_text('{"source": "s", "as_of": "2026-12-01"}')
     with pytest.raises(PriceFileError, match=r"line 3: column 'vcpu': 'inf'"):
         load_catalog("aws", "eu-test-1")
+
+
+# ------------------------------------------------------------------ the size command
+
+@pytest.mark.parametrize("text", ["[1]", "[" * 100_000 + "]" * 100_000, "{", "\"x\""])
+def test_size_with_an_unusable_onprem_file_exits_2_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any, text: str) -> None:
+    import argparse
+
+    from migrationbox.cli import size as size_cli
+
+    monkeypatch.setenv("MIGRATIONBOX_HOME", str(tmp_path / "mb"))
+    monkeypatch.setenv("MIGRATIONBOX_PRICING_DIR", str(tmp_path / "pricing"))
+    onprem = tmp_path / "onprem.json"
+    onprem.write_text(text)
+    parser = argparse.ArgumentParser(prog="migrationbox")
+    size_cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["size", "--history", "unused.csv", "--onprem", str(onprem),
+                              "--no-model"])
+    assert args.handler(args) == 2
+    assert f"on-prem cost file {onprem}" in capsys.readouterr().err
