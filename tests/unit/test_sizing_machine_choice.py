@@ -160,3 +160,19 @@ def test_bootstrap_resamples_whole_vms() -> None:
     assert out["lo"] < out["mean"] == 0.5 < out["hi"]
     # all of a VM's episodes move together: the CI is as wide as 20 draws, not 100
     assert out["hi"] - out["lo"] > 0.3
+
+
+def test_censored_demand_is_never_sized_below_the_rule(fitted) -> None:
+    """A server pegged at its allocation shows what it was allowed, not what it wanted:
+    the machine must carry at least p95 x 1.3 of that resource, however cheap less is."""
+    model, X, Y, _ = fitted
+    model.tune_penalty(X, Y, MENU, 0.10)
+    frame = discovery_only(population(30, 1, seed=5))
+    frame["cpu_p95"] = 100.0
+    frame["cpu_peak"] = 100.0
+    pick = model.choose_machines(frame, MENU, 0.10)
+    need = frame["cpu_cores"].to_numpy() * 1.3
+    assert (pick["machine_vcpu"].to_numpy() >= need - 1e-9).all()
+    calm = discovery_only(population(30, 1, seed=5))
+    calm_pick = model.choose_machines(calm, MENU, 0.10)
+    assert calm_pick["monthly_usd"].mean() < pick["monthly_usd"].mean()

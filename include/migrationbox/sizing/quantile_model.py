@@ -38,6 +38,14 @@ measures whether the promise held on other VMs in a later period.
    the cheapest penalty whose *realised* out-of-fold share short is within the stated
    risk. The recommendation is then the machine's own capacity: short means future
    p95 demand above what was bought.
+
+   **Censored demand**: a resource whose window p95 is at its ceiling (>= 99 % of the
+   current allocation) shows how much it was allowed, not how much it wanted, and the
+   trace cannot show more in the future either (usage is capped by the allocation). A
+   backtest would reward buying exactly the current allocation for such a server (never
+   "short" by construction). So machines below the p95 x 1.3 rule's capacity for that
+   resource are not candidates: where the data cannot judge, the model does not undercut
+   the rule.
 """
 
 from __future__ import annotations
@@ -336,10 +344,11 @@ class CalibratedSizer:
             tm = (np.log1p(mem_pct[here]) - self.oof["mem_center"][idx][:, None]) \
                 / self.oof["mem_spread"][idx][:, None]
             prob[here] = exceed_probability(tc, tm, residuals[ref])
+        prices = _allowed_prices(X.iloc[rows], menu, cpu_pct, mem_pct)
         best: tuple[float, float, float] | None = None  # (cost, short, penalty)
         safest: tuple[float, float, float] | None = None
         for lam in grid:
-            pick = np.argmin(menu.usd[None, :] + lam * prob, axis=1)
+            pick = np.argmin(prices + lam * prob, axis=1)
             at = np.arange(len(rows))
             short = float(((fut_cpu > cpu_pct[at, pick]) | (fut_mem > mem_pct[at, pick])).mean())
             cost = float(menu.usd[pick].mean())
@@ -354,7 +363,8 @@ class CalibratedSizer:
                 "risk": risk, "within_risk": best is not None, "rows": int(rows.size)}
 
     def choose_machines(self, X: pd.DataFrame, menu: MachineMenu, risk: float) -> pd.DataFrame:
-        """Per server, the machine of ``menu`` minimising price + penalty x P(short).
+        """Per server, the machine of ``menu`` minimising price + penalty x P(short),
+        among machines at or above the censored-demand floor (:func:`censored_floor`).
 
         Capacities (``cpu_capacity``, ``mem_capacity``) are the machine's, in percent of
         the server's current capacity, so "short" in the backtest means short of what
@@ -374,7 +384,8 @@ class CalibratedSizer:
             lam[modes == mode] = value
         cpu_pct, mem_pct = menu.capacities(X)
         prob = self.short_probability(X, cpu_pct, mem_pct)
-        pick = np.argmin(menu.usd[None, :] + lam[:, None] * prob, axis=1)
+        prices = _allowed_prices(X, menu, cpu_pct, mem_pct)
+        pick = np.argmin(prices + lam[:, None] * prob, axis=1)
         at = np.arange(len(X))
         return pd.DataFrame({"cpu_capacity": cpu_pct[at, pick], "mem_capacity": mem_pct[at, pick],
                              "machine_vcpu": menu.vcpu[pick], "machine_gib": menu.gib[pick],
@@ -389,6 +400,34 @@ class CalibratedSizer:
                 "margins": {m: {f"{r:.3f}": _finite(self.margin(m, r)) for r in RISK_GRID}
                             for m in self.scores},
                 "config": asdict(self.config)}
+
+
+# A window p95 at or above this share of the allocation is censored demand (see above).
+CENSORED_PCT = 99.0
+CENSORED_FLOOR_FACTOR = 1.3
+
+
+def censored_floor(X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per resource, the least capacity (% of current) a machine may have: the rule's
+    p95 x 1.3 where the window's demand is censored at the allocation, else 0."""
+    out = []
+    for r in RESOURCES:
+        base = np.expm1(base_log(X, r))
+        out.append(np.where(base >= CENSORED_PCT, CENSORED_FLOOR_FACTOR * base, 0.0))
+    return out[0], out[1]
+
+
+def _allowed_prices(X: pd.DataFrame, menu: MachineMenu, cpu_pct: np.ndarray,
+                    mem_pct: np.ndarray) -> np.ndarray:
+    """(n, K) menu prices with censored-demand floors applied (inf = not a candidate);
+    a row no machine satisfies keeps the largest machines as candidates."""
+    floor_cpu, floor_mem = censored_floor(X)
+    ok = (cpu_pct >= floor_cpu[:, None] - 1e-9) & (mem_pct >= floor_mem[:, None] - 1e-9)
+    none = ~ok.any(axis=1)
+    if none.any():
+        biggest = (menu.vcpu == menu.vcpu.max()) | (menu.gib == menu.gib.max())
+        ok[none] = biggest[None, :]
+    return np.where(ok, menu.usd[None, :], np.inf)
 
 
 # Penalties tried when tuning machine choice (USD/month per unit of short probability).
