@@ -125,6 +125,16 @@ def truncated_document(draw: st.DrawFn) -> bytes:
     return raw[:draw(st.integers(0, len(raw) - 2))]
 
 
+@st.composite
+def surrogate_document(draw: st.DrawFn) -> bytes:
+    escape = draw(st.sampled_from(["\\ud800", "\\uDFFF", "\\ud83d\\ude00", "x\\udc00y"]))
+    where = draw(st.sampled_from(["server_id", "hostname", "key"]))
+    text = json.dumps(record("sur-1", tags={"k": "v"}))
+    if where == "key":
+        return text.replace('"k"', f'"{escape}"').encode()
+    return text.replace(f'"{where}": "', f'"{where}": "{escape}', 1).encode()
+
+
 NON_OBJECTS = st.sampled_from([b"42", b'"srv"', b"null", b"true", b"[1, 2, 3]",
                                b'[null, {"server_id": "x"}]', b"[]", b'{"servers": []}',
                                b'{"servers": [], "servers": [{"server_id": "a"}]}',
@@ -133,7 +143,8 @@ NON_OBJECTS = st.sampled_from([b"42", b'"srv"', b"null", b"true", b"[1, 2, 3]",
 ANY_BYTES = st.binary(max_size=300)
 
 HOSTILE = st.one_of(deep_document(), number_document(), duplicate_key_document(),
-                    encoded_document(), truncated_document(), NON_OBJECTS, ANY_BYTES)
+                    encoded_document(), truncated_document(), surrogate_document(),
+                    NON_OBJECTS, ANY_BYTES)
 
 
 def _jsonl(lines: list[bytes]) -> bytes:
@@ -277,3 +288,19 @@ def test_empty_list_file_is_a_notice_not_silence(tmp_path: Path) -> None:
     assert [s.server_id for s in report.valid] == ["g-1"]
     assert any("no records" in w.message and w.file.endswith("empty.json")
                for w in report.warnings)
+
+
+def test_unpaired_surrogate_escape_is_quarantined_and_can_be_written_and_printed(
+        tmp_path: Path, capsys: Any) -> None:
+    folder = tmp_path / "estate"
+    folder.mkdir()
+    (folder / "a.json").write_text(json.dumps(record("ok-1")))
+    (folder / "b.jsonl").write_text('{"server_id": "b\\ud800", "hostname": "x"}\n'
+                                    + json.dumps(record("ok-2", ip_addresses=["10.1.0.9"],
+                                                        owner="\U0001f600")) + "\n")
+    args = argparse.Namespace(path=str(folder), format="text",
+                              quarantine_dir=str(tmp_path / "q"), unknown_dependencies="error")
+    assert validate_cli.run(args) == 1
+    out = capsys.readouterr().out
+    out.encode("utf-8")  # printable
+    assert "unpaired surrogate" in out and "2 valid" in out  # a real emoji pair is fine

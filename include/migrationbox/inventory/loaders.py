@@ -68,6 +68,9 @@ _encoder = msgspec.json.Encoder()
 # so the count is an upper bound of the keys, which is all the fast path needs
 _KEY_END = re.compile(rb'"[ \t\r\n]*:')
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+# a \uD800-\uDFFF escape: half of a pair (fine) or an unpaired one (not Unicode text)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @contextmanager
@@ -291,6 +294,8 @@ def _decode(raw: bytes) -> _Decoded:
         return _Decoded(data)
     if _key_count_bound(raw) > _encoder.encode(data).count(b'":'):
         return _strict_loads(raw)
+    if b"\\u" in raw and _SURROGATE_ESCAPE.search(raw):  # may hold an unpaired one
+        return _strict_loads(raw)
     containers = raw.count(b"{") + raw.count(b"[")
     if containers > MAX_DEPTH and _too_deep(data, MAX_DEPTH + 2):  # + estate wrapper, list
         return _strict_loads(raw)
@@ -307,9 +312,17 @@ def _non_finite(value: float) -> str:
     return "number out of range (beyond a 64-bit float); use a realistic value"
 
 
+_LONE_MESSAGE = ("text holds an unpaired surrogate escape (\\ud800-\\udfff), which is not "
+                 "Unicode; the agent mis-encoded it (shown here as \ufffd)")
+
+
 def record_problems(data: Any, duplicates: dict[int, list[str]] | None
                     ) -> tuple[Any, tuple[SourceProblem, ...]]:
     """What strict JSON refuses inside one record, with field paths, and a safe copy.
+
+    Refused: a key twice in one object, NaN/Infinity and numbers beyond a float, text
+    with an unpaired surrogate escape (it cannot be written to a file or a terminal),
+    and nesting deeper than ``MAX_DEPTH``.
 
     The copy cuts nesting at ``MAX_DEPTH`` (so a quarantine file can be written); values
     are otherwise kept as read, so the quarantined record shows what arrived.
@@ -323,6 +336,12 @@ def record_problems(data: Any, duplicates: dict[int, list[str]] | None
             if not math.isfinite(node):
                 problems.append(SourceProblem(path or "(record)", _non_finite(node),
                                               "invalid_value"))
+            return node
+        if kind is str:
+            if _LONE_SURROGATE.search(node):
+                problems.append(SourceProblem(path or "(record)", _LONE_MESSAGE,
+                                              "invalid_value"))
+                return _LONE_SURROGATE.sub("\ufffd", node)
             return node
         if kind is not dict and kind is not list:
             return node
@@ -338,7 +357,14 @@ def record_problems(data: Any, duplicates: dict[int, list[str]] | None
                 _key_path(path, key),
                 f"key {key!r} appears more than once in this object; which value is meant "
                 "cannot be known (remove the extra copies)", "duplicate_key"))
-        return {k: visit(v, _key_path(path, k), depth + 1) for k, v in node.items()}
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if _LONE_SURROGATE.search(key):
+                key = _LONE_SURROGATE.sub("\ufffd", key)
+                problems.append(SourceProblem(_key_path(path, key), "the key: " + _LONE_MESSAGE,
+                                              "invalid_value"))
+            out[key] = visit(value, _key_path(path, key), depth + 1)
+        return out
 
     copy = visit(data, "", 1)
     if len(problems) > MAX_PROBLEMS:
