@@ -8,6 +8,7 @@ import argparse
 import gzip
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,6 +31,15 @@ def real_lines() -> list[str]:
     return gzip.decompress(REAL.read_bytes()).decode().splitlines()
 
 
+@pytest.fixture
+def regular_lines(real_lines: list[str]) -> list[str]:
+    """The real values on an even 5-minute grid (the export itself has gaps, which
+    ``--strict`` refuses before any fault a test plants)."""
+    start = pd.Timestamp(real_lines[1].split(",")[0])
+    return real_lines[:1] + [f"{start + pd.Timedelta(minutes=5 * i)},{line.split(',')[1]}"
+                             for i, line in enumerate(real_lines[1:])]
+
+
 def write(tmp_path: Path, lines: list[str]) -> Path:
     path = tmp_path / "speed.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -40,7 +50,9 @@ def test_incidents_are_lines_with_start_end_and_peak(tmp_path: Path, real_lines,
     path = write(tmp_path, real_lines)
     assert run_cli(["--csv", str(path)]) == 0
     out = capsys.readouterr()
-    assert out.err == ""
+    # the one warning: the export's sampling has gaps (the detector carries on)
+    assert out.err.count("\n") == 1 and "sampling is irregular" in out.err
+    assert "the longest 7 h before line 451" in out.err
     rows = [line.split("\t") for line in out.out.splitlines()]
     stamps = {line.split(",")[0] for line in real_lines[1:]}
     assert 0 < len(rows) < 20  # incidents, not rows: the file has 1,127 points
@@ -66,9 +78,10 @@ def test_scores_print_every_point_and_mark_the_alerts(tmp_path: Path, real_lines
     assert alerts == [line.split("\t")[0] for line in incidents]
 
 
-def test_repeated_out_of_order_and_missing_rows_warn_and_carry_on(tmp_path: Path, real_lines,
+def test_repeated_out_of_order_and_missing_rows_warn_and_carry_on(tmp_path: Path,
+                                                                  regular_lines,
                                                                   capsys) -> None:
-    lines = list(real_lines)
+    lines = list(regular_lines)
     clean = write(tmp_path, lines)
     assert run_cli(["--csv", str(clean)]) == 0
     expected = capsys.readouterr().out
@@ -100,9 +113,10 @@ def test_repeated_out_of_order_and_missing_rows_warn_and_carry_on(tmp_path: Path
     assert "messy.csv line 80: timestamp is empty" in capsys.readouterr().err
 
 
-def test_many_warnings_are_counted_not_all_printed(tmp_path: Path, real_lines, capsys) -> None:
-    lines = real_lines[:1] + [f"{line},extra" if i % 2 else line.split(",")[0] + ",x"
-                              for i, line in enumerate(real_lines[1:300])]
+def test_many_warnings_are_counted_not_all_printed(tmp_path: Path, regular_lines,
+                                                   capsys) -> None:
+    lines = regular_lines[:1] + [f"{line},extra" if i % 2 else line.split(",")[0] + ",x"
+                                 for i, line in enumerate(regular_lines[1:300])]
     path = write(tmp_path, lines)
     assert run_cli(["--csv", str(path)]) == 0
     err = capsys.readouterr().err.splitlines()
@@ -145,3 +159,19 @@ def test_no_file_content_crashes_the_command(tmp_path: Path, capsys, rows, stric
     assert "Traceback" not in err
     if code == 2:
         assert "fuzz.csv" in err  # the message names the file (and the line when it can)
+
+
+def test_irregular_sampling_warns_once_and_strict_refuses_at_the_first_gap(
+        tmp_path: Path, real_lines, regular_lines, capsys) -> None:
+    path = write(tmp_path, regular_lines)
+    assert run_cli(["--csv", str(path), "--strict"]) == 0  # evenly sampled: accepted
+    even = capsys.readouterr()
+    assert even.err == ""
+    path = write(tmp_path, real_lines)
+    assert run_cli(["--csv", str(path)]) == 0
+    assert capsys.readouterr().out.count("\n") > 0  # incidents still found
+    assert run_cli(["--csv", str(path), "--strict"]) == 2
+    err = capsys.readouterr().err
+    # the export's line 5 comes 20 minutes after line 4 (5-minute median step)
+    assert "speed.csv line 5: a gap of 20 min after line 4" in err
+    assert "median step is 5 min" in err

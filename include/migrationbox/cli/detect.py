@@ -11,10 +11,11 @@ detector has enough history), and ``alert`` on the points that opened an inciden
 ``--rows`` prints the timestamps of the rows both of the older two models (z-score and
 Prophet interval) flag, as before; ``--all`` adds their low-confidence rows with scores.
 
-Real exports repeat timestamps (daylight-saving changes, agent restarts), reorder rows
-and leave cells empty: the command warns on stderr, naming each line, and carries on
-(repeated rows kept, out-of-order rows sorted into place, rows without a usable timestamp
-or value skipped). ``--strict`` refuses such a file instead, naming the first bad line.
+Real exports repeat timestamps (daylight-saving changes, agent restarts), reorder rows,
+leave cells empty and have gaps: the command warns on stderr, naming each line, and
+carries on (repeated rows kept, out-of-order rows sorted into place, rows without a usable
+timestamp or value skipped, irregular sampling one warning naming the longest gap: a step
+over 3x the median). ``--strict`` refuses such a file instead, naming its first bad line.
 
 Exit codes: 0 done (whether or not anything was found), 2 the file or an option is bad
 (the message names the line and field).
@@ -56,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="like --rows, also printing low-confidence rows with their scores")
     parser.add_argument("--strict", action="store_true",
                         help="refuse a file with repeated, out-of-order or missing "
-                             "timestamps or values instead of warning")
+                             "timestamps or values, or gaps in its sampling, instead of "
+                             "warning")
     parser.add_argument("--window", type=int, default=None, metavar="N",
                         help="baseline window in points (default: 4000 for incidents, "
                              "288 for --rows)")

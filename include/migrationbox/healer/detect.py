@@ -323,11 +323,13 @@ def read_metric_csv(path: str | Path, *, strict: bool = True) -> MetricCsv:
 
     ``strict`` (the default, for callers that need a clean series): any row with an empty,
     unreadable, repeated or out-of-order timestamp or a missing or non-numeric value is an
-    error, and the error names the first such line of the file. Not strict (what
+    error, and so is irregular sampling (a step over ``GAP_FACTOR`` times the median
+    step); the error names the first such line of the file. Not strict (what
     ``migrationbox detect`` does unless ``--strict``): such rows become ``warnings``
     naming their line; rows without a usable timestamp or value are
     dropped, repeated timestamps kept (both rows, in file order: daylight-saving changes
-    and agent restarts produce them) and out-of-order rows sorted into place.
+    and agent restarts produce them), out-of-order rows sorted into place, and irregular
+    sampling is one warning naming the longest gap.
     """
     import gzip
 
@@ -422,10 +424,17 @@ def read_metric_csv(path: str | Path, *, strict: bool = True) -> MetricCsv:
                 path, lines[pos], f"timestamp {stamps[pos]!r} is not after the previous "
                 f"row's {stamps[pos - 1]!r} (line {lines[pos - 1]}); rows must be in "
                 "strictly increasing time order")
-        error = _earliest(first, stamp_error, order_error)
+        gap_error = None
+        try:
+            _sampling_gaps(path, index, lines, strict=True)
+        except MetricCsvError as exc:
+            gap_error = exc
+        error = _earliest(first, stamp_error, order_error, gap_error)
         if error is not None:
             raise error
     series, order, issues = lenient_series(index, vals)
+    gap = None if strict else _sampling_gaps(path, series.index, [lines[i] for i in order],
+                                             strict=False)
     for issue in issues:  # only repeated / out-of-order remain here
         earlier = ""
         if issue.kind == "repeated":
@@ -435,8 +444,48 @@ def read_metric_csv(path: str | Path, *, strict: bool = True) -> MetricCsv:
             earlier = " is earlier than a previous row's; sorted into place"
         warnings.append(f"{path} line {lines[issue.row]}: timestamp "
                         f"{stamps[issue.row]!r}{earlier}")
+    if gap:
+        warnings.append(gap)
     return MetricCsv(series.rename("value"), [stamps[i] for i in order],
                      [lines[i] for i in order], warnings)
+
+
+#: a step between two rows longer than this many times the median step is a gap
+GAP_FACTOR = 3.0
+
+
+def _span(nanoseconds: float) -> str:
+    seconds = nanoseconds / 1e9
+    for unit, size, limit in (("s", 1, 120), ("min", 60, 7200), ("h", 3600, 172800)):
+        if seconds < limit:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds / 86400:.3g} d"
+
+
+def _sampling_gaps(path: Path, index: pd.DatetimeIndex, lines: list[int], *, strict: bool
+                   ) -> str | None:
+    """Irregular sampling: steps longer than ``GAP_FACTOR`` times the median step. The
+    detector copes (its windows count points; the seasonal channel matches by time and
+    has no reference after a gap rather than a wrong one), so this is one warning, naming
+    the longest gap; strict refuses the file at the first gap."""
+    t = index.as_unit("ns").asi8
+    steps = np.diff(t)
+    positive = steps[steps > 0]
+    if len(positive) == 0:
+        return None
+    median = float(np.median(positive))
+    gaps = np.flatnonzero(steps > GAP_FACTOR * median)
+    if len(gaps) == 0:
+        return None
+    if strict:
+        k = int(gaps[0])
+        raise MetricCsvError(path, lines[k + 1], f"a gap of {_span(steps[k])} after line "
+                             f"{lines[k]} (the median step is {_span(median)}): sampling is "
+                             f"irregular (steps over {GAP_FACTOR:g}x the median)")
+    k = int(gaps[np.argmax(steps[gaps])])
+    return (f"{path}: sampling is irregular: {len(gaps)} gap(s) over {GAP_FACTOR:g}x the "
+            f"median step of {_span(median)}, the longest {_span(steps[k])} before line "
+            f"{lines[k + 1]}; carried on (windows count points)")
 
 
 def _earliest(*errors: MetricCsvError | None) -> MetricCsvError | None:
