@@ -93,7 +93,8 @@ def _json_value() -> st.SearchStrategy[Any]:
 
 @st.composite
 def body(draw: st.DrawFn) -> bytes:
-    kind = draw(st.sampled_from(["json", "endpoints", "bytes", "deep", "nan", "dup"]))
+    kind = draw(st.sampled_from(["json", "endpoints", "bytes", "deep", "nan", "dup",
+                                 "surrogate"]))
     if kind == "json":
         return json.dumps(draw(_json_value())).encode()
     if kind == "endpoints":
@@ -105,6 +106,8 @@ def body(draw: st.DrawFn) -> bytes:
     if kind == "deep":
         depth = draw(st.sampled_from([100, 1000, 50_000]))
         return ("[" * depth + "]" * depth).encode()
+    if kind == "surrogate":
+        return b'{"endpoints": [{"server_id": "web-01\\udc00", "kind": "files"}]}'
     if kind == "nan":
         return b'{"endpoints": [{"server_id": "web-01", "kind": "files", "x": NaN}]}'
     return b'{"endpoints": [], "endpoints": [{"server_id": "web-01"}]}'
@@ -144,7 +147,9 @@ def test_nul_in_a_name_is_a_422_before_the_database_sees_it(client: TestClient) 
 def test_body_that_is_not_usable_json_is_a_400_saying_why(client: TestClient) -> None:
     cases = {b'{"endpoints": [], "endpoints": []}': "more than once",
              b'[{"server_id": "web-01", "port": NaN}]': "NaN",
-             b"\xff\xfe[]": "UTF-8", b'{"endpoints": [': "not JSON"}
+             b"\xff\xfe[]": "UTF-8", b'{"endpoints": [': "not JSON",
+             b'[{"server_id": "web-01\\ud800", "kind": "files"}]': "[0].server_id holds an "
+                                                                 "unpaired surrogate"}
     for content, expected in cases.items():
         response = client.post("/estates/tiny/endpoints", content=content,
                                headers={"content-type": "application/json"})

@@ -13,6 +13,7 @@ can also be built with ``auth=None`` for tests of the routes themselves.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from typing import Annotated, Any
@@ -66,7 +67,7 @@ def _json_body(raw: bytes) -> Any:
         raise ValueError(f"{name} is not a JSON number (use null for a missing value)")
 
     try:
-        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+        data = json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
     except json.JSONDecodeError as exc:
         raise HTTPException(400, f"body is not JSON: {exc.msg} (line {exc.lineno}, column "
                             f"{exc.colno})") from None
@@ -74,6 +75,38 @@ def _json_body(raw: bytes) -> Any:
         raise HTTPException(400, "body is not usable JSON: nested too deeply") from None
     except ValueError as exc:  # duplicate keys, NaN, integers of over 4300 digits
         raise HTTPException(400, f"body is not usable JSON: {exc}") from None
+    where = _unpaired_surrogate(data)
+    if where is not None:
+        raise HTTPException(400, f"body is not usable JSON: {where or 'the body'} holds an "
+                            "unpaired surrogate escape (\\ud800-\\udfff), which is not "
+                            "Unicode text")
+    return data
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unpaired_surrogate(data: Any) -> str | None:
+    """The path of the first key or string holding an unpaired surrogate, else None.
+
+    ``json`` turns ``"\\ud800"`` into a string no database or file can encode; found
+    here, it is a 400 naming the field instead of a 500 from the store.
+    """
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if _LONE_SURROGATE.search(node):
+                return path
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                inner = f"{path}.{key}" if path else key
+                if _LONE_SURROGATE.search(key):
+                    return inner
+                stack.append((value, inner))
+        elif isinstance(node, list):
+            stack.extend((value, f"{path}[{i}]") for i, value in enumerate(node))
+    return None
 
 
 def _plain(value: Any) -> Any:
