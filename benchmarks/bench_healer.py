@@ -21,6 +21,11 @@ Times (seconds, from the injection):
             the plan's definition).
 The sensing cadence here is "back to back" (each pass ~1-3 s); the heal DAG's default
 interval is 10 s, which adds up to 10 s to detection.
+
+Time to heal through Airflow itself (the estate watch waking the heal DAG on a real
+platform, p50/p95 idle and busy, with the load average beside each):
+``benchmarks/bench_heal_time.py``; ``--heal-time-runs N`` runs it after this table (N
+idle and N busy runs, in a subprocess: it starts its own platform).
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=90.0)
     ap.add_argument("--no-risky", dest="risky", action="store_false",
                     help="skip the approval scenarios (lock chain, data corruption)")
+    ap.add_argument("--heal-time-runs", type=int, default=0,
+                    help="then run bench_heal_time.py with this many idle and busy runs")
     args = ap.parse_args(argv)
 
     root = Path(tempfile.mkdtemp(prefix="bench-healer-"))
@@ -143,6 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         chaos.down()
         emulator.stop()
+    if args.heal_time_runs:
+        import subprocess
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith(
+            ("MIGRATIONBOX_", "MLFLOW_", "AIRFLOW_CONN_"))}
+        print("\ntime to heal through Airflow (benchmarks/bench_heal_time.py):", flush=True)
+        return subprocess.run([sys.executable, str(Path(__file__).with_name(
+            "bench_heal_time.py")), "--runs", str(args.heal_time_runs)], env=env,
+            check=False).returncode
     return 0
 
 

@@ -85,8 +85,11 @@ def _schedule() -> Any:
     doc_md=DOC,
     # ahead of everything else queued (the retraining DAGs run at priority 1 in their
     # own one-slot pool): a woken run must not wait for an executor slot behind training
-    default_args={"owner": "migrationbox-healer", "retries": 1,
-                  "retry_delay": timedelta(seconds=30), "priority_weight": HEAL_PRIORITY,
+    # retried soon: on a saturated machine a task can die before it starts (its
+    # supervisor's first Execution API call times out), and a healer that waits 30 s to
+    # try again is 30 s late
+    default_args={"owner": "migrationbox-healer", "retries": 2,
+                  "retry_delay": timedelta(seconds=5), "priority_weight": HEAL_PRIORITY,
                   "weight_rule": "absolute"},
 )
 def migrationbox_heal() -> None:

@@ -43,7 +43,12 @@ Tracking: `MLFLOW_TRACKING_URI`, else the SQLite store under the MigrationBox ru
 
 
 def _pipeline() -> Any:
-    """``ml.sizing.pipeline``; the project root is put on the path when needed."""
+    """``ml.sizing.pipeline``; the project root is put on the path when needed. Every
+    task calls it first, so it also lowers the task's CPU priority (training yields the
+    CPU to sensing: ``jobs.lower_cpu_priority``)."""
+    from migrationbox.healer.jobs import lower_cpu_priority
+
+    lower_cpu_priority()
     try:
         from ml.sizing import pipeline
     except ModuleNotFoundError:
