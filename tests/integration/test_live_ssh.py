@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -256,12 +256,20 @@ def live_plane(aws_emulator, tmp_path: Path):
     plan = base.model_copy(update={"servers": [
         s.model_copy(update={"live": s.server_id == LIVE}) for s in base.servers]})
     lab = Lab(estate, plan, root=tmp_path / "lab", data_scale_mb=1.0)
+    undo: list[Callable[[], object]] = []  # what provisioning made, undone last to first
     try:
         endpoints = lab.up()
-        zone, instances = _provision_like(plan, True)
+        zone, instances = _provision_like(plan, True, undo)
         yield DataPlane(plan, lab, endpoints, zone, instances, tmp_path)
     finally:
-        lab.down(purge=True)
+        errors: list[Exception] = []
+        for step in [lambda: lab.down(purge=True), *reversed(undo)]:
+            try:
+                step()
+            except Exception as exc:  # undo the rest anyway (the emulator is shared)
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
 
 def test_live_server_over_ssh_through_replicate_and_cutover_with_downtime_stored(

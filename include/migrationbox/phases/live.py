@@ -244,7 +244,7 @@ def live_rounds(src: Source, tgt: Path, block: int, policy: ConvergencePolicy,
         stats = runner.run(n)
         rounds.append(stats)
         threshold = policy.threshold(rounds[0].bytes_total)
-        if stats.bytes_sent <= threshold and not stats.files_unstable:
+        if stats.bytes_sent <= threshold:  # unstable files: the freeze copies the rest
             stop = f"delta {stats.bytes_sent} B <= threshold {threshold} B"
             break
         if len(rounds) > 1 and stats.bytes_sent >= rounds[-2].bytes_sent:
@@ -257,6 +257,7 @@ def live_rounds(src: Source, tgt: Path, block: int, policy: ConvergencePolicy,
         "source": f"file://{src}" if isinstance(src, Path) else getattr(src, "label", ""),
         "rounds": len(rounds), "baselines": [r.baseline for r in rounds],
         "dirty_bytes_per_round": [r.bytes_sent for r in rounds],
+        "unstable_files_per_round": [len(r.files_unstable) for r in rounds],
         "bytes_total": rounds[0].bytes_total, "bytes_sent": sum(r.bytes_sent for r in rounds),
         "blocks_sent": sum(r.blocks_sent for r in rounds),
         "wire_bytes": sum(r.wire_bytes for r in rounds),

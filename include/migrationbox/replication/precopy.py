@@ -144,6 +144,8 @@ class PrecopyResult:
             "live_rounds": len(self.live_rounds),
             "dirty_bytes_per_round": [r.bytes_sent for r in self.live_rounds],
             "round_seconds": [r.seconds for r in self.live_rounds],
+            # files read while they changed (an SSH source's writers; read again after)
+            "unstable_files_per_round": [len(r.files_unstable) for r in self.live_rounds],
             "final_bytes": self.final_round.bytes_sent if self.final_round else None,
             "final_baseline": self.final_round.baseline if self.final_round else None,
             "downtime_s": round(self.downtime_s, 3),
@@ -177,7 +179,9 @@ def precopy(
     for n in range(1, max_rounds + 1):
         stats = rounds.run(n, bandwidth_bytes_per_s)
         result.live_rounds.append(stats)
-        if stats.bytes_sent <= threshold_bytes and not stats.files_unstable:
+        # a file still being written is expected to read unstable while live: what it
+        # changes is copied by the next round, or by the final one under the freeze
+        if stats.bytes_sent <= threshold_bytes:
             result.stop_reason = f"delta {stats.bytes_sent} B <= threshold {threshold_bytes} B"
             break
         prev = result.live_rounds[-2].bytes_sent if len(result.live_rounds) > 1 else None
