@@ -24,6 +24,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(min_value=-(10**40), max_value=10**40),
     st.floats(), st.text(max_size=12),
+    st.text(st.characters(min_codepoint=0xD7F0, max_codepoint=0xE010), max_size=3),
     st.sampled_from(["", "true", "10.0.0.0/8", "2026-01-01T00:00:00Z", "not a date", "1e400",
                      "NaN", "\x00", "required", "auto_non_production"]))
 JSON = st.recursive(SCALARS, lambda inner: st.one_of(
@@ -62,6 +63,7 @@ def _check(raw: Any) -> None:
     except RunConfError as exc:
         message = str(exc)
         assert message.startswith("invalid DAG run conf")
+        message.encode("utf-8")  # the message can be logged: no raw surrogates in it
         assert "\n" not in message.split(": ", 1)[0]
         if isinstance(raw, dict) and raw:
             assert "conf." in message, message  # names the key path
@@ -132,3 +134,16 @@ def test_non_object_conf_is_an_input_error() -> None:
             parse_run_conf(raw)  # type: ignore[arg-type]
         except InputError as exc:
             assert "expected an object" in str(exc)
+
+
+def test_unpaired_surrogate_is_refused_naming_the_key() -> None:
+    for raw, key in (({"preflight": {"expected_account": "a\ud800"}}, "preflight.expected_account"),
+                     ({"network": {"source_networks": {"\udc00": []}}},
+                      "network.source_networks.\\udc00")):
+        try:
+            parse_run_conf(raw)
+        except RunConfError as exc:
+            assert f"conf.{key}" in str(exc) and "surrogate" in str(exc)
+            str(exc).encode("utf-8")  # the message itself can be logged
+        else:
+            raise AssertionError(f"{raw} was accepted")

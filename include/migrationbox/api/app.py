@@ -77,6 +77,7 @@ def _json_body(raw: bytes) -> Any:
         raise HTTPException(400, f"body is not usable JSON: {exc}") from None
     where = _unpaired_surrogate(data)
     if where is not None:
+        where = where.encode("utf-8", "backslashreplace").decode("utf-8")  # printable
         raise HTTPException(400, f"body is not usable JSON: {where or 'the body'} holds an "
                             "unpaired surrogate escape (\\ud800-\\udfff), which is not "
                             "Unicode text")

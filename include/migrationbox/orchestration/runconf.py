@@ -8,6 +8,7 @@ so that a typo fails the first task with a message naming the key path
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
@@ -59,10 +60,41 @@ class RunConfError(InputError):
 def parse_run_conf(raw: dict[str, Any] | None) -> WaveRunConf:
     if raw is not None and not isinstance(raw, dict):
         raise RunConfError(f"invalid DAG run conf: expected an object, got {type(raw).__name__}")
+    where = _unpaired_surrogate(raw or {})
+    if where is not None:
+        where = where.encode("utf-8", "backslashreplace").decode("utf-8")  # printable
+        raise RunConfError(f"invalid DAG run conf: conf.{where}: text holds an unpaired "
+                           "surrogate escape (\\ud800-\\udfff), which is not Unicode")
     try:
         return WaveRunConf.model_validate(raw or {})
     except ValidationError as exc:
         raise RunConfError(f"invalid DAG run conf: {_problems(exc)}") from exc
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unpaired_surrogate(data: Any) -> str | None:
+    """The key path of the first key or string with an unpaired surrogate, else None.
+
+    Such text passes pydantic but no log, database or report can encode it, so a run
+    would fail later, far from the key; refused here like any other bad value.
+    """
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if _LONE_SURROGATE.search(node):
+                return path or "(conf)"
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                inner = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and _LONE_SURROGATE.search(key):
+                    return inner
+                stack.append((value, inner))
+        elif isinstance(node, list):
+            stack.extend((value, f"{path}[{i}]") for i, value in enumerate(node))
+    return None
 
 
 def _problems(exc: ValidationError) -> str:
