@@ -64,7 +64,8 @@ def assumptions_text(draw: st.DrawFn) -> bytes:
         b'{"windows_usd_per_vcpu_hour": NaN}', b'{"egress_usd_per_gb": {"aws": Infinity}}',
         b'{"egress_usd_per_gb": {"aws": -1}}', b'{"sql_min_vcpu": 1e400}',
         b'\xef\xbb\xbf{"egress_share": 0.5}', '{"licence_basis": "caf\u00e9"}'.encode("latin-1"),
-        b'{"commitments": {"aws": 0.3}}', b'{"egress_share": 0.5', b""]))
+        b'{"commitments": {"aws": 0.3}}', b'{"egress_share": 0.5', b"",
+        b'{"licence_basis": "x\\ud800"}', b'{"commitments": {"aws": {"basis": "\\udfff"}}}']))
 
 
 def _finite_figures(value: Any) -> bool:
@@ -87,7 +88,7 @@ def test_any_assumptions_file_applies_or_is_refused_naming_it(tmp_path: Path,
         assert str(exc).startswith(f"assumptions file {path}: ")
         return
     assert _finite_figures(assumptions.model_dump())
-    assert assumptions.notes()
+    assert "\n".join(assumptions.notes()).encode("utf-8")  # printable with every sizing
 
 
 def test_assumptions_errors_name_the_key(tmp_path: Path) -> None:
@@ -125,7 +126,7 @@ def price_file(draw: st.DrawFn) -> tuple[bytes, bytes]:
         st.just(b'{"source": "hand-edited", "as_of": "2026-12-01"}'),
         st.builds(lambda v: json.dumps(v).encode(), JSON),
         st.sampled_from([b"", b"[", b'{"source": "x"}', b'{"source": null, "as_of": 1}',
-                         b"[" * 50_000])))
+                         b"[" * 50_000, b'{"source": "\\ud800", "as_of": "2026-12-01"}'])))
     return csv_raw, sidecar
 
 
@@ -154,6 +155,7 @@ def test_any_refreshed_price_file_prices_the_region_or_names_file_and_line(
         assert isinstance(exc, InputError)
         assert str(target.parent) in str(exc)
         return
+    str(catalog.price_source).encode("utf-8")  # printed with every price
     for machine in catalog.types:
         for price in (machine.hourly_usd, machine.monthly_usd, machine.commit_1y_monthly_usd,
                       machine.commit_3y_monthly_usd):

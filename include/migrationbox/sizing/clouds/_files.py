@@ -120,6 +120,11 @@ def load_refreshed(cloud: str, region: str) -> tuple[list[RefreshedRow], PriceSo
             for k in ("source", "as_of")):
         raise PriceFileError(f"{meta_path}: {need}")
     source = PriceSource(text=str(meta["source"]), as_of=str(meta["as_of"]))
+    try:  # printed with every price: an unpaired surrogate escape cannot be
+        str(source).encode("utf-8")
+    except UnicodeEncodeError:
+        raise PriceFileError(f"{meta_path}: {need} (text with an unpaired surrogate "
+                             "escape is not Unicode)") from None
     rows: list[RefreshedRow] = []
     table = read_rows(path)
     if table and not {"name", "ondemand_usd_hr"} <= set(table[0]):

@@ -115,6 +115,18 @@ class PricingAssumptions(BaseModel):
         return lines
 
 
+def _encodable(data: object) -> bool:
+    """Whether every string can be written out (no unpaired ``\\ud800`` escapes): the
+    assumptions are printed with every sizing."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    except (ValueError, RecursionError):  # NaN is for the model to refuse by key
+        return True
+    return True
+
+
 def load_assumptions(path: str | Path | None = None) -> PricingAssumptions:
     """Defaults, overridden by the keys of a JSON file when one is given.
 
@@ -131,6 +143,9 @@ def load_assumptions(path: str | Path | None = None) -> PricingAssumptions:
         raise AssumptionsError(f"assumptions file {p}: {exc.strerror or exc}") from exc
     except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deeply
         raise AssumptionsError(f"assumptions file {p}: not JSON ({exc})") from None
+    if not _encodable(data):
+        raise AssumptionsError(f"assumptions file {p}: text holds an unpaired surrogate "
+                               "escape (\\ud800-\\udfff), which is not Unicode")
     if not isinstance(data, dict):
         raise AssumptionsError(f"assumptions file {p}: expected a JSON object, got "
                                f"{type(data).__name__}")
