@@ -80,3 +80,30 @@ def test_a_broken_spec_is_an_import_error_of_its_estate_only(platform, small_pla
     _until("the import error to clear",
            lambda: _error_of(client, f"migrate__{BROKEN}.py") is None)
     assert client.get_dag(f"migrate__{GOOD}__wave_01") is not None
+
+
+def test_a_worker_runs_a_wave_task_from_its_estate_s_loader(platform, small_plan):
+    """The task runner finds a wave DAG in the plans bundle and runs its task. The estate's
+    plan is not in the store, so the first task fails at once with MigrationBox's own
+    refusal: proof that the worker imported the loader and ran our code (a worker that
+    could not find the DAG would fail the task with Airflow's message instead)."""
+    from migrationbox.config import plans_dir
+    from migrationbox.planning.export import write_wave_spec
+
+    write_wave_spec(small_plan(estate="itrun"), plans_dir())
+    client = platform.client()
+    dag_id, task_id = "migrate__itrun__wave_01", "preflight.wait_for_previous_wave"
+    client.wait_for_dag(dag_id, timeout=240)
+    run_id = client.trigger(dag_id)["dag_run_id"]
+
+    def first_task() -> dict | None:
+        ti = next(t for t in client.task_instances(dag_id, run_id) if t["task_id"] == task_id)
+        return ti if ti["state"] in ("success", "failed", "upstream_failed", "removed") else None
+
+    ti = _until(f"{task_id} to finish", first_task, timeout=600)
+    assert ti["state"] == "failed"
+    log = client.request(
+        "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1",
+        params={"full_content": True})
+    text = json.dumps(log)
+    assert "refused before it started" in text and "itrun" in text, text[-2000:]
