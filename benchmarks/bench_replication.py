@@ -1,7 +1,7 @@
 """Replication, pre-copy and rollback figures, side by side with rsync, in one run.
 
     .venv/bin/python benchmarks/bench_replication.py [--size-mib 2048] [--dir /tmp]
-        [--sections local,ssh,precopy,rollback]
+        [--sections local,ssh,precopy,precopy-ssh,rollback]
 
 1. full copy of a lab disk (one image file, ``--size-mib``) — MigrationBox vs rsync;
 2. incremental round after rewriting 1 % of the blocks — bytes sent vs bytes changed,
@@ -15,7 +15,11 @@
    target share the same two cores and disk: the times show CPU cost (encryption,
    hashing), not what a WAN link would allow; the byte counts carry over;
 4. pre-copy under a steady write load (a real writer process) — the pause window, with
-   dirty blocks found by scanning and by the writer's changed-block-tracking log;
+   dirty blocks found by scanning and by the writer's changed-block-tracking log; and
+   (``precopy-ssh``) the same from a source behind the OpenSSH server: dirty blocks found
+   by hashes computed at the source, the writer frozen by ``kill -STOP`` run on the source
+   through the SSH connection (``details.freeze_command``), so the pause window holds one
+   hash pass over the disk at the source plus the changed blocks on the wire;
 5. time from a rollback trigger to 100 % source, through the canary controller against
    a real moto server (weighted Route 53 records written and read back).
 
@@ -49,7 +53,7 @@ from migrationbox.replication.writeload import WriteLoad
 
 BLOCK = 1 * MIB
 SSH_CONN_ID = "bench_source_ssh"
-SECTIONS = ("local", "ssh", "precopy", "rollback")
+SECTIONS = ("local", "ssh", "precopy", "precopy-ssh", "rollback")
 
 
 def drop_caches() -> bool:
@@ -173,6 +177,51 @@ def ssh_section(src: Path, root: Path, disk: Path, size: int) -> None:
           "that is another machine (both ends share two cores and one disk)")
 
 
+def precopy_ssh_section(src: Path, root: Path, disk: Path, write_rate: float) -> None:
+    """Live migration of a source behind SSH: pre-copy rounds while a writer runs, then
+    the freeze command on the source, the final delta, the thaw (``phases.live``)."""
+    ok, why = sshd_available()
+    if not ok:
+        print(f"\n== pre-copy over SSH: skipped ({why}) ==")
+        return
+    from migrationbox.endpoints import Endpoint
+    from migrationbox.phases.live import command_freeze
+
+    dst = root / "mbx-live-ssh"
+    with SshServer(root=root / "sshd-live") as server:
+        conn = server.airflow_connection()
+        conn["extra"]["compress"] = "false"
+        os.environ[f"AIRFLOW_CONN_{SSH_CONN_ID.upper()}"] = json.dumps(conn)
+        uri = f"ssh://{server.host}:{server.port}{src}"
+        with WriteLoad(disk, write_rate, BLOCK) as load:
+            time.sleep(0.5)
+            assert load.proc is not None
+            details = {"ssh_conn_id": SSH_CONN_ID,
+                       "freeze_command": f"kill -STOP -- -{load.proc.pid}",
+                       "thaw_command": f"kill -CONT -- -{load.proc.pid}"}
+            with open_source(uri, details, name="bench/disk") as tree:
+                fr = command_freeze(Endpoint("bench", "disk", "root", uri, f"file://{dst}",
+                                             details), tree, "cutover")
+                pre = precopy(tree, dst, fr.freeze, fr.thaw, BLOCK, threshold_bytes=8 * MIB,
+                              max_rounds=8)
+    s = pre.summary()
+    first = pre.live_rounds[0]
+    print(f"\n== pre-copy over SSH under {write_rate:g} block writes/s, dirty blocks by "
+          "hashes computed at the source ==")
+    print(f"live rounds {s['live_rounds']}: dirty MiB per round "
+          f"{[round(b / MIB, 1) for b in s['dirty_bytes_per_round']]}, on the wire MiB "
+          f"{[round(r.wire_bytes / MIB, 2) for r in pre.live_rounds]}, seconds "
+          f"{s['round_seconds']}")
+    final = pre.final_round
+    assert final is not None
+    freeze_s = next((c["seconds"] for c in fr.log if c["field"] == "freeze_command"), None)
+    print(f"final round (frozen by a command over SSH, {freeze_s}s): "
+          f"{final.bytes_sent / MIB:.1f} MiB, on the wire {final.wire_bytes / MIB:.2f} MiB; "
+          f"downtime {pre.downtime_s:.3f}s vs full copy over SSH {first.seconds:.2f}s "
+          f"(ratio {pre.downtime_s / first.seconds:.3f}); verified {pre.verified}; "
+          f"stop: {s['stop_reason']}")
+
+
 def rollback_timing(runs: int = 5) -> list[float]:
     from migrationbox.cloud.aws import AwsAdapter
     from migrationbox.cloud.aws_session import clear_client_cache
@@ -287,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{pre.downtime_s:.3f}s vs full copy {full.seconds:.2f}s "
                       f"(ratio {pre.downtime_s / full.seconds:.3f}); verified {pre.verified}; "
                       f"stop: {s['stop_reason']}")
+        if "precopy-ssh" in sections:
+            precopy_ssh_section(src, root, disk, args.write_rate)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
