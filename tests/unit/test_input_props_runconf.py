@@ -19,7 +19,7 @@ from migrationbox.errors import InputError
 from migrationbox.orchestration.runconf import RUN_FLAGS, RunConfError, parse_run_conf
 from migrationbox.phases.options import SECTIONS
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(min_value=-(10**40), max_value=10**40),
