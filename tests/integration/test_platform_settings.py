@@ -78,7 +78,11 @@ def test_empty_sections_are_fine() -> None:
     assert settings.connections == [] and settings.pools == [] and settings.variables == []
 
 
-def test_platform_env_points_everything_at_one_runtime(tmp_path: Path) -> None:
+def test_platform_env_points_everything_at_one_runtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MIGRATIONBOX_PLANS_DIR", raising=False)
+    monkeypatch.delenv("AIRFLOW__MIGRATIONBOX__PLANS_DIR", raising=False)
     env = platform_env(tmp_path)
     assert env["MIGRATIONBOX_HOME"] == str(tmp_path.resolve())
     assert env["MIGRATIONBOX_STORE_URL"] == f"sqlite:///{tmp_path.resolve() / 'migrationbox.db'}"
@@ -88,6 +92,17 @@ def test_platform_env_points_everything_at_one_runtime(tmp_path: Path) -> None:
     store = json.loads(env["AIRFLOW_CONN_MIGRATIONBOX_STORE"])
     assert store == {"conn_type": "sqlite", "host": str(tmp_path.resolve() / "migrationbox.db")}
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(project_root() / "dags")
+    # two DAG bundles: the project's dags/, and the per-estate wave-DAG loaders next to
+    # the specs that `migrationbox plan` writes (the same plans folder for both)
+    plans = tmp_path.resolve() / "plans"
+    assert env["MIGRATIONBOX_PLANS_DIR"] == str(plans)
+    bundles = json.loads(env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"])
+    assert [(b["name"], b["kwargs"]["path"]) for b in bundles] == [
+        ("dags-folder", str(project_root() / "dags")),
+        ("migrationbox-plans", str(plans / "dags")),
+    ]
+    assert {b["classpath"] for b in bundles} == {
+        "airflow.dag_processing.bundles.local.LocalDagBundle"}
     assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].endswith(
         f":{env['AIRFLOW__API__PORT']}/execution/"
