@@ -147,3 +147,31 @@ def test_unpaired_surrogate_is_refused_naming_the_key() -> None:
             str(exc).encode("utf-8")  # the message itself can be logged
         else:
             raise AssertionError(f"{raw} was accepted")
+
+
+# ------------------------------------------------------------------ migrationbox demo --conf
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(st.text(max_size=40), JSON.map(json.dumps),
+                      st.sampled_from(["{", "[" * 5000, "NaN", '{"cutover": {"steps": [0]}}',
+                                       '{"dry_run": true}', "9" * 5000, ""])))
+def test_demo_conf_is_checked_before_the_platform_starts(
+        monkeypatch: Any, capsys: Any, text: str) -> None:
+    import argparse
+
+    from migrationbox.cli import demo_cmd
+    from migrationbox.orchestration import demo
+
+    started: list[Any] = []
+    monkeypatch.setattr(demo, "main_demo", lambda *a, **k: started.append(k["conf"]) or 0)
+    args = argparse.Namespace(conf=text, estate_path=None, estate="sample", wave=1,
+                              no_approve=False, stop=True, timeout=1.0, no_heal=True)
+    code = demo_cmd._handle(args)
+    err = capsys.readouterr().err
+    if code == 2:
+        assert not started and err.startswith("migrationbox demo: ")
+    else:
+        assert code == 0 and len(started) == 1
+        if started[0] is not None:
+            parse_run_conf(started[0])  # raises if a conf the run refuses got through

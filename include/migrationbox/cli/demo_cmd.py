@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,16 +26,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_handle)
 
 
+def run_conf_argument(text: str | None) -> dict[str, Any] | None:
+    """The ``--conf`` JSON, checked as a wave run conf before anything starts.
+
+    Raises ``RunConfError`` (an ``InputError``) naming what is wrong: not JSON (with
+    line and column), not an object, or a key the run conf refuses. Checking here
+    saves starting the platform for a run whose first task would fail on it.
+    """
+    from migrationbox.orchestration.runconf import RunConfError, parse_run_conf
+
+    if not text:
+        return None
+    try:
+        conf = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RunConfError(f"--conf is not JSON: {exc.msg} (column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:  # integers of 4300+ digits, deep nesting
+        raise RunConfError(f"--conf is not usable JSON: {exc}") from None
+    parse_run_conf(conf)
+    return conf
+
+
 def _handle(args: argparse.Namespace) -> int:
+    from migrationbox.errors import InputError
     from migrationbox.orchestration.demo import main_demo
 
+    try:
+        conf = run_conf_argument(args.conf)
+    except InputError as exc:
+        print(f"migrationbox demo: {exc}", file=sys.stderr)
+        return 2
     return main_demo(
         args.estate_path,
         estate=args.estate,
         wave=args.wave,
         approve=not args.no_approve,
         keep_running=not args.stop,
-        conf=json.loads(args.conf) if args.conf else None,
+        conf=conf,
         timeout=args.timeout,
         heal=not args.no_heal,
     )

@@ -96,6 +96,9 @@ def _up(args: argparse.Namespace) -> int:
         except FileNotFoundError:
             print(f"error: {args.plan_json} does not exist", file=sys.stderr)
             return 2
+        except OSError as exc:  # a folder, no permission
+            print(f"error: cannot read {args.plan_json}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
         except ValueError as exc:
             print(f"error: {args.plan_json} is not a valid plan: {exc}", file=sys.stderr)
             return 2
