@@ -74,7 +74,10 @@ def heal_until_resolved(chaos, healer, scenario: str, timeout: float = 60.0):
         if done:
             return done[0], seen
         time.sleep(1.0)
-    raise AssertionError(f"{scenario}: not healed in {timeout:g} s; situations seen: {seen}")
+    raise AssertionError(f"{scenario}: not healed in {timeout:g} s; situations seen: {seen}; "
+                         f"last pass watching {report.watching}, notes {report.notes}, "
+                         f"low anomalies {report.low_anomalies[-3:]}; lab metrics now "
+                         f"{chaos.metrics(spec['server'])}")
 
 
 def _first_situation(chaos, healer, match, timeout: float = 60.0):
