@@ -13,9 +13,11 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +32,7 @@ from migrationbox.orchestration.demo import _print_summary
 from migrationbox.orchestration.follow import RunOutcome
 from migrationbox.orchestration.tasks import _finish
 from migrationbox.phases import configure, cutover, replicate
-from migrationbox.phases.context import PhaseFailed
+from migrationbox.phases.context import PhaseFailed, PhaseResult
 from migrationbox.replication.manifest import MIB, load_manifest, scan_tree
 from migrationbox.replication.writeload import WriteLoad
 from migrationbox.store import repository
@@ -48,14 +50,16 @@ def _state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
-@pytest.fixture
-def live_plane(aws_emulator, tmp_path: Path):
-    estate = f"lv{uuid.uuid4().hex[:8]}"
+@contextmanager
+def live_dataplane(tmp_path: Path, prefix: str = "lv") -> Iterator[DataPlane]:
+    """The phase tests' data plane with ``LIVE`` marked live; everything it made (lab,
+    provisioned resources in the shared emulator) is undone at the end, last to first."""
+    estate = f"{prefix}{uuid.uuid4().hex[:8]}"
     base = tiny_plan(estate)
     plan = base.model_copy(update={"servers": [
         s.model_copy(update={"live": s.server_id == LIVE}) for s in base.servers]})
     lab = Lab(estate, plan, root=tmp_path / "lab", data_scale_mb=1.0)
-    undo: list[Callable[[], object]] = []  # what provisioning made, undone last to first
+    undo: list[Callable[[], object]] = []
     try:
         endpoints = lab.up()
         zone, instances = _provision_like(plan, True, undo)
@@ -69,6 +73,27 @@ def live_plane(aws_emulator, tmp_path: Path):
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+@contextmanager
+def stored_downtimes(dp: DataPlane, shift: PhaseResult, tmp_path: Path,
+                     monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, dict[str, Any]]]:
+    """The cutover recorded the way the wave DAG records a phase, in a store made for
+    the test, and the downtimes read back per server (the store stays set meanwhile)."""
+    with store_url("sqlite", tmp_path) as url:
+        monkeypatch.setenv("MIGRATIONBOX_STORE_URL", url)
+        with session_scope(url) as session:
+            repository.save_estate(session, Estate(name=dp.estate, servers=[]))
+        _finish(dp.estate, dp.plan.version, 1, "run-1", "cutover", "success", shift.summary,
+                shift.model_dump(mode="json"))
+        with session_scope(url, read_only=True) as session:
+            yield repository.live_downtimes(session, dp.estate, 1)
+
+
+@pytest.fixture
+def live_plane(aws_emulator, tmp_path: Path) -> Iterator[DataPlane]:
+    with live_dataplane(tmp_path) as dp:
+        yield dp
 
 
 def test_live_server_is_precopied_frozen_briefly_and_its_downtime_stored(live_plane,
@@ -140,14 +165,7 @@ def test_live_server_is_precopied_frozen_briefly_and_its_downtime_stored(live_pl
     assert "live downtime web-01" in shift.summary
 
     # -- the store: recorded the way the wave DAG records a phase, read back per server
-    with store_url("sqlite", tmp_path) as url:
-        monkeypatch.setenv("MIGRATIONBOX_STORE_URL", url)
-        with session_scope(url) as session:
-            repository.save_estate(session, Estate(name=dp.estate, servers=[]))
-        _finish(dp.estate, dp.plan.version, 1, "run-1", "cutover", "success", shift.summary,
-                shift.model_dump(mode="json"))
-        with session_scope(url, read_only=True) as session:
-            stored = repository.live_downtimes(session, dp.estate, 1)
+    with stored_downtimes(dp, shift, tmp_path, monkeypatch) as stored:
         lines: list[str] = []  # and the demo's summary of the run shows it
         _print_summary(dp.plan, dp.plan.waves[0], "run-1",
                        RunOutcome("d", "run-1", "success", {}, [], 1.0), lines.append)

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -246,42 +245,19 @@ LIVE = "web-01"
 
 @pytest.fixture
 def live_plane(aws_emulator, tmp_path: Path):
-    from test_dataplane_phases import DataPlane, _provision_like
+    from test_dataplane_live import live_dataplane
 
-    from migrationbox.lab.lab import Lab
-    from migrationbox.lab.testing import tiny_plan
-
-    estate = f"ls{uuid.uuid4().hex[:8]}"
-    base = tiny_plan(estate)
-    plan = base.model_copy(update={"servers": [
-        s.model_copy(update={"live": s.server_id == LIVE}) for s in base.servers]})
-    lab = Lab(estate, plan, root=tmp_path / "lab", data_scale_mb=1.0)
-    undo: list[Callable[[], object]] = []  # what provisioning made, undone last to first
-    try:
-        endpoints = lab.up()
-        zone, instances = _provision_like(plan, True, undo)
-        yield DataPlane(plan, lab, endpoints, zone, instances, tmp_path)
-    finally:
-        errors: list[Exception] = []
-        for step in [lambda: lab.down(purge=True), *reversed(undo)]:
-            try:
-                step()
-            except Exception as exc:  # undo the rest anyway (the emulator is shared)
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+    with live_dataplane(tmp_path, prefix="ls") as dp:
+        yield dp
 
 
 def test_live_server_over_ssh_through_replicate_and_cutover_with_downtime_stored(
         live_plane, server: SshServer, conn: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from migrationbox.inventory.models import Estate
+    from test_dataplane_live import stored_downtimes
+
     from migrationbox.lab.endpoints import by_server
-    from migrationbox.orchestration.tasks import _finish
     from migrationbox.phases import cutover, replicate
-    from migrationbox.store import repository
-    from migrationbox.store.db import session_scope
-    from migrationbox.store.testing import store_url
 
     dp = live_plane
     disk_ep = by_server(dp.endpoints, LIVE, "disk")[0]
@@ -325,12 +301,6 @@ def test_live_server_over_ssh_through_replicate_and_cutover_with_downtime_stored
     assert info["downtime_s"] > 0 and info["frozen_at"] < info["serving_at"]
     assert info["downtime_s"] >= root["downtime_s"]
 
-    with store_url("sqlite", tmp_path) as url:
-        monkeypatch.setenv("MIGRATIONBOX_STORE_URL", url)
-        with session_scope(url) as session:
-            repository.save_estate(session, Estate(name=dp.estate, servers=[]))
-        _finish(dp.estate, dp.plan.version, 1, "run-1", "cutover", "success", shift.summary,
-                shift.model_dump(mode="json"))
-        with session_scope(url, read_only=True) as session:
-            stored = repository.live_downtimes(session, dp.estate, 1)
+    with stored_downtimes(dp, shift, tmp_path, monkeypatch) as stored:
+        assert set(stored) == {LIVE}
     assert stored[LIVE]["downtime_s"] == info["downtime_s"]
