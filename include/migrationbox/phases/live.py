@@ -187,8 +187,8 @@ class CommandFreeze:
         if self.frozen_at is not None:
             try:
                 self._run(THAW_COMMAND, self.thaw_command)
+                self.frozen_at = None  # a failed thaw stays frozen: it may be tried again
             finally:
-                self.frozen_at = None
                 self.tree.close()
 
 
