@@ -304,3 +304,25 @@ def test_unpaired_surrogate_escape_is_quarantined_and_can_be_written_and_printed
     out = capsys.readouterr().out
     out.encode("utf-8")  # printable
     assert "unpaired surrogate" in out and "2 valid" in out  # a real emoji pair is fine
+
+
+@settings(max_examples=40, deadline=None)
+@given(field=st.sampled_from(["hardware.disk_total_gb", "hardware.cpu_mhz",
+                              "hardware.disk_iops_max", "performance_baseline.disk_iops_avg",
+                              "performance_baseline.network_throughput_mbps"]),
+       value=st.one_of(st.floats(min_value=1.0000001e9, allow_infinity=False),
+                       st.floats(min_value=0, max_value=1e9),
+                       st.sampled_from([float("inf"), float("nan"), 10**30])))
+def test_absurd_measurements_are_refused_by_field_plausible_ones_load(
+        field: str, value: float) -> None:
+    from migrationbox.inventory.validation import validate_records
+
+    data = record("m-1")
+    section, _, key = field.partition(".")
+    data[section][key] = value
+    report = validate_records([data])
+    if isinstance(value, float) and 0 <= value <= 1e9:
+        assert [s.server_id for s in report.valid] == ["m-1"]
+    else:
+        (item,) = report.quarantined
+        assert [i.field for i in item.issues] == [field]

@@ -23,11 +23,18 @@ _DEST_RE = re.compile(r"^(?P<host>[A-Za-z0-9._-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Percent = Annotated[float, Field(ge=0, le=100)]
-NonNegative = Annotated[float, Field(ge=0)]
+#: Every other measurement (GB, IOPS, MB/s, MHz, Gbit/s, days) is at most 10^9: far
+#: above any real server (an exabyte of disk), far below what would overflow sums and
+#: cost figures. A 1e300 from a broken agent is refused by name, not sized.
+PLAUSIBLE_MAX = 1e9
+NonNegative = Annotated[float, Field(ge=0, le=PLAUSIBLE_MAX)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True, str_strip_whitespace=True)
+    # NaN/Infinity are refused by field (records built in memory; the JSON loader
+    # already quarantines them with their path)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, str_strip_whitespace=True,
+                              allow_inf_nan=False)
 
 
 class Environment(StrEnum):
@@ -84,7 +91,7 @@ class Application(_Model):
 class NetworkDependency(_Model):
     destination: str = Field(description="host:port of the peer, as observed")
     protocol: str | None = None
-    frequency_per_hour: NonNegative | None = None
+    frequency_per_hour: Annotated[float, Field(ge=0, le=1e12)] | None = None
 
     @field_validator("destination")
     @classmethod
