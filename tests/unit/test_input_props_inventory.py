@@ -326,3 +326,14 @@ def test_absurd_measurements_are_refused_by_field_plausible_ones_load(
     else:
         (item,) = report.quarantined
         assert [i.field for i in item.issues] == [field]
+
+
+def test_duplicate_key_on_one_line_of_a_large_json_lines_file_is_found(tmp_path: Path) -> None:
+    lines = [json.dumps(record(f"l-{i}", ip_addresses=[f"10.2.{i // 200}.{i % 200 + 1}"]))
+             for i in range(500)]
+    lines[321] = lines[321].replace('"ram_gb": 4', '"ram_gb": 4, "ram_gb": 8')
+    (tmp_path / "big.jsonl").write_text("\n".join(lines) + "\n")
+    report = validate_inventory(tmp_path)
+    assert len(report.valid) == 499
+    (item,) = report.quarantined
+    assert item.line == 322 and item.issues[0].field == "hardware.ram_gb"

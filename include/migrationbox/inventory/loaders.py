@@ -271,7 +271,7 @@ def _key_count_bound(raw: bytes) -> int:
     return raw.count(b'":') + raw.count(b'" :')
 
 
-def _decode(raw: bytes) -> _Decoded:
+def _decode(raw: bytes, *, check_keys: bool = True) -> _Decoded:
     """Parse JSON quickly; fall back to the strict stdlib path when needed.
 
     msgspec parses valid documents fast. The stdlib parser runs instead when msgspec
@@ -281,6 +281,7 @@ def _decode(raw: bytes) -> _Decoded:
     re-encoding, where every key ends in '":') are fewer than the key ends in the text.
     Both counts include '":' inside strings, so they agree on a document without
     duplicates; C-speed counting keeps this cheap on 100,000-record estates.
+    ``check_keys=False`` leaves that check to the caller (JSON Lines: once per file).
     Raises ``json.JSONDecodeError`` (with line and column), ``UnicodeDecodeError`` or
     ``DocumentTooDeep``.
     """
@@ -292,7 +293,7 @@ def _decode(raw: bytes) -> _Decoded:
         return _strict_loads(raw)
     if type(data) is not dict and type(data) is not list:
         return _Decoded(data)
-    if _key_count_bound(raw) > _encoder.encode(data).count(b'":'):
+    if check_keys and _key_count_bound(raw) > _encoder.encode(data).count(b'":'):
         return _strict_loads(raw)
     if b"\\u" in raw and _SURROGATE_ESCAPE.search(raw):  # may hold an unpaired one
         return _strict_loads(raw)
@@ -444,24 +445,7 @@ def iter_file(path: Path) -> Iterator[RawRecord | ParseError | LoadNote]:
         return
     raw = _normalise(_read_bytes(path))
     if path.suffix.lower() in JSONL_SUFFIXES:
-        ordinal = 0
-        for lineno, line in enumerate(raw.splitlines(), start=1):
-            if not line.strip():
-                continue
-            shown = line[:2000].decode("utf-8", errors="replace")
-            try:
-                decoded = _decode(line)
-            except json.JSONDecodeError as exc:
-                err = _json_error(name, exc, line_offset=lineno - 1)
-                yield ParseError(err.file, err.line, err.column, err.message, text=shown)
-            except UnicodeDecodeError as exc:
-                yield ParseError(name, lineno, exc.start + 1, _not_utf8(exc, line), text=shown)
-            except DocumentTooDeep as exc:
-                yield ParseError(name, lineno, None, f"malformed JSON: {exc} (a record may "
-                                 f"nest at most {MAX_DEPTH} levels)", text=shown)
-            else:
-                yield _raw_record(Origin(name, ordinal, lineno), decoded.data, decoded)
-            ordinal += 1
+        yield from _iter_lines(name, raw)
         return
     if not raw.strip():
         yield ParseError(name, None, None, "empty file: expected a JSON record or list")
@@ -498,6 +482,57 @@ def iter_file(path: Path) -> Iterator[RawRecord | ParseError | LoadNote]:
             yield _raw_record(Origin(name, index), item, decoded)
     else:
         yield _raw_record(Origin(name, 0), data, decoded)
+
+
+def _line_item(name: str, lineno: int, line: bytes, ordinal: int,
+               parse: Any) -> RawRecord | ParseError:
+    """One JSON Lines line as a record, or a parse error naming its line."""
+    try:
+        decoded = parse(line)
+    except json.JSONDecodeError as exc:
+        err = _json_error(name, exc, line_offset=lineno - 1)
+        return ParseError(err.file, err.line, err.column, err.message, text=_shown(line))
+    except UnicodeDecodeError as exc:
+        return ParseError(name, lineno, exc.start + 1, _not_utf8(exc, line), text=_shown(line))
+    except DocumentTooDeep as exc:
+        return ParseError(name, lineno, None, f"malformed JSON: {exc} (a record may nest at "
+                          f"most {MAX_DEPTH} levels)", text=_shown(line))
+    return _raw_record(Origin(name, ordinal, lineno), decoded.data, decoded)
+
+
+def _shown(line: bytes) -> str:
+    return line[:2000].decode("utf-8", errors="replace")
+
+
+def _iter_lines(name: str, raw: bytes) -> Iterator[RawRecord | ParseError]:
+    """The records of a JSON Lines file, one per non-blank line.
+
+    The duplicate-key check runs once for the whole file (key ends in the text of the
+    fast-parsed lines against the keys msgspec kept for them); only when the file may
+    hide one are its lines checked, and re-parsed strictly, one by one.
+    """
+    items: list[RawRecord | ParseError] = []
+    lines: list[bytes] = []
+    ordinal = 0
+    for lineno, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        items.append(_line_item(name, lineno, line, ordinal,
+                                lambda text: _decode(text, check_keys=False)))
+        lines.append(line)
+        ordinal += 1
+    fast = [i for i, item in enumerate(items) if isinstance(item, RawRecord)
+            and not item.problems and type(item.data) in (dict, list)]
+    if fast:
+        kept = _encoder.encode([items[i].data for i in fast]).count(b'":')
+        if _key_count_bound(b",".join(lines[i] for i in fast)) > kept:
+            for i in fast:
+                record = items[i]
+                assert isinstance(record, RawRecord)
+                if _key_count_bound(lines[i]) > _encoder.encode(record.data).count(b'":'):
+                    items[i] = _line_item(name, record.origin.line or 0, lines[i],
+                                          record.origin.index, _strict_loads)
+    yield from items
 
 
 def iter_records(path: str | Path) -> Iterator[RawRecord | ParseError | LoadNote]:
