@@ -34,9 +34,16 @@ Recovery is verified when that run has at least ``min_points`` points spanning a
 too short or too brief never verify; the verdict says which, with the values it looked at
 (:meth:`WindowVerdict.summary`), and the incident shows them.
 
+What is read: a published metric is read back from the monitoring API
+(:class:`SeriesSignal`); health and the facts the probe measures (blocked sessions,
+checksum mismatches) are sampled by the healer, one point per look, stamped when taken
+(:class:`SampledSignal`). Looks are ``verify_interval_s`` apart until ``verify_timeout_s``,
+counted from the instant, runs out.
+
 Each matrix row carries its window (``verify`` in ``decision_matrix.json``, validated with
-the matrix); a context built by hand without one is checked on a single reading, and the
-outcome says so.
+the matrix; the healer refuses to start with a row whose ``min_seconds`` does not fit in
+its ``verify_timeout_s``); a context built by hand without one is checked on a single
+reading, and the outcome says so.
 """
 
 from __future__ import annotations
