@@ -328,3 +328,12 @@ def test_matrix_rows_carry_windows_that_can_verify() -> None:
         assert row.verify.min_points >= 2, row.id
     assert matrix.row("high_cpu").verify.zero_is_reset  # type: ignore[union-attr]
     assert not matrix.row("dns_propagation_incomplete").verify.zero_is_reset  # type: ignore[union-attr]
+
+
+def test_the_healer_refuses_a_window_that_cannot_fit_its_timeout() -> None:
+    from migrationbox.healer.runtime import HealerSettings
+
+    with pytest.raises(ValueError, match=r"'high_cpu': verify.min_seconds 4 does not fit"):
+        Healer(create_engine("sqlite://"), HealerSettings(verify_timeout_s=3.0),
+               source=FakeMonitoring(BurningService(SimClock()), "x"),  # type: ignore[arg-type]
+               notifiers=[])
