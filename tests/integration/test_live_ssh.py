@@ -127,9 +127,9 @@ def test_precopy_over_ssh_chases_a_writer_then_freezes_it_by_command(server: Ssh
             result = precopy(tree, dst, pause, resume, BLOCK, threshold_bytes=256 * 1024,
                              max_rounds=6, cbt=True)
             frozen_image = disk.read_bytes()
-            assert _state(pid) == "T"  # still frozen: the thaw is cutover's rollback's
-            fr.thaw()
-            assert _wait_state(pid, stopped=False)
+        assert _state(pid) == "T"  # still frozen: the thaw is cutover's rollback's
+        fr.thaw()  # on a new connection: the copy's was closed, as live_cutover does
+        assert _wait_state(pid, stopped=False)
     assert seen == {"stopped": True, "manifest_is_source": True, "verify_against_source": True}
     assert frozen_image == (dst / "disk.img").read_bytes()
     assert late.read_bytes() == (dst / "var" / "late.bin").read_bytes()

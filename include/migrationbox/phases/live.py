@@ -336,7 +336,8 @@ def live_cutover(ctx: PhaseContext, endpoints: list[Endpoint], phase: str,
             info: dict[str, Any] = {"disks": {}, "source_state": "frozen"}
             out.servers[sid] = info
             for ep in disks:
-                src, tgt = live_source(ep, phase), ep.target_path
+                tgt = ep.target_path
+                src = live_source(ep, phase)
                 try:
                     fr = endpoint_freeze(ep, src, phase)
                     out.freezes.append(fr)
