@@ -26,10 +26,13 @@ def _disk(uri: str, **details) -> Endpoint:
     return Endpoint("web-01", "disk", "root", uri, "file:///tmp/unused", details)
 
 
-def test_an_ssh_source_is_refused_for_a_live_server_by_endpoint_and_field():
-    ep = _disk("ssh://app@10.0.0.5/srv/data", ssh_conn_id="lab_ssh")
-    with pytest.raises(PhaseFailed, match=r"web-01/disk/root: source_uri: .*file://"):
-        local_source(ep, "replicate")
+def test_the_local_change_log_path_refuses_a_source_that_is_not_a_local_folder():
+    """Only a file:// source has a changed-block log here; an ssh:// one takes the
+    source-hash path (live_source), and anything else is refused by endpoint and field."""
+    for uri in ("ssh://app@10.0.0.5/srv/data", "s3://bucket/disk", ""):
+        ep = _disk(uri, ssh_conn_id="lab_ssh")
+        with pytest.raises(PhaseFailed, match=r"web-01/disk/root: source_uri: .*file://"):
+            local_source(ep, "replicate")
 
 
 @pytest.mark.parametrize("bad", [None, "123", True, 0, -4])
