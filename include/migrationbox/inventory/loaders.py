@@ -192,7 +192,7 @@ class LoadResult:
     notes: list[LoadNote] = field(default_factory=list)
 
 
-class DocumentTooDeep(ValueError):
+class DocumentTooDeep(InputError):
     """The parser gave up on nesting (past the interpreter's recursion limit)."""
 
 
