@@ -269,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
             chaos.baseline(30.0)
             client.bulk_upsert("variables", [{"key": CONF_VARIABLE, "value": json.dumps({
                 "estates": [chaos.estate], "interval_s": 2, "sustain_scale": 0.02,
-                "verify_timeout_s": 30})}])
+                # each run is a new incident: an alert of the previous run (the healer
+                # arriving late on a saturated machine) must not absorb the next one
+                "verify_timeout_s": 30, "dedupe_window_s": 20})}])
             client.unpause(DAG_ID)
             # the watcher is registered at the next parse, then the triggerer runs it
             _wait_for_watch(plat.logs_dir / "airflow-triggerer.log", 300)

@@ -57,6 +57,9 @@ class HealConf(BaseModel):
     #: end the window as soon as an incident waits for a person, so that the request for
     #: approval goes out now rather than at the end of the window
     stop_on_approval: bool = True
+    #: an alerted incident of the same server and anomaly type this recent absorbs a new
+    #: one (seconds; 15 min by default): people were told already
+    dedupe_window_s: float = Field(default=900.0, ge=0, le=86400)
     #: health-probe history kept (hours); one row per watched server per pass
     probe_retention_h: float = Field(default=24.0, gt=0, le=24 * 90)
 
@@ -122,7 +125,8 @@ def _healer(conf: HealConf) -> Any:
     from migrationbox.healer.sensing import SensingConfig
 
     settings = HealerSettings(sensing=SensingConfig(sustain_scale=conf.sustain_scale),
-                              verify_timeout_s=conf.verify_timeout_s)
+                              verify_timeout_s=conf.verify_timeout_s,
+                              dedupe_window=timedelta(seconds=conf.dedupe_window_s))
     return Healer(settings=settings,
                   notifiers=notifiers_from_airflow(settings.notify_conn_id, in_task=True))
 
