@@ -388,3 +388,18 @@ def test_trigger_params_are_the_run_conf_fields():
         key, value = next(iter(bad.items()))
         with pytest.raises(ParamValidationError):
             Param(**{**specs[key], "default": value}).resolve()
+
+
+def test_the_database_service_credentials_route_is_a_run_option():
+    """Secrets Manager by default (no password in a DMS endpoint); the password route
+    only when a run asks for it; anything else refused naming the key."""
+    default = PhaseOptions().cloud.database_service_options()
+    assert default == {"credentials": "secrets-manager"}
+    chosen = PhaseOptions.model_validate(
+        {"cloud": {"database_credentials": "password", "poll_seconds": 0.5,
+                   "database_secrets_role_arn": "arn:aws:iam::123456789012:role/dms"}})
+    assert chosen.cloud.database_service_options() == {
+        "credentials": "password", "poll_seconds": 0.5,
+        "secrets_role_arn": "arn:aws:iam::123456789012:role/dms"}
+    with pytest.raises(RunConfError, match=r"cloud\.database_credentials"):
+        parse_run_conf({"cloud": {"database_credentials": "plaintext"}})

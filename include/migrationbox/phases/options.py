@@ -15,7 +15,7 @@ callbacks, clients) are never options: see ``phases.context.Collaborators``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -71,6 +71,27 @@ class CloudOptions(_Section):
         default=None, gt=0,
         description="waiter polling interval (small against the emulator); unset: the adapter's",
     )
+    database_credentials: Literal["secrets-manager", "password"] = Field(
+        default="secrets-manager",
+        description="how the cloud's database migration service gets each side's login: "
+                    "a secret in the cloud's secrets store it reads through a role "
+                    "(no password in the endpoint definition), or the password itself in "
+                    "the endpoint (an explicit fallback)",
+    )
+    database_secrets_role_arn: str | None = Field(
+        default=None, min_length=1,
+        description="role the migration service reads the secrets with; unset: one per "
+                    "wave, created and removed with it",
+    )
+
+    def database_service_options(self) -> dict[str, Any]:
+        """The options ``get_database_service`` takes from this section."""
+        out: dict[str, Any] = {"credentials": self.database_credentials}
+        if self.poll_seconds is not None:
+            out["poll_seconds"] = self.poll_seconds
+        if self.database_secrets_role_arn is not None:
+            out["secrets_role_arn"] = self.database_secrets_role_arn
+        return out
 
 
 class PreflightOptions(_Section):

@@ -155,12 +155,9 @@ def database_service(ctx: PhaseContext) -> DatabaseService:
     from migrationbox.cloud.database_service import NoDatabaseService, get_database_service
 
     settings = ctx.plan.settings
-    options: dict[str, Any] = {}
-    if ctx.options.cloud.poll_seconds is not None:
-        options["poll_seconds"] = ctx.options.cloud.poll_seconds
     try:
         service = get_database_service(settings.cloud, ctx.aws_conn_id, settings.region,
-                                       **options)
+                                       **ctx.options.cloud.database_service_options())
     except NoDatabaseService as exc:
         return DatabaseService(None, str(exc))
     poll = ctx.options.cloud.poll_seconds

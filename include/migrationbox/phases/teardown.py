@@ -28,11 +28,9 @@ def _teardown_database_service(ctx: PhaseContext) -> list[str]:
     from migrationbox.cloud.database_service import NoDatabaseService, get_database_service
 
     settings = ctx.plan.settings
-    options = ({"poll_seconds": ctx.options.cloud.poll_seconds}
-               if ctx.options.cloud.poll_seconds is not None else {})
     try:
         service = get_database_service(settings.cloud, ctx.aws_conn_id, settings.region,
-                                       **options)
+                                       **ctx.options.cloud.database_service_options())
     except NoDatabaseService:
         return []
     return service.teardown(ctx.estate, ctx.wave_number)
