@@ -389,7 +389,9 @@ def test_wave_spec_is_compact_and_written_atomically(tmp_path):
     path = write_wave_spec(plan, tmp_path / "plans")
     assert path == tmp_path / "plans" / "layered.json"
     assert json.loads(path.read_text()) == json.loads(json.dumps(spec))
-    assert [p.name for p in path.parent.iterdir()] == ["layered.json"]  # no temp left
+    # no temp file left: the spec, and its estate's loader in the plans DAG bundle
+    assert sorted(p.name for p in path.parent.iterdir()) == ["dags", "layered.json"]
+    assert sorted(p.name for p in (path.parent / "dags").iterdir()) == ["migrate__layered.py"]
     stamp = path.stat().st_mtime_ns
     write_wave_spec(plan, tmp_path / "plans")  # unchanged: not rewritten
     assert path.stat().st_mtime_ns == stamp
