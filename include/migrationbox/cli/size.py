@@ -116,12 +116,6 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"migrationbox size: {exc}", file=err)
         return 2
-    except (TypeError, RecursionError) as exc:
-        # sizing.onprem reads a JSON array or a deeply nested file into these; the
-        # file is the user's, so say so rather than show a traceback
-        print(f"migrationbox size: on-prem cost file {args.onprem}: expected a JSON object "
-              f"of cost figures ({type(exc).__name__}: {exc})", file=err)
-        return 2
     clouds = ["aws", "azure", "gcp"] if args.cloud == "all" else [args.cloud]
     kwargs: dict[str, Any] = {"clouds": clouds, "regions": regions, "assumptions": assumptions,
                               "onprem": onprem, "max_risk": args.max_risk}

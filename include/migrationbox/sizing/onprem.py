@@ -33,27 +33,40 @@ figures beat any default:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from migrationbox.errors import InputError
 from migrationbox.sizing.clouds.storage import disk_class
 from migrationbox.sizing.features import ServerProfile
 
 HOURS_PER_MONTH = 730
+MAX_DEPTH = 64  # nesting a cost file may have: flat figures need 1, anything past 64 is junk
+# Largest figure a cost file may set. Finite figures can still multiply to infinity
+# (1e200 dollars times 1e200 per cent), which would print "$inf/month" and "100 %
+# savings"; a trillion is far above any real price, wattage or salary, and keeps every
+# product of figures and measurements (capped at 10^9) finite.
+MAX_FIGURE = 1e12
+
+
+class OnPremFileError(InputError):
+    """The ``--onprem`` cost file cannot be used; the message names the file and key."""
 
 
 class OnPremCostModel(BaseModel):
     """The on-premise cost assumptions (all USD)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: JSON's Infinity would otherwise make every saving "100 %"
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     host_price_usd: float = Field(default=30_000, ge=0)
     host_cores: int = Field(default=64, ge=1)
-    host_memory_gib: float = Field(default=1024, gt=0)
+    host_memory_gib: float = Field(default=1024, ge=1)
     cpu_share_of_host_cost: float = Field(default=0.5, ge=0, le=1)
-    vcpu_per_core: float = Field(default=2.0, gt=0)
+    vcpu_per_core: float = Field(default=2.0, ge=0.1)
     amortisation_months: int = Field(default=60, ge=1)
     hardware_support_pct_per_year: float = Field(default=0.08, ge=0)
     ssd_usd_per_tb: float = Field(default=1_000, ge=0)
@@ -78,7 +91,16 @@ class OnPremCostModel(BaseModel):
     egress_share: float = Field(default=0.25, ge=0, le=1,
                                 description="as the cloud assumption: outbound internet share")
     admin_usd_per_year: float = Field(default=130_000, ge=0)
-    servers_per_admin: float = Field(default=75, gt=0)
+    servers_per_admin: float = Field(default=75, ge=0.01)
+
+    @field_validator("*")
+    @classmethod
+    def _not_astronomical(cls, value: float) -> float:
+        """Refuse figures past ``MAX_FIGURE`` (the divisors above have floors for the
+        same reason: a tiny divisor is an astronomical figure)."""
+        if abs(value) > MAX_FIGURE:
+            raise ValueError(f"must be at most {MAX_FIGURE:.0e}")
+        return value
 
     def note(self) -> str:
         parts = [
@@ -163,18 +185,66 @@ def estimate(profile: ServerProfile, model: OnPremCostModel | None = None) -> On
     return OnPremCost(hardware, storage, power, space, licences, operations, network)
 
 
+def _printable(text: object) -> str:
+    """``text`` safe to print on any terminal (a JSON key may hold a lone surrogate)."""
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _depth_past(value: object, limit: int) -> bool:
+    """Whether ``value`` nests deeper than ``limit`` (iterative: no recursion limit)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children: Iterable[object] = (node.values() if isinstance(node, dict)
+                                      else node if isinstance(node, list) else ())
+        for child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
+
+
 def load_onprem_model(path: str | Path | None = None) -> OnPremCostModel:
-    """Defaults, overridden by the keys of a JSON file when one is given."""
+    """Defaults, overridden by the keys of a JSON file when one is given.
+
+    Raises ``OnPremFileError`` (an ``InputError``, so still a ``ValueError``) naming the
+    file, and the key where there is one: unreadable, not UTF-8 JSON, not an object,
+    nested too deeply, an unknown key, a figure out of range, not a number or not finite.
+    A customer's cost file is theirs to fix, so it is refused as a whole rather than
+    half-applied: a saving computed from some of their figures and some defaults would
+    look like theirs.
+    """
     if path is None:
         return OnPremCostModel()
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"on-prem cost file {p}: {exc}") from exc
+        data = json.loads(p.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise OnPremFileError(f"on-prem cost file {p}: {exc.strerror or exc}") from exc
+    except RecursionError:
+        raise OnPremFileError(f"on-prem cost file {p}: not JSON (nested too deeply for the "
+                              f"parser)") from None
+    except ValueError as exc:  # not UTF-8, not JSON, an integer of thousands of digits
+        raise OnPremFileError(f"on-prem cost file {p}: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise OnPremFileError(f"on-prem cost file {p}: expected a JSON object of cost "
+                              f"figures (keys = field names), got {type(data).__name__}")
+    for key, value in data.items():
+        if isinstance(value, (dict, list)) and _depth_past(value, MAX_DEPTH - 1):
+            raise OnPremFileError(f"on-prem cost file {p}: {_printable(key)}: nested more "
+                                  f"than {MAX_DEPTH} levels deep (expected a number)")
+    # unknown keys are named here, not by pydantic: a key may hold a lone surrogate
+    # escape, which pydantic reports without its name
+    problems = [f"{_printable(key)}: unknown key (expected a field of the on-prem cost "
+                f"model)" for key in data if key not in OnPremCostModel.model_fields]
+    known = {k: v for k, v in data.items() if k in OnPremCostModel.model_fields}
     try:
-        return OnPremCostModel.model_validate({**OnPremCostModel().model_dump(), **data})
+        model = OnPremCostModel.model_validate({**OnPremCostModel().model_dump(), **known})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}"
-                             for e in exc.errors())
-        raise ValueError(f"on-prem cost file {p}: {problems}") from None
+        problems += [f"{_printable('.'.join(str(x) for x in e['loc']))}: {e['msg']}"
+                     for e in exc.errors()]
+        model = None
+    if problems or model is None:
+        raise OnPremFileError(f"on-prem cost file {p}: {'; '.join(problems)}")
+    return model
