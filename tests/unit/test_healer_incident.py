@@ -143,6 +143,12 @@ def test_the_verification_window_is_kept_and_shown() -> None:
     text = render_markdown(again)
     assert "n=5 over 4.0 s, min 31.9 / mean 32.26 / max 32.6" in text
     assert "14:25:47 32.4" in text  # the window's values, with their times
+    # the remediation section and the Teams card carry the verdict, not only the timeline
+    section = text.split("## Remediation", 1)[1]
+    assert record.summary and f"**Verification:** {record.summary}" in section
+    card = adaptive_card(again, report_url="https://airflow.example/incidents/1")
+    facts = {f["title"]: f["value"] for f in card["body"][1]["facts"]}
+    assert facts["Verification"] == record.summary
 
 
 def test_durations_and_ids() -> None:

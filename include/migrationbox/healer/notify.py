@@ -66,6 +66,9 @@ def adaptive_card(incident: Incident, report_url: str | None = None) -> dict[str
     ]
     if incident.remediation is not None:
         facts.append({"title": "Remediation", "value": incident.remediation.description})
+        if incident.remediation.verification and incident.remediation.verification.summary:
+            facts.append({"title": "Verification",
+                          "value": incident.remediation.verification.summary})
     body: list[dict[str, Any]] = [
         {"type": "TextBlock", "text": f"{incident.incident_id}: {incident.title}",
          "weight": "Bolder", "size": "Medium", "wrap": True,

@@ -8,6 +8,7 @@ from migrationbox.healer.remediation.base import (
     RemediationOutcome,
     execute,
 )
+from migrationbox.healer.verification import VerifyWindow
 
 __all__ = ["REGISTRY", "RemediationContext", "RemediationError", "RemediationOutcome",
-           "execute", "remediation_for"]
+           "VerifyWindow", "execute", "remediation_for"]
