@@ -143,9 +143,12 @@ def test_the_demo_shows_the_champion_with_its_held_out_figures(with_champion) ->
     assert card is not None and card["version"] == with_champion["version"]
     lines = champion_lines(card)
     assert lines[0].startswith(f"champion migrationbox-sizing v{card['version']} (MLflow run ")
-    assert any("Azure Migrate rule (p95 x 1.3)" in line and "short" in line for line in lines)
-    assert any(line.strip().startswith("ML, stated risk") and "vCPU" in line and "GiB" in line
-               for line in lines)
+    assert any("short" in line and "of box" in line for line in lines)  # the header
+    assert any("Azure Migrate rule (p95 x 1.3)" in line and "%" in line for line in lines)
+    header = next(line for line in lines if "of box" in line).split()
+    assert header == ["option", "short", "of", "box", "vCPU", "bought", "GiB", "USD/mo"]
+    ml = next(line for line in lines if line.strip().startswith("ML, stated risk"))
+    assert ml.count("%") >= 3 and "$" in ml  # the stated risk, short, short of box, cost
 
 
 def test_without_a_champion_size_and_plan_say_rules_only_and_how_to_train(tmp_path,

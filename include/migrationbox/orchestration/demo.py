@@ -86,7 +86,12 @@ def train_sizing_champion(client: Any, say: Callable[[str], None] = _say,
 
 
 def champion_lines(card: dict[str, Any]) -> list[str]:
-    """The champion and its held-out figures, beside the rules it must beat."""
+    """The champion and its held-out figures, beside the rules it must beat.
+
+    Two ways of being short are shown: the recommended capacity below the next month's
+    p95, and the machine actually bought (rounded up to an instance type) below it; the
+    second is the like-for-like one when an option buys a whole machine.
+    """
     m = card["metrics"]
 
     def row(label: str, key: str) -> str | None:
@@ -94,17 +99,25 @@ def champion_lines(card: dict[str, Any]) -> list[str]:
                                        "mean_capacity_gib", "monthly_usd")]
         if not all(n in m for n in need):
             return None
-        return (f"  {label:<38} {m[need[0]]:>6.1%} short  {m[need[1]]:>6.2f} vCPU  "
-                f"{m[need[2]]:>6.2f} GiB  ${m[need[3]]:>7.2f}/server-month")
+        machine = m.get(f"{key}.machine_short_rate")
+        bought = m.get(f"{key}.bought_vcpu")
+        machine_text = f"{machine:>6.1%}" if machine is not None else "     -"
+        bought_text = f"{bought:>6.2f}" if bought is not None else "     -"
+        return (f"  {label:<42} {m[need[0]]:>6.1%} {machine_text}  {m[need[1]]:>6.2f} "
+                f"{bought_text}  {m[need[2]]:>6.2f}  ${m[need[3]]:>7.2f}")
 
     lines = [f"champion {card['name']} v{card['version']} (MLflow run {card['run_id'][:8]}, "
              f"{card['tracking_uri']})",
              f"promotion: {card.get('reason') or '-'}",
              f"held-out VMs {card['params'].get('test_vms', '?')} (7-day window -> next 30 "
-             "days' p95):"]
+             "days' p95):",
+             f"  {'option':<42} {'short':>6} {'of box':>6}  {'vCPU':>6} {'bought':>6}  "
+             f"{'GiB':>6}  {'USD/mo':>8}"]
     risk = float(card["params"].get("model_target_risk", 0.1))
     for label, key in ((f"ML, stated risk {risk:.0%} (discovery)", "ml_discovery"),
                        ("ML at the rule's training-VM risk", "ml_discovery_matched"),
+                       ("ML machine choice, rule's machine risk",
+                        "ml_discovery_machines_matched"),
                        ("Azure Migrate rule (p95 x 1.3)", "azure_migrate"),
                        ("Compute Optimizer rule (p99.5 + 20%)", "compute_optimizer"),
                        ("Conservative (150% of peak)", "conservative")):
