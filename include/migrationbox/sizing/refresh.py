@@ -22,13 +22,21 @@
 
 Each parser returns normalised rows; ``refresh`` writes them for one region with a
 sidecar naming the source and date (``clouds._files``), and catalogs prefer them.
+
+A source that is not in its documented shape (a page or item that is not an object, a
+field of the wrong type, a price that is not a finite number, JSON nested past the
+parser's limit) raises ``RefreshError`` naming the source, page and item; nothing is
+written. A refresh is all or nothing, like a price file: a catalog from the items that
+parsed would silently change which machine is cheapest.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +52,33 @@ GCP_COMPUTE_SERVICE = "6F81-5844-456A"
 
 class RefreshError(InputError):
     """The price source could not be read or parsed; the message says where."""
+
+
+#: What reading a field of the wrong shape raises (``None.get``, ``"x" > 1``, ``float("x")``,
+#: ``{}["k"]``, ``[][0]``, a list as a dict key).
+_SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)
+
+
+def _printable(text: object) -> str:
+    """``text`` safe to print (a JSON key may hold a lone surrogate escape)."""
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@contextmanager
+def _item(where: str) -> Iterator[None]:
+    """Turn a shape error while reading one page or item into a ``RefreshError`` naming it.
+
+    The parsers read documented formats field by field; a value of another type
+    surfaces as one of ``_SHAPE_ERRORS`` at the line that uses it, and the useful
+    message is which item of the source is malformed, not which line of ours noticed.
+    """
+    try:
+        yield
+    except RefreshError:
+        raise
+    except _SHAPE_ERRORS as exc:
+        raise RefreshError(f"{_printable(where)}: not in the documented shape "
+                           f"({type(exc).__name__}: {_printable(exc)[:200]})") from None
 
 
 def _today() -> str:
@@ -74,16 +109,17 @@ def parse_aws_bulk(doc: dict[str, Any], region: str) -> tuple[list[RefreshedRow]
                            "objects expected")
     wanted: dict[str, dict[str, str]] = {}
     for sku, product in products.items():
-        attrs = product.get("attributes", {})
-        if product.get("productFamily") != "Compute Instance":
-            continue
-        if attrs.get("regionCode", region) != region:
-            continue
-        if (attrs.get("operatingSystem") != "Linux" or attrs.get("tenancy") != "Shared"
-                or attrs.get("preInstalledSw", "NA") != "NA"
-                or attrs.get("capacitystatus", "Used") != "Used"):
-            continue
-        wanted[sku] = attrs
+        with _item(f"products.{sku}"):
+            attrs = product.get("attributes", {})
+            if product.get("productFamily") != "Compute Instance":
+                continue
+            if attrs.get("regionCode", region) != region:
+                continue
+            if (attrs.get("operatingSystem") != "Linux" or attrs.get("tenancy") != "Shared"
+                    or attrs.get("preInstalledSw", "NA") != "NA"
+                    or attrs.get("capacitystatus", "Used") != "Used"):
+                continue
+            wanted[sku] = attrs
 
     def hourly(term: dict[str, Any]) -> float | None:
         for dim in term.get("priceDimensions", {}).values():
@@ -96,30 +132,33 @@ def parse_aws_bulk(doc: dict[str, Any], region: str) -> tuple[list[RefreshedRow]
 
     rows: list[RefreshedRow] = []
     for sku, attrs in wanted.items():
-        on_demand = None
-        for term in terms.get("OnDemand", {}).get(sku, {}).values():
-            on_demand = hourly(term)
-        if on_demand is None or on_demand <= 0:
-            continue
-        reserved: dict[str, float] = {}
-        for term in terms.get("Reserved", {}).get(sku, {}).values():
-            ta = term.get("termAttributes", {})
-            if ta.get("OfferingClass") == "standard" and ta.get("PurchaseOption") == "No Upfront":
-                price = hourly(term)
-                if price is not None:
-                    reserved[ta.get("LeaseContractLength", "")] = price
-        processor = attrs.get("physicalProcessor", "")
-        try:
-            vcpu = int(attrs["vcpu"])
-        except (KeyError, ValueError):
-            vcpu = None
-        rows.append(RefreshedRow(
-            name=attrs.get("instanceType", ""), vcpu=vcpu,
-            memory_gib=_memory_gib(attrs.get("memory", "")),
-            arch="arm64" if "graviton" in processor.lower() else None,
-            ondemand_usd_hr=on_demand, commit_1y_usd_hr=reserved.get("1yr"),
-            commit_3y_usd_hr=reserved.get("3yr")))
-    return [r for r in rows if r.name], _date(doc.get("publicationDate"))
+        with _item(f"products.{sku} and its terms"):
+            on_demand = None
+            for term in terms.get("OnDemand", {}).get(sku, {}).values():
+                on_demand = hourly(term)
+            if on_demand is None or on_demand <= 0:
+                continue
+            reserved: dict[str, float] = {}
+            for term in terms.get("Reserved", {}).get(sku, {}).values():
+                ta = term.get("termAttributes", {})
+                if (ta.get("OfferingClass") == "standard"
+                        and ta.get("PurchaseOption") == "No Upfront"):
+                    price = hourly(term)
+                    if price is not None:
+                        reserved[ta.get("LeaseContractLength", "")] = price
+            processor = attrs.get("physicalProcessor", "")
+            try:
+                vcpu = int(attrs["vcpu"])
+            except (KeyError, ValueError):
+                vcpu = None
+            rows.append(RefreshedRow(
+                name=attrs.get("instanceType", ""), vcpu=vcpu,
+                memory_gib=_memory_gib(attrs.get("memory", "")),
+                arch="arm64" if "graviton" in processor.lower() else None,
+                ondemand_usd_hr=on_demand, commit_1y_usd_hr=reserved.get("1yr"),
+                commit_3y_usd_hr=reserved.get("3yr")))
+    with _item("publicationDate"):
+        return [r for r in rows if r.name], _date(doc.get("publicationDate"))
 
 
 # --------------------------------------------------------------------------- Azure
@@ -131,42 +170,46 @@ def parse_azure_retail(pages: Iterable[dict[str, Any]], region: str
     on_demand: dict[str, tuple[str, float]] = {}
     reserved: dict[tuple[str, int], tuple[str, float]] = {}
     latest: str | None = None
-    for page in pages:
-        items = page.get("Items")
-        if not isinstance(items, list):
-            raise RefreshError("not an Azure Retail Prices page: 'Items' list expected")
-        for item in items:
-            if (item.get("serviceName") != "Virtual Machines"
-                    or item.get("armRegionName") != region
-                    or item.get("currencyCode", "USD") != "USD"):
-                continue
-            name = item.get("armSkuName") or ""
-            product = item.get("productName") or ""
-            sku_name = item.get("skuName") or ""
-            if not name or "Windows" in product or "Spot" in sku_name or "Low Priority" in sku_name:
-                continue
-            start = item.get("effectiveStartDate") or ""
-            price = float(item.get("retailPrice", 0) or 0)
-            if price <= 0:
-                continue
-            kind = item.get("type")
-            if kind == "Consumption" and "Hour" in (item.get("unitOfMeasure") or ""):
-                if name not in on_demand or start > on_demand[name][0]:
-                    on_demand[name] = (start, price)
-            elif kind == "Reservation":
-                match = re.match(r"(\d+)\s+Years?", item.get("reservationTerm") or "")
-                if not match:
+    for page_no, page in enumerate(pages, start=1):
+        with _item(f"page {page_no}"):
+            items = page.get("Items")
+            if not isinstance(items, list):
+                raise RefreshError(f"page {page_no}: not an Azure Retail Prices page: "
+                                   "'Items' list expected")
+        for item_no, item in enumerate(items):
+            with _item(f"page {page_no}, Items[{item_no}]"):
+                if (item.get("serviceName") != "Virtual Machines"
+                        or item.get("armRegionName") != region
+                        or item.get("currencyCode", "USD") != "USD"):
                     continue
-                years = int(match.group(1))
-                hourly = price / (HOURS_PER_YEAR * years)  # the price is for the whole term
-                key = (name, years)
-                if key not in reserved or start > reserved[key][0]:
-                    reserved[key] = (start, hourly)
-            else:
-                continue
-            d = _date(start)
-            if d and (latest is None or d > latest):
-                latest = d
+                name = item.get("armSkuName") or ""
+                product = item.get("productName") or ""
+                sku_name = item.get("skuName") or ""
+                if (not name or "Windows" in product or "Spot" in sku_name
+                        or "Low Priority" in sku_name):
+                    continue
+                start = item.get("effectiveStartDate") or ""
+                price = float(item.get("retailPrice", 0) or 0)
+                if price <= 0:
+                    continue
+                kind = item.get("type")
+                if kind == "Consumption" and "Hour" in (item.get("unitOfMeasure") or ""):
+                    if name not in on_demand or start > on_demand[name][0]:
+                        on_demand[name] = (start, price)
+                elif kind == "Reservation":
+                    match = re.match(r"(\d+)\s+Years?", item.get("reservationTerm") or "")
+                    if not match:
+                        continue
+                    years = int(match.group(1))
+                    hourly = price / (HOURS_PER_YEAR * years)  # the price is for the whole term
+                    key = (name, years)
+                    if key not in reserved or start > reserved[key][0]:
+                        reserved[key] = (start, hourly)
+                else:
+                    continue
+                d = _date(start)
+                if d and (latest is None or d > latest):
+                    latest = d
     rows = [RefreshedRow(name=name, vcpu=None, memory_gib=None, arch=None, ondemand_usd_hr=p,
                          commit_1y_usd_hr=reserved.get((name, 1), (None, None))[1],
                          commit_3y_usd_hr=reserved.get((name, 3), (None, None))[1])
@@ -209,35 +252,38 @@ def parse_gcp_skus(pages: Iterable[dict[str, Any]], region: str,
     """
     rates: dict[tuple[str, str, str], float] = {}  # (series, kind, usage) -> per hour
     latest: str | None = None
-    for page in pages:
-        skus = page.get("skus")
-        if not isinstance(skus, list):
-            raise RefreshError("not a Cloud Billing Catalog page: 'skus' list expected")
-        for sku in skus:
-            cat = sku.get("category", {})
-            if cat.get("resourceFamily") != "Compute" or region not in (
-                    sku.get("serviceRegions") or []):
-                continue
-            desc = sku.get("description", "")
-            usage = cat.get("usageType", "")
-            if usage == "OnDemand":
-                m = _GCP_ONDEMAND.match(desc)
-                key_usage = "od"
-            elif usage in ("Commit1Yr", "Commit3Yr"):
-                m = _GCP_COMMIT.match(desc)
-                key_usage = "1y" if usage == "Commit1Yr" else "3y"
-            else:
-                continue
-            if not m:
-                continue
-            price = _unit_price(sku)
-            if price is None:
-                continue
-            kind = "core" if m.group("kind").lower() in ("core", "cpu") else "ram"
-            rates[(m.group("series").lower(), kind, key_usage)] = price[0]
-            d = _date(((sku.get("pricingInfo") or [{}])[0]).get("effectiveTime"))
-            if d and (latest is None or d > latest):
-                latest = d
+    for page_no, page in enumerate(pages, start=1):
+        with _item(f"page {page_no}"):
+            skus = page.get("skus")
+            if not isinstance(skus, list):
+                raise RefreshError(f"page {page_no}: not a Cloud Billing Catalog page: "
+                                   "'skus' list expected")
+        for sku_no, sku in enumerate(skus):
+            with _item(f"page {page_no}, skus[{sku_no}]"):
+                cat = sku.get("category", {})
+                if cat.get("resourceFamily") != "Compute" or region not in (
+                        sku.get("serviceRegions") or []):
+                    continue
+                desc = sku.get("description", "")
+                usage = cat.get("usageType", "")
+                if usage == "OnDemand":
+                    m = _GCP_ONDEMAND.match(desc)
+                    key_usage = "od"
+                elif usage in ("Commit1Yr", "Commit3Yr"):
+                    m = _GCP_COMMIT.match(desc)
+                    key_usage = "1y" if usage == "Commit1Yr" else "3y"
+                else:
+                    continue
+                if not m:
+                    continue
+                price = _unit_price(sku)
+                if price is None:
+                    continue
+                kind = "core" if m.group("kind").lower() in ("core", "cpu") else "ram"
+                rates[(m.group("series").lower(), kind, key_usage)] = price[0]
+                d = _date(((sku.get("pricingInfo") or [{}])[0]).get("effectiveTime"))
+                if d and (latest is None or d > latest):
+                    latest = d
     rows = []
     for name, (series, vcpu, mem) in sorted(machine_specs.items()):
         core, ram = rates.get((series, "core", "od")), rates.get((series, "ram", "od"))
@@ -276,6 +322,8 @@ def _fetch_json(url: str) -> dict[str, Any]:
         return response.json()
     except (httpx.HTTPError, ValueError) as exc:
         raise RefreshError(f"{url}: {exc}") from exc
+    except RecursionError:
+        raise RefreshError(f"{url}: JSON nested too deeply for the parser") from None
 
 
 def _read(source: str) -> Any:
@@ -283,11 +331,13 @@ def _read(source: str) -> Any:
         return _fetch_json(source)
     path = Path(source)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM is harmless
     except OSError as exc:
         raise RefreshError(f"cannot read {source}: {exc}") from exc
-    except ValueError as exc:
+    except ValueError as exc:  # not UTF-8, not JSON, an integer of thousands of digits
         raise RefreshError(f"{source} is not JSON: {exc}") from exc
+    except RecursionError:
+        raise RefreshError(f"{source} is not JSON: nested too deeply for the parser") from None
 
 
 def _pages(doc: Any, source: str, next_key: str) -> list[dict[str, Any]]:
@@ -295,37 +345,59 @@ def _pages(doc: Any, source: str, next_key: str) -> list[dict[str, Any]]:
     if isinstance(doc, list):
         return doc
     pages = [doc]
-    if source.startswith(("https://", "http://")):
+    if source.startswith(("https://", "http://")) and isinstance(doc, dict):
         link = doc.get(next_key)
         while link and len(pages) < AZURE_MAX_PAGES:
+            if not isinstance(link, str):
+                raise RefreshError(f"page {len(pages)}: {next_key} is not a link or token")
             if next_key == "nextPageToken":
                 sep = "&" if "?" in source else "?"
                 link = f"{source}{sep}pageToken={link}"
             page = _fetch_json(link)
             pages.append(page)
-            link = page.get(next_key)
+            link = page.get(next_key) if isinstance(page, dict) else None
     return pages
+
+
+def _check_rows(rows: list[RefreshedRow]) -> None:
+    """Every price written is a positive finite number (NaN passes ``price <= 0``)."""
+    for row in rows:
+        if not isinstance(row.name, str):
+            raise RefreshError(f"machine name {_printable(row.name)[:80]!r} is not a string")
+        for label, value in (("on-demand", row.ondemand_usd_hr),
+                             ("1-year commitment", row.commit_1y_usd_hr),
+                             ("3-year commitment", row.commit_3y_usd_hr),
+                             ("memory", row.memory_gib)):
+            if value is not None and not (isinstance(value, int | float)
+                                          and math.isfinite(value) and value > 0):
+                raise RefreshError(f"{_printable(row.name)}: {label} figure {value!r} is not "
+                                   "a positive finite number")
 
 
 def refresh(cloud: str, region: str, source: str, as_of: str | None = None,
             directory: Path | None = None) -> tuple[Path, int, PriceSource]:
     """Parse ``source`` (file or URL) and write the region's refreshed prices."""
-    doc = _read(source)
-    if cloud == "aws":
-        if not isinstance(doc, dict):
-            raise RefreshError("an AWS bulk offer file is one JSON object")
-        rows, found = parse_aws_bulk(doc, region)
-        text = "AWS Price List bulk API (AmazonEC2 offer file), Linux, on demand + Standard " \
-               "No-Upfront RIs"
-    elif cloud == "azure":
-        rows, found = parse_azure_retail(_pages(doc, source, "NextPageLink"), region)
-        text = "Azure Retail Prices API, Linux pay-as-you-go + 1/3-year reservations"
-    elif cloud == "gcp":
-        rows, found = parse_gcp_skus(_pages(doc, source, "nextPageToken"), region, _gcp_specs())
-        text = ("GCP Cloud Billing Catalog API (Compute Engine SKUs), on demand without "
-                "sustained-use discount + 1/3-year commitments")
-    else:
+    if cloud not in ("aws", "azure", "gcp"):
         raise RefreshError(f"unknown cloud {cloud!r}")
+    doc = _read(source)
+    try:
+        if cloud == "aws":
+            if not isinstance(doc, dict):
+                raise RefreshError("an AWS bulk offer file is one JSON object")
+            rows, found = parse_aws_bulk(doc, region)
+            text = "AWS Price List bulk API (AmazonEC2 offer file), Linux, on demand + " \
+                   "Standard No-Upfront RIs"
+        elif cloud == "azure":
+            rows, found = parse_azure_retail(_pages(doc, source, "NextPageLink"), region)
+            text = "Azure Retail Prices API, Linux pay-as-you-go + 1/3-year reservations"
+        else:
+            rows, found = parse_gcp_skus(_pages(doc, source, "nextPageToken"), region,
+                                         _gcp_specs())
+            text = ("GCP Cloud Billing Catalog API (Compute Engine SKUs), on demand without "
+                    "sustained-use discount + 1/3-year commitments")
+        _check_rows(rows)
+    except RefreshError as exc:  # a parser names the page and item; say which source
+        raise RefreshError(f"{source}: {exc}") from None
     if not rows:
         raise RefreshError(f"{source}: no {cloud} machine prices for region {region!r} found")
     date = as_of or found or _today()
