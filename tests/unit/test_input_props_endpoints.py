@@ -262,6 +262,10 @@ def test_whole_file_problems_name_file_and_line(tmp_path: Path) -> None:
                     + "\n")
     with pytest.raises(EndpointsFileError, match=r"huge\.csv: line 3, column name: "):
         read_file(huge)
+    other = tmp_path / "estate.json"
+    other.write_text('{"estate": ' + "9" * 5000 + ', "endpoints": []}')
+    with pytest.raises(EndpointsFileError, match=r"estate\.json: 'estate' must be"):
+        read_file(other)
     utf16 = tmp_path / "u16.json"
     utf16.write_bytes(json.dumps(GOOD).encode("utf-16"))
     assert len(read_file(utf16)[1]) == 3

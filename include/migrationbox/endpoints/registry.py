@@ -326,6 +326,9 @@ def records_from_json(data: Any, origin: str) -> tuple[str | None, list[RawEndpo
     estate = None
     if isinstance(data, dict):
         estate = data.get("estate")
+        if estate is not None and not isinstance(estate, str):
+            raise EndpointsFileError(f"{origin}: 'estate' must be the estate's name (a "
+                                     f"string), got {type(estate).__name__.lstrip('_')}")
         unknown = sorted(set(data) - {"estate", "endpoints"})
         if unknown:
             raise EndpointsFileError(f"{origin}: unknown top-level key(s) {unknown}; "
