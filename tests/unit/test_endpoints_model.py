@@ -177,3 +177,16 @@ def test_database_urls_are_resolved_from_airflow_connections_at_use(monkeypatch)
     plain = domain.Endpoint("a", "database", "app", "sqlite:////srv/app.db",
                             "sqlite:////srv/target.db", {})
     assert database_url(plain, "target").database == "/srv/target.db"
+
+
+@pytest.mark.parametrize(("raw", "why"), [
+    ("é".encode("latin-1") + b'{"endpoints": []}', "not UTF-8"),
+    (b"[" * 100_000, "not valid JSON|nested too deeply"),
+    (b'{"endpoints": [', "not valid JSON"),
+])
+def test_a_bad_endpoints_file_is_an_endpoint_error_naming_it(tmp_path, raw, why):
+    path = tmp_path / "endpoints.json"
+    path.write_bytes(raw)
+    with pytest.raises(domain.EndpointError, match=why) as caught:
+        domain.read_endpoints_file(path)
+    assert str(path) in str(caught.value)

@@ -11,7 +11,6 @@ and database URLs from Airflow connections), ``checks`` and ``suggest`` (what
 
 from migrationbox.endpoints.files import (
     atomic_write_text,
-    endpoints_from_options,
     read_endpoints_file,
     write_endpoints_file,
 )
@@ -43,7 +42,6 @@ __all__ = [
     "SshLocation",
     "atomic_write_text",
     "by_server",
-    "endpoints_from_options",
     "file_uri_path",
     "parse_endpoints",
     "parse_ssh_uri",
