@@ -190,3 +190,10 @@ def test_a_bad_endpoints_file_is_an_endpoint_error_naming_it(tmp_path, raw, why)
     with pytest.raises(domain.EndpointError, match=why) as caught:
         domain.read_endpoints_file(path)
     assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", [["disk"], {"disk": 1}, 3])
+def test_a_kind_that_is_not_text_is_a_field_error_not_a_type_error(kind):
+    with pytest.raises(EndpointError, match="kind"):
+        domain.parse_endpoints([{"server_id": "web-01", "kind": kind,
+                                 "source_uri": "file:///srv"}], "t")

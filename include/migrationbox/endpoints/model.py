@@ -245,7 +245,8 @@ class EndpointSpec(EndpointModel):
     @model_validator(mode="before")
     @classmethod
     def _default_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("name") and data.get("kind") in DEFAULT_NAMES:
+        kind = data.get("kind") if isinstance(data, dict) else None
+        if isinstance(kind, str) and kind in DEFAULT_NAMES and not data.get("name"):
             data = {**data, "name": DEFAULT_NAMES[data["kind"]]}
         return data
 
