@@ -171,6 +171,11 @@ def airflow_config_env(
         # races it in Airflow 3.3 (the re-queued gate is marked failed). 1 s keeps the
         # window short and makes every task's completion visible sooner.
         "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+        # On a saturated 2-core machine a task's first Execution API call can take longer
+        # than the 5 s default and the try dies before it starts (seen on the heal task);
+        # DAG files can take longer than 30 s to import there too.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
             dag_bundles(dags_folder, loaders_folder)),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(refresh_interval),
