@@ -41,14 +41,15 @@ def test_a_burn_two_minutes_old_is_a_high_confidence_incident_without_model_2():
     config = sensing.SensingConfig(use_forecasters=False)
     judged = sensing.judge(TARGET, "cpu_utilization_pct", series, now=now, config=config,
                            forecasters=None)
-    high = [a for a in judged.anomalies if a.high_confidence]
+    high = [a for a in judged.incidents if a.high_confidence]
+    assert not [a for a in judged.anomalies if a.high_confidence]  # two-model: not alone
     assert high and (high[-1].z_score or 0) > 0 and high[-1].value > 90
     onset = series.index[480]
     assert high[-1].timestamp - onset > timedelta(seconds=30)  # evidence after the onset
 
     alone = sensing.judge(TARGET, "cpu_utilization_pct", series, now=now,
                           config=replace(config, incident=None), forecasters=None)
-    assert not [a for a in alone.anomalies if a.high_confidence]
+    assert alone.incidents == []
 
 
 def test_a_quiet_series_gives_no_high_confidence_incident():
@@ -58,7 +59,7 @@ def test_a_quiet_series_gives_no_high_confidence_incident():
     judged = sensing.judge(TARGET, "latency_ms", series, now=now,
                            config=sensing.SensingConfig(use_forecasters=False),
                            forecasters=None)
-    assert not [a for a in judged.anomalies if a.high_confidence]
+    assert not [a for a in judged.anomalies + judged.incidents if a.high_confidence]
 
 
 def test_too_short_a_series_is_judged_without_the_incident_detector():
@@ -67,4 +68,4 @@ def test_too_short_a_series_is_judged_without_the_incident_detector():
     judged = sensing.judge(TARGET, "cpu_utilization_pct", series, now=now,
                            config=sensing.SensingConfig(use_forecasters=False),
                            forecasters=None)
-    assert judged.anomalies == [] and judged.points == 10
+    assert judged.anomalies == [] and judged.incidents == [] and judged.points == 10

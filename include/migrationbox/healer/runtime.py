@@ -397,8 +397,9 @@ class Healer:
                 # any confirmed anomaly in the judged window (the longest rule + recent +
                 # the z-score window) that deviates the way the condition does counts
                 rising = row.condition.operator in (">", ">=")
-                spell = [a for a in (j.anomalies if j else []) if a.high_confidence
-                         and ((a.z_score or 0) > 0) == rising]
+                # ... as does a high-confidence incident of the incident detector
+                spell = [a for a in ((j.anomalies + j.incidents) if j else [])
+                         if a.high_confidence and ((a.z_score or 0) > 0) == rising]
                 detection = "high" if spell else "low"
             out.append((t, row.id, row, Observation(metric, latest, sustained), detection,
                         since))

@@ -404,6 +404,10 @@ class MetricJudgement:
     forecaster_used: bool
     points: int
     recent_since: datetime | None = None
+    #: the incident detector's incidents (one per episode, at its newest evidence): what
+    #: confirms a matrix row's condition; anomalies of metrics no row covers stay with
+    #: the two-model detector, whose model 2 explains legitimate (seasonal) spikes
+    incidents: list[Anomaly] = field(default_factory=list)
 
     def recent(self) -> list[Anomaly]:
         if self.recent_since is None:
@@ -465,15 +469,15 @@ def judge(target: Target, metric: str, series: pd.Series, *, now: datetime,
                  retrain_every=timedelta(seconds=max(1, config.period_s)))
     detector = Detector(replace(config.detector, forecast=fc, lazy_forecast=True))
     anomalies = list(detector.detect(series, forecaster=forecaster).anomalies)
+    incidents: list[Anomaly] = []
     if config.incident is not None and len(series) > config.incident.min_history:
         # the same incident detector `detect` and the NAB benchmark measure: one record
-        # per incident at its newest evidence, so an episode still going on stays recent
-        # for a pass that comes late (the z-score's own flags fade once its window has
-        # adapted to the new level); either detector's high-confidence incident counts
-        anomalies += IncidentDetector(config.incident).judge_live(series)
-        anomalies.sort(key=lambda a: a.timestamp)
+        # per incident at its newest evidence, high on a clear or sustained deviation by
+        # itself (the two-model detector is high only when a loaded forecaster agrees)
+        incidents = IncidentDetector(config.incident).judge_live(series)
     return MetricJudgement(target.server_id, metric, latest, latest_at, anomalies,
-                           forecaster is not None, len(series), cutoff.to_pydatetime())
+                           forecaster is not None, len(series), cutoff.to_pydatetime(),
+                           incidents)
 
 
 def sustained_seconds(series: pd.Series, holds: Any, period_s: float = 1.0,
