@@ -8,12 +8,12 @@ runs at priority 1 in the one-slot pool ``migrationbox_training``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 
-from migrationbox.healer.jobs import BACKLOG_LAG, TRAINING_POOL, is_backlog_run
+from migrationbox.healer.jobs import TRAINING_POOL, run_this_slot
 
 DOC = """\
 ### Retrain the healer's models
@@ -56,14 +56,7 @@ DAG's tasks (priority 100) go first and training holds at most one executor slot
 def migrationbox_retrain_healer() -> None:
     @task.short_circuit(retries=0)
     def not_a_backlog_run() -> bool:
-        ctx = get_current_context()
-        run = ctx["dag_run"]
-        slot = getattr(run, "run_after", None) or ctx.get("data_interval_end")
-        if is_backlog_run(str(run.run_type), slot, datetime.now(UTC)):
-            print(f"skipped: scheduled slot {slot} is more than {BACKLOG_LAG} ago (catch-up "
-                  "run after downtime); the next weekly slot retrains")
-            return False
-        return True
+        return run_this_slot(get_current_context())
 
     @task(execution_timeout=timedelta(hours=2))
     def retrain_forecasters() -> dict[str, Any]:

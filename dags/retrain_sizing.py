@@ -7,12 +7,12 @@ is imported at parse time.
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 
-from migrationbox.healer.jobs import BACKLOG_LAG, TRAINING_POOL, is_backlog_run
+from migrationbox.healer.jobs import TRAINING_POOL, is_backlog_run, run_this_slot
 
 DOC = """\
 ### Retrain the sizing and forecasting models
@@ -102,16 +102,7 @@ def _conf() -> dict[str, Any]:
 def migrationbox_retrain_sizing() -> None:
     @task.short_circuit(retries=0)
     def not_a_backlog_run() -> bool:
-        from datetime import UTC
-
-        ctx = get_current_context()
-        run = ctx["dag_run"]
-        slot = getattr(run, "run_after", None) or ctx.get("data_interval_end")
-        if _is_backlog(str(run.run_type), slot, datetime.now(UTC)):
-            print(f"skipped: scheduled slot {slot} is more than {BACKLOG_LAG} ago (catch-up "
-                  "run at platform start-up); the next weekly slot retrains")
-            return False
-        return True
+        return run_this_slot(get_current_context())
 
     @task(retries=0)  # a failed quality gate is deterministic: retrying cannot fix it
     def check_training_data() -> dict[str, Any]:

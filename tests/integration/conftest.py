@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -122,3 +123,29 @@ def small_plan() -> Callable[..., PlanDocument]:
     Graviton), worker-01; dependencies run from wave 2 to wave 1 and inside wave 2.
     """
     return build_plan
+
+
+@pytest.fixture(scope="module")
+def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real OpenSSH server on loopback for one test module (key auth, pinned host key);
+    skipped with the reason when sshd is not installed (`make test` installs it)."""
+    from migrationbox.lab.sshd import SshServer, sshd_available
+
+    ok, why = sshd_available()
+    if not ok:
+        pytest.skip(why)
+    with SshServer(root=tmp_path_factory.mktemp("sshd")) as srv:
+        yield srv
+
+
+@pytest.fixture
+def ssh_connection(sshd_server: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], str]:
+    """``ssh_connection(conn_id)`` defines an Airflow SSH connection to ``sshd_server``
+    (key file, pinned host key) for the test and returns its id."""
+
+    def define(conn_id: str) -> str:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}",
+                           sshd_server.airflow_connection_json())
+        return conn_id
+
+    return define

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,15 +43,13 @@ ENDPOINT = "web-01/disk/root"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    with SshServer(root=tmp_path_factory.mktemp("sshd")) as srv:
-        yield srv
+def server(sshd_server: SshServer) -> SshServer:
+    return sshd_server
 
 
 @pytest.fixture
-def conn(server: SshServer, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("AIRFLOW_CONN_LIVE_SSH", server.airflow_connection_json())
-    return "live_ssh"
+def conn(ssh_connection: Callable[[str], str]) -> str:
+    return ssh_connection("live_ssh")
 
 
 def _uri(server: SshServer, path: Path) -> str:

@@ -14,7 +14,7 @@ import os
 import random
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,16 +53,13 @@ ENDPOINT = "web-01/disk/data"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    with SshServer(root=tmp_path_factory.mktemp("sshd")) as srv:
-        yield srv
+def server(sshd_server: SshServer) -> SshServer:
+    return sshd_server
 
 
 @pytest.fixture
-def conn(server: SshServer, monkeypatch: pytest.MonkeyPatch) -> str:
-    """An Airflow SSH connection to the test server (key file, pinned host key)."""
-    monkeypatch.setenv("AIRFLOW_CONN_SRC_SSH", server.airflow_connection_json())
-    return "src_ssh"
+def conn(ssh_connection: Callable[[str], str]) -> str:
+    return ssh_connection("src_ssh")
 
 
 def _tree(root: Path, seed: int = 3) -> Path:

@@ -317,6 +317,18 @@ def is_backlog_run(run_type: str, slot: datetime | None, now: datetime) -> bool:
         and now - slot > BACKLOG_LAG
 
 
+def run_this_slot(context: Any, now: datetime | None = None) -> bool:
+    """The retraining DAGs' short-circuit: ``False`` (skip, saying why) for a backlog run
+    of the task's DAG run (:func:`is_backlog_run`), else ``True``."""
+    run = context["dag_run"]
+    slot = getattr(run, "run_after", None) or context.get("data_interval_end")
+    if is_backlog_run(str(run.run_type), slot, now or datetime.now(UTC)):
+        print(f"skipped: scheduled slot {slot} is more than {BACKLOG_LAG} ago (a catch-up "
+              "run after downtime or at platform start-up); the next weekly slot retrains")
+        return False
+    return True
+
+
 #: how much a retraining task lowers its own CPU priority (``os.nice``)
 TRAINING_NICENESS = 10
 
