@@ -155,7 +155,9 @@ class EmulatorProcess:
         raise EmulatorError(f"moto server did not start on {self.host}: {last_error}")
 
     def _spawn(self) -> None:
-        cmd = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+        # moto's server with GetMetricData indexed by metric (emulator_server says why)
+        cmd = [sys.executable, "-m", "migrationbox.cloud.emulator_server", "-H", self.host,
+               "-p", str(self.port)]
         if self.log_path is not None:
             path = Path(self.log_path)
             path.parent.mkdir(parents=True, exist_ok=True)

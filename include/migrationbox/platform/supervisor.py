@@ -457,7 +457,8 @@ class Platform:
             raise PlatformError(f"AWS emulator did not start: {exc}; log {log}") from exc
         self._emulator = emulator  # keeps the Popen (and its log handle) alive
         assert emulator.pid is not None
-        return self._record("emulator", emulator.pid, ["moto.server", "-p", str(port)])
+        return self._record("emulator", emulator.pid,
+                            ["migrationbox.cloud.emulator_server", "-p", str(port)])
 
     def _start_lab(self, estate_path: Path | str) -> str:
         from migrationbox.inventory.validation import load_estate
