@@ -64,6 +64,18 @@ def _printable(text: object) -> str:
     return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def _page_items(pages: Iterable[Any], key: str, what: str) -> Iterator[tuple[str, Any]]:
+    """Each item of each page's ``key`` list, with where it is (``page 2, skus[5]``) for
+    the messages; a page without that list is not ``what``."""
+    for page_no, page in enumerate(pages, start=1):
+        with _item(f"page {page_no}"):
+            items = page.get(key)
+            if not isinstance(items, list):
+                raise RefreshError(f"page {page_no}: not {what}: '{key}' list expected")
+        for item_no, item in enumerate(items):
+            yield f"page {page_no}, {key}[{item_no}]", item
+
+
 @contextmanager
 def _item(where: str) -> Iterator[None]:
     """Turn a shape error while reading one page or item into a ``RefreshError`` naming it.
@@ -170,46 +182,40 @@ def parse_azure_retail(pages: Iterable[dict[str, Any]], region: str
     on_demand: dict[str, tuple[str, float]] = {}
     reserved: dict[tuple[str, int], tuple[str, float]] = {}
     latest: str | None = None
-    for page_no, page in enumerate(pages, start=1):
-        with _item(f"page {page_no}"):
-            items = page.get("Items")
-            if not isinstance(items, list):
-                raise RefreshError(f"page {page_no}: not an Azure Retail Prices page: "
-                                   "'Items' list expected")
-        for item_no, item in enumerate(items):
-            with _item(f"page {page_no}, Items[{item_no}]"):
-                if (item.get("serviceName") != "Virtual Machines"
-                        or item.get("armRegionName") != region
-                        or item.get("currencyCode", "USD") != "USD"):
+    for where, item in _page_items(pages, "Items", "an Azure Retail Prices page"):
+        with _item(where):
+            if (item.get("serviceName") != "Virtual Machines"
+                    or item.get("armRegionName") != region
+                    or item.get("currencyCode", "USD") != "USD"):
+                continue
+            name = item.get("armSkuName") or ""
+            product = item.get("productName") or ""
+            sku_name = item.get("skuName") or ""
+            if (not name or "Windows" in product or "Spot" in sku_name
+                    or "Low Priority" in sku_name):
+                continue
+            start = item.get("effectiveStartDate") or ""
+            price = float(item.get("retailPrice", 0) or 0)
+            if price <= 0:
+                continue
+            kind = item.get("type")
+            if kind == "Consumption" and "Hour" in (item.get("unitOfMeasure") or ""):
+                if name not in on_demand or start > on_demand[name][0]:
+                    on_demand[name] = (start, price)
+            elif kind == "Reservation":
+                match = re.match(r"(\d+)\s+Years?", item.get("reservationTerm") or "")
+                if not match:
                     continue
-                name = item.get("armSkuName") or ""
-                product = item.get("productName") or ""
-                sku_name = item.get("skuName") or ""
-                if (not name or "Windows" in product or "Spot" in sku_name
-                        or "Low Priority" in sku_name):
-                    continue
-                start = item.get("effectiveStartDate") or ""
-                price = float(item.get("retailPrice", 0) or 0)
-                if price <= 0:
-                    continue
-                kind = item.get("type")
-                if kind == "Consumption" and "Hour" in (item.get("unitOfMeasure") or ""):
-                    if name not in on_demand or start > on_demand[name][0]:
-                        on_demand[name] = (start, price)
-                elif kind == "Reservation":
-                    match = re.match(r"(\d+)\s+Years?", item.get("reservationTerm") or "")
-                    if not match:
-                        continue
-                    years = int(match.group(1))
-                    hourly = price / (HOURS_PER_YEAR * years)  # the price is for the whole term
-                    key = (name, years)
-                    if key not in reserved or start > reserved[key][0]:
-                        reserved[key] = (start, hourly)
-                else:
-                    continue
-                d = _date(start)
-                if d and (latest is None or d > latest):
-                    latest = d
+                years = int(match.group(1))
+                hourly = price / (HOURS_PER_YEAR * years)  # the price is for the whole term
+                key = (name, years)
+                if key not in reserved or start > reserved[key][0]:
+                    reserved[key] = (start, hourly)
+            else:
+                continue
+            d = _date(start)
+            if d and (latest is None or d > latest):
+                latest = d
     rows = [RefreshedRow(name=name, vcpu=None, memory_gib=None, arch=None, ondemand_usd_hr=p,
                          commit_1y_usd_hr=reserved.get((name, 1), (None, None))[1],
                          commit_3y_usd_hr=reserved.get((name, 3), (None, None))[1])
@@ -252,38 +258,32 @@ def parse_gcp_skus(pages: Iterable[dict[str, Any]], region: str,
     """
     rates: dict[tuple[str, str, str], float] = {}  # (series, kind, usage) -> per hour
     latest: str | None = None
-    for page_no, page in enumerate(pages, start=1):
-        with _item(f"page {page_no}"):
-            skus = page.get("skus")
-            if not isinstance(skus, list):
-                raise RefreshError(f"page {page_no}: not a Cloud Billing Catalog page: "
-                                   "'skus' list expected")
-        for sku_no, sku in enumerate(skus):
-            with _item(f"page {page_no}, skus[{sku_no}]"):
-                cat = sku.get("category", {})
-                if cat.get("resourceFamily") != "Compute" or region not in (
-                        sku.get("serviceRegions") or []):
-                    continue
-                desc = sku.get("description", "")
-                usage = cat.get("usageType", "")
-                if usage == "OnDemand":
-                    m = _GCP_ONDEMAND.match(desc)
-                    key_usage = "od"
-                elif usage in ("Commit1Yr", "Commit3Yr"):
-                    m = _GCP_COMMIT.match(desc)
-                    key_usage = "1y" if usage == "Commit1Yr" else "3y"
-                else:
-                    continue
-                if not m:
-                    continue
-                price = _unit_price(sku)
-                if price is None:
-                    continue
-                kind = "core" if m.group("kind").lower() in ("core", "cpu") else "ram"
-                rates[(m.group("series").lower(), kind, key_usage)] = price[0]
-                d = _date(((sku.get("pricingInfo") or [{}])[0]).get("effectiveTime"))
-                if d and (latest is None or d > latest):
-                    latest = d
+    for where, sku in _page_items(pages, "skus", "a Cloud Billing Catalog page"):
+        with _item(where):
+            cat = sku.get("category", {})
+            if cat.get("resourceFamily") != "Compute" or region not in (
+                    sku.get("serviceRegions") or []):
+                continue
+            desc = sku.get("description", "")
+            usage = cat.get("usageType", "")
+            if usage == "OnDemand":
+                m = _GCP_ONDEMAND.match(desc)
+                key_usage = "od"
+            elif usage in ("Commit1Yr", "Commit3Yr"):
+                m = _GCP_COMMIT.match(desc)
+                key_usage = "1y" if usage == "Commit1Yr" else "3y"
+            else:
+                continue
+            if not m:
+                continue
+            price = _unit_price(sku)
+            if price is None:
+                continue
+            kind = "core" if m.group("kind").lower() in ("core", "cpu") else "ram"
+            rates[(m.group("series").lower(), kind, key_usage)] = price[0]
+            d = _date(((sku.get("pricingInfo") or [{}])[0]).get("effectiveTime"))
+            if d and (latest is None or d > latest):
+                latest = d
     rows = []
     for name, (series, vcpu, mem) in sorted(machine_specs.items()):
         core, ram = rates.get((series, "core", "od")), rates.get((series, "ram", "od"))
