@@ -14,12 +14,13 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from migrationbox.fileio import atomic_write_text
 
 MIB = 1024 * 1024
 DEFAULT_BLOCK_SIZE = 4 * MIB
@@ -118,17 +119,7 @@ def load_manifest(tree: Path) -> Manifest | None:
 def write_manifest(tree: Path, manifest: Manifest) -> None:
     """Atomic replace: readers see the old manifest or the new one, never a mix."""
     path = manifest_path(tree)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(manifest.model_dump_json(indent=1))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, manifest.model_dump_json(indent=1))
     _fsync_dir(path.parent)
 
 
