@@ -323,3 +323,34 @@ def test_bad_manifest_is_reported_not_trusted(trees):
     stats = replicate_round(src, dst, 2, BLOCK)
     assert stats.baseline == "rescan" and stats.bytes_sent == 0
     assert any("malformed manifest" in w and "re-hashed" in w for w in stats.warnings)
+
+
+def test_a_new_journal_replaces_the_old_one_without_an_empty_moment(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch):
+    """A round killed while it starts its journal leaves either the previous journal or
+    the new header, never an empty file (CI once read one mid-truncation)."""
+    from migrationbox.replication import journal as journal_mod
+
+    target = tmp_path / "dst"
+    first = journal_mod.JournalWriter(target, 1, "t1", "", 4096)
+    first.begin("a.img")
+    first.close()
+    seen: list[int] = []
+    real = journal_mod.atomic_write_text
+
+    def observed(path: Path, text: str, mode: int | None = None) -> Path:
+        before = journal_mod.read_journal(target)
+        assert before is not None and before.round == 1 and before.begun == {"a.img"}
+        out = real(path, text, mode)
+        after = journal_mod.read_journal(target)
+        assert after is not None and after.round == 2 and not after.begun
+        seen.append(after.round)
+        return out
+
+    monkeypatch.setattr(journal_mod, "atomic_write_text", observed)
+    second = journal_mod.JournalWriter(target, 2, "t2", "", 4096)
+    second.begin("b.img")
+    second.close()
+    assert seen == [2]
+    state = journal_mod.read_journal(target)
+    assert state is not None and state.round == 2 and state.begun == {"b.img"}

@@ -31,6 +31,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from migrationbox.fileio import atomic_write_text
 from migrationbox.replication.manifest import FileEntry, Manifest, journal_path
 
 
@@ -129,10 +130,12 @@ class JournalWriter:
     def __init__(self, target: Path, round_no: int, started_at: str, base_digest: str,
                  block_size: int):
         self.path = journal_path(target)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[str] = self.path.open("w")
-        self._write({"round": round_no, "started_at": started_at, "base_digest": base_digest,
-                     "block_size": block_size}, durable=True)
+        # The header replaces any older journal in one rename (fsynced first), so a reader
+        # never sees the journal empty or header-less, even if this process dies here.
+        header = {"round": round_no, "started_at": started_at, "base_digest": base_digest,
+                  "block_size": block_size}
+        atomic_write_text(self.path, json.dumps(header, separators=(",", ":")) + "\n")
+        self._fh: IO[str] = self.path.open("a")
 
     def _write(self, rec: dict[str, Any], durable: bool = False) -> None:
         self._fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
