@@ -114,7 +114,7 @@ def migrationbox_retrain_sizing() -> None:
 
     @task(execution_timeout=timedelta(hours=2))
     def train_forecaster(_: dict[str, Any]) -> dict[str, Any]:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         if get_current_context()["params"].get("sizing_only"):
             raise AirflowSkipException("sizing_only: the forecaster is not retrained")
