@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settle", type=float, default=120.0)
     ap.add_argument("--json", type=Path, default=None, help="also write the runs here")
     args = ap.parse_args(argv)
+    # stopped with SIGTERM, still tear the platform and the chaos lab down (finally blocks)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     busy_runs = args.runs if args.busy_runs is None else args.busy_runs
 
     from migrationbox.healer.chaoslab import ChaosEstate

@@ -124,6 +124,9 @@ class PassReport:
     watching: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     monitoring_calls: int = 0
+    #: ``"<server>:<row>"`` -> the healed incident a condition is a recurrence of (its
+    #: detection is taken as confirmed: see ``Healer._situations``)
+    recurrences: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -401,6 +404,17 @@ class Healer:
                 spell = [a for a in ((j.anomalies + j.incidents) if j else [])
                          if a.high_confidence and ((a.z_score or 0) > 0) == rising]
                 detection = "high" if spell else "low"
+                if detection == "low":
+                    # A condition healed moments ago that holds again: its earlier spell
+                    # is still in the history the detectors judge (a level seen five minutes ago
+                    # is not new to them), so they cannot confirm what they confirmed
+                    # then. Same resource, same row, healed and verified: the same
+                    # problem, confirmed; the rate limit bounds how often it is acted on.
+                    healed = self.incidents.last_healed(
+                        t.estate, t.server_id, row.id, since=now - self._judged_history())
+                    if healed is not None:
+                        detection = "high"
+                        report.recurrences[f"{t.server_id}:{row.id}"] = healed.incident_id
             out.append((t, row.id, row, Observation(metric, latest, sustained), detection,
                         since))
         for m, j in judgements.items():
@@ -476,6 +490,11 @@ class Healer:
             inc.add_event(now, f"detected: {obs.metric} = {obs.value:g}, {detection} "
                                "confidence" + (f", held {obs.sustained_seconds:g} s"
                                                if obs.sustained_seconds else ""))
+            recurs = report.recurrences.get(f"{sid}:{anomaly_type}")
+            if recurs:
+                inc.add_event(now, f"confirmed as a recurrence of {recurs} (healed and "
+                                   "verified moments ago): its spell is still in the "
+                                   "detectors' baseline, so they cannot call this level new")
             if rca and rca.unknown:
                 inc.add_event(now, "no health data for: " + ", ".join(rca.unknown))
             inc.add_event(decided, "decision: " + decision.summary())

@@ -169,6 +169,21 @@ class IncidentStore:
                 incidents.c.detected_at.desc())).first()
         return None if row is None else Incident.model_validate_json(row.body)
 
+    def last_healed(self, estate: str, resource: str, anomaly_type: str, *,
+                    since: datetime) -> Incident | None:
+        """The newest incident of this resource and anomaly type detected since ``since``
+        that was healed and verified (``resolved``): a condition that comes back while that
+        incident's points still fill the detectors' baseline is the same, already
+        confirmed, problem (see ``Healer._situations``)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(incidents.c.body).where(and_(
+                incidents.c.estate == estate, incidents.c.seen_on == resource,
+                incidents.c.anomaly_type == anomaly_type,
+                incidents.c.status == IncidentStatus.resolved.value,
+                incidents.c.detected_at >= since)).order_by(
+                incidents.c.detected_at.desc())).first()
+        return None if row is None else Incident.model_validate_json(row.body)
+
     def _column(self, incident_id: str, column: Any) -> Any:
         with self.engine.connect() as conn:
             value = conn.execute(select(column).where(
