@@ -8,9 +8,14 @@
 * :class:`ActionPosteriors` keeps a Beta posterior per action. The prior is the matrix
   confidence *c* worth ``prior_strength`` pseudo-outcomes (alpha = c·n, beta = (1-c)·n), so
   the matrix is where learning starts and a few outcomes move it a little: with n = 10, a
-  0.95 action becomes 0.955 after one success and 0.864 after one failure. A success with
-  side effects counts half a success and half a failure. The posterior mean is the
-  action's confidence, which the decision engine can use (it is a ``ConfidenceSource``).
+  0.95 action becomes 0.955 after one success and 0.864 after one failure. Side effects
+  are recorded, not counted against the action: every action has its known consequences
+  (the instances a scale-out adds, the restart a restart costs), and counting them as half
+  a failure drove a scale-out that healed three times in a row below the auto-heal bar
+  (0.95 -> 0.91 -> 0.875 -> 0.846), so the healer stopped healing what it healed well.
+  Whether those consequences are acceptable is the matrix's call (risk, approval). The
+  posterior mean is the action's confidence, which the decision engine can use (it is a
+  ``ConfidenceSource``).
 * :func:`train_success_model` fits an XGBoost classifier of success probability on
   (anomaly type, action, severity, root cause, hour, weekday), holding out the most
   recent outcomes (a time split: the model must predict the future). It is tracked in
@@ -167,12 +172,10 @@ class ActionPosteriors:
     def update(self, action: str, success: bool, side_effects: Sequence[str] = ()
                ) -> tuple[float, float]:
         """Add one outcome; returns (confidence before, confidence after)."""
+        del side_effects  # recorded with the outcome, not evidence of failure (see above)
         post = self.posterior(action)
         before = post.mean
-        if success and side_effects:
-            post.alpha += 0.5
-            post.beta += 0.5
-        elif success:
+        if success:
             post.alpha += 1
         else:
             post.beta += 1
