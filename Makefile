@@ -36,8 +36,11 @@ $(STAMP): requirements.txt pyproject.toml
 test-deps:
 	@bash scripts/install-test-deps.sh
 
+# PROFILE=production: PostgreSQL + Celery (docs/production.md); empty: the platform_profile
+# setting (embedded by default).
+PROFILE ?=
 up: install
-	$(BIN)/migrationbox platform up
+	$(BIN)/migrationbox platform up $(if $(PROFILE),--profile $(PROFILE))
 
 # No install here: stopping must work even when requirements changed meanwhile.
 down:

@@ -132,6 +132,29 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("test_pg_admin_url", None, str,
             "PostgreSQL admin URL the tests create throw-away databases with; unset: the "
             "loopback default"),
+    Setting("platform_profile", "embedded", _choice("embedded", "production"),
+            "what `platform up` starts when no --profile is given: `embedded` (SQLite, "
+            "LocalExecutor) or `production` (PostgreSQL, CeleryExecutor with Redis; "
+            "docs/production.md)"),
+    Setting("production_pg_admin_url", None, str,
+            "production profile: SQLAlchemy URL of a PostgreSQL role that may CREATE "
+            "DATABASE; the Airflow metadata and store databases are created and reached "
+            "through it (a password may also come from PGPASSWORD or ~/.pgpass); unset: "
+            "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"),
+    Setting("production_airflow_db", "migrationbox_airflow", str,
+            "production profile: name of Airflow's metadata database (created if missing)"),
+    Setting("production_store_db", "migrationbox_store", str,
+            "production profile: name of the MigrationBox store's database (created if "
+            "missing)"),
+    Setting("production_broker_url", "redis://127.0.0.1:6379/0", str,
+            "production profile: the Celery broker (Redis URL)"),
+    Setting("production_schedulers", 2, int,
+            "production profile: number of Airflow schedulers (active-active)"),
+    Setting("production_celery_workers", 2, int,
+            "production profile: number of Celery workers"),
+    Setting("production_worker_concurrency", 2, int,
+            "production profile: task slots of each Celery worker (small on a 2-core "
+            "machine)"),
 )}
 
 

@@ -34,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="also start the local lab for this estate (folder of discovery JSON)")
     up.add_argument("--timeout", type=float, default=300.0,
                     help="seconds to wait for Airflow to become healthy")
+    up.add_argument("--profile", choices=("embedded", "production"), default=None,
+                    help="embedded: SQLite + LocalExecutor; production: PostgreSQL + "
+                         "CeleryExecutor with Redis, two schedulers, two workers "
+                         "(docs/production.md); default: the platform_profile setting "
+                         "(embedded)")
     up.set_defaults(handler=_up)
 
     down = actions.add_parser("down", help="stop everything the platform started")
@@ -63,6 +68,7 @@ def _up(args: argparse.Namespace) -> int:
         api_port=args.api_port,
         emulator_port=args.emulator_port,
         startup_timeout=args.timeout,
+        profile=args.profile,
     )
     already = platform.running_state() is not None
     print("MigrationBox platform: " + ("already running" if already else "starting ..."),

@@ -12,6 +12,10 @@ Every setting is passed as ``AIRFLOW__SECTION__KEY`` environment variables, so t
 generated ``airflow.cfg`` (written by Airflow on first use, mode 0600, holding the
 fernet key and JWT secret that all components must share) is never edited by us.
 
+The production profile (PostgreSQL, CeleryExecutor, several schedulers and workers)
+lays its own settings over this configuration and names its own components:
+:mod:`migrationbox.platform.production`.
+
 Login: SimpleAuthManager keeps passwords in a JSON file and only generates one for a
 user that is *missing* from that file. We point ``[core] simple_auth_manager_passwords_file``
 at ``$AIRFLOW_HOME/simple_auth_manager_passwords.json`` and write the wanted password
@@ -26,7 +30,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,6 +67,15 @@ HEALTH_KEYS = {
     "dag-processor": "dag_processor",
     "triggerer": "triggerer",
 }
+
+
+def health_key(name: str) -> str | None:
+    """The /monitor/health key of a component, also for numbered copies of one
+    (``scheduler-2`` of the production profile reports as ``scheduler``)."""
+    if name in HEALTH_KEYS:
+        return HEALTH_KEYS[name]
+    base, _, number = name.rpartition("-")
+    return HEALTH_KEYS.get(base) if number.isdigit() else None
 
 
 class AirflowRuntimeError(MigrationBoxError, RuntimeError):
@@ -274,12 +287,17 @@ def tail(path: Path, lines: int = 40) -> str:
 def ensure_migrated(env: Mapping[str, str], log_path: Path, timeout: float = 600.0) -> bool:
     """Run ``airflow db migrate`` unless this Airflow version already migrated this DB.
 
-    The stamp holds the Airflow version and the database URL, so an upgrade of Airflow
-    or a different database migrates again. Returns whether a migration ran.
+    The stamp holds the Airflow version and the database URL (its password hidden), so
+    an upgrade of Airflow or a different database migrates again. Returns whether a
+    migration ran.
     """
+    from sqlalchemy.engine import make_url
+
     home = Path(env["AIRFLOW_HOME"])
     stamp = home / MIGRATED_STAMP
-    wanted = f"{airflow_version()} {env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}\n"
+    url = make_url(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).render_as_string(
+        hide_password=True)
+    wanted = f"{airflow_version()} {url}\n"
     if stamp.exists() and stamp.read_text() == wanted:
         return False
     home.mkdir(parents=True, exist_ok=True)
@@ -307,14 +325,25 @@ def ensure_migrated(env: Mapping[str, str], log_path: Path, timeout: float = 600
     return True
 
 
-def start_component(name: str, env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start one Airflow component in its own session (so its group can be killed whole)."""
-    if name not in COMPONENT_COMMANDS:
-        raise AirflowRuntimeError(f"unknown Airflow component {name!r}")
+def start_component(
+    name: str,
+    env: Mapping[str, str],
+    log_path: Path,
+    command: Sequence[str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start one Airflow component in its own session (so its group can be killed whole).
+
+    ``command`` (the ``airflow`` arguments) defaults to the embedded default's
+    :data:`COMPONENT_COMMANDS` entry; other profiles pass their own.
+    """
+    if command is None:
+        if name not in COMPONENT_COMMANDS:
+            raise AirflowRuntimeError(f"unknown Airflow component {name!r}")
+        command = COMPONENT_COMMANDS[name]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [str(airflow_bin()), *COMPONENT_COMMANDS[name]],
+            [str(airflow_bin()), *command],
             env=dict(env),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -331,7 +360,7 @@ def unhealthy_components(health: Mapping[str, object], components: Iterable[str]
     if not isinstance(database, Mapping) or database.get("status") != "healthy":
         bad.append("metadatabase")
     for name in components:
-        key = HEALTH_KEYS.get(name)
+        key = health_key(name)
         if key is None:
             continue
         entry = health.get(key)

@@ -22,6 +22,11 @@ Runtime layout (``migrationbox.config.runtime_dir()`` unless told otherwise)::
     migrationbox.db    the MigrationBox store (SQLite)
     platform.json      ports, URLs and pids of the running platform
 
+Profiles: the embedded default above, or ``production`` (``up --profile production``):
+Airflow's metadata and the store in PostgreSQL databases, the CeleryExecutor with Redis,
+``scheduler-1..N`` and ``celery-worker-1..M`` instead of the one scheduler, each its own
+process group like every other component (:mod:`migrationbox.platform.production`).
+
 Other commands (the CLI, the demo, tests) get the same connections, store URL and
 Airflow configuration from :func:`platform_env`, and an authenticated REST client from
 :meth:`Platform.client`.
@@ -48,6 +53,8 @@ from migrationbox import config
 from migrationbox import settings as mb_settings
 from migrationbox.errors import MigrationBoxError
 from migrationbox.platform import airflow_runtime as afr
+from migrationbox.platform import production as prod
+from migrationbox.platform.production import ProductionConfig
 from migrationbox.platform.rest import AirflowClient
 
 DEFAULT_API_PORT = afr.DEFAULT_API_PORT
@@ -85,6 +92,9 @@ class PlatformState(BaseModel):
     processes: dict[str, ProcessRecord] = Field(default_factory=dict)
     started_at: str
     ready: bool = False
+    #: ``embedded`` (SQLite, LocalExecutor) or ``production`` (see platform.production)
+    profile: str = "embedded"
+    production: ProductionConfig | None = None
 
 
 class ComponentStatus(BaseModel):
@@ -99,6 +109,10 @@ class PlatformStatus(BaseModel):
     components: list[ComponentStatus]
     health: dict[str, Any] | None = None
     problem: str | None = None
+    profile: str = "embedded"
+    #: production profile: Celery workers answering a ping, schedulers with a live heartbeat
+    celery_workers: list[str] | None = None
+    schedulers_alive: int | None = None
 
 
 class DownReport(BaseModel):
@@ -171,6 +185,12 @@ class Platform:
     Ports: ``None`` reads ``MIGRATIONBOX_API_PORT`` / ``MIGRATIONBOX_EMULATOR_PORT``
     (defaults 8080 / 4566); ``0`` picks a free port. A busy fixed port is an error that
     names the process holding it.
+
+    Profile: what ``up`` starts. ``None`` reads the ``platform_profile`` setting
+    (default ``embedded``); ``production`` runs Airflow on PostgreSQL with Celery workers
+    (:mod:`migrationbox.platform.production`), configured by ``production`` or else by
+    the ``production_*`` settings. ``status``, ``env``, ``down`` and
+    ``restart_component`` follow the profile the running platform was started with.
     """
 
     def __init__(
@@ -188,6 +208,8 @@ class Platform:
         parallelism: int = 4,
         startup_timeout: float = 300.0,
         stop_timeout: float = 30.0,
+        profile: str | None = None,
+        production: ProductionConfig | None = None,
     ) -> None:
         self.runtime_dir = Path(runtime_dir or config.runtime_dir()).resolve()
         self.api_port_setting = (
@@ -216,6 +238,10 @@ class Platform:
         self.parallelism = parallelism
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
+        if profile is not None and profile not in prod.PROFILES:
+            raise PlatformError(f"unknown profile {profile!r}; one of {', '.join(prod.PROFILES)}")
+        self.profile_setting = profile
+        self.production = production
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._emulator: Any = None
 
@@ -278,9 +304,40 @@ class Platform:
             raise PlatformError(f"{self.state_path}: unreadable platform state ({exc})") from exc
 
     def _write_state(self, state: PlatformState) -> None:
+        """Atomically, mode 0600: the production profile's database URLs are in it."""
         tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(state.model_dump_json(indent=2))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(state.model_dump_json(indent=2))
         tmp.replace(self.state_path)
+
+    # -- profile ----------------------------------------------------------------------
+
+    def wanted_profile(self) -> str:
+        """The profile ``up`` starts: the constructor's, else the ``platform_profile``
+        setting."""
+        return self.profile_setting or str(mb_settings.get("platform_profile"))
+
+    def production_config(self) -> ProductionConfig:
+        """The production profile's configuration: the constructor's, else the settings'."""
+        try:
+            return self.production or ProductionConfig.from_settings()
+        except prod.ProductionError as exc:
+            raise PlatformError(str(exc)) from exc
+
+    def _active_production(self) -> ProductionConfig | None:
+        """The production configuration of the recorded platform (``None``: embedded);
+        with no recorded platform, that of the profile ``up`` would start."""
+        state = self.read_state()
+        if state is not None:
+            return state.production
+        return self.production_config() if self.wanted_profile() == "production" else None
+
+    def _component_commands(
+        self, production: ProductionConfig | None
+    ) -> dict[str, tuple[str, ...]]:
+        return dict(afr.COMPONENT_COMMANDS) if production is None \
+            else production.component_commands()
 
     def _record(self, name: str, pid: int, command: list[str]) -> ProcessRecord:
         record = ProcessRecord(name=name, pid=pid, create_time=_create_time(pid), command=command)
@@ -310,9 +367,12 @@ class Platform:
         emulator = self.emulator_port_setting or DEFAULT_EMULATOR_PORT
         return api, emulator
 
-    def migrationbox_env(self, api_port: int, emulator_port: int) -> dict[str, str]:
+    def migrationbox_env(
+        self, api_port: int, emulator_port: int, production: ProductionConfig | None = None
+    ) -> dict[str, str]:
         """MigrationBox's own variables and the Airflow connections (secrets stay in
-        connections: the emulator's fixed test credentials are the only ones here)."""
+        connections: the emulator's fixed test credentials are the only ones here, and
+        in the production profile whatever the PostgreSQL URL setting holds)."""
         emulator_url = f"http://{LOOPBACK}:{emulator_port}"
         aws = {
             "conn_type": "aws",
@@ -320,12 +380,15 @@ class Platform:
             "password": "testing",
             "extra": {"region_name": "us-east-1", "endpoint_url": emulator_url},
         }
-        store = {"conn_type": "sqlite", "host": str(self.store_path)}
+        store: dict[str, Any] = {"conn_type": "sqlite", "host": str(self.store_path)}
+        store_url = f"sqlite:///{self.store_path}"
+        if production is not None:
+            store, store_url = production.store_connection(), production.store_url
         return {
             "MIGRATIONBOX_HOME": str(self.runtime_dir),
             # where `migrationbox plan` writes and the plans bundle reads: the same folder
             "MIGRATIONBOX_PLANS_DIR": str(self.plans_dir),
-            "MIGRATIONBOX_STORE_URL": f"sqlite:///{self.store_path}",
+            "MIGRATIONBOX_STORE_URL": store_url,
             "MIGRATIONBOX_STORE_PATH": str(self.store_path),
             "MIGRATIONBOX_EMULATOR_URL": emulator_url,
             "MIGRATIONBOX_AIRFLOW_URL": f"http://{LOOPBACK}:{api_port}",
@@ -348,6 +411,7 @@ class Platform:
         plans = Path(state.plans_folder) if state and state.plans_folder else self.plans_dir
         from migrationbox.orchestration.spec import loaders_dir
 
+        production = self._active_production()
         return {
             **afr.airflow_config_env(
                 self.airflow_home,
@@ -355,12 +419,31 @@ class Platform:
                 dags,
                 plugins,
                 loaders_folder=loaders_dir(plans),
-                parallelism=self.parallelism,
+                parallelism=production.parallelism if production else self.parallelism,
                 users=f"{self.username}:admin",
             ),
-            **self.migrationbox_env(api_port, emulator_port),
+            **(production.airflow_overrides() if production else {}),
+            **self.migrationbox_env(api_port, emulator_port, production),
             "MIGRATIONBOX_PLANS_DIR": str(plans),
         }
+
+    def _airflow_env(
+        self, api_port: int, extra: Mapping[str, str], production: ProductionConfig | None
+    ) -> dict[str, str]:
+        """The environment of the Airflow processes this platform starts."""
+        env = afr.airflow_env(
+            self.airflow_home,
+            api_port,
+            self.dags_folder,
+            self.plugins_folder,
+            extra=extra,
+            loaders_folder=self.loaders_dir,
+            parallelism=production.parallelism if production else self.parallelism,
+            users=f"{self.username}:admin",
+        )
+        if production is not None:
+            env.update(production.airflow_overrides())
+        return env
 
     def client(self) -> AirflowClient:
         """A REST client logged in as the platform's admin user."""
@@ -402,13 +485,24 @@ class Platform:
         """
         existing = self.running_state()
         if existing is not None:
+            if self.profile_setting is not None and existing.profile != self.profile_setting:
+                raise PlatformError(
+                    f"a platform of profile {existing.profile!r} is already running in "
+                    f"{self.runtime_dir}; stop it first (make down) to start "
+                    f"{self.profile_setting!r}")
             if with_lab_estate is not None:
                 existing.labs = sorted({*existing.labs, self._start_lab(with_lab_estate)})
                 self._write_state(existing)
             return existing
         if self.read_state() is not None or self._recorded():
             self.down()  # stale: a crashed or half-started platform
+        profile = self.wanted_profile()
+        if profile not in prod.PROFILES:
+            raise PlatformError(f"unknown profile {profile!r}; one of {', '.join(prod.PROFILES)}")
+        production = self.production_config() if profile == "production" else None
         self._layout()
+        if production is not None:
+            self._prepare_production(production)
         api_port = self._choose_port(
             self.api_port_setting, "Airflow API server", "--api-port or MIGRATIONBOX_API_PORT"
         )
@@ -429,6 +523,8 @@ class Platform:
             plans_folder=str(self.plans_dir),
             airflow_home=str(self.airflow_home),
             started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            profile=profile,
+            production=production,
         )
         self._write_state(state)
         try:
@@ -445,6 +541,28 @@ class Platform:
                 self.down()
             raise
         return state
+
+    def _prepare_production(self, production: ProductionConfig) -> None:
+        """Fail fast, naming the setting, when PostgreSQL or Redis is not there; create
+        the two databases if missing; bring the store's schema up to date."""
+        reason = prod.postgres_unreachable(production)
+        if reason is None:
+            reason = prod.redis_unreachable(production.broker_url)
+        if reason:
+            raise PlatformError(f"production profile: {reason}")
+        try:
+            if prod.ensure_database(production, production.airflow_db):
+                # a new, empty metadata database: a stamp left by an older one would lie
+                (self.airflow_home / afr.MIGRATED_STAMP).unlink(missing_ok=True)
+            prod.ensure_database(production, production.store_db)
+        except prod.ProductionError as exc:
+            raise PlatformError(f"production profile: {exc}") from exc
+        from migrationbox.store import db
+
+        try:
+            db.engine(production.store_url)  # runs the store's Alembic migrations
+        finally:
+            db.dispose(production.store_url)
 
     def _start_emulator(self, port: int) -> ProcessRecord:
         from migrationbox.cloud.emulator import EmulatorProcess
@@ -469,34 +587,59 @@ class Platform:
         return estate.name
 
     def _start_airflow(self, state: PlatformState) -> None:
+        started = time.monotonic()
+        production = state.production
         extra = {
-            **self.migrationbox_env(state.api_port, state.emulator_port),
+            **self.migrationbox_env(state.api_port, state.emulator_port, production),
             OWNER_MARKER: str(self.runtime_dir),
         }
-        env = afr.airflow_env(
-            self.airflow_home,
-            state.api_port,
-            self.dags_folder,
-            self.plugins_folder,
-            extra=extra,
-            loaders_folder=self.loaders_dir,
-            parallelism=self.parallelism,
-            users=f"{self.username}:admin",
-        )
+        env = self._airflow_env(state.api_port, extra, production)
         afr.ensure_passwords(self.airflow_home, {self.username: self.password})
         afr.ensure_migrated(env, self.logs_dir / "airflow-migrate.log")
         logs = {}
-        for name in afr.COMPONENT_COMMANDS:
+        for name, command in self._component_commands(production).items():
             logs[name] = self.logs_dir / f"airflow-{name}.log"
-            proc = afr.start_component(name, env, logs[name])
+            proc = afr.start_component(name, env, logs[name], command)
             self._children[name] = proc
             state.processes[f"airflow-{name}"] = self._record(
-                f"airflow-{name}", proc.pid, ["airflow", *afr.COMPONENT_COMMANDS[name]]
+                f"airflow-{name}", proc.pid, ["airflow", *command]
             )
             self._write_state(state)
         with self.client() as client:
             afr.wait_until_healthy(client, self._children, logs, self.startup_timeout)
-            self._apply_settings(client, extra)
+            if production is not None:
+                left = self.startup_timeout - (time.monotonic() - started)
+                self._wait_production_ready(production, logs, max(left, 30.0))
+            self._apply_settings(client, extra, production)
+
+    def _wait_production_ready(
+        self, production: ProductionConfig, logs: Mapping[str, Path], timeout: float
+    ) -> None:
+        """Wait until every Celery worker answers a ping and every scheduler has a live
+        heartbeat: /monitor/health is green as soon as *one* scheduler is."""
+        deadline = time.monotonic() + timeout
+        wanted = set(production.worker_hostnames())
+        problem = "not checked yet"
+        while time.monotonic() < deadline:
+            for name, proc in self._children.items():
+                code = proc.poll()
+                if code is not None:
+                    raise PlatformError(
+                        f"Airflow {name} exited with code {code} during start-up; log "
+                        f"{logs[name]}:\n{afr.tail(logs[name])}")
+            try:
+                missing = wanted - set(prod.celery_workers(production.broker_url))
+                schedulers = prod.alive_schedulers(production.metadata_url)
+            except Exception as exc:  # broker or database hiccup while starting
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if not missing and schedulers >= production.schedulers:
+                    return
+                problem = (f"Celery workers not answering: {sorted(missing) or 'none'}; "
+                           f"schedulers alive: {schedulers} of {production.schedulers}")
+            time.sleep(1.0)
+        raise PlatformError(f"the production profile was not ready within {timeout:.0f}s: "
+                            f"{problem}")
 
     def restart_component(self, name: str, kill: bool = False) -> ProcessRecord:
         """Stop one Airflow component (``scheduler``, ``triggerer``, ...) and start it again.
@@ -504,12 +647,12 @@ class Platform:
         ``kill`` sends SIGKILL to its whole process group instead of a graceful SIGTERM,
         as a crash would. Used by fault tests and by operators recovering a stuck part.
         """
-        if name not in afr.COMPONENT_COMMANDS:
-            raise PlatformError(f"unknown component {name!r}; one of "
-                                f"{sorted(afr.COMPONENT_COMMANDS)}")
         state = self.running_state()
         if state is None:
             raise PlatformError("the platform is not running (make up)")
+        commands = self._component_commands(state.production)
+        if name not in commands:
+            raise PlatformError(f"unknown component {name!r}; one of {sorted(commands)}")
         key = f"airflow-{name}"
         record = state.processes.get(key)
         if record is not None and _alive(record.pid, record.create_time):
@@ -523,27 +666,49 @@ class Platform:
             with contextlib.suppress(Exception):
                 old.wait(timeout=5)
         extra = {
-            **self.migrationbox_env(state.api_port, state.emulator_port),
+            **self.migrationbox_env(state.api_port, state.emulator_port, state.production),
             OWNER_MARKER: str(self.runtime_dir),
         }
-        env = afr.airflow_env(
-            self.airflow_home, state.api_port, self.dags_folder, self.plugins_folder,
-            extra=extra, loaders_folder=self.loaders_dir, parallelism=self.parallelism,
-            users=f"{self.username}:admin",
-        )
-        proc = afr.start_component(name, env, self.logs_dir / f"airflow-{name}.log")
+        env = self._airflow_env(state.api_port, extra, state.production)
+        proc = afr.start_component(name, env, self.logs_dir / f"airflow-{name}.log",
+                                   commands[name])
         self._children[name] = proc
-        state.processes[key] = self._record(key, proc.pid, ["airflow",
-                                                            *afr.COMPONENT_COMMANDS[name]])
+        state.processes[key] = self._record(key, proc.pid, ["airflow", *commands[name]])
         self._write_state(state)
         return state.processes[key]
 
-    def _apply_settings(self, client: AirflowClient, extra: Mapping[str, str]) -> None:
+    def _apply_settings(
+        self,
+        client: AirflowClient,
+        extra: Mapping[str, str],
+        production: ProductionConfig | None = None,
+    ) -> None:
         if not self.settings_file.exists():
             return
-        from migrationbox.platform.settings import apply_settings, load_settings
+        from migrationbox.platform.settings import (
+            ConnectionSetting,
+            apply_settings,
+            load_settings,
+        )
 
         settings = load_settings(self.settings_file, {**os.environ, **extra})
+        if production is not None:
+            # the file describes the embedded store (a SQLite path); this profile's store
+            # is the PostgreSQL database, and the UI's connection must say so
+            conn = production.store_connection()
+            store = ConnectionSetting(
+                conn_id=config.STORE_CONN_ID,
+                conn_type=conn["conn_type"],
+                conn_host=conn["host"],
+                conn_port=conn["port"],
+                conn_schema=conn["schema"],
+                conn_login=conn.get("login"),
+                conn_password=conn.get("password"),
+                conn_description="The MigrationBox store (production profile: PostgreSQL)",
+            )
+            settings.connections = [
+                c for c in settings.connections if c.conn_id != config.STORE_CONN_ID
+            ] + [store]
         apply_settings(client, settings)
 
     # -- status -----------------------------------------------------------------------
@@ -566,13 +731,45 @@ class Platform:
                 problem = f"unhealthy: {', '.join(bad)}"
         except Exception as exc:
             problem = f"Airflow API not answering at {state.api_url} ({type(exc).__name__})"
+        workers: list[str] | None = None
+        schedulers: int | None = None
+        if state.production is not None:
+            workers, schedulers, extra_problem = self._production_status(state.production)
+            if extra_problem:
+                problem = f"{problem}; {extra_problem}" if problem else extra_problem
         dead = [c.name for c in components if not c.running]
         if dead:
             problem = f"stopped: {', '.join(dead)}" + (f"; {problem}" if problem else "")
         running = state.ready and not dead and problem is None
         return PlatformStatus(
-            running=running, state=state, components=components, health=health, problem=problem
+            running=running, state=state, components=components, health=health, problem=problem,
+            profile=state.profile, celery_workers=workers, schedulers_alive=schedulers,
         )
+
+    @staticmethod
+    def _production_status(
+        production: ProductionConfig,
+    ) -> tuple[list[str] | None, int | None, str | None]:
+        """Celery workers answering, schedulers alive, and what falls short."""
+        problems = []
+        workers: list[str] | None = None
+        schedulers: int | None = None
+        try:
+            workers = prod.celery_workers(production.broker_url)
+        except Exception as exc:
+            problems.append(f"Celery broker not answering ({type(exc).__name__})")
+        else:
+            missing = sorted(set(production.worker_hostnames()) - set(workers))
+            if missing:
+                problems.append(f"Celery workers not answering: {', '.join(missing)}")
+        try:
+            schedulers = prod.alive_schedulers(production.metadata_url)
+        except Exception as exc:
+            problems.append(f"metadata database not answering ({type(exc).__name__})")
+        else:
+            if schedulers < production.schedulers:
+                problems.append(f"schedulers alive: {schedulers} of {production.schedulers}")
+        return workers, schedulers, "; ".join(problems) or None
 
     # -- down -------------------------------------------------------------------------
 

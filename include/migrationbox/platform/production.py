@@ -1,0 +1,371 @@
+"""The production profile: Airflow on PostgreSQL with the CeleryExecutor (Redis broker).
+
+``migrationbox platform up --profile production`` runs the same platform as the embedded
+default with the pieces a team runs in production swapped in:
+
+* Airflow's metadata database on PostgreSQL (a database we create if it is missing),
+* the CeleryExecutor, Redis as broker, the metadata database as Celery's result backend
+  (Airflow's recommendation: a database, not Redis, keeps task states),
+* several schedulers (Airflow 3 runs them active-active on PostgreSQL's row locks) and
+  several Celery workers, each with a small concurrency,
+* the MigrationBox store in its own PostgreSQL database (the store migrates itself with
+  Alembic under an advisory lock, so many workers may touch it at once).
+
+Everything comes from declared settings (``migrationbox.settings``, ``production_*``):
+the PostgreSQL server is one admin URL (a role allowed to ``CREATE DATABASE``) and the
+two database names; no password is written in code. A password belongs in that URL's
+setting, or better outside it in ``PGPASSWORD`` / ``~/.pgpass``, which libpq reads in
+every component.
+
+This module only builds configuration and talks to PostgreSQL, Redis and the Celery
+control bus; :class:`~migrationbox.platform.supervisor.Platform` starts the processes.
+Heavy clients (SQLAlchemy engines, Celery, redis) are imported inside the functions that
+need them so that importing the platform package stays cheap.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from migrationbox import settings as mb_settings
+from migrationbox.errors import ConfigurationError
+
+Profile = Literal["embedded", "production"]
+PROFILES: tuple[str, ...] = ("embedded", "production")
+
+#: Used when the ``production_pg_admin_url`` setting is unset: the loopback PostgreSQL of
+#: a developer machine or CI, with trust (or ``PGPASSWORD`` / ``.pgpass``) authentication.
+DEFAULT_PG_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+CELERY_EXECUTOR = "CeleryExecutor"
+#: Airflow's ``[operators] default_queue``: the queue every task goes to unless it names one.
+DEFAULT_QUEUE = "default"
+#: Seconds before Redis hands an unacknowledged task to another worker. Airflow's own
+#: default (24 h), set explicitly so the workers do not warn about it on every start; a
+#: worker that dies is noticed much sooner by the scheduler's task heartbeat check.
+VISIBILITY_TIMEOUT_S = 86_400
+#: A scheduler counts as alive while its heartbeat is younger than this (Airflow's
+#: ``[scheduler] scheduler_health_check_threshold`` default).
+SCHEDULER_ALIVE_S = 30.0
+
+_DB_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+
+
+class ProductionError(ConfigurationError):
+    """The production profile is misconfigured or a server it needs is not reachable."""
+
+
+def _redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1] if "@" in url else url
+
+
+class ProductionConfig(BaseModel):
+    """What the production profile runs on; built from settings by :meth:`from_settings`.
+
+    Recorded in ``platform.json`` (mode 0600) so that ``status``, ``env``, ``down`` and
+    ``restart_component`` act on the databases and broker the platform was started with,
+    whatever the calling shell's environment says.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pg_admin_url: str = DEFAULT_PG_ADMIN_URL
+    airflow_db: str = Field(default="migrationbox_airflow", pattern=_DB_NAME)
+    store_db: str = Field(default="migrationbox_store", pattern=_DB_NAME)
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    schedulers: int = Field(default=2, ge=1, le=8)
+    celery_workers: int = Field(default=2, ge=1, le=16)
+    worker_concurrency: int = Field(default=2, ge=1, le=64)
+
+    @field_validator("pg_admin_url")
+    @classmethod
+    def _postgresql(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+
+        try:
+            url = make_url(value)
+        except Exception as exc:
+            raise ValueError(f"not a SQLAlchemy URL ({exc})") from exc
+        if url.get_backend_name() != "postgresql":
+            raise ValueError(f"must be a PostgreSQL URL, got {url.get_backend_name()!r}")
+        if url.drivername == "postgresql":  # pin the driver the project ships (psycopg2)
+            url = url.set(drivername="postgresql+psycopg2")
+        return url.render_as_string(hide_password=False)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _redis(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://")):
+            raise ValueError("must be a redis:// or rediss:// URL (the profile's broker is "
+                             "Redis)")
+        return value
+
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> ProductionConfig:
+        """The configuration the ``production_*`` settings describe (``overrides`` win)."""
+        values: dict[str, Any] = {
+            "pg_admin_url": mb_settings.get("production_pg_admin_url") or DEFAULT_PG_ADMIN_URL,
+            "airflow_db": mb_settings.get("production_airflow_db"),
+            "store_db": mb_settings.get("production_store_db"),
+            "broker_url": mb_settings.get("production_broker_url"),
+            "schedulers": mb_settings.get("production_schedulers"),
+            "celery_workers": mb_settings.get("production_celery_workers"),
+            "worker_concurrency": mb_settings.get("production_worker_concurrency"),
+            **overrides,
+        }
+        from pydantic import ValidationError
+
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"production_{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ProductionError(f"invalid production profile settings: {problems}") from exc
+
+    # -- derived URLs -----------------------------------------------------------------
+
+    def database_url(self, database: str) -> str:
+        """The admin URL pointed at ``database`` (same server, role and driver)."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.pg_admin_url).set(database=database).render_as_string(
+            hide_password=False)
+
+    @property
+    def metadata_url(self) -> str:
+        """Airflow's ``[database] sql_alchemy_conn``."""
+        return self.database_url(self.airflow_db)
+
+    @property
+    def store_url(self) -> str:
+        """The MigrationBox store's SQLAlchemy URL."""
+        return self.database_url(self.store_db)
+
+    @property
+    def result_backend(self) -> str:
+        """Celery's result backend: the metadata database (``db+`` is Celery's prefix)."""
+        return "db+" + self.metadata_url
+
+    @property
+    def parallelism(self) -> int:
+        """Task slots the workers offer: what one scheduler may have running at once."""
+        return self.celery_workers * self.worker_concurrency
+
+    def describe(self) -> dict[str, str]:
+        """The configuration with passwords hidden (status output, logs, errors)."""
+        return {
+            "metadata database": _redact(self.metadata_url),
+            "store": _redact(self.store_url),
+            "broker": _redact(self.broker_url),
+            "schedulers": str(self.schedulers),
+            "celery workers": f"{self.celery_workers} x concurrency {self.worker_concurrency}",
+        }
+
+    # -- Airflow --------------------------------------------------------------------
+
+    def airflow_overrides(self) -> dict[str, str]:
+        """The ``AIRFLOW__*`` variables that turn the embedded configuration into this
+        profile (laid over :func:`airflow_runtime.airflow_config_env`)."""
+        return {
+            "AIRFLOW__CORE__EXECUTOR": CELERY_EXECUTOR,
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_url,
+            "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": self.result_backend,
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT":
+                str(VISIBILITY_TIMEOUT_S),
+            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": DEFAULT_QUEUE,
+        }
+
+    def worker_hostname(self, number: int) -> str:
+        """Celery node name of worker ``number`` (1-based): unique per worker, as Celery
+        requires, and what ``celery inspect`` answers with."""
+        return f"migrationbox-worker-{number}@{socket.gethostname()}"
+
+    def worker_hostnames(self) -> list[str]:
+        return [self.worker_hostname(n) for n in range(1, self.celery_workers + 1)]
+
+    def component_commands(self) -> dict[str, tuple[str, ...]]:
+        """Component name -> ``airflow`` arguments, in start order.
+
+        ``--skip-serve-logs`` everywhere: the log servers bind 0.0.0.0 (no host option)
+        and two workers on one host would fight over the same port; every component of
+        this profile shares one log folder, which the API server reads directly. On a
+        cluster, workers on other hosts need their log server (or remote logging).
+        ``--without-mingle/--without-gossip``: the workers need no state from each
+        other at start, and skipping both saves seconds and broker chatter.
+        """
+        commands: dict[str, tuple[str, ...]] = {"api-server": ("api-server",)}
+        for n in range(1, self.schedulers + 1):
+            commands[f"scheduler-{n}"] = ("scheduler", "--skip-serve-logs")
+        commands["dag-processor"] = ("dag-processor",)
+        commands["triggerer"] = ("triggerer", "--skip-serve-logs")
+        for n in range(1, self.celery_workers + 1):
+            commands[f"celery-worker-{n}"] = (
+                "celery", "worker",
+                "--celery-hostname", self.worker_hostname(n),
+                "--concurrency", str(self.worker_concurrency),
+                "--queues", DEFAULT_QUEUE,
+                "--skip-serve-logs", "--without-mingle", "--without-gossip",
+            )
+        return commands
+
+    # -- MigrationBox -----------------------------------------------------------------
+
+    def store_connection(self) -> dict[str, Any]:
+        """The ``migrationbox_store`` Airflow connection (``AIRFLOW_CONN_*`` JSON form)."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.store_url)
+        conn: dict[str, Any] = {"conn_type": "postgres", "host": url.host or "127.0.0.1",
+                                "port": url.port or 5432, "schema": self.store_db}
+        if url.username:
+            conn["login"] = url.username
+        if url.password:
+            conn["password"] = str(url.password)
+        return conn
+
+
+# -- servers --------------------------------------------------------------------------
+
+
+def _tcp_reason(what: str, host: str, port: int) -> str | None:
+    try:
+        with socket.create_connection((host, port), timeout=2.0):
+            return None
+    except OSError as exc:
+        return f"{what} not reachable at {host}:{port} ({exc.strerror or exc})"
+
+
+def postgres_unreachable(cfg: ProductionConfig) -> str | None:
+    """None when the admin URL logs in, else why not (naming the setting to change)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    url = make_url(cfg.pg_admin_url)
+    reason = _tcp_reason("PostgreSQL", url.host or "127.0.0.1", url.port or 5432)
+    if reason:
+        return f"{reason}; set production_pg_admin_url"
+    eng = create_engine(url, connect_args={"connect_timeout": 5})
+    try:
+        with eng.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return (f"PostgreSQL at {_redact(cfg.pg_admin_url)} refused the login: {first}; set "
+                "production_pg_admin_url (a password may also come from PGPASSWORD or "
+                "~/.pgpass)")
+    finally:
+        eng.dispose()
+    return None
+
+
+def redis_unreachable(broker_url: str) -> str | None:
+    """None when the broker answers PING, else why not."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(broker_url)
+    reason = _tcp_reason("Redis", parts.hostname or "127.0.0.1", parts.port or 6379)
+    if reason:
+        return f"{reason}; set production_broker_url"
+    import redis
+
+    client = redis.Redis.from_url(broker_url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except Exception as exc:
+        return f"Redis at {_redact(broker_url)} did not answer PING: {exc}"
+    finally:
+        client.close()
+    return None
+
+
+def ensure_database(cfg: ProductionConfig, database: str) -> bool:
+    """Create ``database`` on the admin URL's server unless it exists; True if created.
+
+    The name was validated against ``[A-Za-z_][A-Za-z0-9_]*`` so quoting it is safe.
+    """
+    from sqlalchemy import create_engine, text
+
+    if not re.fullmatch(_DB_NAME, database):
+        raise ProductionError(f"not a plain database name: {database!r}")
+    eng = create_engine(cfg.pg_admin_url, isolation_level="AUTOCOMMIT",
+                        connect_args={"connect_timeout": 5})
+    try:
+        with eng.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                                  {"name": database}).first()
+            if exists:
+                return False
+            conn.execute(text(f'CREATE DATABASE "{database}"'))
+            return True
+    except Exception as exc:
+        raise ProductionError(
+            f"cannot create database {database!r} at {_redact(cfg.pg_admin_url)}: "
+            f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0]}") from exc
+    finally:
+        eng.dispose()
+
+
+def _celery_app(broker_url: str) -> Any:
+    from celery import Celery
+
+    return Celery("migrationbox-probe", broker=broker_url, set_as_current=False)
+
+
+def celery_workers(broker_url: str, timeout: float = 1.0) -> list[str]:
+    """Names of the Celery workers that answer a ping on the broker's control bus.
+
+    A plain Celery app on the same broker is enough (the control bus does not depend on
+    the app's tasks), so no Airflow configuration has to be loaded in this process.
+    """
+    app = _celery_app(broker_url)
+    try:
+        replies = app.control.ping(timeout=timeout) or []
+    finally:
+        app.close()
+    return sorted(name for reply in replies for name in reply)
+
+
+def celery_task_totals(broker_url: str, timeout: float = 2.0) -> dict[str, int]:
+    """Tasks each live worker has received since it started (``inspect stats``)."""
+    app = _celery_app(broker_url)
+    try:
+        stats: Mapping[str, Any] = app.control.inspect(timeout=timeout).stats() or {}
+    finally:
+        app.close()
+    return {name: sum(int(v) for v in (data.get("total") or {}).values())
+            for name, data in stats.items()}
+
+
+def alive_schedulers(metadata_url: str, threshold_s: float = SCHEDULER_ALIVE_S) -> int:
+    """Schedulers whose job heartbeat is recent (what ``airflow jobs check
+    --job-type SchedulerJob --allow-multiple`` counts), read from the metadata database:
+    ``/monitor/health`` only reports the most recent scheduler, not how many are alive."""
+    from sqlalchemy import create_engine, text
+
+    cutoff = datetime.now(UTC) - timedelta(seconds=threshold_s)
+    eng = create_engine(metadata_url, connect_args={"connect_timeout": 5})
+    try:
+        with eng.connect() as conn:
+            count = conn.execute(
+                text("SELECT count(*) FROM job WHERE job_type = 'SchedulerJob' "
+                     "AND state = 'running' AND latest_heartbeat > :cutoff"),
+                {"cutoff": cutoff},
+            ).scalar_one()
+    finally:
+        eng.dispose()
+    return int(count)
