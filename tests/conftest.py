@@ -15,3 +15,32 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("MIGRATIONBOX_HOME", str(_ROOT / "runtime"))
 os.environ.setdefault("MIGRATIONBOX_STORE_URL", f"sqlite:///{_ROOT / 'runtime' / 'store.db'}")
 (_ROOT / "runtime").mkdir(parents=True, exist_ok=True)
+
+
+# --------------------------------------------------------------------------- CI: no skips
+# On a machine without PostgreSQL, Redis or OpenSSH the tests that need them skip and say
+# why. CI's machine has them (or installs them), so there such a skip means a test of the
+# production shape did not run: `.ci/run` sets REQUIRE_LOOPBACK_SERVICES=1 and the skip
+# becomes a failure that names the reason.
+_SERVICE_WORDS = ("PostgreSQL", "Redis", "OpenSSH", "sshd")
+
+
+def _service_skip(reason: str) -> bool:
+    return any(word in reason for word in _SERVICE_WORDS)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("REQUIRE_LOOPBACK_SERVICES") != "1" or not report.skipped:
+        return
+    reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(
+        report.longrepr)
+    if _service_skip(reason):
+        report.outcome = "failed"
+        report.longrepr = (f"REQUIRE_LOOPBACK_SERVICES=1 (CI): a test that needs a loopback "
+                           f"service was skipped instead of run: {reason}")
