@@ -65,6 +65,14 @@ COMPOSE_DIFFERS = {
     "AIRFLOW__API__HOST": "0.0.0.0",
 }
 
+#: The same for the Helm values: pods reach the API server through the chart's Service
+#: (a chart template, rendered by Helm).
+HELM_DIFFERS = {
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL":
+        'http://{{ include "airflow.fullname" . }}-api-server:{{ .Values.ports.apiServer }}'
+        "/execution/",
+}
+
 #: Stand-in values for the variables the compose file requires, used to interpolate it
 #: the way `docker compose` does. Plain tokens, as the .env.example tells users to make.
 TEST_ENV = {
@@ -475,8 +483,9 @@ def test_helm_airflow_config_agrees_with_the_platform(helm: dict[str, Any]) -> N
     # log folder and Execution API URL), so they are not repeated under `config`.
     by_chart = {"AIRFLOW_HOME", "AIRFLOW__CORE__EXECUTOR", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
                 "AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND",
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__API__HOST",
-                "AIRFLOW__API__PORT", "AIRFLOW__API__WORKERS", "AIRFLOW__LOGGING__BASE_LOG_FOLDER"}
+                "AIRFLOW__API__HOST", "AIRFLOW__API__PORT", "AIRFLOW__API__WORKERS",
+                "AIRFLOW__LOGGING__BASE_LOG_FOLDER"}
+    expected.update(HELM_DIFFERS)
     assert helm["executor"] == expected["AIRFLOW__CORE__EXECUTOR"]
     for key, want in expected.items():
         if key in by_chart:
