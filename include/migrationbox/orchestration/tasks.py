@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import socket
+from pathlib import Path
 from typing import Any
 
 from migrationbox.errors import NotFoundError
@@ -104,6 +106,7 @@ def build_context(estate: str, wave: int, plan_version: int, context: dict[str, 
         ),
         on_resource=on_resource,
         on_resource_deleted=on_resource_deleted,
+        wave_state=wave_state_backend(artifacts_dir()),
     )
     return PhaseContext(
         plan=plan,
@@ -116,6 +119,38 @@ def build_context(estate: str, wave: int, plan_version: int, context: dict[str, 
         endpoints=endpoints,
         log=logging.getLogger(f"migrationbox.phase.{context['ti'].task_id}"),
     )
+
+
+def wave_state_backend(artifacts: Path):
+    """Where this wave's tasks hand state to each other (``phases.handoff``): strict,
+    since in a wave DAG every producer runs before its consumers, so missing state is
+    an error that names where it was looked for and the host its producer ran on."""
+    from migrationbox.phases.handoff import FileWaveState
+
+    return FileWaveState(artifacts, strict=True, producer_host=producer_host)
+
+
+#: handed-over state -> the phase run that writes it
+_PRODUCER_PHASE = {"provisioned": "provision", "replication": "replicate"}
+
+
+def producer_host(key) -> str | None:
+    """The host the task that wrote ``key`` (a ``handoff.StateKey``) ran on, from the
+    store: the phase run's details, or the round's progress event; ``None`` if unknown."""
+    from migrationbox.store import repository
+    from migrationbox.store.db import session_scope
+
+    with session_scope(read_only=True) as session:
+        phase = _PRODUCER_PHASE.get(key.name)
+        if phase is not None:
+            runs = [r for r in repository.phase_runs(session, key.estate, key.wave,
+                                                     key.run_id)
+                    if r.phase == phase and r.status == "success"]
+            host = runs[-1].details.get("host") if runs else None
+            return str(host) if host else None
+        hosts = [e.data.get("host") for e in repository.events(session, key.estate, key.wave)
+                 if e.dag_run_id == key.run_id and "round" in e.data and e.data.get("host")]
+    return str(hosts[-1]) if hosts else None
 
 
 def context_or_fail(phase_name: str, estate: str, wave: int, plan_version: int,
@@ -159,7 +194,7 @@ def _event(estate, wave, run_id, phase, kind, message, data) -> None:
     with session_scope() as session:
         repository.add_event(
             session, estate=estate, wave=wave, run_id=run_id, phase=phase, kind=kind,
-            message=message, data=data,
+            message=message, data={**data, "host": socket.gethostname()},
         )
 
 
@@ -211,7 +246,8 @@ def _finish(estate, plan_version, wave, run_id, phase_name, status, summary, det
     with session_scope() as session:
         repository.record_phase_end(
             session, estate=estate, plan_version=plan_version, wave=wave, dag_run_id=run_id,
-            phase=phase_name, status=status, summary=summary, details=details,
+            phase=phase_name, status=status, summary=summary,
+            details={**details, "host": socket.gethostname()},  # where the task ran
         )
     _event(estate, wave, run_id, phase_name, f"phase_{status}", f"{phase_name}: {summary}",
            {"status": status})
@@ -219,10 +255,18 @@ def _finish(estate, plan_version, wave, run_id, phase_name, status, summary, det
 
 def gate(check: str, estate: str, wave: int, plan_version: int, **context: Any) -> bool:
     """Sensor callable: ``True`` when the named condition holds."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     from migrationbox.orchestration import gates
+    from migrationbox.phases.context import PhaseFailed
 
     ctx = context_or_fail(check, estate, wave, plan_version, context)
-    ok, why = getattr(gates, check)(ctx, context)
+    try:
+        ok, why = getattr(gates, check)(ctx, context)
+    except PhaseFailed as exc:  # e.g. state an earlier task handed over is missing
+        record_refusal(estate, plan_version, wave, ctx.run_id, check, str(exc),
+                       type(exc).__name__)
+        raise AirflowFailException(str(exc)) from exc
     if ok:
         _event(estate, wave, ctx.run_id, check, "gate_passed", f"gate {check}: {why}", {})
     else:

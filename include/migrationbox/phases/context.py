@@ -28,6 +28,7 @@ from migrationbox.planning.models import PlanDocument, ServerPlan, Wave
 if TYPE_CHECKING:
     from migrationbox.cloud.base import CloudAdapter
     from migrationbox.endpoints import Endpoint
+    from migrationbox.phases.handoff import WaveStateStore
 
 #: ``(message, data)``: a phase's progress line for the store's event log.
 OnProgress = Callable[[str, dict[str, Any]], Any]
@@ -42,7 +43,9 @@ class Collaborators:
     ``adapter``: the cloud adapter to use instead of the plan's cloud default (tests,
     another account); ``monitoring``: the adapter the cutover's canary metrics go
     through, when not ``adapter`` (a separate monitoring account, tests); the ``on_*``
-    callbacks tell the orchestrator what happened (the wave DAG records them).
+    callbacks tell the orchestrator what happened (the wave DAG records them);
+    ``wave_state``: where state handed from one task to a later one lives
+    (``phases.handoff``: the store in the wave DAG; unset, local files).
     """
 
     adapter: CloudAdapter | None = None
@@ -50,6 +53,7 @@ class Collaborators:
     on_progress: OnProgress | None = None
     on_resource: OnResource | None = None
     on_resource_deleted: OnResource | None = None
+    wave_state: WaveStateStore | None = None
 
 
 @dataclass

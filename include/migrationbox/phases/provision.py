@@ -8,9 +8,11 @@ wave's security groups, instances (waiting until running), CPU alarms, load bala
 with target groups and listeners, and an A record per server.
 
 Every adapter call looks before it creates, so re-running after a failure or a success
-creates nothing new. What exists afterwards is written to ``provisioned.json`` (in the
-run folder and in the wave folder, where later phases read it with ``read_state``) and
-announced through the ``on_resource`` collaborator for the store's ledger.
+creates nothing new. What exists afterwards is handed to later tasks as the wave's
+``provisioned`` state (``phases.handoff``: the store in the wave DAG, the wave folder's
+``provisioned.json`` when the phase is called on its own; read with ``read_state``),
+written to the run folder as a report, and announced through the ``on_resource``
+collaborator for the store's ledger.
 
 Each instance boots an image that fits its server's source OS (``cloud.images``:
 discovered OS and version → the cloud's image, the SQL Server edition where the plan
@@ -25,7 +27,6 @@ networks pre-flight checked the target VPC against.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ from migrationbox.cloud.base import CloudAdapter, ImageChoice, IngressRule, dns_
 from migrationbox.cloud.images import images_for_servers
 from migrationbox.iac.design import DesignError, WaveDesign, design_wave
 from migrationbox.iac.render import RenderError, write_terraform
-from migrationbox.phases._cloud import adapter_for, progress, target_cidr, wave_dir, write_json
+from migrationbox.phases import handoff
+from migrationbox.phases._cloud import adapter_for, progress, target_cidr, write_json
 from migrationbox.phases.context import OnResource, PhaseContext, PhaseFailed, PhaseResult
 from migrationbox.phases.networks import RecordsLoader, load_estate_records, source_networks
 
@@ -292,8 +294,8 @@ def run(ctx: PhaseContext) -> PhaseResult:
         ) from exc
     state["terraform"] = str(tf_path)
     state["run_id"] = ctx.run_id
-    write_json(out / STATE_FILE, state)
-    write_json(wave_dir(ctx) / STATE_FILE, state)
+    write_json(out / STATE_FILE, state)  # the run's report
+    handed = handoff.put(ctx, handoff.PROVISIONED, state, run_scoped=False)
     return PhaseResult(
         phase=PHASE,
         ok=True,
@@ -306,15 +308,15 @@ def run(ctx: PhaseContext) -> PhaseResult:
             "instances": {k: v["instance_id"] for k, v in state["instances"].items()},
             "load_balancers": {k: v["dns_name"] for k, v in state["load_balancers"].items()},
             "terraform": str(tf_path),
-            "state_file": str(wave_dir(ctx) / STATE_FILE),
+            "state": handed.where,
+            "state_written_by": handed.written_by,
             "images": image_summary(images),
         },
     )
 
 
 def read_state(ctx: PhaseContext) -> dict[str, Any] | None:
-    """What the last successful provision of this wave left (``None`` if none)."""
-    path = wave_dir(ctx) / STATE_FILE
-    if not path.exists():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    """What the last successful provision of this wave left (``None`` if none; never
+    ``{}``: a caller that needs it uses ``handoff.require``)."""
+    found = handoff.get(ctx, handoff.PROVISIONED, run_scoped=False)
+    return None if found is None else dict(found.payload)

@@ -35,7 +35,6 @@ with what to do; nothing on the target is deleted).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +50,8 @@ from migrationbox.endpoints import (
 )
 from migrationbox.errors import MigrationBoxError
 from migrationbox.lab.endpoints import endpoints_file
-from migrationbox.phases._cloud import progress, wave_dir, write_json
+from migrationbox.phases import handoff
+from migrationbox.phases._cloud import progress
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
 from migrationbox.phases.live import live_rounds, live_source
 from migrationbox.planning.models import ServerPlan
@@ -83,7 +83,7 @@ if TYPE_CHECKING:
     from migrationbox.cloud.database_service import DatabaseMigrationService
 
 PHASE = "replicate"
-STATE_FILE = "replicate.json"
+STATE_FILE = handoff.FILE_NAMES[handoff.REPLICATION]  # local backend
 _SAY = threading.Lock()  # servers replicate in threads; progress callbacks need not be
 
 
@@ -171,11 +171,20 @@ def database_service(ctx: PhaseContext) -> DatabaseService:
 
 def service_placement(ctx: PhaseContext, server_id: str) -> ServicePlacement:
     """Where the service's runner goes: the wave's data subnets and the server's security
-    group, as provision left them (none before provision ran: the service's defaults)."""
-    try:
-        state = json.loads((wave_dir(ctx) / "provisioned.json").read_text())
-    except (FileNotFoundError, ValueError):
-        state = {}
+    group, as provision handed them over (``phases.handoff``).
+
+    In the wave DAG provision always ran first, so missing state is an error naming
+    where it was looked for (``HandoffMissing``), never an empty placement that would
+    put the runner in the account's default network. A phase called on its own without
+    provision (the lab, tests) gets the service's default placement, said in the log.
+    """
+    found = handoff.require(ctx, PHASE, handoff.PROVISIONED, run_scoped=False)
+    if found is None:
+        ctx.log.warning("%s: no provisioned state for %s: the database migration service "
+                        "places its runner by its own defaults", server_id, ctx.wave_tag)
+        state: dict[str, Any] = {}
+    else:
+        state = dict(found.payload)
     subnets = tuple(sorted(sid for name, sid in (state.get("subnets") or {}).items()
                            if f"-{ctx.estate}-data-" in f"-{name}"))
     group = (state.get("security_groups") or {}).get(f"mb-{ctx.estate}-{server_id}")
@@ -379,8 +388,8 @@ def run(ctx: PhaseContext) -> PhaseResult:
         "bytes_sent_total": sum(d.get("bytes_sent_total", 0) for d in per_server.values()),
         "dry_run": ctx.dry_run,
     }
-    write_json(ctx.run_artifacts() / STATE_FILE, {"ok": not failures, **details,
-                                                  "failures": failures})
+    handoff.put(ctx, handoff.REPLICATION, {"ok": not failures, **details,
+                                           "failures": failures}, run_scoped=True)
     if failures:
         raise PhaseFailed(PHASE, "; ".join(failures), details)
     summary = (
@@ -395,12 +404,10 @@ def run(ctx: PhaseContext) -> PhaseResult:
 def _earlier_rounds(ctx: PhaseContext) -> dict[str, dict[str, int]]:
     """Per server, the bytes and rounds of this DAG run's deferred rounds (``sync_round``),
     so that the phase reports everything sent, not only its own final delta."""
-    try:
-        history = json.loads((ctx.run_artifacts() / ROUNDS_FILE).read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
+    history = [h.payload for h in handoff.items(ctx, handoff.REPLICATION_ROUND,
+                                                run_scoped=True)]
     totals: dict[str, dict[str, int]] = {}
-    for report in history if isinstance(history, list) else []:
+    for report in history:
         seen: set[str] = set()
         for label, disk in (report.get("disks") or {}).items():
             sid = str(label).split("/", 1)[0]
@@ -415,11 +422,13 @@ def _earlier_rounds(ctx: PhaseContext) -> dict[str, dict[str, int]]:
 def converged(ctx: PhaseContext) -> tuple[bool, str]:
     """Sensor gate: the last replicate run of this DAG run passed, and no target has been
     touched since (every disk manifest is intact, unchanged and has no unfinished round)."""
-    path = ctx.run_artifacts() / STATE_FILE
-    try:
-        state = json.loads(path.read_text())
-    except FileNotFoundError:
+    found = handoff.get(ctx, handoff.REPLICATION, run_scoped=True)
+    if found is None:
+        if handoff.strict(ctx):  # the sensor runs after the rounds task succeeded
+            raise handoff.missing(ctx, "replication_converged", handoff.REPLICATION,
+                                  run_scoped=True)
         return False, "replicate has not run in this DAG run yet"
+    state = found.payload
     if not state.get("ok"):
         return False, f"last replicate run failed: {state.get('failures', [])[:3]}"
     if state.get("dry_run"):
@@ -446,7 +455,7 @@ def converged(ctx: PhaseContext) -> tuple[bool, str]:
     return True, "all disks converged and verified; databases match"
 
 
-ROUNDS_FILE = "replicate-rounds.json"
+ROUNDS_FILE = handoff.FILE_NAMES[handoff.REPLICATION_ROUND]  # local backend
 
 
 def sync_round(ctx: PhaseContext, round_no: int) -> dict[str, Any]:
@@ -455,8 +464,19 @@ def sync_round(ctx: PhaseContext, round_no: int) -> dict[str, Any]:
     The unit of work of the deferrable ``ReplicationRoundsOperator``: it runs one round
     in a worker, then waits the cadence in the triggerer (no worker slot held), and calls
     ``run`` for the final, verified rounds once a round's delta is under the threshold.
-    Each round's figures are appended to ``replicate-rounds.json`` in the run's artifacts.
+    Each round's figures are handed over as the run's ``replication_round`` state
+    (``phases.handoff``: the store in the wave DAG, ``replicate-rounds.json`` in the
+    run's artifacts otherwise); a retried round replaces its own record. A round after
+    the first, resumed from the triggerer, may run on another worker host than the
+    rounds before it: in the wave DAG their records must be there, or the round stops
+    (``HandoffMissing``) rather than under-count what was sent.
     """
+    if round_no > 1 and handoff.strict(ctx):
+        seen = {h.seq for h in handoff.items(ctx, handoff.REPLICATION_ROUND, run_scoped=True)}
+        lost = [n for n in range(1, round_no) if n not in seen]
+        if lost:
+            raise handoff.missing(ctx, PHASE, handoff.REPLICATION_ROUND, run_scoped=True,
+                                  detail=f"rounds {lost} of this run, before round {round_no}")
     endpoints = endpoints_or_fail(ctx, PHASE)
     block, policy = _policy(ctx)
     rate = _bandwidth(ctx)
@@ -506,13 +526,7 @@ def sync_round(ctx: PhaseContext, round_no: int) -> dict[str, Any]:
                            and report["rows_changed"]
                            <= ctx.options.replicate.delta_rows)
     report["problems"] = problems
-    path = ctx.run_artifacts() / ROUNDS_FILE
-    try:
-        history = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        history = []
-    history = [h for h in history if h.get("round") != round_no] + [report]
-    write_json(path, history)
+    handoff.put(ctx, handoff.REPLICATION_ROUND, report, run_scoped=True, seq=round_no)
     _say(ctx, f"replication round {round_no}: {report['bytes_sent'] / MIB:.2f} MiB and "
               f"{report['rows_changed']} rows sent (threshold {threshold / MIB:.2f} MiB)"
               + ("; converged" if report["converged"] else ""),

@@ -16,9 +16,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from migrationbox.cloud.base import LANDING_ZONE, TAG_WAVE, CloudResource, landing_zone_tag
-from migrationbox.phases._cloud import adapter_for, progress, wave_dir, write_json
+from migrationbox.phases import handoff
+from migrationbox.phases._cloud import adapter_for, progress, write_json
 from migrationbox.phases.context import PhaseContext, PhaseFailed, PhaseResult
-from migrationbox.phases.provision import STATE_FILE
 
 PHASE = "teardown"
 
@@ -72,8 +72,8 @@ def rollback(ctx: PhaseContext) -> PhaseResult:
     if on_deleted is not None:
         for res in deleted + landing:
             on_deleted(res.type, res.id, res.name, res.tags)
-    state = wave_dir(ctx) / STATE_FILE
-    state.unlink(missing_ok=True)
+    # what provision handed over describes resources that are gone now
+    handoff.delete(ctx, handoff.PROVISIONED, run_scoped=False)
     report = {
         "estate": estate, "wave": ctx.wave_number, "run_id": ctx.run_id,
         "finished_at": datetime.now(UTC).isoformat(),
