@@ -5,9 +5,18 @@ Everything is read-only except registering an estate's endpoints (``POST
 any record is refused.
 
 Mounted at ``/migrationbox`` inside Airflow's API server (see ``plugins/``). Airflow
-mounts plugin apps WITHOUT its own auth, so every route here depends on Airflow's
-``requires_authenticated`` (the same bearer token or UI cookie as the REST API). The app
-can also be built with ``auth=None`` for tests of the routes themselves.
+mounts plugin apps WITHOUT its own auth, so the plugin passes two of Airflow's own
+FastAPI security dependencies, and the auth manager in use (SimpleAuthManager in the
+embedded default, FAB in the production profile) decides with its ``is_authorized_dag``:
+
+* ``auth`` guards every route (reads): ``requires_access_dag("GET")``, whoever may list
+  DAGs (the viewer role and up);
+* ``operate`` guards, on top, the routes that change or act: registering endpoints and
+  checking them (the check logs into every endpoint with the connections' credentials):
+  ``requires_access_dag("PUT")`` with no DAG named, i.e. edit rights on *all* DAGs (the
+  operator role and the admin; an approver's per-DAG rights are not enough).
+
+The app can also be built without them (``auth=None``) for tests of the routes themselves.
 """
 
 from __future__ import annotations
@@ -118,11 +127,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def build_app(auth: Callable[..., Any] | None = None) -> FastAPI:
+def build_app(
+    auth: Callable[..., Any] | None = None, operate: Callable[..., Any] | None = None
+) -> FastAPI:
+    """The API; ``auth`` guards every route but ``/health``, ``operate`` in addition the
+    routes that write or act (see the module docstring)."""
     from migrationbox.store import repository
     from migrationbox.store.db import session_scope
 
     deps = [Depends(auth)] if auth is not None else []
+    acting = [Depends(operate)] if operate is not None else []
     app = FastAPI(
         title="MigrationBox",
         description="Estates, plans, waves and their progress, from the MigrationBox store.",
@@ -187,7 +201,7 @@ def build_app(auth: Callable[..., Any] | None = None) -> FastAPI:
         return {"estate": estate,
                 "endpoints": [e.to_dict() for e in _stored_endpoints(estate, server)]}
 
-    @router.get("/estates/{estate}/endpoints/check")
+    @router.get("/estates/{estate}/endpoints/check", dependencies=acting)
     def check_endpoints(estate: EstateName, server: OptionalName = None) -> dict[str, Any]:
         """Try every endpoint (reachable, authenticated, readable, room on the target)."""
         from migrationbox.endpoints.checks import check_endpoints as run_checks
@@ -196,7 +210,8 @@ def build_app(auth: Callable[..., Any] | None = None) -> FastAPI:
         return {"estate": estate, "ok": all(c.ok for c in checks),
                 "endpoints": [c.to_dict() for c in checks]}
 
-    @router.post("/estates/{estate}/endpoints", response_model=None, openapi_extra={
+    @router.post("/estates/{estate}/endpoints", response_model=None, dependencies=acting,
+                 openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "description": '{"endpoints": [...]} or a list of endpoint records'}}}}})
     async def import_endpoints(estate: EstateName, request: Request) -> Any:

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "size",
     "heal_cmd",
     "endpoints_cmd",
+    "users_cmd",
 )
 
 

@@ -79,10 +79,9 @@ def _up(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         print(f"logs: {platform.logs_dir}", file=sys.stderr)
         return 1
-    from migrationbox.platform.airflow_runtime import read_password
-
-    password = read_password(platform.airflow_home, state.username)
-    print(f"  Airflow UI and REST API  {state.api_url}   (login {state.username} / {password})")
+    # the embedded default prints its admin/admin login; the production profile's
+    # generated password stays in its 0600 file (docs/access-control.md)
+    print(f"  Airflow UI and REST API  {state.api_url}   ({platform.login_hint()})")
     print(f"  AWS emulator             {state.emulator_url}")
     if state.labs:
         print(f"  lab estates              {', '.join(state.labs)}")

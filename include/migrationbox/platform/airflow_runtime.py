@@ -287,9 +287,10 @@ def tail(path: Path, lines: int = 40) -> str:
 def ensure_migrated(env: Mapping[str, str], log_path: Path, timeout: float = 600.0) -> bool:
     """Run ``airflow db migrate`` unless this Airflow version already migrated this DB.
 
-    The stamp holds the Airflow version and the database URL (its password hidden), so
-    an upgrade of Airflow or a different database migrates again. Returns whether a
-    migration ran.
+    The stamp holds the Airflow version and the database URL (its password hidden), and
+    the auth manager when it is not SimpleAuthManager (the production profile's FAB one
+    migrates its own tables with the same command), so an upgrade of Airflow, a different
+    database or a change of auth manager migrates again. Returns whether a migration ran.
     """
     from sqlalchemy.engine import make_url
 
@@ -298,6 +299,10 @@ def ensure_migrated(env: Mapping[str, str], log_path: Path, timeout: float = 600
     url = make_url(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).render_as_string(
         hide_password=True)
     wanted = f"{airflow_version()} {url}\n"
+    manager = env.get("AIRFLOW__CORE__AUTH_MANAGER", SIMPLE_AUTH_MANAGER)
+    if manager != SIMPLE_AUTH_MANAGER:
+        # another auth manager brings its own tables (FAB's ab_*): migrate again
+        wanted = f"{airflow_version()} {url} auth={manager}\n"
     if stamp.exists() and stamp.read_text() == wanted:
         return False
     home.mkdir(parents=True, exist_ok=True)

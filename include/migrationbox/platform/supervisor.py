@@ -53,6 +53,7 @@ from migrationbox import config
 from migrationbox import settings as mb_settings
 from migrationbox.errors import MigrationBoxError
 from migrationbox.platform import airflow_runtime as afr
+from migrationbox.platform import auth
 from migrationbox.platform import production as prod
 from migrationbox.platform.production import ProductionConfig
 from migrationbox.platform.rest import AirflowClient
@@ -204,7 +205,7 @@ class Platform:
         settings_file: Path | str | None = None,
         plans_dir: Path | str | None = None,
         username: str = afr.ADMIN_USERNAME,
-        password: str = afr.ADMIN_PASSWORD,
+        password: str | None = None,
         parallelism: int = 4,
         startup_timeout: float = 300.0,
         stop_timeout: float = 30.0,
@@ -234,6 +235,8 @@ class Platform:
             settings_file or config.project_root() / "airflow_settings.yaml"
         ).resolve()
         self.username = username
+        #: ``None``: ``admin`` in the embedded default; in the production profile a random
+        #: password generated at the first start (:mod:`migrationbox.platform.auth`)
         self.password = password
         self.parallelism = parallelism
         self.startup_timeout = startup_timeout
@@ -423,6 +426,7 @@ class Platform:
                 users=f"{self.username}:admin",
             ),
             **(production.airflow_overrides() if production else {}),
+            **(auth.auth_env() if production else {}),
             **self.migrationbox_env(api_port, emulator_port, production),
             "MIGRATIONBOX_PLANS_DIR": str(plans),
         }
@@ -443,17 +447,40 @@ class Platform:
         )
         if production is not None:
             env.update(production.airflow_overrides())
+            env.update(auth.auth_env())
         return env
 
     def client(self) -> AirflowClient:
-        """A REST client logged in as the platform's admin user."""
+        """A REST client logged in as the platform's admin user (the production profile's
+        FAB user too: its ``POST /auth/token`` takes the same JSON login)."""
         state = self.read_state()
         api_port = state.api_port if state else self._ports_for_env()[0]
+        return AirflowClient(f"http://{LOOPBACK}:{api_port}", self.username,
+                             self.admin_password())
+
+    def admin_password(self) -> str:
+        """The platform admin's password: from the production profile's 0600 file when
+        the platform runs (or would run) that profile, else from SimpleAuthManager's
+        passwords file, else the embedded default's."""
+        if self._active_production() is not None:
+            try:
+                return auth.read_admin_password(self.airflow_home, self.username)
+            except auth.AuthError as exc:
+                if self.password is None:
+                    raise PlatformError(str(exc)) from exc
+                return self.password
         try:
-            password = afr.read_password(self.airflow_home, self.username)
+            return afr.read_password(self.airflow_home, self.username)
         except afr.AirflowRuntimeError:
-            password = self.password
-        return AirflowClient(f"http://{LOOPBACK}:{api_port}", self.username, password)
+            return self.password or afr.ADMIN_PASSWORD
+
+    def login_hint(self) -> str:
+        """How a person logs in, for ``platform up``: the embedded default's password is
+        printed (it is ``admin``); the production profile's stays in its 0600 file."""
+        if self._active_production() is not None:
+            return (f"login {self.username}, password in "
+                    f"{auth.admin_password_file(self.airflow_home)}")
+        return f"login {self.username} / {self.admin_password()}"
 
     # -- up ---------------------------------------------------------------------------
 
@@ -594,8 +621,12 @@ class Platform:
             OWNER_MARKER: str(self.runtime_dir),
         }
         env = self._airflow_env(state.api_port, extra, production)
-        afr.ensure_passwords(self.airflow_home, {self.username: self.password})
+        if production is None:
+            afr.ensure_passwords(self.airflow_home,
+                                 {self.username: self.password or afr.ADMIN_PASSWORD})
         afr.ensure_migrated(env, self.logs_dir / "airflow-migrate.log")
+        if production is not None:
+            self._ensure_fab_admin(env)
         logs = {}
         for name, command in self._component_commands(production).items():
             logs[name] = self.logs_dir / f"airflow-{name}.log"
@@ -611,6 +642,20 @@ class Platform:
                 left = self.startup_timeout - (time.monotonic() - started)
                 self._wait_production_ready(production, logs, max(left, 30.0))
             self._apply_settings(client, extra, production)
+
+    def _ensure_fab_admin(self, env: Mapping[str, str]) -> None:
+        """The production profile's own FAB ``Admin`` user, with the password of the 0600
+        file (generated at the first start; an explicit ``password`` replaces it), and
+        the MigrationBox roles; reset at every start, since the platform owns this user."""
+        password = auth.ensure_admin_password(self.airflow_home, self.username, self.password)
+        request = auth.UserRequest(username=self.username, role="admin", update=True,
+                                   first_name="MigrationBox", last_name="platform")
+        try:
+            auth.run_fab(env, {"op": "upsert_user", "user": request.model_dump(),
+                               "password": password})
+        except auth.AuthError as exc:
+            raise PlatformError(f"production profile: could not set up the platform's "
+                                f"admin user in the FAB auth manager: {exc}") from exc
 
     def _wait_production_ready(
         self, production: ProductionConfig, logs: Mapping[str, Path], timeout: float
