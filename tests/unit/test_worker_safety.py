@@ -141,8 +141,7 @@ def test_the_sensor_task_fails_with_the_message(monkeypatch: pytest.MonkeyPatch,
     assert refused and "is missing" in refused[0]
 
 
-def test_the_wave_dag_lends_a_strict_backend(tmp_path: Path):
+def test_the_wave_dag_lends_a_strict_backend():
     from migrationbox.orchestration import tasks
 
-    lent = tasks.wave_state_backend(tmp_path)
-    assert lent.strict
+    assert tasks.wave_state_backend().strict

@@ -106,7 +106,7 @@ def build_context(estate: str, wave: int, plan_version: int, context: dict[str, 
         ),
         on_resource=on_resource,
         on_resource_deleted=on_resource_deleted,
-        wave_state=wave_state_backend(artifacts_dir()),
+        wave_state=wave_state_backend(),
     )
     return PhaseContext(
         plan=plan,
@@ -121,13 +121,15 @@ def build_context(estate: str, wave: int, plan_version: int, context: dict[str, 
     )
 
 
-def wave_state_backend(artifacts: Path):
-    """Where this wave's tasks hand state to each other (``phases.handoff``): strict,
-    since in a wave DAG every producer runs before its consumers, so missing state is
-    an error that names where it was looked for and the host its producer ran on."""
-    from migrationbox.phases.handoff import FileWaveState
+def wave_state_backend(artifacts: Path | None = None):
+    """Where this wave's tasks hand state to each other (``phases.handoff``): the
+    store, which every worker host reaches (``orchestration.wave_state``), not the
+    worker's local artifacts folder (``artifacts`` is kept for callers that still pass
+    it). Strict: in a wave DAG every producer runs before its consumers, so missing
+    state is an error naming the record, never an empty value."""
+    from migrationbox.orchestration.wave_state import StoreWaveState
 
-    return FileWaveState(artifacts, strict=True, producer_host=producer_host)
+    return StoreWaveState(strict=True)
 
 
 #: handed-over state -> the phase run that writes it

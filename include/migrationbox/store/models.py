@@ -333,3 +333,28 @@ class MigrationEventRow(Base):
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WaveStateRow(Base):
+    """State one wave task hands to a later one (``phases.handoff``): what provision
+    built, the replication rounds' figures and the final sync's verdict.
+
+    In the store rather than a worker's local folder because the next task may run on
+    another worker host. ``run_id`` is empty for state of the wave as a whole (what
+    provision built serves every later run); ``seq`` numbers items of one name (the
+    replication rounds). Writing the same key again replaces the row, so a retried task
+    leaves one record, never two.
+    """
+
+    __tablename__ = "wave_state"
+    __table_args__ = (UniqueConstraint("estate_id", "wave", "run_id", "name", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"))
+    wave: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[str] = mapped_column(String(250))
+    name: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    written_by: Mapped[str | None] = mapped_column(String(255))
+    written_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -123,3 +123,17 @@ class MigrationEvent:
     message: str
     data: dict[str, Any]
     at: datetime
+
+
+@dataclass(frozen=True)
+class WaveState:
+    """State a wave task handed to a later one (``phases.handoff``)."""
+
+    estate: str
+    wave: int
+    run_id: str  # "" for state of the wave as a whole
+    name: str
+    seq: int
+    payload: dict[str, Any]
+    written_by: str | None
+    written_at: datetime

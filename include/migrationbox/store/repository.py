@@ -43,6 +43,7 @@ from migrationbox.store.models import (
     ServerEndpointRow,
     ServerRow,
     WaveRow,
+    WaveStateRow,
     WaveStatus,
     utcnow,
 )
@@ -55,6 +56,7 @@ from migrationbox.store.records import (
     PhaseRun,
     PlanSummary,
     WaveRecord,
+    WaveState,
 )
 
 __all__ = [
@@ -66,15 +68,18 @@ __all__ = [
     "add_event",
     "approvals",
     "cloud_resources",
+    "delete_wave_state",
     "endpoints",
     "events",
     "get_estate",
     "get_plan",
+    "get_wave_state",
     "list_estates",
     "list_plans",
     "live_downtimes",
     "mark_resource_deleted",
     "phase_runs",
+    "put_wave_state",
     "record_approval",
     "record_cloud_resource",
     "record_phase_end",
@@ -85,6 +90,7 @@ __all__ = [
     "server_ids",
     "set_wave_status",
     "upsert_endpoint",
+    "wave_state_items",
     "wave_statuses",
     "waves",
 ]
@@ -857,3 +863,75 @@ def events(session: Session, estate: str, wave: int | None = None, since_id: int
     if limit is not None:
         stmt = stmt.limit(limit)
     return [_event(estate, r) for r in session.scalars(stmt)]
+
+
+# --------------------------------------------------------------------------- wave state
+
+
+def _wave_state(estate: str, row: WaveStateRow) -> WaveState:
+    return WaveState(estate=estate, wave=row.wave, run_id=row.run_id, name=row.name,
+                     seq=row.seq, payload=dict(row.payload or {}), written_by=row.written_by,
+                     written_at=row.written_at)
+
+
+def put_wave_state(session: Session, *, estate: str, wave: int, name: str,
+                   payload: Mapping[str, Any], run_id: str = "", seq: int = 0,
+                   written_by: str | None = None) -> WaveState:
+    """Hand state to a later task of the wave; idempotent on (estate, wave, run, name,
+    seq): writing the same key again (a retried task) replaces payload, host and time,
+    so there is one record per key, in one transaction with nothing half-written."""
+    if not name or len(name) > 64:
+        raise StoreError(f"wave_state.name: {name!r} must be 1 to 64 characters")
+    values = _json(dict(payload), "wave_state.payload")
+    now = utcnow()
+    with session.begin_nested():
+        estate_id = _estate_id(session, estate, "put_wave_state")
+        row, _ = _ensure_row(
+            session, WaveStateRow,
+            {"estate_id": estate_id, "wave": wave, "run_id": run_id, "name": name,
+             "seq": seq},
+            {"payload": values, "written_by": written_by, "written_at": now},
+        )
+        row.payload = values
+        row.written_by = written_by
+        row.written_at = now
+        session.flush()
+    return _wave_state(estate, row)
+
+
+def _wave_state_query(estate: str, wave: int, name: str, run_id: str) -> Select[tuple[
+        WaveStateRow]]:
+    return (
+        select(WaveStateRow)
+        .join(EstateRow, EstateRow.id == WaveStateRow.estate_id)
+        .where(EstateRow.name == estate, WaveStateRow.wave == wave,
+               WaveStateRow.run_id == run_id, WaveStateRow.name == name)
+        .order_by(WaveStateRow.seq)
+    )
+
+
+def get_wave_state(session: Session, estate: str, wave: int, name: str, run_id: str = "",
+                   seq: int = 0) -> WaveState | None:
+    """The record of this key, or ``None`` (never an empty payload in its place)."""
+    row = session.scalars(_wave_state_query(estate, wave, name, run_id)
+                          .where(WaveStateRow.seq == seq)).one_or_none()
+    return None if row is None else _wave_state(estate, row)
+
+
+def wave_state_items(session: Session, estate: str, wave: int, name: str,
+                     run_id: str = "") -> list[WaveState]:
+    """Every item of one name (e.g. each replication round), by ``seq``."""
+    return [_wave_state(estate, r)
+            for r in session.scalars(_wave_state_query(estate, wave, name, run_id))]
+
+
+def delete_wave_state(session: Session, *, estate: str, wave: int, name: str,
+                      run_id: str = "") -> int:
+    """Remove every item of one name (teardown: the resources it described are gone)."""
+    estate_id = session.scalar(select(EstateRow.id).where(EstateRow.name == estate))
+    if estate_id is None:
+        return 0
+    result = session.execute(delete(WaveStateRow).where(
+        WaveStateRow.estate_id == estate_id, WaveStateRow.wave == wave,
+        WaveStateRow.run_id == run_id, WaveStateRow.name == name))
+    return int(getattr(result, "rowcount", 0) or 0)
