@@ -155,6 +155,17 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("production_worker_concurrency", 2, int,
             "production profile: task slots of each Celery worker (small on a 2-core "
             "machine)"),
+    Setting("production_replication_workers", 2, int,
+            "production profile: Celery workers that serve only the `replication` queue "
+            "(the tasks that read source disks and write target disks)"),
+    Setting("production_replication_concurrency", 1, int,
+            "production profile: task slots of each replication worker (one: a "
+            "replication task is heavy I/O)"),
+    Setting("production_task_heartbeat_timeout", 60, int,
+            "production profile: seconds without a task heartbeat before the scheduler "
+            "marks the task failed and retries it (Airflow's [scheduler] "
+            "task_instance_heartbeat_timeout; Airflow's default is 300): how fast a "
+            "killed worker's task is noticed"),
 )}
 
 

@@ -48,7 +48,8 @@ IMAGE_PLANS = Path("/opt/airflow/migrationbox/plans")
 
 #: The services issue 12 item 3 names, by their compose names.
 AIRFLOW_SERVICES = {"api-server", "scheduler-1", "scheduler-2", "dag-processor", "triggerer",
-                    "celery-worker-1", "celery-worker-2", "flower", "init"}
+                    "celery-worker-1", "celery-worker-2", "celery-replication-worker-1",
+                    "celery-replication-worker-2", "flower", "init"}
 REQUIRED_SERVICES = AIRFLOW_SERVICES | {"postgres", "redis", "mlflow"}
 #: Built from the project's Dockerfile: every Airflow container and MLflow.
 BUILT_SERVICES = AIRFLOW_SERVICES | {"mlflow"}
@@ -193,9 +194,15 @@ def _production_config(env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch,
     return ProductionConfig.from_settings(celery_workers=celery_workers)
 
 
-def _worker_services(compose: Mapping[str, Any]) -> list[str]:
-    return sorted(n for n, s in compose["services"].items()
-                  if _command(s)[:2] == ["celery", "worker"])
+def _worker_services(compose: Mapping[str, Any], queue: str = "default") -> list[str]:
+    """The Celery worker services that serve ``queue`` (their ``--queues`` option)."""
+    out = []
+    for name, service in compose["services"].items():
+        command = _command(service)
+        if command[:2] == ["celery", "worker"] and "--queues" in command \
+                and queue in command[command.index("--queues") + 1].split(","):
+            out.append(name)
+    return sorted(out)
 
 
 # -- compose: shape ---------------------------------------------------------------------
@@ -205,6 +212,10 @@ def test_compose_names_every_service_of_the_issue(compose: dict[str, Any]) -> No
     missing = REQUIRED_SERVICES - set(compose["services"])
     assert not missing, f"compose.yaml lacks {sorted(missing)}"
     assert len(_worker_services(compose)) == 2
+    # replication on its own workers, serving nothing else
+    replication = _worker_services(compose, "replication")
+    assert replication == ["celery-replication-worker-1", "celery-replication-worker-2"]
+    assert not set(replication) & set(_worker_services(compose))
     schedulers = [n for n, s in compose["services"].items() if _command(s) == ["scheduler"]]
     assert len(schedulers) == 2
 
@@ -383,13 +394,17 @@ def test_compose_workers_run_the_profile_command(
     cfg = _production_config(_environment(compose["services"]["scheduler-1"]), monkeypatch,
                              celery_workers=len(workers))
     commands = cfg.component_commands()
-    for number, name in enumerate(workers, start=1):
-        want = list(commands[f"celery-worker-{number}"])
-        # separate containers: each worker keeps its own log server
-        want.remove("--skip-serve-logs")
-        host = want.index("--celery-hostname") + 1
-        want[host] = want[host].split("@")[0] + "@%h"
-        assert _command(compose["services"][name]) == want
+    replication = _worker_services(compose, "replication")
+    assert cfg.replication_workers == len(replication)
+    for prefix, names in (("celery-worker", workers),
+                          ("celery-replication-worker", replication)):
+        for number, name in enumerate(names, start=1):
+            want = list(commands[f"{prefix}-{number}"])
+            # separate containers: each worker keeps its own log server
+            want.remove("--skip-serve-logs")
+            host = want.index("--celery-hostname") + 1
+            want[host] = want[host].split("@")[0] + "@%h"
+            assert _command(compose["services"][name]) == want
 
 
 def test_mlflow_uses_postgresql_and_the_tasks_use_mlflow(compose: dict[str, Any]) -> None:
@@ -457,6 +472,13 @@ def test_helm_values_run_the_production_shape(helm: dict[str, Any]) -> None:
     assert helm["executor"] == "CeleryExecutor"
     assert helm["scheduler"]["replicas"] == cfg.schedulers
     assert helm["workers"]["replicas"] == cfg.celery_workers
+    # one worker set in the chart: it must serve the replication queue too, or the disk
+    # tasks the wave DAG sends there would wait for ever
+    worker = " ".join(helm["workers"]["args"])
+    queues = re.search(r"--queues (\S+)", worker)
+    assert worker.startswith("bash -c exec airflow celery worker") and queues
+    from migrationbox.orchestration.graph import REPLICATION_QUEUE
+    assert set(queues.group(1).split(",")) == {"default", REPLICATION_QUEUE}
     assert helm["triggerer"]["enabled"] and helm["dagProcessor"]["enabled"]
     assert helm["apiServer"]["replicas"] >= 1
     assert helm["flower"]["enabled"] and helm["flower"]["secretName"]
@@ -474,8 +496,9 @@ def test_helm_values_run_the_production_shape(helm: dict[str, Any]) -> None:
 def test_helm_airflow_config_agrees_with_the_platform(helm: dict[str, Any]) -> None:
     cfg = ProductionConfig(worker_concurrency=int(helm["config"]["celery"]["worker_concurrency"]),
                            celery_workers=helm["workers"]["replicas"])
+    # the chart runs one worker set, serving both queues: its slots are all there are
     expected = {**_embedded_config(IMAGE_AIRFLOW_HOME), **cfg.airflow_overrides(),
-                "AIRFLOW__CORE__PARALLELISM": str(cfg.parallelism)}
+                "AIRFLOW__CORE__PARALLELISM": str(cfg.default_slots)}
     set_by_helm = {f"AIRFLOW__{section.upper()}__{key.upper()}": str(value)
                    for section, options in helm["config"].items()
                    for key, value in options.items()}

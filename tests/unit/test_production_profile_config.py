@@ -45,7 +45,9 @@ def test_defaults_are_loopback_postgres_and_redis_two_schedulers_two_workers():
     assert cfg.result_backend == "db+" + cfg.metadata_url
     assert cfg.broker_url == "redis://127.0.0.1:6379/0"
     assert (cfg.schedulers, cfg.celery_workers, cfg.worker_concurrency) == (2, 2, 2)
-    assert cfg.parallelism == 4
+    assert (cfg.replication_workers, cfg.replication_concurrency) == (2, 1)
+    assert cfg.task_heartbeat_timeout == 60
+    assert (cfg.default_slots, cfg.replication_slots, cfg.parallelism) == (4, 2, 6)
 
 
 def test_settings_shape_the_profile(monkeypatch: pytest.MonkeyPatch):
@@ -57,13 +59,20 @@ def test_settings_shape_the_profile(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("MIGRATIONBOX_PRODUCTION_SCHEDULERS", "3")
     monkeypatch.setenv("MIGRATIONBOX_PRODUCTION_CELERY_WORKERS", "4")
     monkeypatch.setenv("MIGRATIONBOX_PRODUCTION_WORKER_CONCURRENCY", "1")
+    monkeypatch.setenv("MIGRATIONBOX_PRODUCTION_REPLICATION_WORKERS", "3")
+    monkeypatch.setenv("AIRFLOW__MIGRATIONBOX__PRODUCTION_REPLICATION_CONCURRENCY", "2")
+    monkeypatch.setenv("MIGRATIONBOX_PRODUCTION_TASK_HEARTBEAT_TIMEOUT", "45")
     cfg = ProductionConfig.from_settings()
     # a driverless URL gets the driver the project ships; the password is kept for use
     assert cfg.metadata_url == "postgresql+psycopg2://ops:s3cret@db.internal:6543/af_meta"
     assert cfg.store_url.endswith("@db.internal:6543/mb_store")
     assert cfg.broker_url.endswith("/7")
     assert (cfg.schedulers, cfg.celery_workers, cfg.worker_concurrency, cfg.parallelism) == (
-        3, 4, 1, 4)
+        3, 4, 1, 4 + 3 * 2)
+    assert (cfg.replication_workers, cfg.replication_concurrency,
+            cfg.task_heartbeat_timeout) == (3, 2, 45)
+    assert cfg.airflow_overrides()["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] \
+        == "45"
     # ... but never shown
     shown = json.dumps(cfg.describe())
     assert "s3cret" not in shown and "***" in shown
@@ -76,6 +85,9 @@ def test_settings_shape_the_profile(monkeypatch: pytest.MonkeyPatch):
     ("BROKER_URL", "amqp://127.0.0.1:5672//", "production_broker_url: .*redis"),
     ("SCHEDULERS", "0", "production_schedulers"),
     ("CELERY_WORKERS", "0", "production_celery_workers"),
+    ("REPLICATION_WORKERS", "0", "production_replication_workers"),
+    ("REPLICATION_CONCURRENCY", "0", "production_replication_concurrency"),
+    ("TASK_HEARTBEAT_TIMEOUT", "5", "production_task_heartbeat_timeout"),
 ])
 def test_a_bad_setting_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, name: str,
                                           value: str, message: str):
@@ -93,22 +105,35 @@ def test_airflow_runs_celery_on_postgres_with_the_metadata_db_as_result_backend(
     assert overrides["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:6379/3"
     assert overrides["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+" + cfg.metadata_url
     assert overrides["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == "2"
+    # a killed worker's task is failed and retried within a minute, not Airflow's 300 s
+    assert overrides["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] == "60"
 
 
 def test_components_two_schedulers_and_two_uniquely_named_workers():
     cfg = ProductionConfig(worker_concurrency=1)
     commands = cfg.component_commands()
     assert list(commands) == ["api-server", "scheduler-1", "scheduler-2", "dag-processor",
-                              "triggerer", "celery-worker-1", "celery-worker-2"]
+                              "triggerer", "celery-worker-1", "celery-worker-2",
+                              "celery-replication-worker-1", "celery-replication-worker-2"]
     workers = [commands["celery-worker-1"], commands["celery-worker-2"]]
-    hostnames = [c[c.index("--celery-hostname") + 1] for c in workers]
-    assert hostnames == cfg.worker_hostnames() and len(set(hostnames)) == 2
+    replication = [commands["celery-replication-worker-1"],
+                   commands["celery-replication-worker-2"]]
+    hostnames = [c[c.index("--celery-hostname") + 1] for c in workers + replication]
+    assert hostnames == cfg.worker_hostnames() and len(set(hostnames)) == 4
+    assert hostnames[2].startswith("migrationbox-replication-worker-1@")
     for command in workers:
         assert command[:2] == ("celery", "worker")
         assert command[command.index("--concurrency") + 1] == "1"
         assert command[command.index("--queues") + 1] == "default"
+    for command in replication:  # their own queue, their own concurrency
+        assert command[:2] == ("celery", "worker")
+        assert command[command.index("--concurrency") + 1] == "1"
+        assert command[command.index("--queues") + 1] == "replication"
+    # the queue the wave DAG puts disk tasks on is the one these workers serve
+    from migrationbox.orchestration.graph import REPLICATION_QUEUE
+    assert prod.REPLICATION_QUEUE == REPLICATION_QUEUE
     # no component opens a log server on 0.0.0.0
-    for name in ("scheduler-1", "triggerer", "celery-worker-1"):
+    for name in ("scheduler-1", "triggerer", "celery-worker-1", "celery-replication-worker-1"):
         assert "--skip-serve-logs" in commands[name]
 
 
@@ -129,7 +154,8 @@ def test_production_env_points_airflow_and_the_store_at_postgres(tmp_path: Path)
     env = Platform(tmp_path, profile="production", production=cfg).env()
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == cfg.metadata_url
-    assert env["AIRFLOW__CORE__PARALLELISM"] == "4"
+    assert env["AIRFLOW__CORE__PARALLELISM"] == "6"  # 2 x 2 default + 2 x 1 replication
+    assert env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] == "60"
     assert env["MIGRATIONBOX_STORE_URL"] == cfg.store_url
     conn = json.loads(env["AIRFLOW_CONN_MIGRATIONBOX_STORE"])
     assert conn == {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432,

@@ -61,6 +61,15 @@ TEARDOWN_TASK_ID = "rollback.teardown_wave"
 PROVISION_POOL = "migrationbox_provision"
 REPLICATION_POOL = "migrationbox_replication"
 
+# -- queues -----------------------------------------------------------------------------
+#: The Celery queue of the tasks that read source disks or write target disks: the
+#: replication rounds and their sensor (target manifests), configure (target config
+#: files), the data verification and decommission (source and target disks), and a live
+#: cutover (freezes sources, copies the last blocks). Under the CeleryExecutor only the
+#: replication workers serve it (their own concurrency, on the hosts where the disks
+#: are mounted: ``platform.production``); the LocalExecutor ignores queues.
+REPLICATION_QUEUE = "replication"
+
 DEFAULT_BUDGET_THRESHOLD_USD = 20_000.0
 
 
@@ -126,6 +135,7 @@ class Node:
     target: str
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     pool: str | None = None
+    queue: str | None = None  # None: Airflow's [operators] default_queue
     retries: int | None = None  # None: the DAG's default retries
     timeout: timedelta | None = None  # sensors: None = the settings' sensor timeout
     subject: str = ""  # approvals: what the approver is asked
@@ -261,9 +271,11 @@ def build_wave_graph(
         Node(PREFLIGHT_CHECKS_TASK_ID, NodeKind.PHASE, "preflight"),
         Node(PROVISION_TASK_ID, NodeKind.PHASE, "provision", pool=PROVISION_POOL),
         _gate(INSTANCES_RUNNING_TASK_ID, NodeKind.SENSOR, "instances_running"),
-        Node(REPLICATION_ROUNDS_TASK_ID, NodeKind.ROUNDS, "replicate", pool=REPLICATION_POOL),
-        _gate(REPLICATION_CONVERGED_TASK_ID, NodeKind.SENSOR, "replication_converged"),
-        Node(CONFIGURE_TASK_ID, NodeKind.PHASE, "configure"),
+        Node(REPLICATION_ROUNDS_TASK_ID, NodeKind.ROUNDS, "replicate", pool=REPLICATION_POOL,
+             queue=REPLICATION_QUEUE),
+        _gate(REPLICATION_CONVERGED_TASK_ID, NodeKind.SENSOR, "replication_converged",
+              queue=REPLICATION_QUEUE),
+        Node(CONFIGURE_TASK_ID, NodeKind.PHASE, "configure", queue=REPLICATION_QUEUE),
         _gate(SMOKE_TESTS_TASK_ID, NodeKind.SENSOR, "smoke_tests_green",
              timeout=settings.smoke_timeout),
         _gate(CUTOVER_APPROVAL_TASK_ID, NodeKind.APPROVAL, "cutover",
@@ -271,13 +283,15 @@ def build_wave_graph(
              body=(f"{wave.server_count} servers replicated, configured and smoke-tested. "
                    "Approve to move traffic to the cloud in weighted steps with automatic "
                    "rollback on failed health checks.")),
-        Node(CUTOVER_SHIFT_TASK_ID, NodeKind.PHASE, "cutover", retries=0),
-        Node(VERIFY_DATA_TASK_ID, NodeKind.PHASE, "validate", retries=0),
+        Node(CUTOVER_SHIFT_TASK_ID, NodeKind.PHASE, "cutover", retries=0,
+             queue=REPLICATION_QUEUE if live_gate else None),
+        Node(VERIFY_DATA_TASK_ID, NodeKind.PHASE, "validate", retries=0,
+             queue=REPLICATION_QUEUE),
         _gate(DECOMMISSION_APPROVAL_TASK_ID, NodeKind.APPROVAL, "decommission",
              subject=f"Decommission the sources of {e} wave {n}?",
              body=("Data verified on the target. Approve to mark the source servers "
                    "decommissioned.")),
-        Node(DECOMMISSION_TASK_ID, NodeKind.PHASE, "decommission"),
+        Node(DECOMMISSION_TASK_ID, NodeKind.PHASE, "decommission", queue=REPLICATION_QUEUE),
         Node(ROLLBACK_CHOOSE_TASK_ID, NodeKind.BRANCH, "choose_rollback_path",
              trigger_rule=TriggerRule.ONE_FAILED, retries=0),
         Node(ROLLBACK_RESTORE_TASK_ID, NodeKind.PHASE, "cutover_rollback"),

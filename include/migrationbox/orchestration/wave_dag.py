@@ -162,6 +162,8 @@ def render_wave_dag(graph: WaveGraph, spec: PlanSpec, wave: WaveSpec, settings: 
         kw: dict[str, Any] = {"task_id": node.name, "trigger_rule": node.trigger_rule.value}
         if node.pool:
             kw["pool"] = node.pool
+        if node.queue:
+            kw["queue"] = node.queue
         if node.retries is not None:
             kw["retries"] = node.retries
         return kw

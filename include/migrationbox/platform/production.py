@@ -45,6 +45,10 @@ DEFAULT_PG_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 CELERY_EXECUTOR = "CeleryExecutor"
 #: Airflow's ``[operators] default_queue``: the queue every task goes to unless it names one.
 DEFAULT_QUEUE = "default"
+#: The queue of the tasks that read source disks and write target disks (the wave DAG's
+#: ``graph.REPLICATION_QUEUE``): served by the replication workers only, so replication
+#: has its own concurrency and can run on the hosts where the disks are mounted.
+REPLICATION_QUEUE = "replication"
 #: Seconds before Redis hands an unacknowledged task to another worker. Airflow's own
 #: default (24 h), set explicitly so the workers do not warn about it on every start; a
 #: worker that dies is noticed much sooner by the scheduler's task heartbeat check.
@@ -87,6 +91,10 @@ class ProductionConfig(BaseModel):
     schedulers: int = Field(default=2, ge=1, le=8)
     celery_workers: int = Field(default=2, ge=1, le=16)
     worker_concurrency: int = Field(default=2, ge=1, le=64)
+    replication_workers: int = Field(default=2, ge=1, le=16)
+    replication_concurrency: int = Field(default=1, ge=1, le=64)
+    #: seconds without a task heartbeat before the scheduler fails and retries the task
+    task_heartbeat_timeout: int = Field(default=60, ge=15, le=3600)
 
     @field_validator("pg_admin_url")
     @classmethod
@@ -122,6 +130,9 @@ class ProductionConfig(BaseModel):
             "schedulers": mb_settings.get("production_schedulers"),
             "celery_workers": mb_settings.get("production_celery_workers"),
             "worker_concurrency": mb_settings.get("production_worker_concurrency"),
+            "replication_workers": mb_settings.get("production_replication_workers"),
+            "replication_concurrency": mb_settings.get("production_replication_concurrency"),
+            "task_heartbeat_timeout": mb_settings.get("production_task_heartbeat_timeout"),
             **overrides,
         }
         from pydantic import ValidationError
@@ -160,9 +171,20 @@ class ProductionConfig(BaseModel):
         return "db+" + self.metadata_url
 
     @property
-    def parallelism(self) -> int:
-        """Task slots the workers offer: what one scheduler may have running at once."""
+    def default_slots(self) -> int:
+        """Task slots of the workers on the default queue."""
         return self.celery_workers * self.worker_concurrency
+
+    @property
+    def replication_slots(self) -> int:
+        """Task slots of the workers on the replication queue."""
+        return self.replication_workers * self.replication_concurrency
+
+    @property
+    def parallelism(self) -> int:
+        """Task slots all workers offer (both queues): what one scheduler may have
+        running at once."""
+        return self.default_slots + self.replication_slots
 
     def describe(self) -> dict[str, str]:
         """The configuration with passwords hidden (status output, logs, errors)."""
@@ -172,6 +194,10 @@ class ProductionConfig(BaseModel):
             "broker": _redact(self.broker_url),
             "schedulers": str(self.schedulers),
             "celery workers": f"{self.celery_workers} x concurrency {self.worker_concurrency}",
+            "replication workers": (f"{self.replication_workers} x concurrency "
+                                    f"{self.replication_concurrency} (queue "
+                                    f"{REPLICATION_QUEUE})"),
+            "task heartbeat timeout": f"{self.task_heartbeat_timeout} s",
         }
 
     # -- Airflow --------------------------------------------------------------------
@@ -188,6 +214,10 @@ class ProductionConfig(BaseModel):
             "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT":
                 str(VISIBILITY_TIMEOUT_S),
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": DEFAULT_QUEUE,
+            # a killed worker's task: failed and retried within about a minute (the
+            # task runner heartbeats every few seconds), not after Airflow's 300 s
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT":
+                str(self.task_heartbeat_timeout),
         }
 
     def worker_hostname(self, number: int) -> str:
@@ -195,8 +225,16 @@ class ProductionConfig(BaseModel):
         requires, and what ``celery inspect`` answers with."""
         return f"migrationbox-worker-{number}@{socket.gethostname()}"
 
+    def replication_worker_hostname(self, number: int) -> str:
+        """Celery node name of replication worker ``number`` (1-based)."""
+        return f"migrationbox-replication-worker-{number}@{socket.gethostname()}"
+
     def worker_hostnames(self) -> list[str]:
-        return [self.worker_hostname(n) for n in range(1, self.celery_workers + 1)]
+        """Every Celery node the profile starts: default-queue workers, then replication
+        workers (``up`` waits until each answers a ping)."""
+        return ([self.worker_hostname(n) for n in range(1, self.celery_workers + 1)]
+                + [self.replication_worker_hostname(n)
+                   for n in range(1, self.replication_workers + 1)])
 
     def component_commands(self) -> dict[str, tuple[str, ...]]:
         """Component name -> ``airflow`` arguments, in start order.
@@ -207,6 +245,9 @@ class ProductionConfig(BaseModel):
         cluster, workers on other hosts need their log server (or remote logging).
         ``--without-mingle/--without-gossip``: the workers need no state from each
         other at start, and skipping both saves seconds and broker chatter.
+        ``celery-worker-N`` serve the default queue; ``celery-replication-worker-N``
+        only the replication queue, with their own (small) concurrency, so disk copies
+        never take the slots of the other tasks and vice versa.
         """
         commands: dict[str, tuple[str, ...]] = {"api-server": ("api-server",)}
         for n in range(1, self.schedulers + 1):
@@ -219,6 +260,14 @@ class ProductionConfig(BaseModel):
                 "--celery-hostname", self.worker_hostname(n),
                 "--concurrency", str(self.worker_concurrency),
                 "--queues", DEFAULT_QUEUE,
+                "--skip-serve-logs", "--without-mingle", "--without-gossip",
+            )
+        for n in range(1, self.replication_workers + 1):
+            commands[f"celery-replication-worker-{n}"] = (
+                "celery", "worker",
+                "--celery-hostname", self.replication_worker_hostname(n),
+                "--concurrency", str(self.replication_concurrency),
+                "--queues", REPLICATION_QUEUE,
                 "--skip-serve-logs", "--without-mingle", "--without-gossip",
             )
         return commands
