@@ -119,6 +119,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("healer_notify_from_airflow", False, _flag,
             "outside a task, also look up the healer's notification connections in "
             "Airflow (not only AIRFLOW_CONN_* variables)"),
+    Setting("aws_max_attempts", 5, int,
+            "attempts per AWS API call (the first included) of every boto3 client, which "
+            "retries throttling and transient errors in botocore's adaptive mode; a "
+            "config_kwargs.retries in the connection's extra wins"),
     Setting("terraform_templates", None, str,
             "folder of Terraform templates; unset: terraform_templates of the checkout"),
     Setting("lab_db", None, _choice("postgresql", "sqlite"),

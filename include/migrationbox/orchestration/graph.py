@@ -60,6 +60,11 @@ TEARDOWN_TASK_ID = "rollback.teardown_wave"
 # -- pools ------------------------------------------------------------------------------
 PROVISION_POOL = "migrationbox_provision"
 REPLICATION_POOL = "migrationbox_replication"
+#: Tasks that mostly call the cloud's APIs (describe/list calls, Route 53 changes, the
+#: teardown's deletes): bounded across every wave and estate so that many waves at once
+#: stay under the account's API rate limits (botocore's adaptive retries absorb the
+#: rest: ``cloud.aws_session``). Provision has its own pool.
+CLOUD_API_POOL = "migrationbox_cloud_api"
 
 # -- queues -----------------------------------------------------------------------------
 #: The Celery queue of the tasks that read source disks or write target disks: the
@@ -268,23 +273,24 @@ def build_wave_graph(
     ]
     nodes = [
         _gate(WAIT_FOR_PREVIOUS_WAVE_TASK_ID, NodeKind.SENSOR, "previous_wave_completed"),
-        Node(PREFLIGHT_CHECKS_TASK_ID, NodeKind.PHASE, "preflight"),
+        Node(PREFLIGHT_CHECKS_TASK_ID, NodeKind.PHASE, "preflight", pool=CLOUD_API_POOL),
         Node(PROVISION_TASK_ID, NodeKind.PHASE, "provision", pool=PROVISION_POOL),
-        _gate(INSTANCES_RUNNING_TASK_ID, NodeKind.SENSOR, "instances_running"),
+        _gate(INSTANCES_RUNNING_TASK_ID, NodeKind.SENSOR, "instances_running",
+              pool=CLOUD_API_POOL),
         Node(REPLICATION_ROUNDS_TASK_ID, NodeKind.ROUNDS, "replicate", pool=REPLICATION_POOL,
              queue=REPLICATION_QUEUE),
         _gate(REPLICATION_CONVERGED_TASK_ID, NodeKind.SENSOR, "replication_converged",
               queue=REPLICATION_QUEUE),
         Node(CONFIGURE_TASK_ID, NodeKind.PHASE, "configure", queue=REPLICATION_QUEUE),
         _gate(SMOKE_TESTS_TASK_ID, NodeKind.SENSOR, "smoke_tests_green",
-             timeout=settings.smoke_timeout),
+             timeout=settings.smoke_timeout, pool=CLOUD_API_POOL),
         _gate(CUTOVER_APPROVAL_TASK_ID, NodeKind.APPROVAL, "cutover",
              subject=f"Cut over {e} wave {n} ({wave.name})?",
              body=(f"{wave.server_count} servers replicated, configured and smoke-tested. "
                    "Approve to move traffic to the cloud in weighted steps with automatic "
                    "rollback on failed health checks.")),
         Node(CUTOVER_SHIFT_TASK_ID, NodeKind.PHASE, "cutover", retries=0,
-             queue=REPLICATION_QUEUE if live_gate else None),
+             pool=CLOUD_API_POOL, queue=REPLICATION_QUEUE if live_gate else None),
         Node(VERIFY_DATA_TASK_ID, NodeKind.PHASE, "validate", retries=0,
              queue=REPLICATION_QUEUE),
         _gate(DECOMMISSION_APPROVAL_TASK_ID, NodeKind.APPROVAL, "decommission",
@@ -294,15 +300,17 @@ def build_wave_graph(
         Node(DECOMMISSION_TASK_ID, NodeKind.PHASE, "decommission", queue=REPLICATION_QUEUE),
         Node(ROLLBACK_CHOOSE_TASK_ID, NodeKind.BRANCH, "choose_rollback_path",
              trigger_rule=TriggerRule.ONE_FAILED, retries=0),
-        Node(ROLLBACK_RESTORE_TASK_ID, NodeKind.PHASE, "cutover_rollback"),
+        Node(ROLLBACK_RESTORE_TASK_ID, NodeKind.PHASE, "cutover_rollback", pool=CLOUD_API_POOL),
         _gate(ROLLBACK_APPROVE_TASK_ID, NodeKind.APPROVAL, "rollback",
              subject=f"Roll {e} wave {n} back to the source?",
              body=("All traffic is already on the target and validation failed. "
                    "Approve to move 100% of traffic back to the source.")),
-        Node(ROLLBACK_RESTORE_APPROVED_TASK_ID, NodeKind.PHASE, "cutover_rollback_approved"),
+        Node(ROLLBACK_RESTORE_APPROVED_TASK_ID, NodeKind.PHASE, "cutover_rollback_approved",
+             pool=CLOUD_API_POOL),
         Node(KEEP_SOURCE_TASK_ID, NodeKind.STEP, "keep_source_authoritative",
              trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS),
-        Node(TEARDOWN_TASK_ID, NodeKind.PHASE, "teardown", trigger_rule=TriggerRule.ONE_FAILED),
+        Node(TEARDOWN_TASK_ID, NodeKind.PHASE, "teardown", trigger_rule=TriggerRule.ONE_FAILED,
+             pool=CLOUD_API_POOL),
     ]
     edges = [
         (WAIT_FOR_PREVIOUS_WAVE_TASK_ID, PREFLIGHT_CHECKS_TASK_ID),
