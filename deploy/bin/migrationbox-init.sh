@@ -11,7 +11,9 @@
 #   3. `migrationbox store upgrade` (the MigrationBox store's Alembic migrations, under
 #      a PostgreSQL advisory lock, version table migrationbox_alembic_version);
 #   4. create the pools of airflow_settings.yaml that do not exist yet (an operator's
-#      resize is kept) and import its variables without overwriting existing ones.
+#      resize is kept: migrationbox_provision, migrationbox_replication,
+#      migrationbox_cloud_api, migrationbox_training; a wave task in a pool that does
+#      not exist never runs) and import its variables without overwriting existing ones.
 #
 # Connections are NOT created here: the cloud connections of airflow_settings.yaml point
 # at the local emulator with test credentials; on a cluster they come from a secrets
