@@ -137,6 +137,26 @@ def test_deleting_the_estate_deletes_its_wave_state(url: str, tmp_path: Path):
         assert s.scalar(select(func.count()).select_from(WaveStateRow)) == 0
 
 
-def test_the_wave_dag_hands_state_through_the_store(monkeypatch: pytest.MonkeyPatch):
-    lent = tasks.wave_state_backend(Path("/nonexistent"))
+def test_the_wave_dag_hands_state_through_the_store(tmp_path: Path):
+    lent = tasks.wave_state_backend(tmp_path)
     assert isinstance(lent, StoreWaveState) and lent.strict and lent.url is None
+    assert lent.legacy is not None and lent.legacy.artifacts_dir == tmp_path
+
+
+def test_state_an_older_version_left_on_disk_is_imported_once(url: str, tmp_path: Path):
+    """A wave provisioned before the upgrade: its provisioned.json is on this host."""
+    from migrationbox.phases.handoff import FileWaveState
+
+    old = FileWaveState(tmp_path / "old-artifacts")
+    key = StateKey("tiny", 1, handoff.PROVISIONED)
+    old.put(key, {"vpc_id": "vpc-old", "subnets": {}})
+    rounds = StateKey("tiny", 1, handoff.REPLICATION_ROUND, "manual__1")
+    old.put(rounds, {"bytes_sent": 3}, seq=1)
+    store = StoreWaveState(url, legacy=old)
+    assert store.get(key).payload["vpc_id"] == "vpc-old"
+    assert [h.seq for h in store.items(rounds)] == [1]
+    # now in the store: found there even without the file
+    assert StoreWaveState(url).get(key).payload["vpc_id"] == "vpc-old"
+    # teardown removes both, so the old file is not imported again
+    assert store.delete(key) == 2
+    assert store.get(key) is None and not old.path(key).exists()

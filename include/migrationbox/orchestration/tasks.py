@@ -106,7 +106,7 @@ def build_context(estate: str, wave: int, plan_version: int, context: dict[str, 
         ),
         on_resource=on_resource,
         on_resource_deleted=on_resource_deleted,
-        wave_state=wave_state_backend(),
+        wave_state=wave_state_backend(artifacts_dir()),
     )
     return PhaseContext(
         plan=plan,
@@ -124,12 +124,15 @@ def build_context(estate: str, wave: int, plan_version: int, context: dict[str, 
 def wave_state_backend(artifacts: Path | None = None):
     """Where this wave's tasks hand state to each other (``phases.handoff``): the
     store, which every worker host reaches (``orchestration.wave_state``), not the
-    worker's local artifacts folder (``artifacts`` is kept for callers that still pass
-    it). Strict: in a wave DAG every producer runs before its consumers, so missing
-    state is an error naming the record, never an empty value."""
+    worker's local artifacts folder (``artifacts``: only to import state an older
+    MigrationBox left there, see ``orchestration.wave_state``). Strict: in a wave DAG every
+    producer runs before its consumers, so missing state is an error naming the record,
+    never an empty value."""
     from migrationbox.orchestration.wave_state import StoreWaveState
+    from migrationbox.phases.handoff import FileWaveState
 
-    return StoreWaveState(strict=True)
+    legacy = FileWaveState(artifacts) if artifacts is not None else None
+    return StoreWaveState(strict=True, legacy=legacy)
 
 
 #: handed-over state -> the phase run that writes it

@@ -9,15 +9,23 @@ retried task neither loses nor doubles anything.
 
 Strict: in a wave DAG every producer runs before its consumers, so a missing record is
 an error naming the record and the wave, never an empty value.
+
+Upgrading: waves provisioned before this backend existed left their state in the local
+artifacts folder (``phases.handoff.FileWaveState``). When the store has no record and
+that file is on this host, it is imported into the store once (``legacy``), so such a
+wave goes on instead of failing; after that the store is the only place read.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from migrationbox.phases.handoff import Handoff, StateKey
+from migrationbox.phases.handoff import REPLICATION_ROUND, FileWaveState, Handoff, StateKey
+
+log = logging.getLogger("migrationbox.wave_state")
 
 
 def _handoff(record: Any) -> Handoff:
@@ -31,6 +39,8 @@ class StoreWaveState:
 
     url: str | None = None  # None: the process's store (config.store_url)
     strict: bool = True
+    #: the local files an older MigrationBox wrote, imported on a miss (see above)
+    legacy: FileWaveState | None = None
     hint: str = field(default=(
         "the store holds it for every worker host, so the producing task has not "
         "succeeded for this wave since its last teardown (or the store was reset): run "
@@ -72,7 +82,34 @@ class StoreWaveState:
         with session_scope(self.url, read_only=True) as session:
             record = repository.get_wave_state(session, key.estate, key.wave, key.name,
                                                self._scope(key), seq)
-        return None if record is None else _handoff(record)
+        if record is not None:
+            return _handoff(record)
+        if self.legacy is not None and self._import_legacy(key):
+            return self.get(key, seq) if self._has(key, seq) else None
+        return None
+
+    def _has(self, key: StateKey, seq: int) -> bool:
+        from migrationbox.store import repository
+        from migrationbox.store.db import session_scope
+
+        with session_scope(self.url, read_only=True) as session:
+            return repository.get_wave_state(session, key.estate, key.wave, key.name,
+                                             self._scope(key), seq) is not None
+
+    def _import_legacy(self, key: StateKey) -> int:
+        """Copy this key's local-file state (an older MigrationBox's) into the store;
+        the number of records imported (0: no such file on this host)."""
+        assert self.legacy is not None
+        found = self.legacy.items(key) if key.name == REPLICATION_ROUND \
+            else [h for h in [self.legacy.get(key)] if h is not None]
+        for item in found:
+            if isinstance(item.payload, dict):
+                self.put(key, item.payload, item.seq)
+        if found:
+            log.warning("imported %d local %s record(s) (%s) into the store: written by an "
+                        "older MigrationBox", len(found), key.describe(),
+                        self.legacy.where(key))
+        return len(found)
 
     def items(self, key: StateKey) -> list[Handoff]:
         from migrationbox.store import repository
@@ -81,6 +118,8 @@ class StoreWaveState:
         with session_scope(self.url, read_only=True) as session:
             records = repository.wave_state_items(session, key.estate, key.wave, key.name,
                                                   self._scope(key))
+        if not records and self.legacy is not None and self._import_legacy(key):
+            return self.items(key)
         return [_handoff(r) for r in records]
 
     def delete(self, key: StateKey) -> int:
@@ -88,5 +127,8 @@ class StoreWaveState:
         from migrationbox.store.db import session_scope
 
         with session_scope(self.url) as session:
-            return repository.delete_wave_state(session, estate=key.estate, wave=key.wave,
-                                                name=key.name, run_id=self._scope(key))
+            deleted = repository.delete_wave_state(session, estate=key.estate, wave=key.wave,
+                                                   name=key.name, run_id=self._scope(key))
+        if self.legacy is not None:  # an older file would be imported again otherwise
+            deleted += self.legacy.delete(key)
+        return deleted
