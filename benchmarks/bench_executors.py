@@ -92,10 +92,11 @@ NOT_COVERED = (
     "'cpus' and the load averages): the production profile's network hops are loopback "
     "and no component has a core of its own; other agents' work on the shared machine "
     "is in the figures",
-    "4 task slots in both profiles (embedded parallelism 4; production 2 workers x "
-    "concurrency 2); the wave DAGs' pools (provision, replication: 2 slots each) cap "
-    "those phases further; each production scheduler may queue up to 4, so Celery holds "
-    "the excess",
+    "task slots differ (see 'slots'): embedded parallelism 4; production 2 default-queue "
+    "workers x concurrency 2 plus the profile's replication-queue workers (replication "
+    "tasks only); the wave DAGs' pools (provision, replication: 2 slots each) cap those "
+    "phases further; each production scheduler may queue up to its parallelism, so "
+    "Celery holds the excess",
     "one run per wave DAG; no waves depending on other waves; small estates "
     "(3 servers without dependencies); no failures injected, no worker or scheduler killed",
     "memory is RSS summed over each process tree: pages shared between a parent and its "
@@ -594,6 +595,9 @@ def run_batch(plat: Any, profile: str, waves: int, args: argparse.Namespace,
                             rss=sampler.rss, cpu_s=sampler.cpu_seconds())
     figures.update({
         "profile": profile,
+        "slots": (f"{cfg.default_slots} default + {cfg.replication_slots} replication "
+                  f"(parallelism {cfg.parallelism} per scheduler x {cfg.schedulers})"
+                  if cfg else f"{plat.parallelism} (LocalExecutor)"),
         "parse_s": parse_s,
         "trigger_spread_s": triggered_s,
         "load1_before": load_before[0],
@@ -765,6 +769,8 @@ def table(batches: Sequence[Mapping[str, Any]]) -> str:
             f"| {g.get('metadata', 0) / 2**20:.1f} | {g.get('store', 0) / 2**20:.2f} "
             f"| {b['load1_before']:.1f} / {_f(b['load1_mean_during'])} / "
             f"{b['load1_after']:.1f} |")
+    slots = {b["profile"]: b.get("slots", "?") for b in batches}
+    lines += ["", "Task slots: " + "; ".join(f"{p} {s}" for p, s in slots.items())]
     lines += ["", "Memory (RSS of each process tree, MB: peak / mean) and CPU seconds used "
               "during the batch:", ""]
     comps = sorted({c for b in batches for c in b["memory"]})
