@@ -214,7 +214,8 @@ def gates(platform: Platform) -> dict[str, str]:
 def as_user(platform: Platform, name: str) -> AirflowClient:
     state = platform.read_state()
     assert state is not None
-    return AirflowClient(state.api_url, name, PASSWORDS[name])
+    # a generous read timeout: a loaded 2-core machine runs the whole profile
+    return AirflowClient(state.api_url, name, PASSWORDS[name], timeout=120)
 
 
 def status_of(client: AirflowClient, method: str, path: str, body: Any = None) -> int:
@@ -240,7 +241,8 @@ def hitl_path(estate: str, run_id: str) -> str:
             f"{GATE}/-1/hitlDetails")
 
 
-CONNECTION = {"conn_id": "auth_test_conn", "conn_type": "http", "host": "127.0.0.1"}
+CONN_ID = "auth_test_conn"
+CONNECTION = {"connection_id": CONN_ID, "conn_type": "http", "host": "127.0.0.1"}
 
 
 def test_fab_serves_token_logins_and_the_platform_admin_has_no_default_password(
@@ -354,11 +356,11 @@ def test_approver_answers_only_the_gates_of_its_estate(
 def test_admin_manages_connections(platform: Platform) -> None:
     with as_user(platform, "adam") as adam:
         assert status_of(adam, "POST", "/api/v2/connections", CONNECTION) == 200
-        assert adam.get_connection(CONNECTION["conn_id"])["host"] == "127.0.0.1"
-        assert status_of(adam, "DELETE", f"/api/v2/connections/{CONNECTION['conn_id']}") == 200
+        assert adam.get_connection(CONN_ID)["host"] == "127.0.0.1"
+        assert status_of(adam, "DELETE", f"/api/v2/connections/{CONN_ID}") == 200
     for name in ("vera", "otto", "alma"):
         with as_user(platform, name) as other:
-            assert status_of(other, "GET", f"/api/v2/connections/{CONNECTION['conn_id']}"
+            assert status_of(other, "GET", f"/api/v2/connections/{CONN_ID}"
                              ) == 403, name
 
 
@@ -379,5 +381,17 @@ def test_users_cli_refuses_clearly(platform: Platform) -> None:
         vera.login()
     assert refused.value.status == 401
     with AirflowClient(platform.read_state().api_url, "vera",  # type: ignore[union-attr]
-                       "vera-new-pass-0009") as vera:
+                       "vera-new-pass-0009", timeout=120) as vera:
         vera.login()
+
+
+def test_sync_roles_makes_an_estate_role_for_an_identity_providers_mapping(
+    platform: Platform,
+) -> None:
+    synced = users_cli(platform.runtime_dir, "sync-roles", "--estate", "gamma")
+    assert synced.returncode == 0, synced.stderr
+    counts = dict(line.rsplit(None, 2)[:2] for line in synced.stdout.splitlines())
+    assert counts[auth.estate_role("gamma")] == str(auth.PREGRANTED_WAVES)
+    # the estates of the gates' DAGs keep their roles, with the DAG that exists
+    assert counts[auth.estate_role(ALPHA)] == str(auth.PREGRANTED_WAVES)
+    assert auth.OPERATOR_ROLE in counts and auth.APPROVER_ROLE in counts

@@ -56,8 +56,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     listing.set_defaults(handler=_list)
 
     sync = actions.add_parser(
-        "sync-roles", help="refresh the roles (an estate planned with more than 100 waves "
-                           "gets its approvers' rights on the new wave DAGs)")
+        "sync-roles", help="create or refresh the roles: an estate's approver role for a "
+                           "group mapping of an identity provider (--estate), and the "
+                           "rights on wave DAGs beyond wave 99 of estates planned since")
+    sync.add_argument("--estate", action="append", default=[], metavar="ESTATE",
+                      help="create this estate's approver role (repeat for several)")
+    sync.add_argument("--heal-approvals", action="store_true",
+                      help="create the role that decides the healer's remediations")
     sync.set_defaults(handler=_sync)
 
 
@@ -148,7 +153,8 @@ def _sync(args: argparse.Namespace) -> int:
     from migrationbox.platform.auth import AuthError, run_fab
 
     try:
-        answer = run_fab(_env(args), {"op": "sync_roles"})
+        answer = run_fab(_env(args), {"op": "sync_roles", "estates": args.estate,
+                                      "heal_approvals": args.heal_approvals})
     except AuthError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

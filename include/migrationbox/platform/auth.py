@@ -404,6 +404,13 @@ def _handle(payload: Mapping[str, Any]) -> dict[str, Any]:
         if op == "upsert_user":
             return _upsert_user(sm, session, payload)
         if op == "sync_roles":
+            # estates named here get their approver role even with no user yet (for an
+            # identity provider's group mapping, AUTH_ROLES_MAPPING)
+            estates = UserRequest._estates([str(e) for e in payload.get("estates") or []])
+            names = [estate_role(e) for e in estates]
+            if payload.get("heal_approvals"):
+                names.append(HEAL_ROLE)
+            _grant(sm, {name: [] for name in names})
             return {"roles": _sync_roles(sm, session)}
         if op == "list_users":
             return _list_users(sm)
