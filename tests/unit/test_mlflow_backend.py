@@ -164,3 +164,28 @@ def test_registry_and_healer_create_their_experiments_under_the_root(
     healer_id = tracking.experiment_id(mlflow, learning.EXPERIMENT, uri)
     assert client.get_experiment(healer_id).artifact_location == \
         f"{root}/{learning.EXPERIMENT}"
+
+
+def test_a_shared_store_keeps_the_forecaster_index_searching(tmp_path: Path) -> None:
+    """On this host's SQLite store the index is maintained by this host's retraining (no
+    re-search); on a shared store another worker may log newer forecasters, so the
+    index keeps its rebuild time and ``forecaster_index`` searches MLflow again daily."""
+    import json
+
+    from migrationbox.healer import tracking
+
+    folder = tmp_path / "index"
+    tracking._write_index(folder, {"entries": {}, "rebuilt_at": 1000.0})
+    tracking._record(folder, "shop/web-01/cpu", "run1", "{}", "2026-12-07T09:00:00")
+    assert "rebuilt_at" not in json.loads((folder / "index.json").read_text())
+
+    tracking._write_index(folder, {"entries": {}, "rebuilt_at": 1000.0})
+    tracking._record(folder, "shop/web-01/cpu", "run2", "{}", "2026-12-07T10:00:00",
+                     shared=True)
+    doc = json.loads((folder / "index.json").read_text())
+    assert doc["rebuilt_at"] == 1000.0
+    assert doc["entries"]["shop/web-01/cpu"]["run_id"] == "run2"
+    tracking._write_index(folder, {"entries": {}})  # written before this rule existed
+    tracking._record(folder, "shop/db-01/cpu", "run3", "{}", "2026-12-07T11:00:00",
+                     shared=True)
+    assert isinstance(json.loads((folder / "index.json").read_text())["rebuilt_at"], float)

@@ -350,7 +350,7 @@ def _track(pipeline: Any, metrics: dict[str, float], champion: str, n_train: int
 
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri)
+    tracking.use(mlflow, tracking_uri)
     experiment_id = tracking.experiment_id(mlflow, experiment, tracking_uri)
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params({"n_train": n_train, "n_holdout": n_hold, "seed": seed,
@@ -375,7 +375,7 @@ def load_success_model(model_uri: str, tracking_uri: str | None = None) -> Any:
     """Load the pipeline logged by :func:`train_success_model` (``report.model_uri``)."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri or tracking.mlflow_tracking_uri())
+    tracking.use(mlflow, tracking_uri or tracking.mlflow_tracking_uri())
     return mlflow.sklearn.load_model(model_uri)
 
 

@@ -1,7 +1,10 @@
 """MLflow tracking for the healer's models: where runs go, and the forecaster round trip.
 
-Runs go to ``MLFLOW_TRACKING_URI`` when set (an MLflow server in production), else to a
-local SQLite tracking store under ``<runtime_dir>/mlflow`` with its artifacts beside it.
+Runs go to ``MLFLOW_TRACKING_URI`` when set (a PostgreSQL database or an MLflow server in
+production), else to a local SQLite tracking store under ``<runtime_dir>/mlflow`` with its
+artifacts beside it. ``MIGRATIONBOX_MLFLOW_ARTIFACT_ROOT`` puts the artifacts of the
+experiments created here in object storage instead (``migrationbox.mlflow_backend``), so
+a forecaster or classifier logged on one worker is readable from any host.
 
 The Prophet forecaster of each metric (model 2) is logged as one JSON artifact per run,
 tagged with the metric key, so that a scheduled retraining DAG can call
@@ -18,18 +21,23 @@ round: keyed by run id, rewritten whenever a newer forecaster is logged (the in-
 cache follows the index file's modification time), and rebuilt from one MLflow search
 when it is missing (forecasters logged before it existed, or by another host) or when a
 rebuilt index is older than ``INDEX_REBUILD_AFTER_S`` (a day; the retraining is weekly).
+On a shared tracking store (PostgreSQL or a server, not this host's SQLite file) the
+retraining may run on any worker, so even a host that logged forecasters itself keeps
+that daily re-search: otherwise it would serve its own forecasters forever once another
+host retrained newer ones.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from migrationbox import mlflow_backend
 
 if TYPE_CHECKING:
     from migrationbox.healer.detect import Forecaster
@@ -48,7 +56,7 @@ _lock = threading.RLock()
 
 def mlflow_tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` or a local SQLite store under ``<runtime_dir>/mlflow``."""
-    explicit = os.environ.get("MLFLOW_TRACKING_URI")
+    explicit = mlflow_backend.tracking_uri_from_env()
     if explicit:
         return explicit
     from migrationbox.config import runtime_dir
@@ -58,17 +66,23 @@ def mlflow_tracking_uri() -> str:
     return f"sqlite:///{folder / 'mlflow.db'}"
 
 
+def use(mlflow: Any, tracking_uri: str) -> None:
+    """Point the fluent ``mlflow`` API at ``tracking_uri`` and make the store usable from
+    this process (``mlflow_backend.prepare``: the PostgreSQL schema, S3 credentials)."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow_backend.prepare(tracking_uri)
+
+
 def experiment_id(mlflow: Any, name: str, tracking_uri: str) -> str:
-    """The experiment's id, creating it (artifacts beside a local SQLite store) if new."""
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
+    """The experiment's id, creating it if new: its artifacts under the configured
+    artifact root, else beside a local SQLite store, else where MLflow puts them."""
     artifact_location = None
-    if tracking_uri.startswith("sqlite:///"):
+    if tracking_uri.startswith("sqlite:///") and mlflow_backend.artifact_root() is None:
         artifacts = Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts"
         artifacts.mkdir(parents=True, exist_ok=True)
         artifact_location = artifacts.resolve().as_uri()
-    return mlflow.create_experiment(name, artifact_location=artifact_location)
+    return mlflow_backend.get_or_create_experiment(mlflow, name,
+                                                   local_location=artifact_location)
 
 
 def index_dir(tracking_uri: str) -> Path:
@@ -110,9 +124,14 @@ def _write_index(folder: Path, doc: dict[str, Any]) -> None:
     atomic_write_text(folder / "index.json", json.dumps(doc, indent=1, sort_keys=True))
 
 
-def _record(folder: Path, metric_key: str, run_id: str, text: str, logged_at: str) -> None:
+def _record(folder: Path, metric_key: str, run_id: str, text: str, logged_at: str, *,
+            shared: bool = False) -> None:
     """Store one forecaster's JSON and point the index's entry for ``metric_key`` at it
-    (only if it is newer than the entry already there)."""
+    (only if it is newer than the entry already there).
+
+    ``shared``: the tracking store is not this host's SQLite file, so other hosts may log
+    newer forecasters too; the index keeps its ``rebuilt_at`` (the periodic re-search)
+    instead of counting on this host's retraining to keep it current."""
     from migrationbox.fileio import atomic_write_text
 
     with _lock:
@@ -123,6 +142,10 @@ def _record(folder: Path, metric_key: str, run_id: str, text: str, logged_at: st
         if old is None or str(old.get("logged_at", "")) <= logged_at:
             entries[metric_key] = {"run_id": run_id, "file": f"{run_id}.json",
                                    "logged_at": logged_at}
+        if shared:  # retrainings elsewhere: keep searching MLflow once a day
+            _write_index(folder, doc | {"entries": entries,
+                                        "rebuilt_at": doc.get("rebuilt_at", time.time())})
+            return
         # maintained by this host's retraining from now on: no periodic re-search
         _write_index(folder, {k: v for k, v in doc.items() if k != "rebuilt_at"}
                      | {"entries": entries})
@@ -136,7 +159,7 @@ def log_forecaster(metric_key: str, forecaster: Forecaster, *,
     import mlflow
 
     uri = tracking_uri or mlflow_tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    use(mlflow, uri)
     text = forecaster.to_json()
     with mlflow.start_run(experiment_id=experiment_id(mlflow, FORECAST_EXPERIMENT, uri)) as run:
         mlflow.set_tags({"metric_key": metric_key,
@@ -153,7 +176,8 @@ def log_forecaster(metric_key: str, forecaster: Forecaster, *,
     folder = index_dir(uri)
     if not (folder / "index.json").exists():  # forecasters logged before the index
         rebuild_index(uri)
-    _record(folder, metric_key, run_id, text, started)
+    _record(folder, metric_key, run_id, text, started,
+            shared=not uri.startswith("sqlite:///"))
     return run_id
 
 
@@ -164,7 +188,7 @@ def rebuild_index(tracking_uri: str | None = None) -> dict[str, Any]:
 
     uri = tracking_uri or mlflow_tracking_uri()
     folder = index_dir(uri)
-    mlflow.set_tracking_uri(uri)
+    use(mlflow, uri)
     entries: dict[str, dict[str, str]] = {}
     experiment = mlflow.get_experiment_by_name(FORECAST_EXPERIMENT)
     if experiment is not None:

@@ -2,7 +2,10 @@
 
 Local default: a SQLite tracking store and an artifact folder under
 ``<runtime>/mlflow`` (git-ignored); production: ``MLFLOW_TRACKING_URI`` pointing at a
-tracking server. Two registered models, each with a ``champion`` alias:
+PostgreSQL database or a tracking server, and ``MIGRATIONBOX_MLFLOW_ARTIFACT_ROOT``
+putting the artifacts in object storage (``migrationbox.mlflow_backend``), so a model
+registered by one worker loads on any host. Two registered models, each with a
+``champion`` alias:
 
 - ``migrationbox-sizing``: the LightGBM quantile model with conformal risk calibration;
 - ``migrationbox-forecaster``: the chosen Prophet configuration (pyfunc).
@@ -21,6 +24,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from migrationbox import mlflow_backend
 
 SIZING_MODEL = "migrationbox-sizing"
 FORECAST_MODEL = "migrationbox-forecaster"
@@ -46,7 +51,7 @@ _SET_BY_US: set[str] = set()  # mlflow.set_tracking_uri exports what it is given
 
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if the user set it, else the local SQLite store."""
-    explicit = os.environ.get("MLFLOW_TRACKING_URI")
+    explicit = mlflow_backend.tracking_uri_from_env()
     if explicit and explicit not in _SET_BY_US:
         return explicit
     return local_uri()
@@ -71,7 +76,8 @@ def store_exists() -> bool:
 
 
 def configure() -> Any:
-    """Point MLflow at the store and return a client."""
+    """Point MLflow at the store and return a client (the store's schema and the artifact
+    store's credentials made ready once per process: ``mlflow_backend.prepare``)."""
     import mlflow
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -82,23 +88,16 @@ def configure() -> Any:
         _SET_BY_US.add(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    mlflow_backend.prepare(uri)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def experiment_id(name: str = EXPERIMENT) -> str:
-    """The experiment, created with its artifacts in the runtime folder (not the CWD)."""
+    """The experiment, created with its artifacts under the configured artifact root, else
+    in the runtime folder for the local store (not the CWD), else where the server says."""
     client = configure()
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    location = artifact_location() if is_local() else None
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except Exception:  # created concurrently by another task
-        again = client.get_experiment_by_name(name)
-        if again is None:
-            raise
-        return again.experiment_id
+    return mlflow_backend.get_or_create_experiment(
+        client, name, local_location=artifact_location() if is_local() else None)
 
 
 @dataclass(frozen=True, slots=True)
