@@ -302,11 +302,28 @@ def _last_lines(text: str, count: int = 8) -> str:
     return "\n".join(text.strip().splitlines()[-count:])
 
 
-def _sync_roles(sm: Any, session: Any) -> dict[str, int]:
-    """FAB's built-in roles, the MigrationBox roles, and the DAG permissions of every
-    estate role that exists (refreshed with the wave DAGs now in the DAG table)."""
+def _migration_dag_ids(session: Any) -> list[str]:
+    """The ``migrate__…`` DAG ids Airflow knows now."""
     from sqlalchemy import text
 
+    return [str(r[0]) for r in session.execute(
+        text("SELECT dag_id FROM dag WHERE dag_id LIKE 'migrate\\_\\_%' ESCAPE '\\'"))]
+
+
+def _scope_grants(estates: Iterable[str], heal_approvals: bool, dag_ids: list[str]
+                  ) -> dict[str, list[Permission]]:
+    """The per-estate (and healer) roles' DAG permissions."""
+    wanted = {estate_role(e): dag_permissions(wave_dag_ids(e, dag_ids)) for e in estates}
+    if heal_approvals:
+        wanted[HEAL_ROLE] = dag_permissions([HEAL_APPROVAL_DAG])
+    return wanted
+
+
+def _sync_roles(sm: Any, session: Any, estates: Iterable[str] = (),
+                heal_approvals: bool = False) -> dict[str, int]:
+    """FAB's built-in roles, the MigrationBox roles, the roles of ``estates`` (made if
+    missing), and the DAG permissions of every estate role that exists (refreshed with
+    the wave DAGs now in the DAG table)."""
     if sm.find_role(ADMIN_ROLE) is None or sm.find_role(VIEWER_ROLE) is None:
         sm.sync_roles()
     viewer = list(sm.VIEWER_PERMISSIONS)
@@ -314,14 +331,10 @@ def _sync_roles(sm: Any, session: Any) -> dict[str, int]:
         OPERATOR_ROLE: viewer + list(OPERATOR_EXTRA),
         APPROVER_ROLE: viewer + list(APPROVER_EXTRA),
     }
-    dag_ids = [str(r[0]) for r in session.execute(
-        text("SELECT dag_id FROM dag WHERE dag_id LIKE 'migrate\\_\\_%' ESCAPE '\\'"))]
-    for estate in estates_of(dag_ids):
-        name = estate_role(estate)
-        if sm.find_role(name) is not None:
-            wanted[name] = dag_permissions(wave_dag_ids(estate, dag_ids))
-    if sm.find_role(HEAL_ROLE) is not None:
-        wanted[HEAL_ROLE] = dag_permissions([HEAL_APPROVAL_DAG])
+    dag_ids = _migration_dag_ids(session)
+    known = {e for e in estates_of(dag_ids) if sm.find_role(estate_role(e)) is not None}
+    heal = heal_approvals or sm.find_role(HEAL_ROLE) is not None
+    wanted.update(_scope_grants(sorted(known | set(estates)), heal, dag_ids))
     _grant(sm, wanted)
     return {name: len(perms) for name, perms in wanted.items()}
 
@@ -343,24 +356,17 @@ def _grant(sm: Any, wanted: Mapping[str, list[Permission]]) -> None:
 def _upsert_user(sm: Any, session: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
     request = UserRequest.model_validate(payload["user"])
     password = validate_password(str(payload["password"]))
-    from sqlalchemy import text
-
-    dag_ids = [str(r[0]) for r in session.execute(
-        text("SELECT dag_id FROM dag WHERE dag_id LIKE 'migrate\\_\\_%' ESCAPE '\\'"))]
-    wanted: dict[str, list[Permission]] = {}
-    for estate in request.estates:
-        wanted[estate_role(estate)] = dag_permissions(wave_dag_ids(estate, dag_ids))
-    if request.heal_approvals:
-        wanted[HEAL_ROLE] = dag_permissions([HEAL_APPROVAL_DAG])
-    _grant(sm, wanted)
-    _sync_roles(sm, session)
+    user = sm.find_user(username=request.username)
+    if user is not None and not request.update:
+        raise AuthError(f"user {request.username!r} exists already; add --update to reset "
+                        "its password and roles")
+    _sync_roles(sm, session, request.estates, request.heal_approvals)
     roles = []
     for name in request.fab_roles():
         role = sm.find_role(name)
         if role is None:
             raise AuthError(f"FAB role {name!r} is missing after the role sync")
         roles.append(role)
-    user = sm.find_user(username=request.username)
     email = request.email or f"{request.username}@migrationbox.invalid"
     first = request.first_name or request.username
     last = request.last_name or request.role
@@ -373,9 +379,6 @@ def _upsert_user(sm: Any, session: Any, payload: Mapping[str, Any]) -> dict[str,
         if not user:
             raise AuthError(f"FAB refused to create user {request.username!r}")
         action = "created"
-    elif not request.update:
-        raise AuthError(f"user {request.username!r} exists already; add --update to reset "
-                        "its password and roles")
     else:
         user.roles = roles
         user.first_name, user.last_name, user.email = first, last, email
@@ -407,11 +410,8 @@ def _handle(payload: Mapping[str, Any]) -> dict[str, Any]:
             # estates named here get their approver role even with no user yet (for an
             # identity provider's group mapping, AUTH_ROLES_MAPPING)
             estates = UserRequest._estates([str(e) for e in payload.get("estates") or []])
-            names = [estate_role(e) for e in estates]
-            if payload.get("heal_approvals"):
-                names.append(HEAL_ROLE)
-            _grant(sm, {name: [] for name in names})
-            return {"roles": _sync_roles(sm, session)}
+            return {"roles": _sync_roles(sm, session, estates,
+                                         bool(payload.get("heal_approvals")))}
         if op == "list_users":
             return _list_users(sm)
         raise AuthError(f"unknown request {op!r}")

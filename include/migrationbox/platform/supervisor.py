@@ -26,6 +26,9 @@ Profiles: the embedded default above, or ``production`` (``up --profile producti
 Airflow's metadata and the store in PostgreSQL databases, the CeleryExecutor with Redis,
 ``scheduler-1..N`` and ``celery-worker-1..M`` instead of the one scheduler, each its own
 process group like every other component (:mod:`migrationbox.platform.production`).
+Its auth manager is FAB instead of SimpleAuthManager, with the platform's admin user
+on a generated password kept in ``airflow/fab_admin_password.json`` (0600) and roles for
+a migration team (:mod:`migrationbox.platform.auth`, docs/access-control.md).
 
 Other commands (the CLI, the demo, tests) get the same connections, store URL and
 Airflow configuration from :func:`platform_env`, and an authenticated REST client from
