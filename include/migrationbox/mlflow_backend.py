@@ -409,10 +409,3 @@ def production_mlflow_env(db_url: str, artifact_root: str,
                                  f"{db_url.split(':', 1)[0]!r}")
     return MlflowBackend.build(db_url, artifact_root, s3_endpoint).env()
 
-
-def reset_for_tests() -> None:
-    """Forget what :func:`prepare` did in this process (tests that switch databases)."""
-    global _credentials_installed
-    with _lock:
-        _prepared.clear()
-        _credentials_installed = False
