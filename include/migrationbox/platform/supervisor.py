@@ -695,8 +695,9 @@ class Platform:
         ``kill`` sends SIGKILL to its whole process group instead of a graceful SIGTERM,
         as a crash would. Used by fault tests and by operators recovering a stuck part.
         """
-        state = self.running_state()
-        if state is None:
+        # not running_state(): a component that crashed is exactly what this restarts
+        state = self.read_state()
+        if state is None or not state.ready:
             raise PlatformError("the platform is not running (make up)")
         commands = self._component_commands(state.production)
         if name not in commands:
