@@ -41,6 +41,10 @@ def _number_list(raw: str) -> list[int]:
     return [int(v) for v in value]
 
 
+#: ``approvers`` value meaning "no named respondents: the auth manager decides"
+ANY_APPROVER = "*"
+
+
 def _names(raw: str) -> tuple[str, ...]:
     value = json.loads(raw) if raw.strip().startswith("[") else raw.split(",")
     return tuple(str(v).strip() for v in value if str(v).strip())
@@ -85,8 +89,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "a wave whose predicted monthly cost exceeds this (USD) gets a budget approval "
             "gate (shapes the wave DAG: read at parse time)"),
     Setting("approvers", ("admin",), _names,
-            "Airflow users assigned to the approval gates (JSON list or comma-separated; "
-            "read at parse time)"),
+            "Airflow user ids assigned to the approval gates (JSON list or comma-separated; "
+            "read at parse time); `*` assigns nobody, so whoever the auth manager lets "
+            "answer the DAG's gates may (the production profile's per-estate roles)"),
     Setting("strict_specs", False, _flag,
             "a broken plan spec is an import error of the whole wave-DAG file (CI) instead "
             "of failing its own estate only (read at parse time)"),
@@ -150,6 +155,13 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("production_store_db", "migrationbox_store", str,
             "production profile: name of the MigrationBox store's database (created if "
             "missing)"),
+    Setting("production_mlflow_db", "migrationbox_mlflow", str,
+            "production profile: name of MLflow's tracking database (models, runs; created "
+            "if missing)"),
+    Setting("production_mlflow_artifact_root", "s3://migrationbox-mlflow/artifacts", str,
+            "production profile: where MLflow keeps model files (an s3:// URI; the "
+            "emulator's S3 on a single host, so a model trained on one worker loads on "
+            "any other)"),
     Setting("production_broker_url", "redis://127.0.0.1:6379/0", str,
             "production profile: the Celery broker (Redis URL)"),
     Setting("production_schedulers", 2, int,

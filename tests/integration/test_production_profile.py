@@ -9,18 +9,33 @@ PostgreSQL or Redis does not answer on loopback.
 
 The DAG run is the project's own ``migrationbox__discover_and_plan`` (dags/): its two
 tasks validate a small estate and plan it into the store, so a Celery worker writes to
-the PostgreSQL store, which is checked afterwards. The last test stops the platform
-and checks that no process of it is left.
+the PostgreSQL store, which is checked afterwards.
+
+Then one wave is migrated end to end on this shape (lab sources, the emulator's cloud)
+with two faults injected into the same run, because each costs minutes: the Celery
+worker running the replication round is killed (SIGKILL, its whole process group) part
+way through the first round, and one of the two schedulers is killed at the cutover gate.
+The killed worker stays down until the wave ends, so the round's retry can only run on
+another worker; the killed scheduler too, so only the other one can carry the run on.
+Then a healer incident (a CPU burn on a migrated chaos estate) is healed by the heal DAG
+woken by the triggerer's watch, its tasks running on the Celery workers. The last test
+stops the platform and checks that no process of it is left.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -37,6 +52,22 @@ PLANNING_DAG = "migrationbox__discover_and_plan"
 ESTATE = "prodprofile"
 REDIS_HOST = "redis://127.0.0.1:6379"
 TIMINGS: dict[str, float] = {}
+
+
+#: Set before the platform starts, so every component (and this process) sees it: the
+#: healer's triggerer watch looks every 2 s (the heal test's time budget).
+MODULE_ENV = {
+    "MIGRATIONBOX_HEAL_MECHANISM": "asset",
+    "MIGRATIONBOX_HEAL_WATCH_INTERVAL_S": "2",
+}
+
+
+def _restore_environ(saved: dict[str, str]) -> None:
+    from migrationbox.cloud.aws_session import clear_client_cache
+
+    os.environ.clear()
+    os.environ.update(saved)
+    clear_client_cache()
 
 
 def _unavailable() -> str | None:
@@ -116,13 +147,22 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             temporary_postgres_database("mbx_prod_airflow"))).database
         store_db = make_url(stack.enter_context(
             temporary_postgres_database("mbx_prod_store"))).database
+        mlflow_db = make_url(stack.enter_context(
+            temporary_postgres_database("mbx_prod_mlflow"))).database
         redis_db = _empty_redis_db()
         stack.callback(_flush_redis_db, redis_db)
         cfg = ProductionConfig(
             pg_admin_url=postgres_admin_url(), airflow_db=airflow_db, store_db=store_db,
+            mlflow_db=mlflow_db,
             broker_url=f"{REDIS_HOST}/{redis_db}", schedulers=2, celery_workers=2,
-            worker_concurrency=1,
+            worker_concurrency=1, replication_workers=2, replication_concurrency=1,
+            # a killed worker's task is failed and retried after 30 s without a heartbeat
+            task_heartbeat_timeout=30,
         )
+        saved_env = dict(os.environ)
+        stack.callback(_restore_environ, saved_env)
+        os.environ.update(MODULE_ENV)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)  # the platform's own MLflow store
         instance = Platform(runtime, api_port=0, emulator_port=0, plugins_folder=plugins,
                             profile="production", production=cfg, startup_timeout=300)
         # stopped before the databases are dropped and the broker emptied (LIFO)
@@ -130,6 +170,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         started = time.monotonic()
         instance.up()  # stops whatever it started if start-up fails
         TIMINGS["up"] = time.monotonic() - started
+        # this process acts on the platform as a user's tooling would: its store, plans
+        # folder and emulator (put back by _restore_environ)
+        from migrationbox.cloud.aws_session import clear_client_cache
+
+        os.environ.update(instance.env())
+        clear_client_cache()
         yield instance
     print("\nproduction profile timings (s): "
           + ", ".join(f"{k} {v:.1f}" for k, v in TIMINGS.items()))
@@ -139,18 +185,20 @@ def test_every_component_runs_and_reports_healthy(platform: Platform) -> None:
     status = platform.status()
     assert status.running, status.problem
     assert status.profile == "production"
-    assert {c.name for c in status.components} == {
-        "emulator", "airflow-api-server", "airflow-scheduler-1", "airflow-scheduler-2",
-        "airflow-dag-processor", "airflow-triggerer", "airflow-celery-worker-1",
-        "airflow-celery-worker-2",
-    }
+    state = platform.read_state()
+    assert state is not None and state.production is not None
+    names = {c.name for c in status.components}
+    assert names == {"emulator"} | {f"airflow-{n}"
+                                    for n in state.production.component_commands()}
+    assert {"airflow-api-server", "airflow-scheduler-1", "airflow-scheduler-2",
+            "airflow-dag-processor", "airflow-triggerer", "airflow-celery-worker-1",
+            "airflow-celery-worker-2", "airflow-celery-replication-worker-1",
+            "airflow-celery-replication-worker-2"} <= names
     assert status.health is not None
     for key in ("metadatabase", "scheduler", "dag_processor", "triggerer"):
         assert status.health[key]["status"] == "healthy", status.health
     # /monitor/health only speaks for the latest scheduler: both must be heartbeating
     assert status.schedulers_alive == 2
-    state = platform.read_state()
-    assert state is not None and state.production is not None
     assert sorted(status.celery_workers or []) == sorted(state.production.worker_hostnames())
 
 
@@ -241,6 +289,315 @@ def test_a_dag_run_succeeds_on_celery_workers_and_writes_the_postgres_store(
             assert sorted(s.server_id for s in estate.servers) == ["api-01", "db-01", "web-01"]
     finally:
         dispose(store_url)
+
+
+# -- one wave end to end, with a worker and a scheduler killed part way -----------------
+
+WAVE_ESTATE = "prodwave"
+WAVE_DAG = f"migrate__{WAVE_ESTATE}__wave_01"
+ROUNDS_TASK = "replicate.sync_rounds"
+#: Each lab disk is 8 MiB (1 MiB + 700 GB / 100) and every copy stream is throttled to
+#: 0.5 MiB/s, so the first round lasts half a minute: time to kill its worker part way.
+WAVE_CONF = {
+    "cutover": {"steps": [5, 25, 50, 100], "dwell_seconds": 0.5},
+    "health": {"probe_requests": 10},
+    "replicate": {"bandwidth_mib_s": 0.5, "cadence_seconds": 1},
+}
+ROUND_SENT = re.compile(r"round 1 sent (\d+) bytes")
+
+
+def _wave_record(sid: str, role: str, ip: str, ports: list[int], kind: str) -> dict:
+    record = _record(sid, ip, role, ports, [])
+    record["applications"] = [{"name": role, "ports": ports, "kind": kind,
+                               "data_size_gb": 700.0}]
+    record["performance_baseline"]["cpu_p95_utilization_pct"] = 60
+    record["backup"] = {"available": True, "last_backup_at": "2026-11-24T02:00:00Z"}
+    return record
+
+
+@dataclass
+class WaveObservations:
+    """What the faulted wave run showed; each test below asserts on one part of it."""
+
+    dag_run_id: str = ""
+    state: str = ""
+    task_states: dict[str, str] = field(default_factory=dict)
+    killed_worker: str | None = None  # Celery node name
+    killed_component: str | None = None
+    bytes_verified_at_kill: int = 0  # in the journals, when the worker was dead
+    retry_worker: str | None = None
+    killed_scheduler: str | None = None
+    schedulers_alive_after: int | None = None
+    total_bytes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _active_rounds_node(broker: str) -> str | None:
+    """The Celery worker that is executing the wave's replication round now, if any
+    (``inspect active``: each entry carries the Airflow workload it runs)."""
+    app = prod._celery_app(broker)
+    try:
+        active = app.control.inspect(timeout=1.0).active() or {}
+    finally:
+        app.close()
+    for node, tasks in active.items():
+        if any(WAVE_DAG in str(t.get("args")) and ROUNDS_TASK in str(t.get("args"))
+               for t in tasks):
+            return node
+    return None
+
+
+def _component_of(platform: Platform, node: str) -> str:
+    state = platform.read_state()
+    assert state is not None
+    for key, record in state.processes.items():
+        if node in record.command:
+            return key.removeprefix("airflow-")
+    raise AssertionError(f"no component runs Celery node {node}: {state.processes}")
+
+
+def _journal_bytes(targets: list[Path]) -> int:
+    """Bytes the unfinished round's journals hold as written and verified."""
+    from migrationbox.replication.journal import read_journal
+
+    total = 0
+    for target in targets:
+        state = read_journal(target)
+        if state is None:
+            continue
+        total += sum(entry.size for entry in state.done.values())
+        total += sum(len(hashes) * state.block_size
+                     for rel, hashes in state.checkpoints.items() if rel not in state.done)
+    return total
+
+
+def _kill_the_rounds_worker(platform: Platform, targets: list[Path], seen: WaveObservations,
+                            stop: threading.Event) -> None:
+    """Watcher thread: once the first round has checkpointed something, SIGKILL the
+    worker running it; then note which worker runs the retry."""
+    from migrationbox.replication.journal import read_journal
+
+    state = platform.read_state()
+    assert state is not None and state.production is not None
+    broker = state.production.broker_url
+    try:
+        while not stop.is_set() and seen.killed_worker is None:
+            journals = [read_journal(t) for t in targets]
+            started = any(j is not None and (j.done or any(j.checkpoints.values()))
+                          for j in journals)
+            node = _active_rounds_node(broker) if started else None
+            if node:
+                name = _component_of(platform, node)
+                record = platform.read_state().processes[f"airflow-{name}"]  # type: ignore[union-attr]
+                os.killpg(record.pid, signal.SIGKILL)
+                seen.killed_worker, seen.killed_component = node, name
+                time.sleep(1.0)  # every write of the dead round has landed or not
+                seen.bytes_verified_at_kill = _journal_bytes(targets)
+                break
+            time.sleep(0.3)
+        while not stop.is_set() and seen.killed_worker and seen.retry_worker is None:
+            seen.retry_worker = _active_rounds_node(broker)
+            time.sleep(1.0)
+    except Exception as exc:  # reported by the tests, not lost in the thread
+        seen.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.fixture(scope="module")
+def faulted_wave(platform: Platform, tmp_path_factory: pytest.TempPathFactory
+                 ) -> WaveObservations:
+    from migrationbox.lab.lab import Lab
+    from migrationbox.orchestration.demo import register_lab_endpoints
+    from migrationbox.orchestration.follow import Approver, follow_run
+    from migrationbox.service import plan_estate
+    from migrationbox.store import repository
+    from migrationbox.store.db import session_scope
+
+    folder = tmp_path_factory.mktemp("wave-estate") / WAVE_ESTATE
+    folder.mkdir()
+    for record in (_wave_record("web-01", "web", "10.60.0.11", [80, 443], "web"),
+                   _wave_record("api-01", "api", "10.60.0.12", [8080], "api"),
+                   _wave_record("db-01", "postgresql-primary", "10.60.0.13", [5432],
+                                "database")):
+        (folder / f"{record['server_id']}.json").write_text(json.dumps(record))
+    plan = plan_estate(folder, estate=WAVE_ESTATE).plan
+    assert len(plan.waves) == 1, plan.waves
+    with session_scope() as s:
+        servers = repository.get_estate(s, WAVE_ESTATE).servers
+    lab = Lab(WAVE_ESTATE, servers, root=Path(platform.runtime_dir) / "lab", data_scale_mb=8)
+    register_lab_endpoints(WAVE_ESTATE, lab.up())
+    seen = WaveObservations()
+    seen.total_bytes = sum(
+        f.stat().st_size for sid in ("web-01", "api-01", "db-01")
+        for f in lab.disk_paths(sid)[0].rglob("*") if f.is_file())
+    targets = [lab.disk_paths(sid)[1] for sid in ("web-01", "api-01", "db-01")]
+    state = platform.read_state()
+    assert state is not None and state.production is not None
+
+    def decide(detail: dict) -> str:
+        task = detail.get("task_id") or (detail.get("task_instance") or {}).get("task_id")
+        if task == "cutover.approve_cutover" and seen.killed_scheduler is None:
+            record = platform.read_state().processes["airflow-scheduler-1"]  # type: ignore[union-attr]
+            os.killpg(record.pid, signal.SIGKILL)
+            seen.killed_scheduler = "scheduler-1"
+        return "Approve"
+
+    stop = threading.Event()
+    watcher = threading.Thread(target=_kill_the_rounds_worker,
+                               args=(platform, targets, seen, stop), daemon=True)
+    started = time.monotonic()
+    try:
+        with platform.client() as client:
+            client.wait_for_dag(WAVE_DAG, timeout=240)
+            run = client.trigger(WAVE_DAG, conf=WAVE_CONF)
+            seen.dag_run_id = run["dag_run_id"]
+            watcher.start()
+            outcome = follow_run(client, WAVE_DAG, run["dag_run_id"],
+                                 approver=Approver(decide), timeout=900, say=print)
+        seen.state, seen.task_states = outcome.state, outcome.task_states
+        seen.schedulers_alive_after = prod.alive_schedulers(state.production.metadata_url)
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+        TIMINGS["faulted wave"] = time.monotonic() - started
+        # put the platform back whole for the tests after these
+        for name in (seen.killed_component, "scheduler-1" if seen.killed_scheduler else None):
+            if name:
+                platform.restart_component(name)
+        lab.down()
+    return seen
+
+
+def test_a_wave_migrates_end_to_end_on_postgres_and_celery(
+        platform: Platform, faulted_wave: WaveObservations) -> None:
+    from migrationbox.store import repository
+    from migrationbox.store.db import session_scope
+
+    assert faulted_wave.errors == []
+    assert faulted_wave.state == "success", faulted_wave.task_states
+    assert faulted_wave.task_states["validate.decommission_sources"] == "success"
+    with session_scope() as s:
+        runs = {r.phase: r for r in repository.phase_runs(s, WAVE_ESTATE, 1,
+                                                           faulted_wave.dag_run_id)}
+        approvals = repository.approvals(s, WAVE_ESTATE, 1, dag_run_id=faulted_wave.dag_run_id)
+    for phase in ("preflight", "provision", "replicate", "configure", "cutover", "validate",
+                  "decommission"):
+        assert runs[phase].status == "success", (phase, runs[phase].summary)
+    assert {(a.gate, a.decision) for a in approvals} >= {
+        ("cutover", "approved"), ("decommission", "approved")}
+    # every disk on the target, verified block by block against the source
+    replicated = runs["replicate"].details["details"]["servers"]
+    for sid in ("web-01", "api-01", "db-01"):
+        assert replicated[sid]["disks"]["root"]["verify"]["ok"], replicated[sid]
+    assert replicated["db-01"]["databases"]["app"]["checksum_match"]
+    with platform.client() as client:
+        tis = client.task_instances(WAVE_DAG, faulted_wave.dag_run_id)
+    assert all(ti["state"] in ("success", "skipped") for ti in tis), [
+        (ti["task_id"], ti["state"]) for ti in tis if ti["state"] not in ("success", "skipped")]
+
+
+def test_a_killed_worker_s_round_is_retried_on_another_worker_sending_nothing_twice(
+        platform: Platform, faulted_wave: WaveObservations) -> None:
+    state = platform.read_state()
+    assert state is not None
+    assert faulted_wave.errors == []
+    assert faulted_wave.killed_worker, "the replication round was never seen on a worker"
+    assert faulted_wave.retry_worker, "the retried round was never seen on a worker"
+    assert faulted_wave.retry_worker != faulted_wave.killed_worker
+    # the round runs on the replication queue, served by its own workers
+    assert (faulted_wave.killed_component or "").startswith("celery-replication-worker-")
+    assert faulted_wave.retry_worker.startswith("migrationbox-replication-worker-")
+    with platform.client() as client:
+        ti = client.request(
+            "GET", f"/api/v2/dags/{WAVE_DAG}/dagRuns/{faulted_wave.dag_run_id}/"
+            f"taskInstances/{ROUNDS_TASK}")
+    assert ti["queue"] == "replication", ti
+    assert ti["try_number"] >= 2, ti
+    # the retry's first round resumed from the dead round's journal: it sent at most what
+    # the journals did not hold as verified, so no verified byte crossed the wire twice
+    held = faulted_wave.bytes_verified_at_kill
+    assert 0 < held < faulted_wave.total_bytes, (held, faulted_wave.total_bytes)
+    logs = sorted(Path(state.airflow_home, "logs").rglob("*.log"))
+    retried = [p for p in logs if f"dag_id={WAVE_DAG}" in str(p) and ROUNDS_TASK in str(p)
+               and p.name != "attempt=1.log"]
+    sent = [int(m) for p in retried for m in ROUND_SENT.findall(p.read_text(errors="replace"))]
+    assert sent, [str(p) for p in retried]
+    assert sent[0] <= faulted_wave.total_bytes - held, (sent, held, faulted_wave.total_bytes)
+
+
+def test_the_other_scheduler_carries_the_wave_on_when_one_is_killed(
+        platform: Platform, faulted_wave: WaveObservations) -> None:
+    assert faulted_wave.killed_scheduler == "scheduler-1"
+    # the wave finished while only one scheduler was heartbeating
+    assert faulted_wave.schedulers_alive_after == 1
+    assert faulted_wave.state == "success"
+    state = platform.read_state()
+    assert state is not None and state.production is not None
+    from migrationbox.platform.testing import wait_until
+
+    wait_until("the restarted scheduler to heartbeat", lambda: prod.alive_schedulers(
+        state.production.metadata_url) == 2, timeout=120)  # type: ignore[union-attr]
+
+
+# -- a healer incident -------------------------------------------------------------------
+
+HEAL_DAG = "migrationbox_heal"
+
+
+def test_a_healer_incident_is_healed_on_celery_workers(platform: Platform) -> None:
+    from migrationbox.healer.chaoslab import SCENARIOS, ChaosEstate
+    from migrationbox.healer.jobs import CONF_VARIABLE
+    from migrationbox.healer.store import IncidentStore
+    from migrationbox.platform.testing import wait_until
+    from migrationbox.store.db import engine
+
+    state = platform.read_state()
+    assert state is not None and state.production is not None
+    env = platform.env()
+    chaos = ChaosEstate(f"pw{uuid.uuid4().hex[:6]}", Path(platform.runtime_dir) / "chaos",
+                        env["MIGRATIONBOX_EMULATOR_URL"])
+    store = IncidentStore(engine(state.production.store_url))
+    started = time.monotonic()
+    with platform.client() as client:
+        try:
+            chaos.up()
+            client.wait_for_dag(HEAL_DAG, timeout=240)
+            chaos.baseline(30.0)
+            client.bulk_upsert("variables", [{"key": CONF_VARIABLE, "value": json.dumps({
+                "estates": [chaos.estate], "interval_s": 2, "sustain_scale": 0.02,
+                "verify_timeout_s": 30})}])
+            client.unpause(HEAL_DAG)
+            spec = SCENARIOS["cpu_burn"]
+            since = datetime.now(UTC)
+            chaos.inject("cpu_burn")
+            try:
+                healed = wait_until("the CPU burn to be healed", lambda: [
+                    r for r in store.list(chaos.estate)
+                    if r.anomaly_type == spec["row"] and r.resource == spec["server"]
+                    and r.detected_at >= since and r.status in ("resolved", "failed")],
+                    timeout=300, poll=2.0)
+            finally:
+                chaos.clear(spec["server"])
+            incident, report = store.get(healed[0].incident_id)
+            assert incident.status.value == "resolved", report
+            runs = client.dag_runs(HEAL_DAG)
+            assert runs, "no heal run was woken"
+            tis = client.task_instances(HEAL_DAG, runs[0]["dag_run_id"])
+            # the run's tasks went through the Celery queue, not a local executor
+            assert {ti["queue"] for ti in tis if ti.get("start_date")} == {"default"}, tis
+            assert all(ti.get("executor") in (None, "", "CeleryExecutor") for ti in tis), tis
+            # the forecasters the healer used were logged by this process and loaded by a
+            # worker: through MLflow on PostgreSQL, their files in the emulator's S3
+            from migrationbox.cloud.aws_session import aws_client
+            from migrationbox.mlflow_backend import split_s3
+
+            bucket, prefix = split_s3(state.production.mlflow_artifact_root)
+            listed = aws_client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)
+            assert listed.get("KeyCount", 0) > 0, listed
+            assert env["MLFLOW_TRACKING_URI"] == state.production.mlflow_url
+        finally:
+            client.pause(HEAL_DAG)
+            chaos.down()
+            TIMINGS["heal"] = time.monotonic() - started
 
 
 def test_down_stops_every_process_of_the_profile(platform: Platform) -> None:

@@ -18,6 +18,7 @@ from enum import StrEnum
 from itertools import pairwise
 
 from migrationbox.orchestration.spec import PlanSpec, WaveSpec
+from migrationbox.settings import ANY_APPROVER
 
 # -- task groups, in run order ---------------------------------------------------------
 PREFLIGHT = "preflight"
@@ -123,6 +124,15 @@ class BuildSettings:
             retries=settings.get("task_retries", variables=False),
             approvers=tuple(settings.get("approvers", variables=False)) or ("admin",),
         )
+
+    def assigned_users(self) -> list[dict[str, str]]:
+        """The approval gates' ``assigned_users``. None for ``*``: then any user the auth
+        manager lets answer the DAG's gates may (FAB's per-estate roles; FAB user ids are
+        numbers, not the names a site would list). Else the listed ids, which Airflow
+        compares with the user's id (the name under the SimpleAuthManager)."""
+        if ANY_APPROVER in self.approvers:
+            return []
+        return [{"id": a, "name": a} for a in self.approvers]
 
 
 @dataclass(frozen=True)

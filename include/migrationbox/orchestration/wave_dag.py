@@ -138,7 +138,7 @@ def render_wave_dag(graph: WaveGraph, spec: PlanSpec, wave: WaveSpec, settings: 
 
     key = {"estate": graph.estate, "wave": graph.wave, "plan_version": graph.plan_version}
     env_tag = "production" if wave.environment == "production" else "non-production"
-    approvers = [{"id": a, "name": a} for a in settings.approvers]
+    approvers = settings.assigned_users()
 
     dag = DAG(
         dag_id=dag_id_for(spec.estate, wave.number),
@@ -192,7 +192,7 @@ def render_wave_dag(graph: WaveGraph, spec: PlanSpec, wave: WaveSpec, settings: 
                     non_production=wave.environment != "production",
                     subject=node.subject,
                     body=node.body,
-                    assigned_users=approvers,
+                    assigned_users=approvers or None,
                     response_timeout=settings.approval_timeout,
                     ignore_downstream_trigger_rules=False,
                     **kw,

@@ -87,6 +87,9 @@ class ProductionConfig(BaseModel):
     pg_admin_url: str = DEFAULT_PG_ADMIN_URL
     airflow_db: str = Field(default="migrationbox_airflow", pattern=_DB_NAME)
     store_db: str = Field(default="migrationbox_store", pattern=_DB_NAME)
+    mlflow_db: str = Field(default="migrationbox_mlflow", pattern=_DB_NAME)
+    #: model files: object storage every worker reaches (the emulator's S3 on one host)
+    mlflow_artifact_root: str = "s3://migrationbox-mlflow/artifacts"
     broker_url: str = "redis://127.0.0.1:6379/0"
     schedulers: int = Field(default=2, ge=1, le=8)
     celery_workers: int = Field(default=2, ge=1, le=16)
@@ -111,6 +114,17 @@ class ProductionConfig(BaseModel):
             url = url.set(drivername="postgresql+psycopg2")
         return url.render_as_string(hide_password=False)
 
+    @field_validator("mlflow_artifact_root")
+    @classmethod
+    def _s3_root(cls, value: str) -> str:
+        from migrationbox.mlflow_backend import MlflowBackendError, normalise_root, split_s3
+
+        try:
+            split_s3(value)  # a worker on another host cannot read a local folder
+            return normalise_root(value)
+        except MlflowBackendError as exc:
+            raise ValueError(str(exc)) from exc
+
     @field_validator("broker_url")
     @classmethod
     def _redis(cls, value: str) -> str:
@@ -126,6 +140,8 @@ class ProductionConfig(BaseModel):
             "pg_admin_url": mb_settings.get("production_pg_admin_url") or DEFAULT_PG_ADMIN_URL,
             "airflow_db": mb_settings.get("production_airflow_db"),
             "store_db": mb_settings.get("production_store_db"),
+            "mlflow_db": mb_settings.get("production_mlflow_db"),
+            "mlflow_artifact_root": mb_settings.get("production_mlflow_artifact_root"),
             "broker_url": mb_settings.get("production_broker_url"),
             "schedulers": mb_settings.get("production_schedulers"),
             "celery_workers": mb_settings.get("production_celery_workers"),
@@ -166,6 +182,11 @@ class ProductionConfig(BaseModel):
         return self.database_url(self.store_db)
 
     @property
+    def mlflow_url(self) -> str:
+        """MLflow's tracking (and model registry) database."""
+        return self.database_url(self.mlflow_db)
+
+    @property
     def result_backend(self) -> str:
         """Celery's result backend: the metadata database (``db+`` is Celery's prefix)."""
         return "db+" + self.metadata_url
@@ -192,6 +213,7 @@ class ProductionConfig(BaseModel):
             "metadata database": _redact(self.metadata_url),
             "store": _redact(self.store_url),
             "broker": _redact(self.broker_url),
+            "mlflow": f"{_redact(self.mlflow_url)}, artifacts {self.mlflow_artifact_root}",
             "schedulers": str(self.schedulers),
             "celery workers": f"{self.celery_workers} x concurrency {self.worker_concurrency}",
             "replication workers": (f"{self.replication_workers} x concurrency "
@@ -218,6 +240,9 @@ class ProductionConfig(BaseModel):
             # task runner heartbeats every few seconds), not after Airflow's 300 s
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT":
                 str(self.task_heartbeat_timeout),
+            # approval gates name no respondents: the FAB roles decide who answers which
+            # estate's gates (FAB user ids are numbers; MIGRATIONBOX_APPROVERS still wins)
+            "AIRFLOW__MIGRATIONBOX__APPROVERS": mb_settings.ANY_APPROVER,
         }
 
     def worker_hostname(self, number: int) -> str:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -66,6 +67,8 @@ DEFAULT_EMULATOR_PORT = 4566
 OWNER_MARKER = "MIGRATIONBOX_PLATFORM_OWNER"
 STATE_FILE = "platform.json"
 LOOPBACK = afr.LOOPBACK
+
+log = logging.getLogger(__name__)
 
 
 class PlatformError(MigrationBoxError, RuntimeError):
@@ -388,9 +391,16 @@ class Platform:
         }
         store: dict[str, Any] = {"conn_type": "sqlite", "host": str(self.store_path)}
         store_url = f"sqlite:///{self.store_path}"
+        mlflow: dict[str, str] = {}
         if production is not None:
             store, store_url = production.store_connection(), production.store_url
+            from migrationbox.mlflow_backend import production_mlflow_env
+
+            # models where every worker finds them: tracking in PostgreSQL, files in S3
+            mlflow = production_mlflow_env(production.mlflow_url,
+                                           production.mlflow_artifact_root, emulator_url)
         return {
+            **mlflow,
             "MIGRATIONBOX_HOME": str(self.runtime_dir),
             # where `migrationbox plan` writes and the plans bundle reads: the same folder
             "MIGRATIONBOX_PLANS_DIR": str(self.plans_dir),
@@ -560,6 +570,8 @@ class Platform:
         try:
             state.processes["emulator"] = self._start_emulator(emulator_port)
             self._write_state(state)
+            if production is not None:
+                self._ensure_mlflow_bucket(production, emulator_port)
             if with_lab_estate is not None:
                 state.labs.append(self._start_lab(with_lab_estate))
                 self._write_state(state)
@@ -585,6 +597,9 @@ class Platform:
                 # a new, empty metadata database: a stamp left by an older one would lie
                 (self.airflow_home / afr.MIGRATED_STAMP).unlink(missing_ok=True)
             prod.ensure_database(production, production.store_db)
+            # MLflow builds its schema on first use, under an advisory lock
+            # (migrationbox.mlflow_backend), so several workers may meet it empty
+            prod.ensure_database(production, production.mlflow_db)
         except prod.ProductionError as exc:
             raise PlatformError(f"production profile: {exc}") from exc
         from migrationbox.store import db
@@ -593,6 +608,28 @@ class Platform:
             db.engine(production.store_url)  # runs the store's Alembic migrations
         finally:
             db.dispose(production.store_url)
+
+    def _ensure_mlflow_bucket(self, production: ProductionConfig, emulator_port: int) -> None:
+        """The MLflow artifact bucket on the emulator (a deployment creates its own on
+        S3). The emulator keeps objects in memory: a new bucket means earlier model files
+        are gone while the MLflow database still lists them, so say so."""
+        import boto3
+
+        from migrationbox.errors import MigrationBoxError
+        from migrationbox.mlflow_backend import ensure_artifact_bucket
+
+        url = f"http://{LOOPBACK}:{emulator_port}"
+        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        try:
+            created = ensure_artifact_bucket(production.mlflow_artifact_root, url,
+                                             client=client)
+        except MigrationBoxError as exc:
+            raise PlatformError(f"production profile: {exc}") from exc
+        if created:
+            log.info("MLflow artifacts: new bucket for %s on the emulator; model files of "
+                     "an earlier start are not there (models fall back to rules until "
+                     "retrained)", production.mlflow_artifact_root)
 
     def _start_emulator(self, port: int) -> ProcessRecord:
         from migrationbox.cloud.emulator import EmulatorProcess
