@@ -215,14 +215,16 @@ def tasks_per_minute(tasks: Iterable[TaskRecord], first_trigger: float,
 
 
 def ready_to_start(tasks: Iterable[TaskRecord]) -> list[float]:
-    """For each task that started and has upstream tasks: its start minus the latest end
-    of its upstream task instances of the same run. Tasks whose upstream did not all
-    end (or are missing from the run) are left out: their readiness is unknown."""
+    """For each task that ran (success or failure) and has upstream tasks: its start
+    minus the latest end of its upstream task instances of the same run. Skipped tasks
+    are left out (Airflow gives them a start_date, the moment the scheduler skipped
+    them, but they never waited for a slot), and so are tasks whose upstream did not all
+    end (or are missing from the run): their readiness is unknown."""
     tasks = list(tasks)
     by_key = {(t.run_id, t.task_id): t for t in tasks}
     out: list[float] = []
     for t in tasks:
-        if t.start is None or not t.upstream:
+        if t.start is None or t.state not in RAN_STATES or not t.upstream:
             continue
         ends = [by_key[(t.run_id, u)].end if (t.run_id, u) in by_key else None
                 for u in t.upstream]
@@ -481,19 +483,23 @@ SERVERS = ("web-01", "api-01", "db-01")
 def register_disks(estate: str, folder: Path) -> None:
     """One small source folder per server, registered as its ``disk`` endpoint (no
     database or HTTP endpoints): replicate refuses a wave without endpoints even in a dry
-    run, and a dry run only scans the source (no lab, no copy)."""
+    run, and a dry run only scans the source (no lab, no copy). The target folder holds
+    the same config file: configure's dry run reads the target to say what it would
+    rewrite, and refuses a missing one ("replicate first")."""
     from migrationbox.endpoints.model import Endpoint
     from migrationbox.endpoints.registry import register_endpoints
     from migrationbox.store.db import session_scope
 
     endpoints = []
     for sid in SERVERS:
-        src = folder / "source" / sid
-        src.mkdir(parents=True, exist_ok=True)
+        src, tgt = folder / "source" / sid, folder / "target" / sid
+        for root in (src, tgt):  # configure reads the target's files even in a dry run
+            (root / "etc").mkdir(parents=True, exist_ok=True)
+            (root / "etc" / "app.conf").write_text("db_host = db-01.corp.local\n")
         (src / "data.bin").write_bytes(os.urandom(64 * 1024))
         endpoints.append(Endpoint(server_id=sid, kind="disk", name="root",
                                   source_uri=src.as_uri(),
-                                  target_uri=(folder / "target" / sid).as_uri()))
+                                  target_uri=tgt.as_uri()))
     with session_scope() as session:
         register_endpoints(session, estate, endpoints, origin="bench_executors")
 
@@ -608,6 +614,9 @@ def run_batch(plat: Any, profile: str, waves: int, args: argparse.Namespace,
         "samples": len(next(iter(sampler.rss.values()), [])),
         "unfinished_runs": [r.run_id for r in runs if r.state not in TERMINAL_RUN_STATES],
         "failed_tasks": sorted({t.task_id for t in tis if t.state == "failed"}),
+        # the raw records, so that figures can be recomputed from the JSON
+        "task_records": [t.model_dump() for t in tis],
+        "run_records": [r.model_dump() for r in runs],
     })
     _say(f"{profile}/{waves}: {figures['runs']} in {figures['wall_s']:.0f} s, "
          f"{figures['tasks_completed']} tasks, {figures['tasks_per_min']:.1f} tasks/min")
@@ -840,7 +849,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown profile(s): {sorted(unknown)}")
     # SIGTERM unwinds like Ctrl-C: the finally/ExitStack blocks stop the platform and
     # drop the databases
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    def _terminated(*_: Any) -> None:
+        _say("SIGTERM: stopping the platform, dropping the benchmark's databases")
+        sys.exit(143)
+
+    signal.signal(signal.SIGTERM, _terminated)
     os.environ.pop("MLFLOW_TRACKING_URI", None)  # the platform's own MLflow store
 
     started_at = datetime.now(UTC)

@@ -79,6 +79,8 @@ def test_ready_to_start_is_the_gap_after_the_latest_upstream_end(bench) -> None:
         _ti(bench, "r1", "f", "success", 20.0, 21.0, ("ghost",)),
         # same task ids in another run do not mix with r1's
         _ti(bench, "r2", "b", "success", 100.0, 101.0, ("a",)),
+        # skipped: Airflow gives it a start_date, but it never waited for a slot
+        _ti(bench, "r1", "g", "skipped", 30.0, 30.0, ("b",)),
     ]
     assert sorted(bench.ready_to_start(tasks)) == [2.0, 3.0, 5.0]
     assert sorted(bench.queued_to_start(tasks)) == [0.5, 1.0, 4.0]
