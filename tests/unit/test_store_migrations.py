@@ -21,7 +21,7 @@ from migrationbox.store.testing import store_url
 
 STORE_TABLES = {
     "estates", "servers", "plans", "waves", "move_groups", "phase_runs", "approvals",
-    "server_endpoints", "cloud_resources", "migration_events",
+    "server_endpoints", "cloud_resources", "migration_events", "wave_state",
 }
 
 
@@ -52,7 +52,7 @@ def _copy_of_models() -> MetaData:
 def test_upgrade_from_any_directory_creates_the_model_schema(url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # programmatic config: no alembic.ini in the cwd needed
     assert db.current_revision(url) is None
-    assert db.upgrade(url) == db.head_revision() == "0001"
+    assert db.upgrade(url) == db.head_revision() == "0002"
     tables = set(inspect(db.engine(url, migrate=False)).get_table_names())
     assert tables >= STORE_TABLES
     assert db.VERSION_TABLE in tables and "alembic_version" not in tables
