@@ -160,12 +160,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             temporary_postgres_database("mbx_auth_airflow"))).database
         store_db = make_url(stack.enter_context(
             temporary_postgres_database("mbx_auth_store"))).database
+        mlflow_db = make_url(stack.enter_context(
+            temporary_postgres_database("mbx_auth_mlflow"))).database
         redis_db = _empty_redis_db()
         stack.callback(_flush_redis_db, redis_db)
         cfg = ProductionConfig(
             pg_admin_url=postgres_admin_url(), airflow_db=airflow_db, store_db=store_db,
-            broker_url=f"{REDIS_HOST}/{redis_db}", schedulers=1, celery_workers=1,
-            worker_concurrency=2,
+            mlflow_db=mlflow_db, broker_url=f"{REDIS_HOST}/{redis_db}", schedulers=1,
+            celery_workers=1, worker_concurrency=2, replication_workers=1,
         )
         instance = Platform(runtime, api_port=0, emulator_port=0, dags_folder=dags,
                             plugins_folder=PROJECT / "plugins", profile="production",
