@@ -56,12 +56,15 @@ def _wait_pending_gate(api: AirflowClient, run_id: str, timeout: float = 120) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pending = api.hitl_details(DAG_ID, run_id, pending_only=True)
-        if pending:
+        if pending and pending[0]["task_instance"]["state"] == "awaiting_input":
             # Like a person, answer a moment after the gate appears: an answer that lands
             # before the parking worker has reported back races Airflow 3.3's executor
-            # event handling (see orchestration/follow.py).
+            # event handling (see orchestration/follow.py). The detail is read again
+            # after the pause, so the caller sees the gate as it is when answered.
             time.sleep(4)
-            return pending[0]
+            again = api.hitl_details(DAG_ID, run_id, pending_only=True)
+            if again:
+                return again[0]
         run = api.dag_run(DAG_ID, run_id)
         assert run["state"] in ("queued", "running"), f"run ended before its gate: {run}"
         time.sleep(1)
