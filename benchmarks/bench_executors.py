@@ -6,7 +6,8 @@
 For each profile one platform is started, in a temporary runtime folder, on free
 loopback ports: ``embedded`` (LocalExecutor, SQLite metadata and store, one scheduler,
 4 slots) or ``production`` (CeleryExecutor on Redis, Airflow metadata and the store on
-PostgreSQL, 2 schedulers, 2 Celery workers x concurrency 2 = 4 slots). The production
+PostgreSQL, 2 schedulers, 2 Celery workers x concurrency 2 = 4 slots on the default
+queue, plus the profile's replication-queue workers, 2 x 1 by default). The production
 profile gets two PostgreSQL databases created for the benchmark under unique names and
 a Redis database (1-15) that held no keys; both are dropped / flushed at the end, as the
 platform is stopped, also on an error, Ctrl-C or SIGTERM.
@@ -23,6 +24,9 @@ rest`` (the default) the estates are production estates and each gate is answere
 in ``awaiting_input`` for ``--settle`` seconds (an earlier answer races the executor in
 Airflow 3.3). ``--approvals auto`` plans staging estates and passes
 ``approvals: auto_non_production`` instead: no human, no deferral to the triggerer.
+(On 2026-12-07 ``rest`` failed on the production profile with HTTP 403 "not a
+respondent": its FAB admin's id is 1, the gates are assigned to the id "admin"; the
+figures in docs/benchmarks-executors.md were measured with ``auto``.)
 
 Figures per batch (all from what Airflow recorded, read back over REST):
 
