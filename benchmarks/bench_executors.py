@@ -736,11 +736,14 @@ def profile_platform(profile: str, runtime: Path) -> Iterator[Any]:
                 temporary_postgres_database("mbx_bench_airflow"))).database
             store_db = make_url(stack.enter_context(
                 temporary_postgres_database("mbx_bench_store"))).database
+            mlflow_db = make_url(stack.enter_context(
+                temporary_postgres_database("mbx_bench_mlflow"))).database
             redis_db = _empty_redis_db()
             stack.callback(_flush_redis_db, redis_db)
             cfg = ProductionConfig(
                 pg_admin_url=postgres_admin_url(), airflow_db=airflow_db or "",
-                store_db=store_db or "", broker_url=f"{REDIS_HOST}/{redis_db}",
+                store_db=store_db or "", mlflow_db=mlflow_db or "",
+                broker_url=f"{REDIS_HOST}/{redis_db}",
                 schedulers=2, celery_workers=2, worker_concurrency=2)
             _say(f"production: databases {airflow_db}, {store_db}; Redis db {redis_db}")
         plat = Platform(runtime, api_port=0, emulator_port=0, profile=profile,
