@@ -10,6 +10,8 @@
 #   2. `airflow db migrate` (Airflow's Alembic migrations of the metadata database);
 #   3. `migrationbox store upgrade` (the MigrationBox store's Alembic migrations, under
 #      a PostgreSQL advisory lock, version table migrationbox_alembic_version);
+#   3b. (MIGRATIONBOX_ADMIN_PASSWORD_FILE set) create the first FAB admin or reset its
+#      password (deploy/bin/migrationbox-create-admin.sh);
 #   4. create the pools of airflow_settings.yaml that do not exist yet (an operator's
 #      resize is kept: migrationbox_provision, migrationbox_replication,
 #      migrationbox_cloud_api, migrationbox_training; a wave task in a pool that does
@@ -37,6 +39,12 @@ fi
 
 airflow db migrate
 migrationbox store upgrade
+
+# the first FAB admin (compose: the migrationbox_admin_password secret); a Helm install
+# runs the same script by hand once (deploy/helm/values.yaml, docs/access-control.md)
+if [[ -n "${MIGRATIONBOX_ADMIN_PASSWORD_FILE:-}" ]]; then
+    bash "${src}/deploy/bin/migrationbox-create-admin.sh"
+fi
 
 settings_json="$(mktemp)"
 trap 'rm -f "${settings_json}"' EXIT

@@ -397,3 +397,34 @@ def test_sync_roles_makes_an_estate_role_for_an_identity_providers_mapping(
     # the estates of the gates' DAGs keep their roles, with the DAG that exists
     assert counts[auth.estate_role(ALPHA)] == str(auth.PREGRANTED_WAVES)
     assert auth.OPERATOR_ROLE in counts and auth.APPROVER_ROLE in counts
+
+
+def test_the_cluster_script_creates_the_first_admin_from_a_secret_file(
+    platform: Platform, tmp_path: Path,
+) -> None:
+    """deploy/bin/migrationbox-create-admin.sh, what the compose init service (and a Helm
+    operator, through kubectl exec) runs, with only a component's environment."""
+    from migrationbox.platform.airflow_runtime import venv_bin
+
+    state = platform.read_state()
+    assert state is not None
+    secret = tmp_path / "admin-password"
+    secret.write_text("first-admin-pass-0042\n")
+    secret.chmod(0o600)
+    env = {**os.environ, **platform.env(), "MIGRATIONBOX_ADMIN_PASSWORD_FILE": str(secret),
+           "PATH": f"{venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}"}
+    script = PROJECT / "deploy" / "bin" / "migrationbox-create-admin.sh"
+    for _ in range(2):  # the init service runs it on every start: the second run updates
+        made = subprocess.run(["bash", str(script), "ada"], env=env, capture_output=True,
+                              text=True, timeout=300, check=False, cwd=state.airflow_home)
+        assert made.returncode == 0, made.stderr[-2000:]
+    assert '"action": "updated"' in made.stdout and "Admin" in made.stdout, made.stdout
+    with AirflowClient(state.api_url, "ada", "first-admin-pass-0042", timeout=120) as ada:
+        assert status_of(ada, "POST", "/api/v2/connections", {**CONNECTION,
+                         "connection_id": "ada_made_this"}) == 200
+        assert status_of(ada, "DELETE", "/api/v2/connections/ada_made_this") == 200
+    # without FAB configured the script refuses rather than writing users nowhere
+    refused = subprocess.run(["bash", str(script), "ada"],
+                             env={**env, "AIRFLOW__CORE__AUTH_MANAGER": "x.SimpleAuthManager"},
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 2 and "FAB" in refused.stderr

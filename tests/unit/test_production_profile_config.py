@@ -244,3 +244,11 @@ def test_cli_takes_the_profile_option():
     assert parser.parse_args(["platform", "up"]).profile is None
     with pytest.raises(SystemExit):
         parser.parse_args(["platform", "up", "--profile", "kubernetes"])
+
+
+def test_the_profile_names_the_auth_manager_the_auth_module_configures() -> None:
+    from migrationbox.platform import auth
+
+    assert prod.FAB_AUTH_MANAGER == auth.FAB_AUTH_MANAGER
+    assert ProductionConfig().airflow_overrides()["AIRFLOW__CORE__AUTH_MANAGER"] == (
+        auth.FAB_AUTH_MANAGER)

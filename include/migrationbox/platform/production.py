@@ -43,6 +43,9 @@ PROFILES: tuple[str, ...] = ("embedded", "production")
 #: a developer machine or CI, with trust (or ``PGPASSWORD`` / ``.pgpass``) authentication.
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 CELERY_EXECUTOR = "CeleryExecutor"
+#: The auth manager of this profile (same value as ``platform.auth.FAB_AUTH_MANAGER``,
+#: which imports more than this module needs)
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 #: Airflow's ``[operators] default_queue``: the queue every task goes to unless it names one.
 DEFAULT_QUEUE = "default"
 #: The queue of the tasks that read source disks and write target disks (the wave DAG's
@@ -243,6 +246,8 @@ class ProductionConfig(BaseModel):
             # approval gates name no respondents: the FAB roles decide who answers which
             # estate's gates (FAB user ids are numbers; MIGRATIONBOX_APPROVERS still wins)
             "AIRFLOW__MIGRATIONBOX__APPROVERS": mb_settings.ANY_APPROVER,
+            # users and roles in the metadata database (platform.auth, access-control.md)
+            "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
         }
 
     def worker_hostname(self, number: int) -> str:
