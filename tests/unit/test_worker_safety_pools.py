@@ -99,3 +99,15 @@ def test_the_init_script_creates_the_declared_pools():
     script = (project_root() / "deploy" / "bin" / "migrationbox-init.sh").read_text()
     assert "airflow_settings.yaml" in script and 'airflow pools set "${name}"' in script
     assert Path(project_root() / "airflow_settings.yaml").is_file()
+
+
+def test_the_dms_service_clients_retry_adaptively_too(conn: str,
+                                                      monkeypatch: pytest.MonkeyPatch):
+    """The DMS service builds provider hooks (DmsHook, SecretsManagerHook, IAM) rather
+    than going through aws_client: they get the same adaptive retries."""
+    from migrationbox.cloud.aws_dms import AwsDmsService
+
+    monkeypatch.setenv("MIGRATIONBOX_AWS_MAX_ATTEMPTS", "4")
+    service = AwsDmsService(conn_id=conn, region="us-east-1")
+    for client in (service.client, service.secrets, service.iam):
+        assert client.meta.config.retries == {"mode": "adaptive", "total_max_attempts": 4}

@@ -272,8 +272,16 @@ class AwsDmsService:
         if self._hook_obj is None:
             from airflow.providers.amazon.aws.hooks.dms import DmsHook
 
-            self._hook_obj = DmsHook(aws_conn_id=self.conn_id, region_name=self.region)
+            self._hook_obj = DmsHook(aws_conn_id=self.conn_id, region_name=self.region,
+                                     config=self._retrying_config())
         return self._hook_obj
+
+    def _retrying_config(self) -> Any:
+        """Adaptive retries like every other AWS client (``cloud.aws_session``): DMS,
+        Secrets Manager and IAM calls back off when the account is throttled."""
+        from migrationbox.cloud.aws_session import hook_config
+
+        return hook_config(self.conn_id, self.region)
 
     @property
     def client(self) -> Any:
@@ -284,14 +292,16 @@ class AwsDmsService:
         """Secrets Manager's boto3 client, from the same Airflow AWS connection."""
         from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
 
-        return SecretsManagerHook(aws_conn_id=self.conn_id, region_name=self.region).get_conn()
+        return SecretsManagerHook(aws_conn_id=self.conn_id, region_name=self.region,
+                                  config=self._retrying_config()).get_conn()
 
     @property
     def iam(self) -> Any:
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
         return AwsBaseHook(aws_conn_id=self.conn_id, client_type="iam",
-                           region_name=self.region).get_conn()
+                           region_name=self.region,
+                           config=self._retrying_config()).get_conn()
 
     @property
     def emulated(self) -> bool:

@@ -51,6 +51,16 @@ def _hook(conn_id: str, service: str, region: str | None, _env_conn: str | None,
                        config=config)
 
 
+def hook_config(conn_id: str = AWS_CONN_ID, region: str | None = None) -> Any:
+    """The botocore ``Config`` a hook built outside :func:`aws_client` should get (a
+    provider hook such as ``DmsHook``): adaptive retries under the connection's own
+    ``config_kwargs``, the same as every client of :func:`aws_client`."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    probe = AwsBaseHook(aws_conn_id=conn_id, client_type="sts", region_name=region)
+    return retry_config(max_attempts(), probe.conn_config.botocore_config)
+
+
 def max_attempts() -> int:
     """The ``aws_max_attempts`` setting (attempts per AWS call, first one included)."""
     from migrationbox import settings
