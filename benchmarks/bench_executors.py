@@ -83,7 +83,6 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "include") not in sys.path:
     sys.path.insert(0, str(REPO / "include"))
 
-REDIS_HOST = "redis://127.0.0.1:6379"
 #: task instance states that mean the task ran (took a slot) and finished
 RAN_STATES = frozenset({"success", "failed"})
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
@@ -682,36 +681,11 @@ def _follow(client: Any, prefix: str, waves: int, args: argparse.Namespace,
 # -- one profile ----------------------------------------------------------------------------
 
 
-def _empty_redis_db() -> int:
-    import redis
-
-    for number in range(15, 0, -1):
-        client = redis.Redis.from_url(f"{REDIS_HOST}/{number}")
-        try:
-            if client.dbsize() == 0:
-                return number
-        finally:
-            client.close()
-    raise RuntimeError("every Redis database 1-15 on 127.0.0.1:6379 holds keys; none is "
-                       "free for the benchmark's broker")
-
-
-def _flush_redis_db(number: int) -> None:
-    import redis
-
-    client = redis.Redis.from_url(f"{REDIS_HOST}/{number}")
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
 @contextlib.contextmanager
 def profile_platform(profile: str, runtime: Path) -> Iterator[Any]:
     """The profile's platform, this process pointed at it (store, plans, connections);
     stopped, and its databases dropped / Redis database flushed, however this ends."""
     from migrationbox.cloud.aws_session import clear_client_cache
-    from migrationbox.platform.production import ProductionConfig, redis_unreachable
     from migrationbox.platform.supervisor import Platform
 
     saved = dict(os.environ)
@@ -720,32 +694,19 @@ def profile_platform(profile: str, runtime: Path) -> Iterator[Any]:
         stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
         cfg = None
         if profile == "production":
-            from sqlalchemy.engine import make_url
-
-            from migrationbox.store.testing import (
-                postgres_admin_url,
-                postgres_unavailable_reason,
-                temporary_postgres_database,
+            from migrationbox.platform.testing import (
+                production_unavailable,
+                throwaway_production_config,
             )
 
-            reason = postgres_unavailable_reason() or redis_unreachable(f"{REDIS_HOST}/0")
+            reason = production_unavailable()
             if reason:
                 raise RuntimeError(f"the production profile needs PostgreSQL and Redis on "
                                    f"loopback: {reason}")
-            airflow_db = make_url(stack.enter_context(
-                temporary_postgres_database("mbx_bench_airflow"))).database
-            store_db = make_url(stack.enter_context(
-                temporary_postgres_database("mbx_bench_store"))).database
-            mlflow_db = make_url(stack.enter_context(
-                temporary_postgres_database("mbx_bench_mlflow"))).database
-            redis_db = _empty_redis_db()
-            stack.callback(_flush_redis_db, redis_db)
-            cfg = ProductionConfig(
-                pg_admin_url=postgres_admin_url(), airflow_db=airflow_db or "",
-                store_db=store_db or "", mlflow_db=mlflow_db or "",
-                broker_url=f"{REDIS_HOST}/{redis_db}",
-                schedulers=2, celery_workers=2, worker_concurrency=2)
-            _say(f"production: databases {airflow_db}, {store_db}; Redis db {redis_db}")
+            cfg = stack.enter_context(throwaway_production_config(
+                "mbx_bench", schedulers=2, celery_workers=2, worker_concurrency=2))
+            _say(f"production: databases {cfg.airflow_db}, {cfg.store_db}, {cfg.mlflow_db}; "
+                 f"broker {cfg.broker_url}")
         plat = Platform(runtime, api_port=0, emulator_port=0, profile=profile,
                         production=cfg, startup_timeout=420)
         stack.callback(plat.down)  # before the databases are dropped (LIFO)

@@ -31,14 +31,11 @@ import httpx
 import pytest
 
 from migrationbox.platform import auth
-from migrationbox.platform import production as prod
-from migrationbox.platform.production import ProductionConfig
 from migrationbox.platform.rest import AirflowApiError, AirflowClient
 from migrationbox.platform.supervisor import Platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.timeout(900)]
 
-REDIS_HOST = "redis://127.0.0.1:6379"
 ALPHA, BETA = "authalpha", "authbeta"
 GATE = "approve_cutover"
 PROJECT = Path(__file__).resolve().parents[2]
@@ -76,32 +73,9 @@ def dag_of(estate: str) -> str:
 
 
 def _unavailable() -> str | None:
-    from migrationbox.store.testing import postgres_unavailable_reason
+    from migrationbox.platform.testing import production_unavailable
 
-    return postgres_unavailable_reason() or prod.redis_unreachable(f"{REDIS_HOST}/0")
-
-
-def _empty_redis_db() -> int:
-    import redis
-
-    for number in range(15, 0, -1):
-        client = redis.Redis.from_url(f"{REDIS_HOST}/{number}")
-        try:
-            if client.dbsize() == 0:
-                return number
-        finally:
-            client.close()
-    pytest.skip("every Redis database 1-15 on 127.0.0.1:6379 holds keys; none is free")
-
-
-def _flush_redis_db(number: int) -> None:
-    import redis
-
-    client = redis.Redis.from_url(f"{REDIS_HOST}/{number}")
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    return production_unavailable()
 
 
 def _store_estates(store_url: str, folder: Path) -> None:
@@ -147,28 +121,19 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     reason = _unavailable()
     if reason:
         pytest.skip(f"the production profile needs PostgreSQL and Redis on loopback: {reason}")
-    from sqlalchemy.engine import make_url
-
-    from migrationbox.store.testing import postgres_admin_url, temporary_postgres_database
+    from migrationbox.platform.testing import NoFreeRedisDatabase, throwaway_production_config
 
     runtime = tmp_path_factory.mktemp("production-auth")
     dags = runtime / "gate-dags"
     dags.mkdir()
     (dags / "auth_gates.py").write_text(GATES_DAG)
     with ExitStack() as stack:
-        airflow_db = make_url(stack.enter_context(
-            temporary_postgres_database("mbx_auth_airflow"))).database
-        store_db = make_url(stack.enter_context(
-            temporary_postgres_database("mbx_auth_store"))).database
-        mlflow_db = make_url(stack.enter_context(
-            temporary_postgres_database("mbx_auth_mlflow"))).database
-        redis_db = _empty_redis_db()
-        stack.callback(_flush_redis_db, redis_db)
-        cfg = ProductionConfig(
-            pg_admin_url=postgres_admin_url(), airflow_db=airflow_db, store_db=store_db,
-            mlflow_db=mlflow_db, broker_url=f"{REDIS_HOST}/{redis_db}", schedulers=1,
-            celery_workers=1, worker_concurrency=2, replication_workers=1,
-        )
+        try:
+            cfg = stack.enter_context(throwaway_production_config(
+                "mbx_auth", schedulers=1, celery_workers=1, worker_concurrency=2,
+                replication_workers=1))
+        except NoFreeRedisDatabase as exc:
+            pytest.skip(str(exc))
         instance = Platform(runtime, api_port=0, emulator_port=0, dags_folder=dags,
                             plugins_folder=PROJECT / "plugins", profile="production",
                             production=cfg, startup_timeout=400)

@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
@@ -43,14 +43,12 @@ import pytest
 
 from migrationbox.platform import production as prod
 from migrationbox.platform.airflow_runtime import venv_bin
-from migrationbox.platform.production import ProductionConfig
 from migrationbox.platform.supervisor import Platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.timeout(600)]
 
 PLANNING_DAG = "migrationbox__discover_and_plan"
 ESTATE = "prodprofile"
-REDIS_HOST = "redis://127.0.0.1:6379"
 TIMINGS: dict[str, float] = {}
 
 
@@ -71,35 +69,9 @@ def _restore_environ(saved: dict[str, str]) -> None:
 
 
 def _unavailable() -> str | None:
-    from migrationbox.store.testing import postgres_unavailable_reason
+    from migrationbox.platform.testing import production_unavailable
 
-    return postgres_unavailable_reason() or prod.redis_unreachable(f"{REDIS_HOST}/0")
-
-
-def _empty_redis_db() -> int:
-    """A Redis database number nothing uses now (no keys), highest first so that
-    anything using the default database 0 is left alone."""
-    import redis
-
-    for number in range(15, 0, -1):
-        client = redis.Redis.from_url(f"{REDIS_HOST}/{number}")
-        try:
-            if client.dbsize() == 0:
-                return number
-        finally:
-            client.close()
-    pytest.skip("every Redis database 1-15 on 127.0.0.1:6379 holds keys; none is free "
-                "for this test's broker")
-
-
-def _flush_redis_db(number: int) -> None:
-    import redis
-
-    client = redis.Redis.from_url(f"{REDIS_HOST}/{number}")
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    return production_unavailable()
 
 
 def _record(sid: str, ip: str, role: str, ports: list[int], deps: list[str]) -> dict:
@@ -135,30 +107,21 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     reason = _unavailable()
     if reason:
         pytest.skip(f"the production profile needs PostgreSQL and Redis on loopback: {reason}")
-    from sqlalchemy.engine import make_url
-
-    from migrationbox.store.testing import postgres_admin_url, temporary_postgres_database
+    from migrationbox.platform.testing import NoFreeRedisDatabase, throwaway_production_config
 
     runtime = tmp_path_factory.mktemp("production-platform")
     plugins = runtime / "no-plugins"
     plugins.mkdir()
     with ExitStack() as stack:
-        airflow_db = make_url(stack.enter_context(
-            temporary_postgres_database("mbx_prod_airflow"))).database
-        store_db = make_url(stack.enter_context(
-            temporary_postgres_database("mbx_prod_store"))).database
-        mlflow_db = make_url(stack.enter_context(
-            temporary_postgres_database("mbx_prod_mlflow"))).database
-        redis_db = _empty_redis_db()
-        stack.callback(_flush_redis_db, redis_db)
-        cfg = ProductionConfig(
-            pg_admin_url=postgres_admin_url(), airflow_db=airflow_db, store_db=store_db,
-            mlflow_db=mlflow_db,
-            broker_url=f"{REDIS_HOST}/{redis_db}", schedulers=2, celery_workers=2,
-            worker_concurrency=1, replication_workers=2, replication_concurrency=1,
-            # a killed worker's task is failed and retried after 30 s without a heartbeat
-            task_heartbeat_timeout=30,
-        )
+        try:
+            cfg = stack.enter_context(throwaway_production_config(
+                "mbx_prod", schedulers=2, celery_workers=2, worker_concurrency=1,
+                replication_workers=2, replication_concurrency=1,
+                # a killed worker's task is failed and retried after 30 s without a
+                # heartbeat
+                task_heartbeat_timeout=30))
+        except NoFreeRedisDatabase as exc:
+            pytest.skip(str(exc))
         saved_env = dict(os.environ)
         stack.callback(_restore_environ, saved_env)
         os.environ.update(MODULE_ENV)
@@ -327,9 +290,24 @@ class WaveObservations:
     bytes_verified_at_kill: int = 0  # in the journals, when the worker was dead
     retry_worker: str | None = None
     killed_scheduler: str | None = None
-    schedulers_alive_after: int | None = None
+    killed_scheduler_at: datetime | None = None
+    #: schedulers whose heartbeat is newer than the kill, read when the wave has ended
+    schedulers_beating_after_kill: int | None = None
     total_bytes: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+def _schedulers_beating_since(metadata_url: str, since: datetime) -> int:
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(metadata_url)
+    try:
+        with eng.connect() as conn:
+            return int(conn.execute(text(
+                "SELECT count(*) FROM job WHERE job_type = 'SchedulerJob' "
+                "AND latest_heartbeat > :since"), {"since": since}).scalar_one())
+    finally:
+        eng.dispose()
 
 
 def _active_rounds_node(broker: str) -> str | None:
@@ -439,6 +417,7 @@ def faulted_wave(platform: Platform, tmp_path_factory: pytest.TempPathFactory
             record = platform.read_state().processes["airflow-scheduler-1"]  # type: ignore[union-attr]
             os.killpg(record.pid, signal.SIGKILL)
             seen.killed_scheduler = "scheduler-1"
+            seen.killed_scheduler_at = datetime.now(UTC)
         return "Approve"
 
     stop = threading.Event()
@@ -454,7 +433,9 @@ def faulted_wave(platform: Platform, tmp_path_factory: pytest.TempPathFactory
             outcome = follow_run(client, WAVE_DAG, run["dag_run_id"],
                                  approver=Approver(decide), timeout=900, say=print)
         seen.state, seen.task_states = outcome.state, outcome.task_states
-        seen.schedulers_alive_after = prod.alive_schedulers(state.production.metadata_url)
+        if seen.killed_scheduler_at is not None:
+            seen.schedulers_beating_after_kill = _schedulers_beating_since(
+                state.production.metadata_url, seen.killed_scheduler_at + timedelta(seconds=2))
     finally:
         stop.set()
         watcher.join(timeout=10)
@@ -463,7 +444,7 @@ def faulted_wave(platform: Platform, tmp_path_factory: pytest.TempPathFactory
         for name in (seen.killed_component, "scheduler-1" if seen.killed_scheduler else None):
             if name:
                 platform.restart_component(name)
-        lab.down()
+        lab.down(purge=True)  # its databases too
     return seen
 
 
@@ -527,8 +508,10 @@ def test_a_killed_worker_s_round_is_retried_on_another_worker_sending_nothing_tw
 def test_the_other_scheduler_carries_the_wave_on_when_one_is_killed(
         platform: Platform, faulted_wave: WaveObservations) -> None:
     assert faulted_wave.killed_scheduler == "scheduler-1"
-    # the wave finished while only one scheduler was heartbeating
-    assert faulted_wave.schedulers_alive_after == 1
+    # the wave finished while only one scheduler was heartbeating: of the two, only one
+    # has a heartbeat from after the kill (not a count of "recent" heartbeats, which on
+    # a fast machine could still include the dead one's last beat)
+    assert faulted_wave.schedulers_beating_after_kill == 1
     assert faulted_wave.state == "success"
     state = platform.read_state()
     assert state is not None and state.production is not None
