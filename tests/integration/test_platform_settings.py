@@ -35,7 +35,7 @@ def test_project_settings_file_fills_placeholders() -> None:
     assert conns["migrationbox_store"].conn_host == "/x/s.db"
     pools = {p.pool_name: p.pool_slot for p in settings.pools}
     assert pools == {"migrationbox_provision": 2, "migrationbox_replication": 2,
-                     "migrationbox_training": 1}
+                     "migrationbox_cloud_api": 4, "migrationbox_training": 1}
     variables = {v.variable_name: v.to_api()["value"] for v in settings.variables}
     assert variables["migrationbox_cutover_check_seconds"] == "5"
     assert json.loads(variables["migrationbox_cutover_weights"]) == [5, 25, 50, 100]
