@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from migrationbox.errors import MigrationBoxError
 from migrationbox.platform.supervisor import Platform
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def wait_until(what: str, predicate: Callable[[], T], timeout: float, poll: floa
 LOOPBACK_REDIS = "redis://127.0.0.1:6379"
 
 
-class NoFreeRedisDatabase(RuntimeError):
+class NoFreeRedisDatabase(MigrationBoxError, RuntimeError):
     """Every Redis database 1-15 holds keys: none can be lent to a test's broker."""
 
 
