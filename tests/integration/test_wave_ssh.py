@@ -263,6 +263,9 @@ def test_ssh_dropped_mid_round_fails_naming_server_and_endpoint_then_resumes(
     # pipelined reads of 1 MiB (32 MiB by default): a drop while a file is written finds
     # reads of that file still to do, as on a slow network
     monkeypatch.setattr(source, "READ_BATCH_BYTES", 4 * BLOCK)
+    # the test before tore the wave down, and replication refuses a wave with no
+    # provisioned state (the database runner's placement): provision it again
+    assert wave.run("provision", "r3")["ok"]
     src, dst = wave.disk("web-01")
     rng = random.Random(7)
     for i in range(2):  # bulk0 is copied whole before the drop, bulk1 is cut mid-file
