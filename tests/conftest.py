@@ -44,3 +44,14 @@ def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
         report.outcome = "failed"
         report.longrepr = (f"REQUIRE_LOOPBACK_SERVICES=1 (CI): a test that needs a loopback "
                            f"service was skipped instead of run: {reason}")
+
+
+@pytest.fixture
+def no_profile_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No production-profile or platform-profile setting from the calling shell: tests of
+    the profiles' configuration see only the defaults and what they set themselves."""
+    for key in list(os.environ):
+        if key.startswith(("MIGRATIONBOX_PRODUCTION_", "AIRFLOW__MIGRATIONBOX__PRODUCTION_",
+                           "MIGRATIONBOX_PLATFORM_PROFILE",
+                           "AIRFLOW__MIGRATIONBOX__PLATFORM_PROFILE")):
+            monkeypatch.delenv(key)

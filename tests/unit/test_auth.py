@@ -22,14 +22,7 @@ from migrationbox.platform import auth
 from migrationbox.platform.production import ProductionConfig
 from migrationbox.platform.supervisor import Platform
 
-
-@pytest.fixture(autouse=True)
-def _no_profile_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith(("MIGRATIONBOX_PRODUCTION_", "AIRFLOW__MIGRATIONBOX__PRODUCTION_",
-                           "MIGRATIONBOX_PLATFORM_PROFILE",
-                           "AIRFLOW__MIGRATIONBOX__PLATFORM_PROFILE")):
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("no_profile_settings")  # tests/conftest.py
 
 
 # -- roles -------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ running for real is tests/integration/test_production_profile.py.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import stat
 from pathlib import Path
@@ -21,14 +20,7 @@ from migrationbox.platform import production as prod
 from migrationbox.platform.production import ProductionConfig, ProductionError
 from migrationbox.platform.supervisor import Platform, PlatformError, PlatformState
 
-
-@pytest.fixture(autouse=True)
-def _no_profile_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith(("MIGRATIONBOX_PRODUCTION_", "AIRFLOW__MIGRATIONBOX__PRODUCTION_",
-                           "MIGRATIONBOX_PLATFORM_PROFILE",
-                           "AIRFLOW__MIGRATIONBOX__PLATFORM_PROFILE")):
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("no_profile_settings")  # tests/conftest.py
 
 
 def _closed_port() -> int:
