@@ -82,6 +82,15 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "the checkout"),
     Setting("plans_dir", None, str, "folder of exported plan specs; unset: <home>/plans"),
     Setting("artifacts_dir", None, str, "folder of phase reports; unset: <home>/artifacts"),
+    Setting("shared_root", None, str,
+            "object storage (s3://bucket/prefix, reached through the aws_default "
+            "connection) for the files every host of a cluster must reach: run reports, "
+            "the healer's backups, refreshed prices; unset: the local runtime folder only "
+            "(the production profile sets it from production_shared_root)"),
+    Setting("plans_root", None, str,
+            "object storage (s3://bucket/prefix) the per-estate plans bundle is published "
+            "to and read from (Airflow's S3DagBundle); unset: the local plans folder is the "
+            "bundle (the production profile sets it from production_plans_root)"),
     Setting("store_url", None, str,
             "SQLAlchemy URL of the MigrationBox store; unset: the Airflow connection "
             "migrationbox_store, else a SQLite file in <home>"),
@@ -162,6 +171,16 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "production profile: where MLflow keeps model files (an s3:// URI; the "
             "emulator's S3 on a single host, so a model trained on one worker loads on "
             "any other)"),
+    Setting("production_shared_root", "s3://migrationbox-shared", str,
+            "production profile: object storage for files every host must reach (run "
+            "reports, healer backups, refreshed prices); the emulator's S3 on one host"),
+    Setting("production_plans_root", "s3://migrationbox-plans/plans", str,
+            "production profile: object storage of the plans bundle (the per-estate "
+            "loader DAG files), read by every DAG processor, scheduler and worker through "
+            "Airflow's S3DagBundle"),
+    Setting("production_triggerers", 2, int,
+            "production profile: number of Airflow triggerers (each trigger runs in one "
+            "of them; a dead triggerer's triggers move to a live one)"),
     Setting("production_broker_url", "redis://127.0.0.1:6379/0", str,
             "production profile: the Celery broker (Redis URL)"),
     Setting("production_schedulers", 2, int,

@@ -93,8 +93,13 @@ class ProductionConfig(BaseModel):
     mlflow_db: str = Field(default="migrationbox_mlflow", pattern=_DB_NAME)
     #: model files: object storage every worker reaches (the emulator's S3 on one host)
     mlflow_artifact_root: str = "s3://migrationbox-mlflow/artifacts"
+    #: run reports, healer backups, refreshed prices: files every host must reach
+    shared_root: str = "s3://migrationbox-shared"
+    #: the plans bundle (per-estate loader DAG files), read through an S3DagBundle
+    plans_root: str = "s3://migrationbox-plans/plans"
     broker_url: str = "redis://127.0.0.1:6379/0"
     schedulers: int = Field(default=2, ge=1, le=8)
+    triggerers: int = Field(default=2, ge=1, le=8)
     celery_workers: int = Field(default=2, ge=1, le=16)
     worker_concurrency: int = Field(default=2, ge=1, le=64)
     replication_workers: int = Field(default=2, ge=1, le=16)
@@ -117,7 +122,7 @@ class ProductionConfig(BaseModel):
             url = url.set(drivername="postgresql+psycopg2")
         return url.render_as_string(hide_password=False)
 
-    @field_validator("mlflow_artifact_root")
+    @field_validator("mlflow_artifact_root", "shared_root", "plans_root")
     @classmethod
     def _s3_root(cls, value: str) -> str:
         from migrationbox.mlflow_backend import MlflowBackendError, normalise_root, split_s3
@@ -145,6 +150,9 @@ class ProductionConfig(BaseModel):
             "store_db": mb_settings.get("production_store_db"),
             "mlflow_db": mb_settings.get("production_mlflow_db"),
             "mlflow_artifact_root": mb_settings.get("production_mlflow_artifact_root"),
+            "shared_root": mb_settings.get("production_shared_root"),
+            "plans_root": mb_settings.get("production_plans_root"),
+            "triggerers": mb_settings.get("production_triggerers"),
             "broker_url": mb_settings.get("production_broker_url"),
             "schedulers": mb_settings.get("production_schedulers"),
             "celery_workers": mb_settings.get("production_celery_workers"),
@@ -217,7 +225,10 @@ class ProductionConfig(BaseModel):
             "store": _redact(self.store_url),
             "broker": _redact(self.broker_url),
             "mlflow": f"{_redact(self.mlflow_url)}, artifacts {self.mlflow_artifact_root}",
+            "shared files": self.shared_root,
+            "plans bundle": self.plans_root,
             "schedulers": str(self.schedulers),
+            "triggerers": str(self.triggerers),
             "celery workers": f"{self.celery_workers} x concurrency {self.worker_concurrency}",
             "replication workers": (f"{self.replication_workers} x concurrency "
                                     f"{self.replication_concurrency} (queue "

@@ -392,6 +392,7 @@ class Platform:
         store: dict[str, Any] = {"conn_type": "sqlite", "host": str(self.store_path)}
         store_url = f"sqlite:///{self.store_path}"
         mlflow: dict[str, str] = {}
+        shared: dict[str, str] = {}
         if production is not None:
             store, store_url = production.store_connection(), production.store_url
             from migrationbox.mlflow_backend import production_mlflow_env
@@ -399,8 +400,13 @@ class Platform:
             # models where every worker finds them: tracking in PostgreSQL, files in S3
             mlflow = production_mlflow_env(production.mlflow_url,
                                            production.mlflow_artifact_root, emulator_url)
+            # files every host must reach, and the plans bundle: object storage (through
+            # the aws_default connection, i.e. the emulator's S3 here)
+            shared = {"MIGRATIONBOX_SHARED_ROOT": production.shared_root,
+                      "MIGRATIONBOX_PLANS_ROOT": production.plans_root}
         return {
             **mlflow,
+            **shared,
             "MIGRATIONBOX_HOME": str(self.runtime_dir),
             # where `migrationbox plan` writes and the plans bundle reads: the same folder
             "MIGRATIONBOX_PLANS_DIR": str(self.plans_dir),
@@ -624,6 +630,8 @@ class Platform:
         try:
             created = ensure_artifact_bucket(production.mlflow_artifact_root, url,
                                              client=client)
+            for root in (production.shared_root, production.plans_root):
+                ensure_artifact_bucket(root, url, client=client)
         except MigrationBoxError as exc:
             raise PlatformError(f"production profile: {exc}") from exc
         if created:
