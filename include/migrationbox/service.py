@@ -37,13 +37,15 @@ def plan_estate(
     store: bool = True,
     spec_folder: Path | None = None,
 ) -> PlannedEstate:
-    """Validate the inventory at ``path``, store it, plan it, store and export the plan.
+    """Validate the inventory at ``path``, store it, plan it, store and export the plan
+    (and publish it to the plans bundle in object storage when ``plans_root`` is set).
 
     With ``allow_quarantine`` False (the default) any quarantined record stops the run
     before anything is stored: a plan missing servers nobody noticed is worse than none.
     """
     from migrationbox.inventory.models import Estate
     from migrationbox.inventory.validation import InventoryError, validate_inventory
+    from migrationbox.orchestration.plans_bundle import publish_if_configured
     from migrationbox.planning.builder import build_plan
     from migrationbox.planning.export import write_wave_spec
 
@@ -66,7 +68,11 @@ def plan_estate(
         with session_scope() as session:
             repository.save_estate(session, est)
             plan = repository.save_plan(session, plan)
-    spec_path = write_wave_spec(plan, spec_folder or plans_dir())
+    folder = spec_folder or plans_dir()
+    spec_path = write_wave_spec(plan, folder)
+    # with plans_root set the plans bundle lives in object storage: what the local
+    # folder now holds for this estate is what every host's bundle must download
+    publish_if_configured(folder, plan.estate)
     return PlannedEstate(
         plan=plan,
         spec_path=spec_path,

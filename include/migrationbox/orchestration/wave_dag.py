@@ -380,7 +380,8 @@ def load_estate(loader_file: str | Path, estate: str) -> dict:
 
 def plans_bundle_configured(plans_dir: Path | None = None) -> bool:
     """Whether Airflow's ``[dag_processor] dag_bundle_config_list`` has a bundle over
-    ``<plans>/dags`` (the loaders), i.e. whether the loaders define the wave DAGs."""
+    ``<plans>/dags`` (the loaders) or the ``migrationbox-plans`` bundle in object storage
+    (``plans_root``), i.e. whether the loaders define the wave DAGs."""
     from airflow.configuration import conf
 
     from migrationbox.config import plans_dir as default_plans_dir
@@ -391,7 +392,12 @@ def plans_bundle_configured(plans_dir: Path | None = None) -> bool:
     except ValueError:
         return False  # Airflow itself refuses such a configuration, with its own message
     wanted = loaders_dir(Path(plans_dir or default_plans_dir())).resolve()
+    from migrationbox.platform.airflow_runtime import PLANS_BUNDLE, S3_BUNDLE_CLASS
+
     for bundle in bundles if isinstance(bundles, list) else []:
+        if (isinstance(bundle, dict) and bundle.get("name") == PLANS_BUNDLE
+                and bundle.get("classpath") == S3_BUNDLE_CLASS):
+            return True
         path = (bundle.get("kwargs") or {}).get("path") if isinstance(bundle, dict) else None
         if isinstance(path, str) and Path(path).resolve() == wanted:
             return True

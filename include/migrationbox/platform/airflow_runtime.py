@@ -115,9 +115,24 @@ PLANS_BUNDLE = "migrationbox-plans"
 LOCAL_BUNDLE_CLASS = "airflow.dag_processing.bundles.local.LocalDagBundle"
 
 
-def dag_bundles(dags_folder: Path, loaders_folder: Path | None) -> list[dict[str, object]]:
-    """``[dag_processor] dag_bundle_config_list``: the ``dags/`` folder, and the folder of
-    the per-estate loader DAG files when there is one.
+S3_BUNDLE_CLASS = "airflow.providers.amazon.aws.bundles.s3.S3DagBundle"
+#: seconds between two downloads of the plans bundle from object storage by a DAG
+#: processor: a newly planned estate's wave DAGs appear within about this plus one parse
+#: (a listing of one prefix per refresh; a worker downloads before each task anyway)
+PLANS_BUNDLE_REFRESH_S = 10
+#: the folder of ``AIRFLOW_HOME`` where non-local bundles are downloaded: per platform,
+#: not Airflow's default under the system temp folder, which two platforms on one host
+#: would share (and each bundle's refresh would delete the other's files)
+BUNDLE_STORAGE_FOLDER = "dag_bundles"
+
+
+def dag_bundles(dags_folder: Path, loaders_folder: Path | None,
+                plans_root: str | None = None) -> list[dict[str, object]]:
+    """``[dag_processor] dag_bundle_config_list``: the ``dags/`` folder, and the
+    per-estate loader DAG files: the folder ``loaders_folder`` (``<plans>/dags``), or
+    with ``plans_root`` (``s3://bucket/prefix``) an ``S3DagBundle`` over that prefix,
+    which holds the loaders under ``dags/`` and their specs beside that
+    (``orchestration.plans_bundle``). Either way the bundle is named ``migrationbox-plans``.
 
     Two bundles because an import error is per file: one loader file per estate makes a
     broken plan spec an import error of that estate only (``orchestration.wave_dag``),
@@ -127,7 +142,16 @@ def dag_bundles(dags_folder: Path, loaders_folder: Path | None) -> list[dict[str
         {"name": DAGS_BUNDLE, "classpath": LOCAL_BUNDLE_CLASS,
          "kwargs": {"path": str(Path(dags_folder).resolve())}},
     ]
-    if loaders_folder is not None:
+    if plans_root:
+        from migrationbox.config import AWS_CONN_ID
+        from migrationbox.orchestration.plans_bundle import parse_plans_root
+
+        root = parse_plans_root(plans_root)
+        bundles.append({"name": PLANS_BUNDLE, "classpath": S3_BUNDLE_CLASS,
+                        "kwargs": {"bucket_name": root.bucket, "prefix": root.prefix,
+                                   "aws_conn_id": AWS_CONN_ID,
+                                   "refresh_interval": PLANS_BUNDLE_REFRESH_S}})
+    elif loaders_folder is not None:
         bundles.append({"name": PLANS_BUNDLE, "classpath": LOCAL_BUNDLE_CLASS,
                         "kwargs": {"path": str(Path(loaders_folder).resolve())}})
     return bundles
@@ -140,6 +164,7 @@ def airflow_config_env(
     plugins_folder: Path,
     *,
     loaders_folder: Path | None = None,
+    plans_root: str | None = None,
     parallelism: int = 4,
     max_active_tasks_per_dag: int = 4,
     users: str = f"{ADMIN_USERNAME}:admin",
@@ -155,10 +180,14 @@ def airflow_config_env(
     ``refresh_interval``/``min_file_process_interval``: a freshly planned estate's wave
     DAGs appear within seconds instead of minutes; one parsing process keeps the
     dag-processor from taking both cores. ``loaders_folder`` (``<plans>/dags``) adds the
-    plans DAG bundle (:func:`dag_bundles`).
+    plans DAG bundle, or ``plans_root`` the same bundle in object storage
+    (:func:`dag_bundles`), downloaded under ``<home>/dag_bundles``.
     """
     home = Path(home).resolve()
+    storage = ({"AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH":
+                str(home / BUNDLE_STORAGE_FOLDER)} if plans_root else {})
     return {
+        **storage,
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(Path(dags_folder).resolve()),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(Path(plugins_folder).resolve()),
@@ -190,7 +219,7 @@ def airflow_config_env(
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
-            dag_bundles(dags_folder, loaders_folder)),
+            dag_bundles(dags_folder, loaders_folder, plans_root)),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(refresh_interval),
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(min_file_process_interval),
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
