@@ -47,9 +47,10 @@ IMAGE_AIRFLOW_HOME = Path("/opt/airflow")
 IMAGE_PLANS = Path("/opt/airflow/migrationbox/plans")
 
 #: The services issue 12 item 3 names, by their compose names.
-AIRFLOW_SERVICES = {"api-server", "scheduler-1", "scheduler-2", "dag-processor", "triggerer",
-                    "celery-worker-1", "celery-worker-2", "celery-replication-worker-1",
-                    "celery-replication-worker-2", "flower", "init"}
+AIRFLOW_SERVICES = {"api-server", "scheduler-1", "scheduler-2", "dag-processor",
+                    "triggerer-1", "triggerer-2", "celery-worker-1", "celery-worker-2",
+                    "celery-replication-worker-1", "celery-replication-worker-2", "flower",
+                    "init"}
 REQUIRED_SERVICES = AIRFLOW_SERVICES | {"postgres", "redis", "mlflow"}
 #: Built from the project's Dockerfile: every Airflow container and MLflow.
 BUILT_SERVICES = AIRFLOW_SERVICES | {"mlflow"}
@@ -198,6 +199,17 @@ def _production_config(env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch,
     return ProductionConfig.from_settings(celery_workers=celery_workers)
 
 
+def _helm_queues(args: list[str]) -> tuple[set[str], int | None]:
+    """Queues and ``--concurrency`` (None: the config's) of a Helm worker set's args,
+    which must run ``airflow celery worker`` through ``bash -c exec``."""
+    line = " ".join(args)
+    assert line.startswith("bash -c exec airflow celery worker"), line
+    queues = re.search(r"--queues (\S+)", line)
+    assert queues, f"no --queues in {line!r}"
+    concurrency = re.search(r"--concurrency (\d+)", line)
+    return set(queues.group(1).split(",")), int(concurrency.group(1)) if concurrency else None
+
+
 def _worker_services(compose: Mapping[str, Any], queue: str = "default") -> list[str]:
     """The Celery worker services that serve ``queue`` (their ``--queues`` option)."""
     out = []
@@ -222,6 +234,11 @@ def test_compose_names_every_service_of_the_issue(compose: dict[str, Any]) -> No
     assert not set(replication) & set(_worker_services(compose))
     schedulers = [n for n, s in compose["services"].items() if _command(s) == ["scheduler"]]
     assert len(schedulers) == 2
+    # two triggerers, so the heal watch survives one of them
+    triggerers = [n for n, s in compose["services"].items() if _command(s) == ["triggerer"]]
+    assert triggerers == ["triggerer-1", "triggerer-2"]
+    assert all(compose["services"][n]["healthcheck"]["test"][1].startswith(
+        "airflow jobs check --job-type TriggererJob") for n in triggerers)
 
 
 def test_airflow_services_and_mlflow_are_built_from_the_project_dockerfile(
@@ -391,6 +408,8 @@ def test_compose_airflow_settings_agree_with_the_platform(
     assert env["MIGRATIONBOX_PLANS_DIR"] == str(IMAGE_PLANS)
     assert cfg.schedulers == len([n for n, s in compose["services"].items()
                                   if _command(s) == ["scheduler"]])
+    assert cfg.triggerers == len([n for n, s in compose["services"].items()
+                                  if _command(s) == ["triggerer"]])
 
 
 def test_compose_workers_run_the_profile_command(
@@ -478,14 +497,22 @@ def test_helm_values_run_the_production_shape(helm: dict[str, Any]) -> None:
     assert helm["executor"] == "CeleryExecutor"
     assert helm["scheduler"]["replicas"] == cfg.schedulers
     assert helm["workers"]["replicas"] == cfg.celery_workers
-    # one worker set in the chart: it must serve the replication queue too, or the disk
-    # tasks the wave DAG sends there would wait for ever
-    worker = " ".join(helm["workers"]["args"])
-    queues = re.search(r"--queues (\S+)", worker)
-    assert worker.startswith("bash -c exec airflow celery worker") and queues
+    # the default worker set serves `default`; a worker set of its own serves only the
+    # replication queue, with the profile's replicas and concurrency: every queue the
+    # DAGs use has workers, and disk copies never take the other tasks' slots
     from migrationbox.orchestration.graph import REPLICATION_QUEUE
-    assert set(queues.group(1).split(",")) == {"default", REPLICATION_QUEUE}
-    assert helm["triggerer"]["enabled"] and helm["dagProcessor"]["enabled"]
+    assert helm["workers"]["celery"]["enableDefault"] is True
+    assert _helm_queues(helm["workers"]["args"]) == ({"default"}, None)
+    sets = helm["workers"]["celery"]["sets"]
+    assert [s["name"] for s in sets] == [REPLICATION_QUEUE]
+    replication = sets[0]
+    assert replication["queue"] == REPLICATION_QUEUE
+    assert replication["replicas"] == cfg.replication_workers
+    assert _helm_queues(replication["args"]) == ({REPLICATION_QUEUE},
+                                                 cfg.replication_concurrency)
+    # two triggerers, as the profile runs them (the heal watch survives one)
+    assert helm["triggerer"]["enabled"] and helm["triggerer"]["replicas"] == cfg.triggerers
+    assert helm["dagProcessor"]["enabled"]
     assert helm["apiServer"]["replicas"] >= 1
     assert helm["flower"]["enabled"] and helm["flower"]["secretName"]
     assert helm["postgresql"]["enabled"] is False and helm["redis"]["enabled"] is False
@@ -500,11 +527,15 @@ def test_helm_values_run_the_production_shape(helm: dict[str, Any]) -> None:
 
 
 def test_helm_airflow_config_agrees_with_the_platform(helm: dict[str, Any]) -> None:
+    replication = helm["workers"]["celery"]["sets"][0]
     cfg = ProductionConfig(worker_concurrency=int(helm["config"]["celery"]["worker_concurrency"]),
-                           celery_workers=helm["workers"]["replicas"])
-    # the chart runs one worker set, serving both queues: its slots are all there are
+                           celery_workers=helm["workers"]["replicas"],
+                           replication_workers=replication["replicas"],
+                           replication_concurrency=_helm_queues(replication["args"])[1],
+                           triggerers=helm["triggerer"]["replicas"])
+    # every slot of both worker sets
     expected = {**_embedded_config(IMAGE_AIRFLOW_HOME), **cfg.airflow_overrides(),
-                "AIRFLOW__CORE__PARALLELISM": str(cfg.default_slots)}
+                "AIRFLOW__CORE__PARALLELISM": str(cfg.parallelism)}
     set_by_helm = {f"AIRFLOW__{section.upper()}__{key.upper()}": str(value)
                    for section, options in helm["config"].items()
                    for key, value in options.items()}

@@ -105,8 +105,11 @@ def test_components_two_schedulers_and_two_uniquely_named_workers():
     cfg = ProductionConfig(worker_concurrency=1)
     commands = cfg.component_commands()
     assert list(commands) == ["api-server", "scheduler-1", "scheduler-2", "dag-processor",
-                              "triggerer", "celery-worker-1", "celery-worker-2",
-                              "celery-replication-worker-1", "celery-replication-worker-2"]
+                              "triggerer-1", "triggerer-2", "celery-worker-1",
+                              "celery-worker-2", "celery-replication-worker-1",
+                              "celery-replication-worker-2"]
+    assert commands["triggerer-1"] == commands["triggerer-2"] == (
+        "triggerer", "--skip-serve-logs")
     workers = [commands["celery-worker-1"], commands["celery-worker-2"]]
     replication = [commands["celery-replication-worker-1"],
                    commands["celery-replication-worker-2"]]
@@ -125,7 +128,8 @@ def test_components_two_schedulers_and_two_uniquely_named_workers():
     from migrationbox.orchestration.graph import REPLICATION_QUEUE
     assert prod.REPLICATION_QUEUE == REPLICATION_QUEUE
     # no component opens a log server on 0.0.0.0
-    for name in ("scheduler-1", "triggerer", "celery-worker-1", "celery-replication-worker-1"):
+    for name in ("scheduler-1", "triggerer-1", "celery-worker-1",
+                 "celery-replication-worker-1"):
         assert "--skip-serve-logs" in commands[name]
 
 
@@ -133,6 +137,7 @@ def test_numbered_components_report_under_their_health_key():
     assert afr.health_key("scheduler") == "scheduler"
     assert afr.health_key("scheduler-2") == "scheduler"
     assert afr.health_key("dag-processor") == "dag_processor"
+    assert afr.health_key("triggerer-2") == "triggerer"
     assert afr.health_key("celery-worker-1") is None
     assert afr.health_key("api-server") is None
     health = {"metadatabase": {"status": "healthy"}, "scheduler": {"status": "unhealthy"},
@@ -244,3 +249,21 @@ def test_the_profile_names_the_auth_manager_the_auth_module_configures() -> None
     assert prod.FAB_AUTH_MANAGER == auth.FAB_AUTH_MANAGER
     assert ProductionConfig().airflow_overrides()["AIRFLOW__CORE__AUTH_MANAGER"] == (
         auth.FAB_AUTH_MANAGER)
+
+
+def test_triggerers_follow_the_setting_and_fail_over_sooner_than_airflow_s_default(
+        monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("MIGRATIONBOX_PRODUCTION_TRIGGERERS", "3")
+    cfg = ProductionConfig.from_settings()
+    assert cfg.triggerers == 3
+    assert [n for n in cfg.component_commands() if n.startswith("triggerer")] == [
+        "triggerer-1", "triggerer-2", "triggerer-3"]
+    assert cfg.describe()["triggerers"] == "3"
+    overrides = cfg.airflow_overrides()
+    beat = float(overrides["AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC"])
+    alive = float(overrides["AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD"])
+    # a dead triggerer's triggers move after `alive` seconds: sooner than Airflow's 30 s,
+    # yet several missed heartbeats, so a live but busy triggerer keeps its triggers
+    assert alive < 30 and alive >= 5 * beat
+    with pytest.raises(prod.ProductionError, match="production_triggerers"):
+        ProductionConfig.from_settings(triggerers=0)
