@@ -36,12 +36,16 @@ def plan_estate(
     allow_quarantine: bool = False,
     store: bool = True,
     spec_folder: Path | None = None,
+    publish: bool | None = None,
 ) -> PlannedEstate:
     """Validate the inventory at ``path``, store it, plan it, store and export the plan
     (and publish it to the plans bundle in object storage when ``plans_root`` is set).
 
     With ``allow_quarantine`` False (the default) any quarantined record stops the run
     before anything is stored: a plan missing servers nobody noticed is worse than none.
+    ``publish`` (default: ``store``): publish to ``plans_root`` when it is set; a plan
+    that is not stored (``migrationbox plan --no-store``) is not published either, since
+    its wave tasks would find no stored plan to read.
     """
     from migrationbox.inventory.models import Estate
     from migrationbox.inventory.validation import InventoryError, validate_inventory
@@ -72,7 +76,8 @@ def plan_estate(
     spec_path = write_wave_spec(plan, folder)
     # with plans_root set the plans bundle lives in object storage: what the local
     # folder now holds for this estate is what every host's bundle must download
-    publish_if_configured(folder, plan.estate)
+    if (store if publish is None else publish):
+        publish_if_configured(folder, plan.estate)
     return PlannedEstate(
         plan=plan,
         spec_path=spec_path,

@@ -147,7 +147,11 @@ def test_planning_publishes_spec_and_loader_once_and_replaces_them(s3, tmp_path,
 
     for server in tiny_estate("shop").servers:
         (inventory / f"{server.server_id}.json").write_text(server.model_dump_json())
-    planned = plan_estate(inventory, estate="shop", store=False, spec_folder=plans)
+    # not stored, not published (`plan --no-store`); published when asked
+    plan_estate(inventory, estate="shop", store=False, spec_folder=plans)
+    assert _keys(s3) == {}
+    planned = plan_estate(inventory, estate="shop", store=False, spec_folder=plans,
+                          publish=True)
     keys = _keys(s3)
     assert keys == {"team/plans/shop.json": planned.spec_path.read_bytes(),
                     "team/plans/dags/migrate__shop.py": loader_source("shop").encode()}
