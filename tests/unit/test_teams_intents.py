@@ -1,0 +1,289 @@
+"""The Teams grammar: the plan's commands and phrasings in four languages, and the cases
+it must ask back instead of acting (ambiguous, incomplete, negated, conditional)."""
+
+from __future__ import annotations
+
+import pytest
+
+from migrationbox.teams import (
+    Clarification,
+    Command,
+    Intent,
+    Language,
+    ParseContext,
+    confirmation_question,
+    detect_language,
+    parse,
+    parse_confirmation,
+)
+from migrationbox.teams.grammar import GRAMMARS
+from migrationbox.teams.models import COMMAND_SPECS, DESTRUCTIVE, ClarificationReason, Cloud
+
+ID = "prod-migration-001"
+EN, DE, ES, HU = Language.EN, Language.DE, Language.ES, Language.HU
+
+
+def intent(text: str, ctx: ParseContext | None = None) -> Intent:
+    result = parse(text, ctx)
+    assert isinstance(result, Intent), f"{text!r} -> {result}"
+    return result
+
+
+def question(text: str, ctx: ParseContext | None = None) -> Clarification:
+    result = parse(text, ctx)
+    assert isinstance(result, Clarification), f"{text!r} -> {result}"
+    return result
+
+
+# The plan's command list (component 1), as typed after @MigrationBox.
+PLAN_COMMANDS = [
+    ("@MigrationBox status", Command.STATUS, {}),
+    (f"@MigrationBox status {ID}", Command.STATUS, {"migration_id": ID}),
+    ("@MigrationBox start prod azure eastus", Command.START,
+     {"environment": "production", "cloud": "azure", "region": "eastus"}),
+    (f"@MigrationBox pause {ID}", Command.PAUSE, {"migration_id": ID}),
+    (f"@MigrationBox resume {ID}", Command.RESUME, {"migration_id": ID}),
+    (f"@MigrationBox rollback {ID}", Command.ROLLBACK, {"migration_id": ID}),
+    (f"@MigrationBox cancel {ID}", Command.CANCEL, {"migration_id": ID}),
+    (f"@MigrationBox approve phase-2 {ID}", Command.APPROVE,
+     {"gate": "phase-2", "migration_id": ID}),
+    (f'@MigrationBox reject phase-2 "Need more testing" {ID}', Command.REJECT,
+     {"gate": "phase-2", "reason": "Need more testing", "migration_id": ID}),
+    (f"@MigrationBox request-approval cutover {ID}", Command.REQUEST_APPROVAL,
+     {"gate": "cutover", "migration_id": ID}),
+    ("@MigrationBox report weekly", Command.REPORT, {"period": "weekly"}),
+    ("@MigrationBox report monthly", Command.REPORT, {"period": "monthly"}),
+    (f"@MigrationBox metrics {ID}", Command.METRICS, {"migration_id": ID}),
+    ("@MigrationBox costs", Command.COSTS, {}),
+    ('@MigrationBox search "ssl certificate issues"', Command.SEARCH,
+     {"query": "ssl certificate issues"}),
+    ("@MigrationBox runbook database-migration", Command.RUNBOOK,
+     {"query": "database-migration"}),
+    ("@MigrationBox lessons-learned", Command.LESSONS_LEARNED, {}),
+    ("@MigrationBox alert-config", Command.ALERT_CONFIG, {}),
+    (f"@MigrationBox mute {ID}", Command.MUTE, {"migration_id": ID}),
+    (f"@MigrationBox unmute {ID}", Command.UNMUTE, {"migration_id": ID}),
+]
+
+
+@pytest.mark.parametrize(("text", "command", "slots"), PLAN_COMMANDS,
+                         ids=[t for t, _, _ in PLAN_COMMANDS])
+def test_the_plans_twenty_commands(text: str, command: Command, slots: dict) -> None:
+    got = intent(text)
+    assert got.command == command
+    assert got.slots.model_dump(mode="json", exclude_none=True) == slots
+    assert got.needs_confirmation == (command in DESTRUCTIVE)
+    assert got.inferred == []
+
+
+def test_every_command_has_a_spec_and_a_label_in_every_language() -> None:
+    covered = {c for _, c, _ in PLAN_COMMANDS}
+    assert covered == set(Command) == set(COMMAND_SPECS)
+    for grammar in GRAMMARS.values():
+        assert set(grammar.command_labels) == set(Command)
+        assert set(grammar.triggers) == set(Command)
+
+
+def test_teams_markup_around_the_mention_is_ignored() -> None:
+    got = intent(f"<at>MigrationBox</at>&nbsp;<p>pause <b>{ID}</b></p>")
+    assert (got.command, got.slots.migration_id) == (Command.PAUSE, ID)
+
+
+# The plan's example phrasings (component 2) and more, per language.
+PHRASINGS = [
+    (EN, "Start production migration to AWS us-east-1", Command.START,
+     {"environment": "production", "cloud": "aws", "region": "us-east-1"}),
+    (EN, f"Pause migration {ID}", Command.PAUSE, {"migration_id": ID}),
+    (EN, "What's the status of all migrations?", Command.STATUS, {}),
+    (EN, "Generate weekly report", Command.REPORT, {"period": "weekly"}),
+    (EN, "search for ssl problems", Command.SEARCH, {"query": "ssl problems"}),
+    (EN, "approve rollback prod-7", Command.APPROVE,
+     {"gate": "rollback", "migration_id": "prod-7"}),
+    (EN, "reject phase 3 for prod-7 because the smoke tests failed", Command.REJECT,
+     {"gate": "phase-3", "migration_id": "prod-7", "reason": "the smoke tests failed"}),
+    (EN, "ask for approval of the budget for prod-7", Command.REQUEST_APPROVAL,
+     {"gate": "budget", "migration_id": "prod-7"}),
+    (DE, "Starte die Produktionsmigration nach Azure westeurope", Command.START,
+     {"environment": "production", "cloud": "azure", "region": "westeurope"}),
+    (DE, "Wie ist der Status der Migration?", Command.STATUS, {}),
+    (DE, "Zeige mir die Kosten", Command.COSTS, {}),
+    (DE, "Erstelle den Wochenbericht", Command.REPORT, {"period": "weekly"}),
+    (DE, "pausiere prod-7", Command.PAUSE, {"migration_id": "prod-7"}),
+    (DE, "lehne phase-2 für prod-7 ab weil Tests fehlen", Command.REJECT,
+     {"gate": "phase-2", "migration_id": "prod-7", "reason": "Tests fehlen"}),
+    (DE, "Stummschaltung aufheben für prod-7", Command.UNMUTE, {"migration_id": "prod-7"}),
+    (ES, "Inicia la migración de producción a Azure en westeurope", Command.START,
+     {"environment": "production", "cloud": "azure", "region": "westeurope"}),
+    (ES, "Genera el informe mensual", Command.REPORT, {"period": "monthly"}),
+    (ES, "reanuda prod-7", Command.RESUME, {"migration_id": "prod-7"}),
+    (ES, "muéstrame los costes de prod-7", Command.COSTS, {"migration_id": "prod-7"}),
+    (ES, 'rechaza la fase 2 de prod-7 "faltan pruebas"', Command.REJECT,
+     {"gate": "phase-2", "migration_id": "prod-7", "reason": "faltan pruebas"}),
+    (ES, "¿Cuál es el estado de la migración?", Command.STATUS, {}),
+    (HU, "Indítsd el a production migrációt Azure-ra eastus", Command.START,
+     {"environment": "production", "cloud": "azure", "region": "eastus"}),
+    (HU, "Mennyi idő van hátra?", Command.STATUS, {}),
+    (HU, "Hány szerver van migrálva?", Command.METRICS, {}),
+    (HU, "Mutasd a költségeket", Command.COSTS, {}),
+    (HU, "Kérj jóváhagyást az átálláshoz prod-7", Command.REQUEST_APPROVAL,
+     {"gate": "cutover", "migration_id": "prod-7"}),
+    (HU, "hagyd jóvá a 2. fázist prod-7", Command.APPROVE,
+     {"gate": "phase-2", "migration_id": "prod-7"}),
+    (HU, "Készíts heti jelentést", Command.REPORT, {"period": "weekly"}),
+    (HU, "oldd fel a némítást", Command.UNMUTE, {}),
+]
+
+
+@pytest.mark.parametrize(("language", "text", "command", "slots"), PHRASINGS,
+                         ids=[t for _, t, _, _ in PHRASINGS])
+def test_phrasings_in_four_languages(language: Language, text: str, command: Command,
+                                     slots: dict) -> None:
+    got = intent(text)
+    assert got.language == language
+    assert got.command == command
+    assert got.slots.model_dump(mode="json", exclude_none=True) == slots
+
+
+def test_accents_are_optional() -> None:
+    assert intent("Inditsd el a production migraciot Azure-ra eastus").command == Command.START
+    assert intent("Mutasd a koltsegeket").command == Command.COSTS
+
+
+def test_context_fills_the_channels_migration_and_the_default_region() -> None:
+    ctx = ParseContext(migration_id="prod-7", default_regions={Cloud.AZURE: "westeurope"})
+    got = intent("Indítsd el a production migrációt Azure-ra", ctx)
+    assert got.slots.region == "westeurope" and got.inferred == ["region"]
+    got = intent("Rollback durchführen", ctx)
+    assert (got.command, got.slots.migration_id, got.language) == (
+        Command.ROLLBACK, "prod-7", DE)
+    assert got.inferred == ["migration_id"] and got.needs_confirmation
+
+
+def test_known_ids_are_found_even_with_a_hungarian_ending() -> None:
+    ctx = ParseContext(known_migration_ids=("acme",))
+    assert intent("status acme", ctx).slots.migration_id == "acme"
+    assert intent("szüneteltesd az acme-t", ctx).slots.migration_id == "acme"
+
+
+def test_region_alone_names_its_cloud() -> None:
+    got = intent("start staging us-east-1")
+    assert got.slots.cloud == Cloud.AWS and got.inferred == ["cloud"]
+
+
+# ---------------------------------------------------------------------------- asked back
+
+
+@pytest.mark.parametrize(("text", "language", "reason", "missing"), [
+    ("Starte die Produktionsmigration nach Azure", DE, "missing_slot", ["region"]),
+    ("Indítsd el a production migrációt Azure-ra", HU, "missing_slot", ["region"]),
+    ("start prod", EN, "missing_slot", ["cloud", "region"]),
+    ("Rollback durchführen", DE, "missing_slot", ["migration_id"]),
+    ("approve phase-2", EN, "missing_slot", ["migration_id"]),
+    (f"reject phase-2 {ID}", EN, "missing_slot", ["reason"]),
+    ("Genera el informe", ES, "missing_slot", ["period"]),
+    ("search", EN, "missing_slot", ["query"]),
+])
+def test_incomplete_commands_ask_for_what_is_missing(text: str, language: Language,
+                                                     reason: str, missing: list) -> None:
+    got = question(text)
+    assert (got.language, got.reason, got.missing) == (language, reason, missing)
+    assert got.question
+
+
+def test_questions_are_in_the_users_language() -> None:
+    assert question("Rollback durchführen").question.startswith("Welche Migration?")
+    assert question("Indítsd el a production migrációt Azure-ra").question.startswith(
+        "A(z) AZURE melyik régiója?")
+    assert question("Genera el informe").question == "¿Semanal o mensual?"
+    assert question("report").question == "Weekly or monthly?"
+
+
+@pytest.mark.parametrize(("text", "options"), [
+    (f"stop {ID}", [Command.PAUSE, Command.CANCEL]),
+    ("Állítsd le és vissza", [Command.PAUSE, Command.ROLLBACK, Command.CANCEL]),
+    (f"pause {ID} and show the costs", [Command.PAUSE, Command.COSTS]),
+])
+def test_ambiguous_text_offers_the_candidates_and_does_nothing(text: str,
+                                                               options: list) -> None:
+    got = question(text)
+    assert got.reason == ClarificationReason.AMBIGUOUS_COMMAND
+    assert got.options == options
+    assert got.command is None
+
+
+def test_hungarian_stop_and_back_is_asked_in_hungarian() -> None:
+    got = question("Állítsd le és vissza")
+    assert got.language == HU
+    assert "visszaállítás" in got.question and "vagy" in got.question
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("Rollback if error rate exceeds 5%", "conditional"),
+    (f"don't cancel {ID}", "negated"),
+    (f"nicht zurückrollen {ID}", "negated"),
+    (f"no canceles {ID}", "negated"),
+    (f"ha hiba van, állítsd vissza {ID}", "conditional"),
+])
+def test_negated_or_conditional_actions_are_not_run(text: str, reason: str) -> None:
+    got = question(text)
+    assert got.reason == reason
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("start prod azure us-east-1", "region_not_in_cloud"),
+    ("start prod aws eu-nowhere-9", "unknown_region"),
+    ("start prod aws azure eastus", "conflicting_slot"),
+    ("pause prod-1 prod-2", "conflicting_slot"),
+    ("hello there", "unknown_command"),
+    ("", "empty"),
+    ("   \x00\x07  ", "empty"),
+    ("status " * 400, "too_long"),
+])
+def test_wrong_or_unclear_values_are_asked_back(text: str, reason: str) -> None:
+    assert question(text).reason == reason
+
+
+def test_non_text_input_is_a_question_not_an_error() -> None:
+    assert question(None).reason == "empty"  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------- language
+
+
+@pytest.mark.parametrize(("text", "language"), [
+    ("Wie ist der Status der Migration?", DE),
+    ("Mutasd a költségeket", HU),
+    ("¿Cuál es el estado?", ES),
+    ("What's the status?", EN),
+    ("Straße", DE),
+])
+def test_language_detection(text: str, language: Language) -> None:
+    assert detect_language(text) == language
+
+
+def test_locale_breaks_ties_and_fills_in_for_unknown_words() -> None:
+    assert detect_language(f"status {ID}") == EN
+    assert detect_language(f"status {ID}", "de-DE") == DE
+    assert detect_language("xyzzy", "hu-HU") == HU
+    assert question("xyzzy", ParseContext(locale="es-ES")).language == ES
+
+
+# ---------------------------------------------------------------------------- confirmation
+
+
+def test_destructive_commands_need_confirmation_in_the_users_language() -> None:
+    got = intent("Indítsd el a production migrációt Azure-ra eastus")
+    assert got.needs_confirmation
+    text = confirmation_question(got)
+    assert text.startswith("Kérlek, erősítsd meg: migráció indítása")
+    assert "eastus" in text and "igennel" in text
+    assert not intent(f"pause {ID}").needs_confirmation
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    ("yes", True), ("Igen", True), ("ja", True), ("sí", True), ("OK", True),
+    ("no", False), ("nein", False), ("nem", False), ("mégse", False),
+    ("maybe", None), ("yes no", None), ("", None), ("yes, rollback everything", None),
+])
+def test_confirmation_answers(answer: str, expected: bool | None) -> None:
+    assert parse_confirmation(answer) is expected
