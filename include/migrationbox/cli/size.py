@@ -361,11 +361,12 @@ def _option_text(index: int, option: Any, choice: Any, onprem_monthly: float) ->
 
 
 def run_prices_show(args: argparse.Namespace) -> int:
+    from migrationbox.shared_files import SharedStorageError
     from migrationbox.sizing.clouds import DEFAULT_REGIONS, CatalogError, load_catalog
 
     try:
         cat = load_catalog(args.cloud, args.region or DEFAULT_REGIONS[args.cloud])
-    except CatalogError as exc:
+    except (CatalogError, SharedStorageError) as exc:  # shared storage: published prices
         print(f"migrationbox prices: {exc}", file=sys.stderr)
         return 2
     if args.type_name:
@@ -396,6 +397,7 @@ def run_prices_show(args: argparse.Namespace) -> int:
 
 
 def run_prices_refresh(args: argparse.Namespace) -> int:
+    from migrationbox import shared_files
     from migrationbox.sizing.clouds import clear_cache
     from migrationbox.sizing.refresh import RefreshError, refresh
 
@@ -404,7 +406,13 @@ def run_prices_refresh(args: argparse.Namespace) -> int:
     except RefreshError as exc:
         print(f"migrationbox prices refresh: {exc}", file=sys.stderr)
         return 2
+    except shared_files.SharedStorageError as exc:  # written here, not published
+        print(f"migrationbox prices refresh: prices written on this host only, other hosts "
+              f"do not see them: {exc}", file=sys.stderr)
+        return 2
     clear_cache()
+    root = shared_files.shared_root()
     print(f"{CLOUD_NAMES[args.cloud]} {args.region}: {count} machine types priced from "
-          f"{source}; written to {path}")
+          f"{source}; written to {path}"
+          + (f" and published to {root.uri(f'pricing/{args.cloud}/')}" if root else ""))
     return 0

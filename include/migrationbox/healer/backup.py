@@ -6,6 +6,15 @@ a SQLite copy of every table plus a manifest of per-table row counts and SHA-256
 written next to the runtime (``<MIGRATIONBOX_HOME>/backups/<estate>/<server>/``) and
 renamed into place only when complete, so a half-written backup is never used.
 
+**On a cluster** (the ``shared_root`` setting, :mod:`migrationbox.shared_files`) every
+backup is also published when taken, as ``<shared_root>/backups/<estate>/<server>/<stamp>
+.sqlite`` and ``.json``: a remediation compares and restores on whichever worker it
+runs, and the estate watch checks integrity in the triggerer, neither necessarily on the
+host that took the backup. :func:`latest_backup` picks the newest backup of the local
+folder and of shared storage together and fetches it into the local folder when this host
+does not have it (backups never change once taken, so a copy is fetched once). Without
+``shared_root`` backups stay in the local folder, as before.
+
 **Corruption, not change.** A row whose values differ from the backup is corrupt only
 when nothing legitimate explains it: in a table with an ``updated_at`` watermark the
 application bumps it on every write, so a row that differs while its watermark is not
@@ -50,6 +59,31 @@ def backup_dir(estate: str, server_id: str) -> Path:
     from migrationbox.config import runtime_dir
 
     return runtime_dir() / "backups" / estate / server_id
+
+
+def _shared_prefix(estate: str, server_id: str) -> str:
+    """``backups/<estate>/<server>``: the backups' folder below the shared root."""
+    from migrationbox.shared_files import key_of
+
+    return key_of("backups", estate, server_id)
+
+
+def _publish(final: Path, estate: str, server_id: str) -> None:
+    """Upload a backup just taken (database copy first, then its manifest: a manifest in
+    shared storage means its copy is there), when ``shared_root`` is set."""
+    from migrationbox import shared_files
+
+    shared = shared_files.configured()
+    if shared is None:
+        return
+    prefix = _shared_prefix(estate, server_id)
+    try:
+        for path in (final, final.with_suffix(".json")):
+            shared.put_file(shared_files.key_of(prefix, path.name), path)
+    except shared_files.SharedStorageError as exc:
+        raise shared_files.SharedStorageError(
+            f"backup {final} of {estate}/{server_id} was taken on this host but not "
+            f"shared, so other hosts cannot restore from it: {exc}") from exc
 
 
 def _canon(value: Any) -> Any:
@@ -118,6 +152,7 @@ def take_backup(database_url: str, estate: str, server_id: str) -> Backup:
         {"taken_at": taken_at.isoformat(), "database": _redacted(database_url),
          "tables": manifest}, indent=1))
     os.replace(partial, final)
+    _publish(final, estate, server_id)
     return Backup(final, taken_at, manifest)
 
 
@@ -128,12 +163,33 @@ def _redacted(url: str) -> str:
 
 
 def latest_backup(estate: str, server_id: str) -> Backup | None:
+    """The newest complete backup (database copy and manifest) of the server's database,
+    of this host's folder and, with ``shared_root`` set, of shared storage: one taken on
+    another host is fetched into this host's folder first. ``None`` when there is none."""
+    from migrationbox import shared_files
+
     folder = backup_dir(estate, server_id)
-    for path in sorted(folder.glob("*.sqlite"), reverse=True) if folder.is_dir() else []:
-        meta = path.with_suffix(".json")
-        if not meta.exists():
-            continue
-        doc = json.loads(meta.read_text())
+    local = {p.stem for p in folder.glob("*.sqlite") if p.with_suffix(".json").exists()} \
+        if folder.is_dir() else set()
+    shared = shared_files.configured()
+    remote: dict[str, shared_files.SharedObject] = {}
+    if shared is not None:
+        prefix = _shared_prefix(estate, server_id)
+        remote = {o.key[len(prefix) + 1:]: o for o in shared.list(prefix)}
+    shared_stems = {name.removesuffix(".json") for name in remote
+                    if name.endswith(".json") and "/" not in name
+                    and name.removesuffix(".json") + ".sqlite" in remote}
+    for stem in sorted(local | shared_stems, reverse=True):  # names are UTC time stamps
+        path = folder / f"{stem}.sqlite"
+        if stem not in local:
+            assert shared is not None
+            prefix = _shared_prefix(estate, server_id)
+            # the copy first, the manifest last: a manifest here means its copy is whole
+            shared.fetch(shared_files.key_of(prefix, path.name), path,
+                         known=remote[path.name])
+            shared.fetch(shared_files.key_of(prefix, f"{stem}.json"),
+                         path.with_suffix(".json"), known=remote[f"{stem}.json"])
+        doc = json.loads(path.with_suffix(".json").read_text())
         return Backup(path, datetime.fromisoformat(doc["taken_at"]), doc["tables"])
     return None
 

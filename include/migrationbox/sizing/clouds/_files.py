@@ -5,12 +5,25 @@ Shipped files are verbatim copies of public data (see ``data/PROVENANCE.md``).
 into ``<runtime>/pricing/<cloud>/<region>.csv`` with a ``.json`` sidecar saying where
 the prices came from and when; a refreshed region wins over the shipped data, and
 its own date is what users see.
+
+**On a cluster** (the ``shared_root`` setting, :mod:`migrationbox.shared_files`) a
+refresh also publishes both files as ``<shared_root>/pricing/<cloud>/<region>.csv`` and
+``.json``, and every host prices from the newest published pair: before reading a region
+a reader asks for the sidecar's ETag (one HEAD) and fetches the pair into its own pricing
+folder only when it changed. The sidecar carries the CSV's SHA-256, written last, so a
+reader that caught a refresh half-way (new CSV, old sidecar) sees the mismatch and
+fetches again instead of pricing with the wrong date. A region with no published prices
+falls back to a local refreshed file this host wrote itself (before ``shared_root`` was
+set; the log says other hosts do not see it), and a copy fetched earlier whose objects
+were deleted is dropped. Without ``shared_root`` only the local folder is read.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -19,6 +32,8 @@ from pathlib import Path
 
 from migrationbox.errors import InputError
 from migrationbox.sizing.clouds.base import CatalogError, PriceSource
+
+log = logging.getLogger("migrationbox.sizing.prices")
 
 REFRESHED_COLUMNS = ("name", "vcpu", "memory_gib", "arch", "ondemand_usd_hr",
                      "commit_1y_usd_hr", "commit_3y_usd_hr")
@@ -102,8 +117,89 @@ def refreshed_file(cloud: str, region: str) -> Path:
     return pricing_dir() / cloud / f"{region}.csv"
 
 
+#: attempts at fetching a consistent CSV + sidecar pair while a refresh is publishing
+_PAIR_ATTEMPTS = 3
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _shared_keys(cloud: str, region: str) -> tuple[str, str]:
+    from migrationbox.shared_files import key_of
+
+    return key_of("pricing", cloud, f"{region}.csv"), key_of("pricing", cloud, f"{region}.json")
+
+
+def _recorded_sha(meta_path: Path) -> str | None:
+    try:
+        doc = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    value = doc.get("sha256") if isinstance(doc, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def sync_refreshed(cloud: str, region: str) -> None:
+    """With ``shared_root`` set: make this host's refreshed files of the region the
+    newest published pair (see the module docstring); a no-op without it.
+    ``SharedStorageError`` (naming bucket and key) when object storage fails, and
+    ``PriceFileError`` when the published pair stays inconsistent."""
+    from migrationbox import shared_files
+
+    shared = shared_files.configured()
+    if shared is None:
+        return
+    path = refreshed_file(cloud, region)
+    meta = path.with_suffix(".json")
+    csv_key, meta_key = _shared_keys(cloud, region)
+    for _ in range(_PAIR_ATTEMPTS):
+        current = shared.head(meta_key)
+        if current is None:
+            if shared.cached_etag(meta_key, meta) is not None:
+                # fetched from shared storage earlier, deleted there since: not prices
+                for key, local in ((meta_key, meta), (csv_key, path)):
+                    local.unlink(missing_ok=True)
+                    shared.forget_copy(key, local)
+            elif path.exists():
+                log.warning("%s %s: prices refreshed on this host only (%s); they are not "
+                            "in %s, so other hosts price this region from shipped data",
+                            cloud, region, path, shared.root.uri(meta_key))
+            return
+        if shared.cached_etag(meta_key, meta) == current.etag and path.exists() and \
+                _recorded_sha(meta) in (None, _sha256(path)):
+            return  # this host has the current pair
+        shared.fetch(meta_key, meta, known=current)
+        if shared.fetch(csv_key, path) is None:
+            continue  # the sidecar without its CSV: deleted or being replaced
+        expected = _recorded_sha(meta)
+        if expected is None or expected == _sha256(path):
+            return
+        shared.forget_copy(meta_key, meta)  # caught a refresh half-way: fetch again
+    raise PriceFileError(f"{shared.root.uri(csv_key)} and its sidecar {meta_key} do not "
+                         f"match after {_PAIR_ATTEMPTS} attempts (a refresh still "
+                         "publishing, or a hand-edited object): refresh the region again")
+
+
+def publish_refreshed(cloud: str, region: str) -> bool:
+    """Upload the region's refreshed files (CSV, then the sidecar) when ``shared_root``
+    is set; whether they were published."""
+    from migrationbox import shared_files
+
+    shared = shared_files.configured()
+    if shared is None:
+        return False
+    path = refreshed_file(cloud, region)
+    csv_key, meta_key = _shared_keys(cloud, region)
+    shared.put_file(csv_key, path)
+    shared.put_file(meta_key, path.with_suffix(".json"))
+    return True
+
+
 def load_refreshed(cloud: str, region: str) -> tuple[list[RefreshedRow], PriceSource] | None:
-    """The refreshed prices of one region, or None when none were written."""
+    """The refreshed prices of one region, or None when none were written (with
+    ``shared_root`` set: the newest published ones, see :func:`sync_refreshed`)."""
+    sync_refreshed(cloud, region)
     path = refreshed_file(cloud, region)
     if not path.exists():
         return None
@@ -170,7 +266,11 @@ def write_refreshed(cloud: str, region: str, rows: list[RefreshedRow], source: P
     os.replace(tmp, path)
     meta = path.with_suffix(".json")
     meta_tmp = meta.with_suffix(".json.tmp")
+    # the CSV's digest: a reader of a published pair can tell it got matching halves
     meta_tmp.write_text(json.dumps({"source": source.text, "as_of": source.as_of,
-                                    "rows": len(rows)}, indent=2), encoding="utf-8")
+                                    "rows": len(rows), "sha256": _sha256(path)}, indent=2),
+                        encoding="utf-8")
     os.replace(meta_tmp, meta)
+    if directory is None or Path(directory) == pricing_dir():
+        publish_refreshed(cloud, region)
     return path
