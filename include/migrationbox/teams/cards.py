@@ -452,11 +452,32 @@ def _validator() -> Any:
     return jsonschema.Draft6Validator(schema)
 
 
+def _likeliest(errors: list[Any]) -> Any:
+    """Among an anyOf's failures, the branch whose element ``type`` matched says what is
+    wrong (a TextBlock without text, not "is not an ActionSet"); deeper is more precise."""
+    branches: dict[Any, list[Any]] = {}
+    for error in errors:
+        branches.setdefault(error.relative_schema_path[0] if error.relative_schema_path
+                            else None, []).append(error)
+
+    def type_mismatch(error: Any) -> bool:
+        return error.validator in ("enum", "const") and list(error.absolute_path)[-1:] == [
+            "type"]
+
+    matching = [e for errs in branches.values() if not any(map(type_mismatch, errs))
+                for e in errs]
+    return max(matching or errors, key=lambda e: len(e.absolute_path))
+
+
 def validate_card(card: dict[str, Any]) -> None:
     """Raise ``CardValidationError`` naming the first place the card breaks the schema."""
-    errors = sorted(_validator().iter_errors(card), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
+    from jsonschema.exceptions import best_match
+
+    first = best_match(_validator().iter_errors(card))
+    if first is not None:
+        # the schema's root is an anyOf: name the deepest failing part, not the whole card
+        while first.context:
+            first = _likeliest(first.context)
         where = "/".join(str(p) for p in first.absolute_path) or "(card)"
         raise CardValidationError(f"adaptive card invalid at {where}: {first.message[:300]}")
     if card.get("version") != ADAPTIVE_CARD_VERSION:
