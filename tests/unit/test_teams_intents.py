@@ -238,6 +238,7 @@ def test_negated_or_conditional_actions_are_not_run(text: str, reason: str) -> N
     ("", "empty"),
     ("   \x00\x07  ", "empty"),
     ("status " * 400, "too_long"),
+    ("please " * 70 + "status", "too_long"),
 ])
 def test_wrong_or_unclear_values_are_asked_back(text: str, reason: str) -> None:
     assert question(text).reason == reason

@@ -47,8 +47,10 @@ from migrationbox.teams.models import (
     Slots,
 )
 
-#: Longer texts are not commands; they are asked back rather than scanned.
+#: Longer texts are not commands; they are asked back rather than scanned. Quoted text
+#: (a reason, a search) counts towards the characters, not the words.
 MAX_CHARS = 2000
+MAX_WORDS = 60
 MAX_ID_CHARS = 80
 
 _AT_MENTION = re.compile(r"<at>[^<]{0,200}</at>", re.IGNORECASE)
@@ -184,10 +186,15 @@ def _locale_language(locale: str | None) -> Language | None:
     return next((lang for lang in Language if lang.value == prefix), None)
 
 
+@lru_cache(maxsize=50_000)
+def _languages_of(norm: str) -> tuple[Language, ...]:
+    return tuple(lang for lang in Language if _in_vocabulary(norm, _vocabulary(lang)))
+
+
 def _detect(tokens: list[Token], text: str, locale: str | None) -> Language:
     scores = dict.fromkeys(Language, 0.0)
     for token in tokens:
-        hits = [lang for lang in Language if _in_vocabulary(token.norm, _vocabulary(lang))]
+        hits = _languages_of(token.norm)
         for lang in hits:
             scores[lang] += 1.0 / len(hits)
     lowered = text.lower()
@@ -239,9 +246,14 @@ def _word_value(norm: str, table: dict, grammar_tables: list[dict]) -> object | 
     for source in [table, *grammar_tables]:
         for value, words in source.items():
             for word in words:
-                if _matches(fold(word), norm):
+                if _matches(_fold_word(word), norm):
                     return value
     return None
+
+
+@lru_cache(maxsize=4096)
+def _fold_word(word: str) -> str:
+    return fold(word)
 
 
 def _cloud_of(norm: str) -> Cloud | None:
@@ -394,8 +406,10 @@ def parse(text: object, context: ParseContext | None = None) -> Intent | Clarifi
         return _ask(language, ClarificationReason.TOO_LONG)
     quotes, unquoted = _quoted(cleaned)
     tokens = tokenize(unquoted)
-    language = _detect(tokens, cleaned, ctx.locale)
+    language = _detect(tokens[:MAX_WORDS], cleaned, ctx.locale)
     grammar = GRAMMARS[language]
+    if len(tokens) > MAX_WORDS:
+        return _ask(language, ClarificationReason.TOO_LONG)
     if not tokens and not quotes:
         return _ask(language, ClarificationReason.EMPTY)
 
