@@ -200,3 +200,16 @@ def test_keys_without_endorsements_are_accepted_for_any_channel(keys, clock) -> 
     with JwksServer(keys=[entra]) as srv:
         v = validator_for(srv, clock)
         assert check(v, entra.sign(bot_claims(APP_ID, now=NOW)), channel_id="webchat").ok
+
+
+def test_replay_memory_is_bounded_and_forgets_expired_tokens() -> None:
+    from migrationbox.teams.auth import ReplayGuard
+
+    guard = ReplayGuard(max_entries=2, purge_every_seconds=0)
+    assert guard.first_use("t", "a", expires_at=10, now=0)
+    assert not guard.first_use("t", "a", expires_at=10, now=5)
+    assert guard.first_use("t", "b", expires_at=10, now=5)
+    assert guard.first_use("t", "c", expires_at=10, now=5)  # evicts the oldest ("a")
+    assert len(guard._seen) == 2
+    assert guard.first_use("u", "x", expires_at=30, now=20)  # purges the expired ones
+    assert [activity for _, activity in guard._seen] == ["x"]

@@ -215,18 +215,22 @@ class KeySource:
 class ReplayGuard:
     """Remembers accepted (token, activity id) pairs until the token expires."""
 
-    def __init__(self, max_entries: int = 100_000) -> None:
+    def __init__(self, max_entries: int = 100_000, purge_every_seconds: float = 60.0) -> None:
         self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._max = max_entries
+        self._purge_every = purge_every_seconds
+        self._purged_at = float("-inf")
         self._lock = threading.Lock()
 
     def first_use(self, token: str, activity_id: str, expires_at: float, now: float) -> bool:
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
         key = (digest, activity_id)
         with self._lock:
-            for old in [k for k, exp in self._seen.items() if exp < now]:
-                del self._seen[old]
-            if key in self._seen:
+            if now - self._purged_at >= self._purge_every:  # not on every call: O(n)
+                for old in [k for k, exp in self._seen.items() if exp < now]:
+                    del self._seen[old]
+                self._purged_at = now
+            if key in self._seen:  # an expired token never gets this far
                 return False
             self._seen[key] = expires_at
             while len(self._seen) > self._max:
