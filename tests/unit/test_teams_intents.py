@@ -144,6 +144,29 @@ def test_phrasings_in_four_languages(language: Language, text: str, command: Com
     assert got.slots.model_dump(mode="json", exclude_none=True) == slots
 
 
+@pytest.mark.parametrize(("text", "reason"), [
+    ("reject phase-2 Need more testing for prod-1", "Need more testing"),
+    ("reject phase-2 prod-1 Need more testing", "Need more testing"),
+    ("lehne phase-2 ab Tests fehlen noch prod-1", "Tests fehlen noch"),
+    ("rechaza la fase 2 de prod-1 porque faltan pruebas", "faltan pruebas"),
+    ("utasítsd el a 2. fázist prod-1 mert hiányzik a teszt", "hiányzik a teszt"),
+])
+def test_a_reason_without_quotes_is_the_free_text_around_the_values(text: str,
+                                                                    reason: str) -> None:
+    got = intent(text)
+    assert (got.command, got.slots.gate, got.slots.migration_id, got.slots.reason) == (
+        Command.REJECT, "phase-2", "prod-1", reason)
+
+
+def test_a_dangling_connector_is_not_a_reason() -> None:
+    assert question("reject phase-2 for prod-1").missing == ["reason"]
+    assert question("lehne phase-2 für prod-1 ab").missing == ["reason"]
+
+
+def test_a_search_may_come_before_its_verb() -> None:
+    assert intent("ssl hibákra keress").slots.query == "ssl hibákra"
+
+
 def test_accents_are_optional() -> None:
     assert intent("Inditsd el a production migraciot Azure-ra eastus").command == Command.START
     assert intent("Mutasd a koltsegeket").command == Command.COSTS

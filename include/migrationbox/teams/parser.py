@@ -353,39 +353,50 @@ def _has_word(tokens: list[Token], words: Iterable[str]) -> bool:
     return False
 
 
-def _span_after(text: str, tokens: list[Token], after: int, stop: set[str]) -> str:
-    rest = [t for t in tokens if t.start >= after]
-    while rest and rest[0].norm in stop:
-        rest = rest[1:]
-    if not rest:
-        return ""
-    return text[rest[0].start:rest[-1].end].strip(" .,:;!?")
+#: Words that join a free text to the value after it ("Need more testing for prod-1").
+_CONNECTORS = frozenset({"for", "to", "of", "on", "in", "fur", "von", "zu", "bei", "para",
+                         "por", "de", "del", "en", "a", "az", "hogy"})
+
+
+def _span(text: str, run: list[Token], lead: set[str]) -> str:
+    while run and run[0].norm in lead:
+        run = run[1:]
+    while run and run[-1].norm in _CONNECTORS:
+        run = run[:-1]
+    return text[run[0].start:run[-1].end].strip(" .,:;!?") if run else ""
 
 
 def _free_text(text: str, tokens: list[Token], trigger: frozenset[int],
                grammar: LanguageGrammar, markers: tuple[str, ...],
                consumed: Iterable[int], *, strip_stopwords: bool) -> str:
-    """A reason or a search: after a marker word, else after the command (and the values
-    it names), else before the command (verb-final phrasings). A search drops leading
-    function words ("for", "nach"); a reason is kept as written."""
-    stop: set[str] = set()
+    """A reason or a search: after a marker word ("because", "weil"), else the longest run
+    of words after the command that are not the command or a value it names, else such a
+    run before the command (verb-final phrasings). A search drops leading function words
+    ("for", "nach"); a reason is kept as written, but for a dangling connector."""
+    lead: set[str] = set()
     if strip_stopwords:
-        stop = {fold(w) for w in grammar.stopwords if not w.endswith("*")}
-        stop |= {"for", "nach", "por", "about", "de"}
-    marked = [t for t in tokens if any(_matches(fold(m), t.norm) for m in markers)]
+        lead = {fold(w) for w in grammar.stopwords if not w.endswith("*")}
+        lead |= {"for", "nach", "por", "about", "de"}
+    marked = [i for i, t in enumerate(tokens) if any(_matches(fold(m), t.norm) for m in markers)]
     if marked:
-        found = _span_after(text, tokens, marked[0].end, stop)
+        found = _span(text, tokens[marked[0] + 1:], lead)
         if found:
             return found
-    last = max([*trigger, *consumed], default=-1)
-    if last >= 0:
-        after = _span_after(text, tokens, tokens[last].end, stop)
-        if after:
-            return after
+    taken = set(trigger) | set(consumed)
+    runs: list[list[int]] = []
+    for i in range(len(tokens)):
+        if i in taken:
+            continue
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
     first = min(trigger, default=0)
-    before = [t for t in tokens[:first] if t.norm not in stop]
-    if before:
-        return text[before[0].start:before[-1].end].strip(" .,:;!?")
+    for side in ([r for r in runs if r[0] > first], [r for r in runs if r[0] < first]):
+        for run in sorted(side, key=len, reverse=True):
+            found = _span(text, [tokens[i] for i in run], lead)
+            if found:
+                return found
     return ""
 
 
