@@ -142,7 +142,11 @@ def csv_file(draw: st.DrawFn) -> tuple[bytes, list[int], bool]:
             good.append(len(lines))
             row_writer.writerow(_row(GOOD[pick]))
         elif item == "cells":
-            row_writer.writerow([draw(CELLS) for _ in range(draw(st.integers(1, 10)))])
+            cells = [draw(CELLS) for _ in range(draw(st.integers(1, 10)))]
+            # the writer leaves a bare CR unquoted (it quotes only "\n", its line end);
+            # a reader rightly ends the row there, so the record indexes shift
+            whole = whole or any("\r" in cell for cell in cells)
+            row_writer.writerow(cells)
         elif item == "huge":
             whole = True
             row_writer.writerow(["web-01", "disk", "x" * 200_000])

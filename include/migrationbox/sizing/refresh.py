@@ -159,10 +159,7 @@ def parse_aws_bulk(doc: dict[str, Any], region: str) -> tuple[list[RefreshedRow]
                     if price is not None:
                         reserved[ta.get("LeaseContractLength", "")] = price
             processor = attrs.get("physicalProcessor", "")
-            try:
-                vcpu = int(attrs["vcpu"])
-            except (KeyError, ValueError):
-                vcpu = None
+            vcpu = _whole_vcpu(attrs.get("vcpu"))
             rows.append(RefreshedRow(
                 name=attrs.get("instanceType", ""), vcpu=vcpu,
                 memory_gib=_memory_gib(attrs.get("memory", "")),
@@ -171,6 +168,19 @@ def parse_aws_bulk(doc: dict[str, Any], region: str) -> tuple[list[RefreshedRow]
                 commit_3y_usd_hr=reserved.get("3yr")))
     with _item("publicationDate"):
         return [r for r in rows if r.name], _date(doc.get("publicationDate"))
+
+
+def _whole_vcpu(value: Any) -> int | None:
+    """The offer's ``vcpu`` attribute (a string such as ``"2"``) as a count >= 1, else
+    None (unknown): ``int(False)`` is 0 and ``int(2.5)`` is 2, neither a vCPU count the
+    price file may record."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        return None
+    return count if count >= 1 else None
 
 
 # --------------------------------------------------------------------------- Azure
