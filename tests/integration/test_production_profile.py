@@ -37,6 +37,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -154,7 +155,8 @@ def test_every_component_runs_and_reports_healthy(platform: Platform) -> None:
     assert names == {"emulator"} | {f"airflow-{n}"
                                     for n in state.production.component_commands()}
     assert {"airflow-api-server", "airflow-scheduler-1", "airflow-scheduler-2",
-            "airflow-dag-processor", "airflow-triggerer", "airflow-celery-worker-1",
+            "airflow-dag-processor", "airflow-triggerer-1", "airflow-triggerer-2",
+            "airflow-celery-worker-1",
             "airflow-celery-worker-2", "airflow-celery-replication-worker-1",
             "airflow-celery-replication-worker-2"} <= names
     assert status.health is not None
@@ -162,6 +164,7 @@ def test_every_component_runs_and_reports_healthy(platform: Platform) -> None:
         assert status.health[key]["status"] == "healthy", status.health
     # /monitor/health only speaks for the latest scheduler: both must be heartbeating
     assert status.schedulers_alive == 2
+    assert status.triggerers_alive == 2  # likewise for the triggerers
     assert sorted(status.celery_workers or []) == sorted(state.production.worker_hostnames())
 
 
@@ -526,41 +529,73 @@ def test_the_other_scheduler_carries_the_wave_on_when_one_is_killed(
 HEAL_DAG = "migrationbox_heal"
 
 
-def test_a_healer_incident_is_healed_on_celery_workers(platform: Platform) -> None:
-    from migrationbox.healer.chaoslab import SCENARIOS, ChaosEstate
+@pytest.fixture(scope="module")
+def heal_chaos(platform: Platform) -> Iterator[Any]:
+    """A migrated chaos estate with trained forecasters, watched by the heal DAG's conf
+    (built once: the heal tests share it; the last one takes it down)."""
+    from migrationbox.healer.chaoslab import ChaosEstate
     from migrationbox.healer.jobs import CONF_VARIABLE
+
+    env = platform.env()
+    chaos = ChaosEstate(f"pw{uuid.uuid4().hex[:6]}", Path(platform.runtime_dir) / "chaos",
+                        env["MIGRATIONBOX_EMULATOR_URL"])
+    try:
+        started = time.monotonic()
+        chaos.up()
+        with platform.client() as client:
+            client.wait_for_dag(HEAL_DAG, timeout=240)
+            chaos.baseline(30.0)
+            client.bulk_upsert("variables", [{"key": CONF_VARIABLE, "value": json.dumps({
+                "estates": [chaos.estate], "interval_s": 2, "sustain_scale": 0.02,
+                "verify_timeout_s": 30})}])
+        TIMINGS["chaos estate"] = time.monotonic() - started
+        yield chaos
+    finally:
+        _chaos_down(chaos)
+
+
+def _chaos_down(chaos: Any) -> None:
+    if chaos.lab is not None:
+        chaos.down()
+        chaos.lab = None
+
+
+def _burn_until_healed(platform: Platform, chaos: Any) -> tuple[Any, Any, datetime]:
+    """A CPU burn on the chaos estate, cleared once the healer has dealt with it:
+    (incident, report, when the burn started)."""
+    from migrationbox.healer.chaoslab import SCENARIOS
     from migrationbox.healer.store import IncidentStore
     from migrationbox.platform.testing import wait_until
     from migrationbox.store.db import engine
 
     state = platform.read_state()
     assert state is not None and state.production is not None
-    env = platform.env()
-    chaos = ChaosEstate(f"pw{uuid.uuid4().hex[:6]}", Path(platform.runtime_dir) / "chaos",
-                        env["MIGRATIONBOX_EMULATOR_URL"])
     store = IncidentStore(engine(state.production.store_url))
+    spec = SCENARIOS["cpu_burn"]
+    since = datetime.now(UTC)
+    chaos.inject("cpu_burn")
+    try:
+        healed = wait_until("the CPU burn to be healed", lambda: [
+            r for r in store.list(chaos.estate)
+            if r.anomaly_type == spec["row"] and r.resource == spec["server"]
+            and r.detected_at >= since and r.status in ("resolved", "failed")],
+            timeout=300, poll=2.0)
+    finally:
+        chaos.clear(spec["server"])
+    incident, report = store.get(healed[0].incident_id)
+    return incident, report, since
+
+
+def test_a_healer_incident_is_healed_on_celery_workers(platform: Platform,
+                                                        heal_chaos: Any) -> None:
+    state = platform.read_state()
+    assert state is not None and state.production is not None
+    env = platform.env()
     started = time.monotonic()
     with platform.client() as client:
         try:
-            chaos.up()
-            client.wait_for_dag(HEAL_DAG, timeout=240)
-            chaos.baseline(30.0)
-            client.bulk_upsert("variables", [{"key": CONF_VARIABLE, "value": json.dumps({
-                "estates": [chaos.estate], "interval_s": 2, "sustain_scale": 0.02,
-                "verify_timeout_s": 30})}])
             client.unpause(HEAL_DAG)
-            spec = SCENARIOS["cpu_burn"]
-            since = datetime.now(UTC)
-            chaos.inject("cpu_burn")
-            try:
-                healed = wait_until("the CPU burn to be healed", lambda: [
-                    r for r in store.list(chaos.estate)
-                    if r.anomaly_type == spec["row"] and r.resource == spec["server"]
-                    and r.detected_at >= since and r.status in ("resolved", "failed")],
-                    timeout=300, poll=2.0)
-            finally:
-                chaos.clear(spec["server"])
-            incident, report = store.get(healed[0].incident_id)
+            incident, report, _ = _burn_until_healed(platform, heal_chaos)
             assert incident.status.value == "resolved", report
             runs = client.dag_runs(HEAL_DAG)
             assert runs, "no heal run was woken"
@@ -579,8 +614,220 @@ def test_a_healer_incident_is_healed_on_celery_workers(platform: Platform) -> No
             assert env["MLFLOW_TRACKING_URI"] == state.production.mlflow_url
         finally:
             client.pause(HEAL_DAG)
-            chaos.down()
             TIMINGS["heal"] = time.monotonic() - started
+
+
+# -- the heal watch with two triggerers ------------------------------------------------
+
+def _watch_triggers(metadata_url: str) -> list[tuple[int, int | None, bool]]:
+    """Every EstateWatchTrigger row: (trigger id, triggerer job id, that job alive?)."""
+    from sqlalchemy import create_engine, text
+
+    from migrationbox.healer.watch_trigger import CLASSPATH
+
+    cutoff = datetime.now(UTC) - timedelta(seconds=prod.TRIGGERER_ALIVE_S)
+    eng = create_engine(metadata_url)
+    try:
+        with eng.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT t.id, t.triggerer_id, (j.end_date IS NULL AND j.latest_heartbeat > "
+                ":cutoff AND j.job_type = 'TriggererJob') FROM trigger t "
+                "LEFT JOIN job j ON j.id = t.triggerer_id WHERE t.classpath = :classpath"),
+                {"cutoff": cutoff, "classpath": CLASSPATH}).all()
+    finally:
+        eng.dispose()
+    return [(int(r[0]), r[1], bool(r[2])) for r in rows]
+
+
+def _triggerers_running(platform: Platform, trigger_id: int,
+                        offsets: dict[str, int] | None = None) -> list[str]:
+    """Triggerer components running trigger ``trigger_id`` now, by their logs (after
+    ``offsets``, byte positions per component): its last "starting" line comes after its
+    last "cancelled"/"completed" line. (A stalled triggerer can lose a trigger and run
+    it on until its next loop: Airflow's takeover is by heartbeat age.)"""
+    names = [n.removeprefix("airflow-") for n in platform.read_state().processes  # type: ignore[union-attr]
+             if n.startswith("airflow-triggerer-")]
+    started = re.compile(rf"trigger ID {trigger_id} starting")
+    ended = re.compile(rf"(Trigger cancelled|trigger completed).*name='ID {trigger_id}'")
+    found = []
+    for name in sorted(names):
+        with open(platform.logs_dir / f"airflow-{name}.log", "rb") as log:
+            log.seek((offsets or {}).get(name, 0))
+            lines = log.read().decode(errors="replace").splitlines()
+        last_start = max((i for i, ln in enumerate(lines) if started.search(ln)), default=-1)
+        last_end = max((i for i, ln in enumerate(lines) if ended.search(ln)), default=-1)
+        if last_start > last_end:
+            found.append(name)
+    return found
+
+
+def _signal_events_since(metadata_url: str, since: datetime) -> list[dict]:
+    """Payloads of the heal signals asset's events since ``since``."""
+    from sqlalchemy import create_engine, text
+
+    from migrationbox.healer.watch_trigger import SIGNALS_ASSET
+
+    eng = create_engine(metadata_url)
+    try:
+        with eng.connect() as conn:
+            extras = conn.execute(text(
+                "SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+                "WHERE a.name = :name AND e.timestamp >= :since ORDER BY e.id"),
+                {"name": SIGNALS_ASSET, "since": since}).scalars().all()
+    finally:
+        eng.dispose()
+    return [(json.loads(x) if isinstance(x, str) else x or {}).get("payload") or {}
+            for x in extras]
+
+
+def test_the_heal_watch_moves_to_the_other_triggerer_when_its_triggerer_dies(
+        platform: Platform, heal_chaos: Any) -> None:
+    """Two triggerers: the estate watch runs in exactly one; SIGKILL that one (its whole
+    process group) and the other claims the watch once the dead one's heartbeat is older
+    than ``[triggerer] triggerer_health_check_threshold``; a new CPU burn then still
+    wakes the heal DAG and is healed, with one asset event per firing."""
+    from migrationbox.healer.jobs import CONF_VARIABLE
+    from migrationbox.platform.testing import wait_until
+
+    state = platform.read_state()
+    assert state is not None and state.production is not None
+    metadata = state.production.metadata_url
+    started = time.monotonic()
+    killed: str | None = None
+    with platform.client() as client:
+        try:
+            wait_until("both triggerers to heartbeat",
+                       lambda: prod.alive_triggerers(metadata) == 2, timeout=120)
+            # the watch is (re)registered at the next parse after the unpause; before
+            # it, the row left by the previous test may still be on its way out
+            unpaused_at = datetime.now(UTC)
+            # each burn is a new incident, not folded into the previous test's one
+            client.bulk_upsert("variables", [{"key": CONF_VARIABLE, "value": json.dumps({
+                "estates": [heal_chaos.estate], "interval_s": 2, "sustain_scale": 0.02,
+                "verify_timeout_s": 30, "dedupe_window_s": 20})}])
+            client.unpause(HEAL_DAG)
+            wait_until("the heal DAG to be parsed unpaused", lambda: datetime.fromisoformat(
+                client.request("GET", f"/api/v2/dags/{HEAL_DAG}").get("last_parsed_time")
+                or "1970-01-01T00:00:00+00:00") > unpaused_at, timeout=120)
+            # one watch row, assigned to a live triggerer, running in exactly one of them
+            first = wait_until("the estate watch to run in one triggerer", lambda: [
+                (tid, job, runners) for tid, job, alive in _watch_triggers(metadata)
+                if alive and len(runners := _triggerers_running(platform, tid)) == 1],
+                timeout=240)
+            assert len(first) == 1, first
+            trigger_id, first_job, (killed,) = first[0]
+            offsets = {n: (platform.logs_dir / f"airflow-{n}.log").stat().st_size
+                       for n in state.production.component_commands()
+                       if n.startswith("triggerer-")}
+            os.killpg(platform.read_state().processes[f"airflow-{killed}"].pid,  # type: ignore[union-attr]
+                      signal.SIGKILL)
+            killed_at = time.monotonic()
+            moved = wait_until("the watch to move to the live triggerer", lambda: [
+                (tid, job) for tid, job, alive in _watch_triggers(metadata)
+                if alive and job != first_job
+                and _triggerers_running(platform, tid, offsets)], timeout=120)
+            TIMINGS["watch failover"] = time.monotonic() - killed_at
+            assert moved == [(trigger_id, moved[0][1])], moved  # the same trigger, moved
+            survivor = _triggerers_running(platform, trigger_id, offsets)
+            assert len(survivor) == 1 and survivor[0] != killed, (survivor, killed)
+            assert prod.alive_triggerers(metadata) == 1
+            incident, report, since = _burn_until_healed(platform, heal_chaos)
+            assert incident.status.value == "resolved", report
+            woken = [r for r in client.dag_runs(HEAL_DAG)
+                     if r.get("run_type") == "asset_triggered"
+                     and datetime.fromisoformat(r["run_after"]) >= since]
+            assert woken, "no heal run was woken after the failover"
+            # one event per firing: a watch running in two triggerers would post each
+            # firing twice (two event counters both starting at 1)
+            events = _signal_events_since(metadata, since)
+            assert events, "the watch posted no event for the burn"
+            counters = [e.get("events") for e in events]
+            assert len(counters) == len(set(counters)), events
+            # still only the survivor runs it
+            assert [job for _, job, _ in _watch_triggers(metadata)] == [moved[0][1]]
+        finally:
+            client.pause(HEAL_DAG)
+            _chaos_down(heal_chaos)
+            if killed:
+                platform.restart_component(killed)
+            TIMINGS["heal after triggerer kill"] = time.monotonic() - started
+
+
+def test_the_wave_dag_was_parsed_from_the_plans_bundle_in_object_storage(
+        platform: Platform, faulted_wave: WaveObservations) -> None:
+    """Planning published the estate's loader and spec to the plans bucket, and Airflow
+    parsed the wave DAG from the S3 bundle's download, not from the plans folder (the
+    wave test above ran its tasks from it, on workers that initialise that bundle)."""
+    from migrationbox.cloud.aws_session import aws_client
+    from migrationbox.orchestration.plans_bundle import parse_plans_root
+    from migrationbox.orchestration.spec import loader_source
+    from migrationbox.platform.airflow_runtime import PLANS_BUNDLE
+
+    state = platform.read_state()
+    assert state is not None and state.production is not None
+    root = parse_plans_root(state.production.plans_root)
+    s3 = aws_client("s3")
+    spec = s3.get_object(Bucket=root.bucket, Key=root.spec_key(WAVE_ESTATE))["Body"].read()
+    assert spec == (platform.plans_dir / f"{WAVE_ESTATE}.json").read_bytes()
+    loader = s3.get_object(Bucket=root.bucket, Key=root.loader_key(WAVE_ESTATE))["Body"]
+    assert loader.read().decode() == loader_source(WAVE_ESTATE)
+    with platform.client() as client:
+        dag = client.get_dag(WAVE_DAG)
+        assert dag is not None
+        assert not [e for e in client.import_errors()
+                    if e.get("bundle_name") == PLANS_BUNDLE], client.import_errors()
+    assert dag["bundle_name"] == PLANS_BUNDLE
+    assert dag["relative_fileloc"] == f"dags/migrate__{WAVE_ESTATE}.py"
+    fileloc = Path(dag["fileloc"])
+    download = Path(platform.airflow_home).resolve() / "dag_bundles" / PLANS_BUNDLE
+    assert fileloc == download / "dags" / f"migrate__{WAVE_ESTATE}.py", fileloc
+    assert not fileloc.is_relative_to(platform.plans_dir.resolve()), fileloc
+    # the download holds what the bucket holds, the loader's spec beside its folder
+    assert (download / f"{WAVE_ESTATE}.json").read_bytes() == spec
+
+
+def test_the_wave_s_reports_and_the_healer_s_backups_are_in_the_shared_bucket(
+        platform: Platform, faulted_wave: WaveObservations, heal_chaos: Any,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files people and other hosts read are objects under ``shared_root``: every report
+    the wave's tasks wrote (on the Celery workers) and every backup the healer's estate
+    has, byte for byte; a host with an empty runtime folder reads them from there."""
+    import hashlib
+
+    from migrationbox import run_reports, shared_files
+    from migrationbox.healer import backup
+
+    state = platform.read_state()
+    assert state is not None and state.production is not None
+    shared = shared_files.configured()
+    assert shared is not None and shared.root.uri() == state.production.shared_root
+    runtime = Path(platform.runtime_dir)
+    run_rel = run_reports.run_relative(WAVE_ESTATE, 1, faulted_wave.dag_run_id)
+    local = {p.relative_to(runtime / "artifacts" / run_rel).as_posix(): p
+             for p in (runtime / "artifacts" / run_rel).rglob("*") if p.is_file()}
+    assert "preflight.json" in local and "validate.json" in local, sorted(local)
+    published = {o.key.removeprefix(f"artifacts/{run_rel}/"): o
+                 for o in shared.list(f"artifacts/{run_rel}")}
+    assert set(published) == set(local), (sorted(published), sorted(local))
+    for name, path in local.items():
+        assert published[name].etag == hashlib.md5(path.read_bytes()).hexdigest(), name
+    backups = sorted((runtime / "backups" / heal_chaos.estate).rglob("*.sqlite"))
+    assert backups, "the chaos estate's database was never backed up"
+    for path in backups:
+        rel = path.relative_to(runtime).as_posix()
+        for part in (path, path.with_suffix(".json")):
+            assert shared.get_bytes(f"{rel.rsplit('/', 1)[0]}/{part.name}") == \
+                part.read_bytes(), part
+    # another host: nothing in its runtime folder, everything from the bucket
+    monkeypatch.setenv("MIGRATIONBOX_HOME", str(tmp_path / "other-host"))
+    assert run_reports.report_path(WAVE_ESTATE, 1, faulted_wave.dag_run_id,
+                                   "validate.json").read_bytes() == \
+        local["validate.json"].read_bytes()
+    server = backups[-1].parent.name
+    fetched = backup.latest_backup(heal_chaos.estate, server)
+    assert fetched is not None and fetched.path.is_relative_to(tmp_path / "other-host")
+    assert fetched.path.read_bytes() == backups[-1].read_bytes()
+    assert backup.verify_backup(fetched) is None
 
 
 def test_down_stops_every_process_of_the_profile(platform: Platform) -> None:

@@ -265,5 +265,9 @@ def test_triggerers_follow_the_setting_and_fail_over_sooner_than_airflow_s_defau
     # a dead triggerer's triggers move after `alive` seconds: sooner than Airflow's 30 s,
     # yet several missed heartbeats, so a live but busy triggerer keeps its triggers
     assert alive < 30 and alive >= 5 * beat
+    # a runner stalled by the heal watch's first imports keeps its triggers (seen: 47-51 s
+    # of silence under load); a killed triggerer stops beating whatever this says
+    silence = float(overrides["AIRFLOW__TRIGGERER__RUNNER_HEALTH_CHECK_THRESHOLD"])
+    assert silence >= 60 and silence > alive
     with pytest.raises(prod.ProductionError, match="production_triggerers"):
         ProductionConfig.from_settings(triggerers=0)

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "heal_cmd",
     "endpoints_cmd",
     "users_cmd",
+    "reports_cmd",
 )
 
 

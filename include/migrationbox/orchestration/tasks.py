@@ -222,8 +222,11 @@ def run_phase(phase_name: str, estate: str, wave: int, plan_version: int, **cont
         )
     _event(estate, wave, run_id, phase_name, "phase_started",
            f"{phase_name} started{' (dry run)' if ctx.dry_run else ''}", {})
+    from migrationbox.run_reports import published
+
     try:
-        result = func(ctx)
+        with published(ctx):  # the task's reports, to shared storage when configured
+            result = func(ctx)
     except PhaseFailed as exc:
         _finish(estate, plan_version, wave, run_id, phase_name, "failed", str(exc),
                 {"details": exc.details})

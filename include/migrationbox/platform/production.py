@@ -59,6 +59,27 @@ VISIBILITY_TIMEOUT_S = 86_400
 #: A scheduler counts as alive while its heartbeat is younger than this (Airflow's
 #: ``[scheduler] scheduler_health_check_threshold`` default).
 SCHEDULER_ALIVE_S = 30.0
+#: Seconds between two heartbeats of a triggerer's job row (``[triggerer]
+#: job_heartbeat_sec``; Airflow's default is 5): one small UPDATE each, and a dead
+#: triggerer's last beat is at most this old when it dies.
+TRIGGERER_HEARTBEAT_S = 2
+#: A triggerer counts as alive while its heartbeat is younger than this (``[triggerer]
+#: triggerer_health_check_threshold``; Airflow's default is 30). A live triggerer claims
+#: the triggers of a triggerer whose heartbeat is older (``Trigger.assign_unassigned``,
+#: every loop of about a second), so this is how long the heal watch is blind after its
+#: triggerer dies. Lower risks a stalled but live triggerer losing its triggers: it
+#: cancels them at its next loop, so they run twice until then (seen here: a triggerer
+#: stalled 40-50 s on a 2-core host at load 17-19, with this threshold or Airflow's 30 s).
+TRIGGERER_ALIVE_S = 15
+#: Seconds the trigger runner's event loop may stay silent before its triggerer stops
+#: heartbeating (``[triggerer] runner_health_check_threshold``, Airflow's default 30), so
+#: that its triggers move elsewhere. The heal watch's first check in a fresh runner
+#: imports the healer (pandas, the store) and under load held the loop 14 s and left it
+#: silent 47-51 s on this 2-core host: at 30 s each triggerer in turn gave the watch up
+#: and it ran in both for 16-34 s. A SIGKILLed triggerer stops beating at once whatever
+#: this says, so failover stays at ``TRIGGERER_ALIVE_S``; only a hung-but-alive runner
+#: is noticed later.
+TRIGGERER_RUNNER_SILENCE_S = 120
 
 _DB_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 
@@ -125,13 +146,19 @@ class ProductionConfig(BaseModel):
     @field_validator("mlflow_artifact_root", "shared_root", "plans_root")
     @classmethod
     def _s3_root(cls, value: str) -> str:
-        from migrationbox.mlflow_backend import MlflowBackendError, normalise_root, split_s3
+        from migrationbox.mlflow_backend import (
+            ARTIFACT_ROOT_ENV,
+            MlflowBackendError,
+            normalise_root,
+            split_s3,
+        )
 
         try:
             split_s3(value)  # a worker on another host cannot read a local folder
             return normalise_root(value)
-        except MlflowBackendError as exc:
-            raise ValueError(str(exc)) from exc
+        except MlflowBackendError as exc:  # the setting is named by from_settings
+            message = str(exc).replace(f"{ARTIFACT_ROOT_ENV}: ", "")
+            raise ValueError(message.replace(f"{ARTIFACT_ROOT_ENV} ", "")) from exc
 
     @field_validator("broker_url")
     @classmethod
@@ -259,6 +286,21 @@ class ProductionConfig(BaseModel):
             "AIRFLOW__MIGRATIONBOX__APPROVERS": mb_settings.ANY_APPROVER,
             # users and roles in the metadata database (platform.auth, access-control.md)
             "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
+            **self.triggerer_overrides(),
+        }
+
+    def triggerer_overrides(self) -> dict[str, str]:
+        """``[triggerer]`` settings for several triggerers: a SIGKILLed triggerer never
+        ends its job row, so its triggers (the heal watch among them) move to a live
+        triggerer only once its heartbeat is older than the health check threshold;
+        beating every 2 s and giving up after 15 s moves them within about 15 s instead
+        of Airflow's 30 s. Two live triggerers never claim the same trigger: the claim
+        is a ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL."""
+        return {
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": str(TRIGGERER_HEARTBEAT_S),
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": str(TRIGGERER_ALIVE_S),
+            "AIRFLOW__TRIGGERER__RUNNER_HEALTH_CHECK_THRESHOLD":
+                str(TRIGGERER_RUNNER_SILENCE_S),
         }
 
     def worker_hostname(self, number: int) -> str:
@@ -286,15 +328,18 @@ class ProductionConfig(BaseModel):
         cluster, workers on other hosts need their log server (or remote logging).
         ``--without-mingle/--without-gossip``: the workers need no state from each
         other at start, and skipping both saves seconds and broker chatter.
-        ``celery-worker-N`` serve the default queue; ``celery-replication-worker-N``
-        only the replication queue, with their own (small) concurrency, so disk copies
-        never take the slots of the other tasks and vice versa.
+        ``triggerer-N`` share the triggers (each runs in one of them; see
+        :meth:`triggerer_overrides`). ``celery-worker-N`` serve the default queue;
+        ``celery-replication-worker-N`` only the replication queue, with their own
+        (small) concurrency, so disk copies never take the slots of the other tasks and
+        vice versa.
         """
         commands: dict[str, tuple[str, ...]] = {"api-server": ("api-server",)}
         for n in range(1, self.schedulers + 1):
             commands[f"scheduler-{n}"] = ("scheduler", "--skip-serve-logs")
         commands["dag-processor"] = ("dag-processor",)
-        commands["triggerer"] = ("triggerer", "--skip-serve-logs")
+        for n in range(1, self.triggerers + 1):
+            commands[f"triggerer-{n}"] = ("triggerer", "--skip-serve-logs")
         for n in range(1, self.celery_workers + 1):
             commands[f"celery-worker-{n}"] = (
                 "celery", "worker",
@@ -441,10 +486,7 @@ def celery_task_totals(broker_url: str, timeout: float = 2.0) -> dict[str, int]:
             for name, data in stats.items()}
 
 
-def alive_schedulers(metadata_url: str, threshold_s: float = SCHEDULER_ALIVE_S) -> int:
-    """Schedulers whose job heartbeat is recent (what ``airflow jobs check
-    --job-type SchedulerJob --allow-multiple`` counts), read from the metadata database:
-    ``/monitor/health`` only reports the most recent scheduler, not how many are alive."""
+def _alive_jobs(metadata_url: str, job_type: str, threshold_s: float) -> int:
     from sqlalchemy import create_engine, text
 
     cutoff = datetime.now(UTC) - timedelta(seconds=threshold_s)
@@ -452,10 +494,25 @@ def alive_schedulers(metadata_url: str, threshold_s: float = SCHEDULER_ALIVE_S) 
     try:
         with eng.connect() as conn:
             count = conn.execute(
-                text("SELECT count(*) FROM job WHERE job_type = 'SchedulerJob' "
-                     "AND state = 'running' AND latest_heartbeat > :cutoff"),
-                {"cutoff": cutoff},
+                text("SELECT count(*) FROM job WHERE job_type = :job_type "
+                     "AND state = 'running' AND end_date IS NULL "
+                     "AND latest_heartbeat > :cutoff"),
+                {"job_type": job_type, "cutoff": cutoff},
             ).scalar_one()
     finally:
         eng.dispose()
     return int(count)
+
+
+def alive_schedulers(metadata_url: str, threshold_s: float = SCHEDULER_ALIVE_S) -> int:
+    """Schedulers whose job heartbeat is recent (what ``airflow jobs check
+    --job-type SchedulerJob --allow-multiple`` counts), read from the metadata database:
+    ``/monitor/health`` only reports the most recent scheduler, not how many are alive."""
+    return _alive_jobs(metadata_url, "SchedulerJob", threshold_s)
+
+
+def alive_triggerers(metadata_url: str, threshold_s: float = TRIGGERER_ALIVE_S) -> int:
+    """Triggerers whose job heartbeat is recent: the ones a trigger may be assigned to
+    (the same test ``Trigger.assign_unassigned`` makes; ``/monitor/health`` only
+    reports the most recent triggerer)."""
+    return _alive_jobs(metadata_url, "TriggererJob", threshold_s)

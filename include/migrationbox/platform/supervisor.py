@@ -117,9 +117,11 @@ class PlatformStatus(BaseModel):
     health: dict[str, Any] | None = None
     problem: str | None = None
     profile: str = "embedded"
-    #: production profile: Celery workers answering a ping, schedulers with a live heartbeat
+    #: production profile: Celery workers answering a ping, schedulers and triggerers
+    #: with a live heartbeat
     celery_workers: list[str] | None = None
     schedulers_alive: int | None = None
+    triggerers_alive: int | None = None
 
 
 class DownReport(BaseModel):
@@ -441,6 +443,7 @@ class Platform:
                 dags,
                 plugins,
                 loaders_folder=loaders_dir(plans),
+                plans_root=production.plans_root if production else None,
                 parallelism=production.parallelism if production else self.parallelism,
                 users=f"{self.username}:admin",
             ),
@@ -461,6 +464,7 @@ class Platform:
             self.plugins_folder,
             extra=extra,
             loaders_folder=self.loaders_dir,
+            plans_root=production.plans_root if production else None,
             parallelism=production.parallelism if production else self.parallelism,
             users=f"{self.username}:admin",
         )
@@ -632,6 +636,11 @@ class Platform:
                                              client=client)
             for root in (production.shared_root, production.plans_root):
                 ensure_artifact_bucket(root, url, client=client)
+            # the plans bundle's prefix exists before the DAG processor starts, with the
+            # estates already planned here (orchestration.plans_bundle)
+            from migrationbox.orchestration.plans_bundle import prepare_bundle
+
+            prepare_bundle(self.plans_dir, production.plans_root, client=client)
         except MigrationBoxError as exc:
             raise PlatformError(f"production profile: {exc}") from exc
         if created:
@@ -723,13 +732,16 @@ class Platform:
             try:
                 missing = wanted - set(prod.celery_workers(production.broker_url))
                 schedulers = prod.alive_schedulers(production.metadata_url)
+                triggerers = prod.alive_triggerers(production.metadata_url)
             except Exception as exc:  # broker or database hiccup while starting
                 problem = f"{type(exc).__name__}: {exc}"
             else:
-                if not missing and schedulers >= production.schedulers:
+                if (not missing and schedulers >= production.schedulers
+                        and triggerers >= production.triggerers):
                     return
                 problem = (f"Celery workers not answering: {sorted(missing) or 'none'}; "
-                           f"schedulers alive: {schedulers} of {production.schedulers}")
+                           f"schedulers alive: {schedulers} of {production.schedulers}; "
+                           f"triggerers alive: {triggerers} of {production.triggerers}")
             time.sleep(1.0)
         raise PlatformError(f"the production profile was not ready within {timeout:.0f}s: "
                             f"{problem}")
@@ -827,8 +839,17 @@ class Platform:
             problem = f"Airflow API not answering at {state.api_url} ({type(exc).__name__})"
         workers: list[str] | None = None
         schedulers: int | None = None
+        triggerers: int | None = None
         if state.production is not None:
             workers, schedulers, extra_problem = self._production_status(state.production)
+            try:
+                triggerers = prod.alive_triggerers(state.production.metadata_url)
+            except Exception:  # the database's failure is reported by _production_status
+                triggerers = None
+            else:
+                if triggerers < state.production.triggerers:
+                    short = f"triggerers alive: {triggerers} of {state.production.triggerers}"
+                    extra_problem = f"{extra_problem}; {short}" if extra_problem else short
             if extra_problem:
                 problem = f"{problem}; {extra_problem}" if problem else extra_problem
         dead = [c.name for c in components if not c.running]
@@ -838,6 +859,7 @@ class Platform:
         return PlatformStatus(
             running=running, state=state, components=components, health=health, problem=problem,
             profile=state.profile, celery_workers=workers, schedulers_alive=schedulers,
+            triggerers_alive=triggerers,
         )
 
     @staticmethod
