@@ -224,12 +224,22 @@ class AirflowClient:
             body["dag_run_id"] = run_id
         if note is not None:
             body["note"] = note
-        try:
-            return dict(self.request("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns", json=body))
-        except AirflowApiError as exc:
-            if exc.status == 409 and run_id is not None:
-                return self.dag_run(dag_id, run_id)
-            raise
+        attempt = 0
+        while True:
+            try:
+                return dict(self.request("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns",
+                                         json=body))
+            except AirflowApiError as exc:
+                if exc.status == 409 and run_id is not None:
+                    return self.dag_run(dag_id, run_id)
+                # with a run id a repeat cannot start a second run (409 above), so a
+                # transient failure is retried like a GET: 50 waves triggered at once
+                # on the embedded default's SQLite lost the lock ("Database error", 500)
+                if (run_id is None or exc.status not in RETRYABLE_STATUS
+                        or attempt >= MAX_RETRIES):
+                    raise
+                attempt += 1
+                time.sleep(0.5 * 2**attempt)
 
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}"))
