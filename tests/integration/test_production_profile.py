@@ -560,9 +560,10 @@ def _chaos_down(chaos: Any) -> None:
         chaos.lab = None
 
 
-def _burn_until_healed(platform: Platform, chaos: Any) -> tuple[Any, Any, datetime]:
-    """A CPU burn on the chaos estate, cleared once the healer has dealt with it:
-    (incident, report, when the burn started)."""
+def _fault_until_healed(platform: Platform, chaos: Any, scenario: str = "cpu_burn"
+                        ) -> tuple[Any, Any, datetime]:
+    """A chaos scenario (a CPU burn by default) on the chaos estate, cleared once the
+    healer has dealt with it: (incident, report, when the fault started)."""
     from migrationbox.healer.chaoslab import SCENARIOS
     from migrationbox.healer.store import IncidentStore
     from migrationbox.platform.testing import wait_until
@@ -571,11 +572,11 @@ def _burn_until_healed(platform: Platform, chaos: Any) -> tuple[Any, Any, dateti
     state = platform.read_state()
     assert state is not None and state.production is not None
     store = IncidentStore(engine(state.production.store_url))
-    spec = SCENARIOS["cpu_burn"]
+    spec = SCENARIOS[scenario]
     since = datetime.now(UTC)
-    chaos.inject("cpu_burn")
+    chaos.inject(scenario)
     try:
-        healed = wait_until("the CPU burn to be healed", lambda: [
+        healed = wait_until(f"the {scenario} to be healed", lambda: [
             r for r in store.list(chaos.estate)
             if r.anomaly_type == spec["row"] and r.resource == spec["server"]
             and r.detected_at >= since and r.status in ("resolved", "failed")],
@@ -595,7 +596,7 @@ def test_a_healer_incident_is_healed_on_celery_workers(platform: Platform,
     with platform.client() as client:
         try:
             client.unpause(HEAL_DAG)
-            incident, report, _ = _burn_until_healed(platform, heal_chaos)
+            incident, report, _ = _fault_until_healed(platform, heal_chaos)
             assert incident.status.value == "resolved", report
             runs = client.dag_runs(HEAL_DAG)
             assert runs, "no heal run was woken"
@@ -684,8 +685,8 @@ def test_the_heal_watch_moves_to_the_other_triggerer_when_its_triggerer_dies(
         platform: Platform, heal_chaos: Any) -> None:
     """Two triggerers: the estate watch runs in exactly one; SIGKILL that one (its whole
     process group) and the other claims the watch once the dead one's heartbeat is older
-    than ``[triggerer] triggerer_health_check_threshold``; a new CPU burn then still
-    wakes the heal DAG and is healed, with one asset event per firing."""
+    than ``[triggerer] triggerer_health_check_threshold``; a new fault (a failing health
+    check) then still wakes the heal DAG and is healed, with one asset event per firing."""
     from migrationbox.healer.jobs import CONF_VARIABLE
     from migrationbox.platform.testing import wait_until
 
@@ -731,12 +732,20 @@ def test_the_heal_watch_moves_to_the_other_triggerer_when_its_triggerer_dies(
             survivor = _triggerers_running(platform, trigger_id, offsets)
             assert len(survivor) == 1 and survivor[0] != killed, (survivor, killed)
             assert prod.alive_triggerers(metadata) == 1
-            incident, report, since = _burn_until_healed(platform, heal_chaos)
+            # not a second CPU burn: the first test's heal scaled web-01 out to three
+            # instances, so the same burn now averages about a third and never
+            # crosses the row's 90 %; a failing health check on api-01 is a new fault
+            incident, report, since = _fault_until_healed(platform, heal_chaos,
+                                                          "failing_health")
             assert incident.status.value == "resolved", report
-            woken = [r for r in client.dag_runs(HEAL_DAG)
-                     if r.get("run_type") == "asset_triggered"
-                     and datetime.fromisoformat(r["run_after"]) >= since]
-            assert woken, "no heal run was woken after the failover"
+            # a run the watch woke was sensing after the fault began (one woken earlier
+            # may still be sensing, as a woken run goes on until the estate is quiet)
+            runs = client.dag_runs(HEAL_DAG)
+            woken = [r for r in runs if r.get("run_type") == "asset_triggered"
+                     and (r.get("end_date") is None
+                          or datetime.fromisoformat(r["end_date"]) >= since)]
+            assert woken, ("no asset-triggered heal run was sensing after the failover",
+                           since, runs)
             # one event per firing: a watch running in two triggerers would post each
             # firing twice (two event counters both starting at 1)
             events = _signal_events_since(metadata, since)
