@@ -59,7 +59,15 @@ def platform(tmp_path_factory):
     from migrationbox.platform.testing import running_platform
 
     with running_platform(tmp_path_factory.mktemp("wave-platform")) as plat:
-        yield plat
+        try:
+            yield plat
+        finally:  # the labs' source and target databases too, not only their processes
+            while _LABS:
+                _LABS.pop().down(purge=True)
+
+
+#: labs the module's tests started: purged when the module's platform stops
+_LABS: list = []
 
 
 def _prepare(platform, tmp_path: Path, estate: str, ssh_sources: bool = False):
@@ -83,6 +91,7 @@ def _prepare(platform, tmp_path: Path, estate: str, ssh_sources: bool = False):
             pytest.skip(f"the lab's SSH sources need OpenSSH: {why}")
     lab = Lab(estate, servers, root=Path(platform.runtime_dir) / "lab", data_scale_mb=2,
               ssh_sources=ssh_sources)
+    _LABS.append(lab)
     endpoints = lab.up()
     if ssh_sources:  # the workers read the lab's SSH connection from Airflow
         platform.client().bulk_upsert("connections", [lab.airflow_connection_entity()])
