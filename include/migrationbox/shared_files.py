@@ -278,16 +278,19 @@ class SharedFiles:
 
     def get_bytes(self, key: str) -> bytes:
         """The content of object ``key``; :class:`SharedObjectMissing` if there is none."""
-        full = self.root.object_key(key)
         with self._call("get", key):
-            try:
-                response = self.client.get_object(Bucket=self.root.bucket, Key=full)
-            except Exception as exc:
-                if _code(exc) in ("NoSuchKey", "404", "NotFound"):
-                    raise SharedObjectMissing(
-                        f"s3://{self.root.bucket}/{full} does not exist") from None
-                raise
-            return bytes(response["Body"].read())
+            return bytes(self._get_object(self.root.object_key(key))["Body"].read())
+
+    def _get_object(self, full: str) -> Any:
+        """``GetObject`` of the full key; :class:`SharedObjectMissing` if there is none
+        (inside the caller's ``_call``, which names the key on other errors)."""
+        try:
+            return self.client.get_object(Bucket=self.root.bucket, Key=full)
+        except Exception as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise SharedObjectMissing(
+                    f"s3://{self.root.bucket}/{full} does not exist") from None
+            raise
 
     def head(self, key: str) -> SharedObject | None:
         """ETag and size of object ``key``, or ``None`` when there is no such object."""
@@ -390,13 +393,7 @@ class SharedFiles:
                                    dir=dest.parent)
         try:
             with self._call("get", key):
-                try:
-                    response = self.client.get_object(Bucket=self.root.bucket, Key=full)
-                except Exception as exc:
-                    if _code(exc) in ("NoSuchKey", "404", "NotFound"):
-                        raise SharedObjectMissing(
-                            f"s3://{self.root.bucket}/{full} does not exist") from None
-                    raise
+                response = self._get_object(full)
                 size = 0
                 with os.fdopen(fd, "wb") as handle:
                     for chunk in iter(lambda: response["Body"].read(_CHUNK), b""):
