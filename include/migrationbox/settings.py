@@ -91,6 +91,19 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "object storage (s3://bucket/prefix) the per-estate plans bundle is published "
             "to and read from (Airflow's S3DagBundle); unset: the local plans folder is the "
             "bundle (the production profile sets it from production_plans_root)"),
+    Setting("teams_port", 3978, int,
+            "loopback port of the Microsoft Teams bot endpoint (POST /api/messages); 0 "
+            "picks a free one; the platform starts it with Airflow"),
+    Setting("teams_conn_id", "migrationbox_teams", str,
+            "Airflow connection holding the Teams bot's credentials: login = the bot's "
+            "app id, password = its client secret, extra = tenant_id, openid_metadata_url, "
+            "issuers, connector_token_url (see docs/teams.md)"),
+    Setting("teams_speech_model_path", None, str,
+            "folder of a faster-whisper (CTranslate2) speech model for voice commands; "
+            "unset: the multilingual base model installed from the package registry"),
+    Setting("teams_notify_interval_s", 5.0, float,
+            "seconds between the Teams bot's scans for events to notify (wave started, "
+            "phase failed, incidents, approvals waiting)"),
     Setting("store_url", None, str,
             "SQLAlchemy URL of the MigrationBox store; unset: the Airflow connection "
             "migrationbox_store, else a SQLite file in <home>"),

@@ -26,11 +26,11 @@ def test_current_and_info_do_not_create_or_migrate(url, tmp_path, capsys):
 
 def test_upgrade_then_current_then_info(url, capsys):
     assert main(["store", "upgrade", "--url", url]) == 0
-    assert "revision 0002 (upgraded from empty)" in capsys.readouterr().out
+    assert "revision 0003 (upgraded from empty)" in capsys.readouterr().out
     assert main(["store", "upgrade", "--url", url]) == 0
     assert "already at head" in capsys.readouterr().out
     assert main(["store", "current", "--url", url]) == 0
-    assert "revision 0002 (head)" in capsys.readouterr().out
+    assert "revision 0003 (head)" in capsys.readouterr().out
     assert main(["store", "info", "--url", url]) == 0
     assert "no estates stored" in capsys.readouterr().out
 

@@ -52,7 +52,7 @@ def _copy_of_models() -> MetaData:
 def test_upgrade_from_any_directory_creates_the_model_schema(url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # programmatic config: no alembic.ini in the cwd needed
     assert db.current_revision(url) is None
-    assert db.upgrade(url) == db.head_revision() == "0002"
+    assert db.upgrade(url) == db.head_revision() == "0003"
     tables = set(inspect(db.engine(url, migrate=False)).get_table_names())
     assert tables >= STORE_TABLES
     assert db.VERSION_TABLE in tables and "alembic_version" not in tables

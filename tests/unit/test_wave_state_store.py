@@ -44,12 +44,12 @@ def _ctx(url: str, tmp_path: Path, run_id: str = "manual__1") -> PhaseContext:
 
 
 def test_the_migration_creates_the_table_and_goes_back(url: str):
-    assert db.current_revision(url) == db.head_revision() == "0002"
+    assert db.current_revision(url) == db.head_revision() == "0003"
     assert "wave_state" in inspect(db.engine(url, migrate=False)).get_table_names()
     with db.engine(url, migrate=False).begin() as conn:
         command.downgrade(db.alembic_config(url, connection=conn), "0001")
     assert "wave_state" not in inspect(db.engine(url, migrate=False)).get_table_names()
-    assert db.upgrade(url) == "0002"
+    assert db.upgrade(url) == "0003"
 
 
 def test_provision_state_reaches_a_task_with_another_local_folder(url: str, tmp_path: Path):

@@ -358,3 +358,135 @@ class WaveStateRow(Base):
     payload: Mapped[dict[str, Any]] = mapped_column()
     written_by: Mapped[str | None] = mapped_column(String(255))
     written_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TeamsConversationRow(Base):
+    """A Teams conversation the bot has been talked to in (or installed into), with what
+    the Bot Connector needs to reach it again and what it wants to be told.
+
+    ``estate`` binds the conversation to one migration (a channel per migration, as the
+    plan has it) so commands without an id act on it and its notifications land there.
+    """
+
+    __tablename__ = "teams_conversations"
+    __table_args__ = (UniqueConstraint("conversation_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(512))
+    service_url: Mapped[str] = mapped_column(String(1024))
+    channel_id: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str | None] = mapped_column(String(128))
+    reference: Mapped[dict[str, Any]] = mapped_column()
+    estate: Mapped[str | None] = mapped_column(String(255))
+    muted_until: Mapped[datetime | None]
+    muted_kinds: Mapped[list[str]] = mapped_column(default=list)
+    alert_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TeamsConfirmationRow(Base):
+    """A destructive intent waiting for its user's yes or no (the card's buttons carry
+    only ``id``, so what runs is what was stored, not what a button sends)."""
+
+    __tablename__ = "teams_confirmations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(512))
+    user_id: Mapped[str] = mapped_column(String(255))
+    intent: Mapped[dict[str, Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+
+
+class EstateApproverRow(Base):
+    """Who may answer an estate's gates from Teams: ``role`` primary or backup (the
+    backup is who an urgent approval escalates to)."""
+
+    __tablename__ = "estate_approvers"
+    __table_args__ = (UniqueConstraint("estate", "user_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    estate: Mapped[str] = mapped_column(String(255))
+    user_key: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20), default="primary")
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TeamsApprovalCardRow(Base):
+    """An approval card posted for one gate of one DAG run in one conversation: the
+    activity to update when the gate is answered, and the SLA clock's marks."""
+
+    __tablename__ = "teams_approval_cards"
+    __table_args__ = (
+        UniqueConstraint("estate", "wave", "dag_run_id", "gate", "conversation_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    estate: Mapped[str] = mapped_column(String(255))
+    wave: Mapped[int] = mapped_column(Integer)
+    dag_id: Mapped[str] = mapped_column(String(250))
+    dag_run_id: Mapped[str] = mapped_column(String(250))
+    task_id: Mapped[str] = mapped_column(String(250))
+    map_index: Mapped[int] = mapped_column(Integer, default=-1)
+    gate: Mapped[str] = mapped_column(String(64))
+    urgency: Mapped[str] = mapped_column(String(20), default="standard")
+    conversation_id: Mapped[str] = mapped_column(String(512))
+    activity_id: Mapped[str | None] = mapped_column(String(255))
+    posted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    respond_by: Mapped[datetime | None]
+    reminded_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    decision: Mapped[str | None] = mapped_column(String(20))
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class TeamsCommandRow(Base):
+    """Who ran which bot command when, and how it ended (the team-activity feed)."""
+
+    __tablename__ = "teams_commands"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    conversation_id: Mapped[str] = mapped_column(String(512))
+    user_id: Mapped[str] = mapped_column(String(255))
+    user_name: Mapped[str | None] = mapped_column(String(255))
+    text: Mapped[str] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(8))
+    command: Mapped[str | None] = mapped_column(String(40))
+    migration_id: Mapped[str | None] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class TeamsNotificationRow(Base):
+    """One proactive message for one conversation, keyed so a notifier restart or a
+    second notifier never sends it twice; kept with its attempts and last error."""
+
+    __tablename__ = "teams_notifications"
+    __table_args__ = (UniqueConstraint("key", "conversation_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(40))
+    conversation_id: Mapped[str] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    activity_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class TeamsCursorRow(Base):
+    """How far a reader (the notifier's scan of migration events, of incidents) got."""
+
+    __tablename__ = "teams_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
