@@ -52,6 +52,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from migrationbox.cloud.s3_uri import S3RootError, parse_s3_root
 from migrationbox.errors import ConfigurationError, ExternalServiceError
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,6 @@ SCHEMA_LOCK_KEY = int.from_bytes(hashlib.sha256(b"migrationbox-mlflow-schema").d
 #: how long a process waits for another one creating the schema before giving up
 SCHEMA_LOCK_TIMEOUT_S = 300
 
-_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _SEGMENT_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 _prepared: set[str] = set()
@@ -160,10 +160,10 @@ def normalise_root(root: str) -> str:
         raise MlflowBackendError(
             f"{ARTIFACT_ROOT_ENV} must be a URI such as s3://bucket/prefix, got {root!r}")
     if parts.scheme == "s3":
-        if not _S3_BUCKET.match(parts.netloc) or ".." in parts.netloc:
-            raise MlflowBackendError(
-                f"{ARTIFACT_ROOT_ENV}: {parts.netloc!r} is not a valid S3 bucket name "
-                "(3-63 lowercase letters, digits, dots and hyphens)")
+        try:
+            parse_s3_root(value, what=ARTIFACT_ROOT_ENV)
+        except S3RootError as exc:
+            raise MlflowBackendError(str(exc)) from None
     elif parts.scheme == "file" and (parts.netloc not in ("", "localhost")
                                      or not parts.path.startswith("/")):
         raise MlflowBackendError(

@@ -40,7 +40,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from migrationbox.cloud.s3_uri import S3RootError, parse_s3_root
 from migrationbox.errors import (
     ConfigurationError,
     ExternalServiceError,
@@ -61,7 +61,6 @@ log = logging.getLogger("migrationbox.shared_files")
 MAX_KEY_BYTES = 1024
 #: a key segment becomes a file or folder name in a host's cache
 MAX_SEGMENT_BYTES = 255
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _CHUNK = 1024 * 1024
 
 
@@ -126,14 +125,11 @@ class SharedRoot:
 
     @classmethod
     def parse(cls, text: str) -> SharedRoot:
-        value = (text or "").strip()
-        if not value.startswith("s3://"):
-            raise SharedRootError(f"shared_root must be s3://bucket/prefix, got {text!r}")
-        bucket, _, prefix = value.removeprefix("s3://").partition("/")
-        if not _BUCKET.match(bucket) or ".." in bucket:
-            raise SharedRootError(f"shared_root: {bucket!r} is not a valid S3 bucket name "
-                                  "(3-63 lowercase letters, digits, dots and hyphens)")
-        prefix = prefix.strip("/")
+        try:
+            parsed = parse_s3_root(text, what="shared_root")
+        except S3RootError as exc:
+            raise SharedRootError(str(exc)) from None
+        bucket, prefix = parsed.bucket, parsed.prefix
         if prefix:
             try:
                 check_key(prefix)

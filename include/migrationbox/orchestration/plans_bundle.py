@@ -25,12 +25,11 @@ from code.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from migrationbox.cloud.s3_uri import S3RootError, parse_s3_root
 from migrationbox.errors import ConfigurationError, ExternalServiceError
 from migrationbox.orchestration.spec import (
     LOADERS_FOLDER,
@@ -47,7 +46,6 @@ MARKER_TEXT = (
     "estate's wave spec, dags/migrate__<estate>.py its loader DAG file. Written by "
     "`migrationbox plan`; do not edit.\n"
 )
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 class PlansBundleError(ExternalServiceError):
@@ -81,16 +79,11 @@ class PlansRoot:
 
 def parse_plans_root(root: str) -> PlansRoot:
     """``s3://bucket[/prefix]`` as a :class:`PlansRoot`; raise :class:`PlansRootError`."""
-    parts = urlsplit(str(root).strip())
-    if parts.scheme != "s3" or not _BUCKET.match(parts.netloc) or ".." in parts.netloc:
-        raise PlansRootError(f"plans_root must be s3://bucket/prefix with a valid bucket "
-                             f"name, got {root!r}")
-    if parts.query or parts.fragment:
-        raise PlansRootError(f"plans_root {root!r}: no query or fragment allowed")
-    prefix = parts.path.strip("/")
-    if prefix and any(p in ("", ".", "..") for p in prefix.split("/")):
-        raise PlansRootError(f"plans_root {root!r}: the prefix has an empty, . or .. part")
-    return PlansRoot(parts.netloc, prefix)
+    try:
+        parsed = parse_s3_root(root, what="plans_root")
+    except S3RootError as exc:
+        raise PlansRootError(str(exc)) from None
+    return PlansRoot(parsed.bucket, parsed.prefix)
 
 
 def configured_root() -> PlansRoot | None:
