@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "endpoints_cmd",
     "users_cmd",
     "reports_cmd",
+    "teams_cmd",
 )
 
 
