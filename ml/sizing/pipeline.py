@@ -550,8 +550,18 @@ def matched_comparison(conf: dict[str, Any] | TrainConfig | None = None,
     being short of the machine it buys (``ml_machines``). Each carries per-episode
     outcomes (``outcomes``) so that splits can be pooled, and 95 % CIs of the
     differences against the rule from resampling test VMs. Nothing is logged.
+
+    Also a bound no method can beat (``oracle``): per episode, the cheapest machine that
+    fits the *actual* future p95 (at or above the censored-demand floor, as the model's
+    machines are). Where the rule's machine costs more than that, a method could have
+    saved the difference without a new shortfall (``headroom_usd``); anywhere else a
+    saving against the rule means under-buying a machine the rule's fits.
     """
-    from migrationbox.sizing.quantile_model import CalibratedSizer, training_rows
+    from migrationbox.sizing.quantile_model import (
+        CalibratedSizer,
+        censored_floor,
+        training_rows,
+    )
 
     config = TrainConfig.from_conf(conf)
     prepared = prepare(config)
@@ -573,11 +583,15 @@ def matched_comparison(conf: dict[str, Any] | TrainConfig | None = None,
                 "ml_matched": (p["cpu_capacity"].to_numpy(), p["mem_capacity"].to_numpy()),
                 "ml_machines": (pick["cpu_capacity"].to_numpy(),
                                 pick["mem_capacity"].to_numpy())}
+        floor_cpu, floor_mem = censored_floor(frame)
+        caps["oracle"] = (np.maximum(test.frame["fut_cpu_p95"].to_numpy(), floor_cpu),
+                          np.maximum(test.frame["fut_mem_p95"].to_numpy(), floor_mem))
         outcomes = {k: bt.episode_outcomes(test.frame, *v) for k, v in caps.items()}
         row: dict[str, Any] = {
             "seed": seed, "test_vms": info["test_vms"], "episodes": len(test),
             "matched_risk": risk, "machine_matched_risk": machine_risk, "tuned": tuned,
             "summary": {k: summarise(o) for k, o in outcomes.items()},
+            "headroom_usd": headroom(outcomes["rule"], outcomes["oracle"]),
             "ci": {k: differences(outcomes[k], outcomes["rule"], n_boot)
                    for k in COMPARED[1:]},
             "outcomes": {k: {f: o[f].tolist() for f in OUTCOME_FIELDS}
@@ -585,6 +599,14 @@ def matched_comparison(conf: dict[str, Any] | TrainConfig | None = None,
         }
         out.append(row)
     return out
+
+
+def headroom(rule: dict[str, Any], oracle: dict[str, Any]) -> float:
+    """Mean USD/month by which the rule's machine costs more than the cheapest machine
+    fitting the actual future (``oracle``): the most any method can save against the
+    rule without being short of machine on an episode where the rule is not."""
+    diff = np.asarray(rule["usd"], dtype=float) - np.asarray(oracle["usd"], dtype=float)
+    return float(np.nanmean(np.maximum(diff, 0.0)))
 
 
 OUTCOME_FIELDS = ("vm_id", "short", "machine_short", "vcpu", "gib", "bought_vcpu",
@@ -611,10 +633,13 @@ def pooled(rows: list[dict[str, Any]], n_boot: int = 2000) -> dict[str, Any]:
     """All splits' test episodes together; CIs resample VMs (a VM tested in several
     splits is one cluster, so overlapping splits are not counted as independent)."""
     cat: dict[str, dict[str, np.ndarray]] = {}
-    for k in COMPARED:
-        cat[k] = {f: np.concatenate([np.asarray(r["outcomes"][k][f], dtype=float)
-                                     for r in rows]) for f in OUTCOME_FIELDS}
+    for k in (*COMPARED, "oracle"):
+        if all(k in r["outcomes"] for r in rows):
+            cat[k] = {f: np.concatenate([np.asarray(r["outcomes"][k][f], dtype=float)
+                                         for r in rows]) for f in OUTCOME_FIELDS}
+    out_headroom = headroom(cat["rule"], cat["oracle"]) if "oracle" in cat else float("nan")
     return {"episodes": len(cat["rule"]["short"]),
             "vms": len(np.unique(cat["rule"]["vm_id"])),
             "summary": {k: summarise(v) for k, v in cat.items()},
+            "headroom_usd": out_headroom,
             "ci": {k: differences(cat[k], cat["rule"], n_boot) for k in COMPARED[1:]}}

@@ -17,9 +17,11 @@ import pytest
 from migrationbox.sizing.backtest import bootstrap_difference, discovery_only
 from migrationbox.sizing.features import FEATURES
 from migrationbox.sizing.quantile_model import (
+    MAX_SHORT_PROBABILITY,
     CalibratedSizer,
     MachineMenu,
     QuantileConfig,
+    capped_prices,
     exceed_probability,
     training_rows,
 )
@@ -176,3 +178,41 @@ def test_censored_demand_is_never_sized_below_the_rule(fitted) -> None:
     calm = discovery_only(population(30, 1, seed=5))
     calm_pick = model.choose_machines(calm, MENU, 0.10)
     assert calm_pick["monthly_usd"].mean() < pick["monthly_usd"].mean()
+
+
+def test_capped_prices_drop_machines_more_likely_short_than_not() -> None:
+    prices = np.array([[10.0, 20.0, 30.0], [10.0, 20.0, np.inf], [10.0, 20.0, 30.0]])
+    prob = np.array([[0.9, 0.4, 0.1], [0.9, 0.8, 0.0], [0.6, 0.5, 0.51]])
+    out = capped_prices(prices, prob, 0.5)
+    assert out[0].tolist() == [np.inf, 20.0, 30.0]
+    # no candidate within the limit: the least likely short one it was allowed, not none
+    assert out[1].tolist() == [np.inf, 20.0, np.inf]
+    assert out[2].tolist() == [np.inf, 20.0, np.inf]  # exactly at the limit is allowed
+    with pytest.raises(ValueError, match="limit"):
+        capped_prices(prices, prob, 0.0)
+
+
+def test_an_expensive_server_is_not_given_up_to_save_its_price(fitted) -> None:
+    """The fleet penalty must not buy a machine the server is more likely short of than
+    not: a 32-core server using ~5 cores gets a machine that is meant to carry it, even
+    when the penalty is so low that a certain shortfall would be "cheaper"."""
+    model, X, Y, _ = fitted
+    model.tune_penalty(X, Y, MENU, 0.10)
+    key = next(k for k in model.penalties if k.startswith("discovery|"))
+    model.penalties[key] = 1.0  # $1 per unit of P(short): a shortfall costs next to nothing
+    big = discovery_only(population(5, 1, seed=9))
+    big["cpu_cores"], big["mem_gib"] = 32.0, 64.0
+    big["cpu_avg"], big["cpu_p95"], big["cpu_peak"] = 12.0, 15.0, 17.0
+    big["mem_avg"], big["mem_p95"], big["mem_peak"] = 5.0, 6.0, 7.0
+    pick = model.choose_machines(big, MENU, 0.10)
+    assert (pick["short_probability"] <= MAX_SHORT_PROBABILITY).all()
+    assert (pick["machine_vcpu"] >= 32 * 0.15).all()  # at least the window's p95 in cores
+
+
+def test_headroom_is_what_the_rule_overspends_against_perfect_foresight() -> None:
+    from ml.sizing.pipeline import headroom
+
+    rule = {"usd": [100.0, 50.0, 40.0, float("nan")]}
+    oracle = {"usd": [60.0, 80.0, 40.0, 10.0]}
+    # only where the rule costs more than the machine the future needed: (40 + 0 + 0) / 3
+    assert headroom(rule, oracle) == pytest.approx(40.0 / 3)

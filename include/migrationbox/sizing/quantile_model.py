@@ -33,11 +33,22 @@ measures whether the promise held on other VMs in a later period.
    step. So, per server, every machine shape of the catalog's price frontier
    (:class:`MachineMenu`) is a candidate whose probability of being short is read off
    the calibration residuals (CPU and memory jointly, from the same episodes), and the
-   server gets ``argmin price + penalty x P(short)``. One penalty serves the whole
+   server gets ``argmin price + penalty x P(short)`` among machines it is not more
+   likely short of than not (below). One penalty serves the whole
    fleet; it is tuned on the training VMs' out-of-fold episodes (never on test VMs) as
    the cheapest penalty whose *realised* out-of-fold share short is within the stated
    risk. The recommendation is then the machine's own capacity: short means future
    p95 demand above what was bought.
+
+   **No server is given up**: a machine whose probability of being short is above
+   :data:`MAX_SHORT_PROBABILITY` (more likely short than not) is not a candidate.
+   "Share of servers short" counts a 32-core server the same as a 1-core one, so with a
+   USD penalty alone the cheapest way to meet a fleet risk was to under-buy the few
+   expensive servers outright: on the backtest the first version bought a 1-vCPU
+   machine ($37.50) for two 32-core VMs needing ~5 vCPU (the rule bought 8 vCPU,
+   $223), short on every episode, and that was all of its "saving". A sizing must be
+   meant to fit the server; the fleet penalty then only trades risk among machines that
+   are.
 
    **Censored demand**: a resource whose window p95 is at its ceiling (>= 99 % of the
    current allocation) shows how much it was allowed, not how much it wanted, and the
@@ -344,7 +355,7 @@ class CalibratedSizer:
             tm = (np.log1p(mem_pct[here]) - self.oof["mem_center"][idx][:, None]) \
                 / self.oof["mem_spread"][idx][:, None]
             prob[here] = exceed_probability(tc, tm, residuals[ref])
-        prices = _allowed_prices(X.iloc[rows], menu, cpu_pct, mem_pct)
+        prices = capped_prices(_allowed_prices(X.iloc[rows], menu, cpu_pct, mem_pct), prob)
         best: tuple[float, float, float] | None = None  # (cost, short, penalty)
         safest: tuple[float, float, float] | None = None
         for lam in grid:
@@ -364,7 +375,8 @@ class CalibratedSizer:
 
     def choose_machines(self, X: pd.DataFrame, menu: MachineMenu, risk: float) -> pd.DataFrame:
         """Per server, the machine of ``menu`` minimising price + penalty x P(short),
-        among machines at or above the censored-demand floor (:func:`censored_floor`).
+        among machines at or above the censored-demand floor (:func:`censored_floor`) and
+        not more likely short than :data:`MAX_SHORT_PROBABILITY` (:func:`capped_prices`).
 
         Capacities (``cpu_capacity``, ``mem_capacity``) are the machine's, in percent of
         the server's current capacity, so "short" in the backtest means short of what
@@ -384,7 +396,7 @@ class CalibratedSizer:
             lam[modes == mode] = value
         cpu_pct, mem_pct = menu.capacities(X)
         prob = self.short_probability(X, cpu_pct, mem_pct)
-        prices = _allowed_prices(X, menu, cpu_pct, mem_pct)
+        prices = capped_prices(_allowed_prices(X, menu, cpu_pct, mem_pct), prob)
         pick = np.argmin(prices + lam[:, None] * prob, axis=1)
         at = np.arange(len(X))
         return pd.DataFrame({"cpu_capacity": cpu_pct[at, pick], "mem_capacity": mem_pct[at, pick],
@@ -428,6 +440,26 @@ def _allowed_prices(X: pd.DataFrame, menu: MachineMenu, cpu_pct: np.ndarray,
         biggest = (menu.vcpu == menu.vcpu.max()) | (menu.gib == menu.gib.max())
         ok[none] = biggest[None, :]
     return np.where(ok, menu.usd[None, :], np.inf)
+
+
+# A machine more likely short than this is not a candidate (module docstring, part 3).
+MAX_SHORT_PROBABILITY = 0.5
+
+
+def capped_prices(prices: np.ndarray, prob: np.ndarray,
+                  limit: float = MAX_SHORT_PROBABILITY) -> np.ndarray:
+    """``prices`` (n, K) with every machine whose short probability is above ``limit``
+    removed (inf). A row left with no candidate keeps its least likely short machines
+    among those it had: the best the menu offers, never nothing."""
+    if not 0 < limit <= 1:
+        raise ValueError(f"the short-probability limit must be in (0, 1], got {limit}")
+    allowed = np.isfinite(prices)
+    ok = allowed & (prob <= limit + 1e-12)
+    none = ~ok.any(axis=1)
+    if none.any():
+        least = np.where(allowed[none], prob[none], np.inf).min(axis=1, keepdims=True)
+        ok[none] = allowed[none] & (prob[none] <= least + 1e-12)
+    return np.where(ok, prices, np.inf)
 
 
 # Penalties tried when tuning machine choice (USD/month per unit of short probability).
