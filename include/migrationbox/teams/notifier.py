@@ -32,6 +32,10 @@ client's retries) is not tried again in the same scan; its rows go back to ``pen
 for the next scan until ``max_total_attempts``, so one broken conversation neither blocks
 the others nor loses its own messages to a short outage.
 
+The very first scan on a store only records where reading starts (``<cursor>.start``):
+a bot installed on a platform with history does not push last month's waves, and the
+re-read window never reaches below that start.
+
 Cursors: events by id, re-reading ``EVENT_REREAD_IDS`` ids before the cursor (on
 PostgreSQL an event committed late can carry a lower id than one already read; the
 claims make the re-read harmless); incidents by ``updated_at`` in epoch seconds,
@@ -49,6 +53,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from sqlalchemy import func, inspect, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from migrationbox.store.db import session_scope
@@ -301,8 +306,14 @@ def _start(session: Session, name: str, now_position: int) -> int | None:
     start = session.get(TeamsCursorRow, f"{name}.start")
     if start is not None:
         return start.position
-    session.add(TeamsCursorRow(name=f"{name}.start", position=now_position,
-                               updated_at=datetime.now(UTC)))
+    try:
+        with session.begin_nested():
+            session.add(TeamsCursorRow(name=f"{name}.start", position=now_position,
+                                       updated_at=datetime.now(UTC)))
+    except IntegrityError:  # a second notifier's first scan recorded it first
+        start = session.get(TeamsCursorRow, f"{name}.start")
+        assert start is not None
+        return start.position
     state.move_cursor(session, name, now_position)
     return None
 
