@@ -328,6 +328,35 @@ def test_a_gate_answered_elsewhere_first_is_reported_with_who_answered(url: str)
     assert "Rejected by admin" in json.dumps(sender.updates[-1][2].card, ensure_ascii=False)
 
 
+def test_a_gate_cleared_to_ask_again_gets_a_new_card_and_clock(url: str):
+    air, sender = FakeAirflow(), FakeSender()
+    air.add_gate("acme", 1, CUTOVER)
+    approvals.post_waiting_gates(store_url=url, client=air, sender=sender)
+    assert _answer(url, air, sender, SARAH, "reject", reason="not tonight").ok
+    # an operator clears the gate (the wave DAG's way to ask again): it waits once more
+    air.details[0].update(response_received=False, chosen_options=None, params_input={},
+                          responded_by_user=None, created_at=(T0 + timedelta(days=1))
+                          .isoformat())
+    air.details[0]["task_instance"]["state"] = "awaiting_input"
+    assert approvals.post_waiting_gates(store_url=url, client=air, sender=sender) == 2
+    rows = _rows(url)
+    assert [(r.decision, r.activity_id) for r in rows] == [(None, "act-3"), (None, "act-4")]
+    assert {r.respond_by for r in rows} == {T0 + timedelta(days=1, hours=1)}
+    assert _answer(url, air, sender, SARAH, "approve").ok
+    assert {r.decision for r in _rows(url)} == {"approved"}
+
+
+def test_cards_of_a_gate_that_vanished_are_closed_and_their_clock_stops(url: str):
+    air, sender = FakeAirflow(), FakeSender()
+    air.add_gate("acme", 1, CUTOVER)
+    approvals.post_waiting_gates(store_url=url, client=air, sender=sender)
+    air.details.clear()  # the run was deleted
+    assert approvals.post_waiting_gates(store_url=url, client=air, sender=sender) == 0
+    assert {r.decision for r in _rows(url)} == {"closed"}
+    assert _tick(url, air, sender, 90) == []
+    assert sender.texts() == []
+
+
 def test_a_reference_matching_two_waiting_gates_is_asked_back(url: str):
     air, sender = FakeAirflow(), FakeSender()
     air.add_gate("acme", 1, CUTOVER)

@@ -308,7 +308,8 @@ def _clock(session: Session, gate: WaitingGate, sla: SlaConfig) -> tuple[str, da
     """The gate's urgency and respond-by: those of its cards if any were posted (a
     reschedule moved them), else from the SLA data, the clock starting when the gate
     began waiting."""
-    rows = _rows_of_gate(session, gate.estate, gate.wave, gate.dag_run_id, gate.gate)
+    rows = [r for r in _rows_of_gate(session, gate.estate, gate.wave, gate.dag_run_id,
+                                     gate.gate) if r.decided_at is None]
     if rows and rows[0].respond_by is not None:
         return rows[0].urgency, rows[0].respond_by
     facts = _evidence(session, gate.estate, gate.wave, gate.dag_run_id, gate.gate).facts
@@ -320,8 +321,10 @@ def _post(session_url: str | None, sender: Sender, gate: WaitingGate,
           conversations: list[ConversationRef], sla: SlaConfig, *,
           repost: bool = False) -> tuple[int, dict[str, Any] | None]:
     """Post the gate's card to each conversation not holding one yet (``repost``: to
-    every one). The row is claimed before the send (the unique key stops a second bot
-    process) and dropped again if the send fails, so the next scan retries."""
+    every one; a card already decided for a gate that waits again, because it was
+    cleared to ask again, is reset and posted anew). The row is claimed before the send
+    (the unique key stops a second bot process) and dropped again if the send fails, so
+    the next scan retries."""
     posted = 0
     card: dict[str, Any] | None = None
     for ref in conversations:
@@ -333,7 +336,16 @@ def _post(session_url: str | None, sender: Sender, gate: WaitingGate,
                 TeamsApprovalCardRow.dag_run_id == gate.dag_run_id,
                 TeamsApprovalCardRow.gate == gate.gate,
                 TeamsApprovalCardRow.conversation_id == ref.conversation_id)).one_or_none()
-            if existing is not None and (not repost or existing.decided_at is not None):
+            if existing is not None and existing.decided_at is not None:
+                # decided, yet the gate waits again: it was cleared to ask again (the wave
+                # DAG's way after a rejection); a new card and a new SLA clock
+                existing.decided_at = existing.decided_by = existing.decision = None
+                existing.comment = existing.reminded_at = existing.escalated_at = None
+                existing.respond_by = existing.activity_id = None
+                session.flush()
+                urgency, respond_by = _clock(session, gate, sla)
+                existing.urgency, existing.respond_by = urgency, respond_by
+            elif existing is not None and not repost:
                 continue
             req = _request(session, estate=gate.estate, wave=gate.wave,
                            dag_run_id=gate.dag_run_id, task_id=gate.task_id, gate=gate.gate,
@@ -357,7 +369,7 @@ def _post(session_url: str | None, sender: Sender, gate: WaitingGate,
         except Exception as exc:  # one conversation failing must not stop the rest
             log.warning("approval card for %s %s not posted to %s: %s", gate.estate,
                         gate.ref, ref.conversation_id, exc)
-            if existing is None:
+            if existing is None or existing.activity_id is None:
                 with session_scope(session_url) as session:
                     for stale in _rows_of_gate(session, gate.estate, gate.wave,
                                                gate.dag_run_id, gate.gate):
