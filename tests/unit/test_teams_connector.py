@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given
@@ -372,3 +373,25 @@ def test_backoff_stays_between_half_and_the_capped_exponential(attempt: int,
                                                               r: float) -> None:
     ceiling = min(30.0, 0.5 * 2 ** (attempt - 1))
     assert ceiling / 2 <= backoff_delay(attempt, rand=lambda: r) <= ceiling
+
+
+@given(st.sampled_from(["http", "https", "ftp", "HTTPS", ""]),
+       st.sampled_from(["127.0.0.1", "localhost", "[::1]", "smba.trafficmanager.net",
+                        "10.0.0.1", "evil.example", ""]),
+       st.text(alphabet="abc/:@?#%", max_size=12))
+def test_only_https_or_loopback_http_service_urls_are_used(scheme: str, host: str,
+                                                          rest: str) -> None:
+    url = f"{scheme}://{host}/{rest}" if scheme else f"{host}/{rest}"
+    ref = ConversationRef(conversation_id="a:1", service_url=url or "x", bot_id="28:b")
+    client = BotConnectorClient(FixedToken(), sleep=lambda s: None)
+    try:
+        target = client._url(ref, "/activities", False)
+    except InputError as exc:
+        assert "serviceUrl" in str(exc)
+        return
+    finally:
+        client.close()
+    loopback = host in ("127.0.0.1", "localhost", "[::1]")
+    assert scheme.lower() == "https" or (scheme == "http" and loopback)
+    assert "?" not in rest and "#" not in rest
+    assert urlsplit(target).path.endswith("/v3/conversations/a%3A1/activities")

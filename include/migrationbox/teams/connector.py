@@ -248,6 +248,9 @@ def _require_safe_url(url: str, what: str) -> None:
     if not host or parts.username is not None or parts.password is not None:
         raise InputError(f"{what} {url!r} must be an https URL with a host and no "
                          f"user name")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        # the API's path is appended to it: a query would swallow it
+        raise InputError(f"{what} {url!r} must not carry a query or fragment")
     if parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK_HOSTS):
         return
     raise InputError(f"{what} {url!r}: only https is used (http only on a loopback host), "
