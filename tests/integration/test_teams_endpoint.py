@@ -4,11 +4,18 @@ Bot Connector shapes and the tokens it issued; refusals never reach the dispatch
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +24,20 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from migrationbox.errors import ConfigurationError, InputError
 from migrationbox.store.db import session_scope
 from migrationbox.teams import state
 from migrationbox.teams import testing as teams_testing
 from migrationbox.teams.cards import CardActionData, validate_card
 from migrationbox.teams.connector_stub import ConnectorStub
 from migrationbox.teams.contracts import Inbound, Reply
-from migrationbox.teams.server import GREETING, BotConfig, EndpointThread, build_app
+from migrationbox.teams.server import (
+    GREETING,
+    AttachmentFetcher,
+    BotConfig,
+    EndpointThread,
+    build_app,
+)
 from migrationbox.teams.testing import JwksServer, bot_claims, make_key
 
 CONVERSATION = "a:1personal-conversation-id"
@@ -390,3 +404,116 @@ def test_random_bodies_and_headers_never_give_500(bot: Bot, changes: dict[str, A
     assert answer.status_code < 500 or answer.status_code == 501, (answer.status_code,
                                                                    answer.text)
     assert "Traceback" not in answer.text
+
+
+# -- the process the platform starts ---------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_server_process_answers_with_the_platform_dispatcher_and_stops_on_sigterm(
+        tmp_path: Path) -> None:
+    key = make_key("kid-p")
+    with JwksServer(keys=[key]) as jwks, ConnectorStub() as stub:
+        conn = {"conn_type": "generic", "login": stub.app_id, "password": stub.secret,
+                "extra": {"openid_metadata_url": jwks.metadata_url,
+                          "connector_token_url": stub.token_url}}
+        port = _free_port()
+        env = {**os.environ, "AIRFLOW_CONN_MIGRATIONBOX_TEAMS": json.dumps(conn),
+               "MIGRATIONBOX_STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+               "MIGRATIONBOX_HOME": str(tmp_path), "AIRFLOW_HOME": str(tmp_path / "af")}
+        log_path = tmp_path / "bot.log"
+        with log_path.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "migrationbox.teams.server", "--port", str(port)],
+                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, log_path.read_text()
+                try:
+                    if requests.get(f"http://127.0.0.1:{port}/healthz",
+                                    timeout=2).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    time.sleep(0.3)
+            token = key.sign(bot_claims(stub.app_id, service_url=stub.url))
+            body = {"type": "message", "id": "m-1", "serviceUrl": stub.url,
+                    "channelId": "msteams", "text": "hello there", "locale": "en-US",
+                    "from": {"id": "29:u", "name": "Ada", "aadObjectId": "aad-ada"},
+                    "conversation": {"id": "a:conv-p", "conversationType": "personal"},
+                    "recipient": {"id": f"28:{stub.app_id}", "name": "MigrationBox"}}
+            answer = requests.post(f"http://127.0.0.1:{port}/api/messages", json=body,
+                                   headers={"Authorization": f"Bearer {token}"}, timeout=60)
+            assert answer.status_code in (200, 202), answer.text
+            sent = stub.activities()
+            assert sent and all(r.status == 200 for r in sent)  # a real answer, swagger-valid
+            assert sent[0].body["replyToId"] == "m-1"
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            code = proc.wait(timeout=30)
+    assert code == 0, log_path.read_text()
+    assert "Teams bot endpoint stopped" in log_path.read_text()
+
+
+def test_server_process_without_its_connection_exits_with_the_reason(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env["AIRFLOW_HOME"] = str(tmp_path / "af")
+    done = subprocess.run(
+        [sys.executable, "-m", "migrationbox.teams.server", "--port", "0", "--conn-id",
+         "no_such_teams_connection"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "no_such_teams_connection" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_bot_config_from_connection_fields() -> None:
+    config = BotConfig.from_connection_fields(
+        "c", "app", "s3cr3t-value", {"tenant_id": "t1", "issuers": "a, b"})
+    assert config.issuers == ("a", "b")
+    assert config.token_url == "https://login.microsoftonline.com/t1/oauth2/v2.0/token"
+    assert "s3cr3t-value" not in repr(config)
+    with pytest.raises(ConfigurationError, match="password"):
+        BotConfig.from_connection_fields("c", "app", "", {})
+    with pytest.raises(ConfigurationError, match="unknown extra field"):
+        BotConfig.from_connection_fields("c", "app", "s", {"tennant": "x"})
+    with pytest.raises(ConfigurationError, match="max_body_bytes"):
+        BotConfig.from_connection_fields("c", "app", "s", {"max_body_bytes": -1})
+
+
+def test_attachment_fetcher_sends_the_token_only_where_it_belongs(tmp_path: Path) -> None:
+    seen: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            data = b"RIFF-audio" * 10
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v3/attachments/a/views/original"
+        fetch = AttachmentFetcher(lambda: "bot-token", max_bytes=1000)
+        assert fetch({"contentType": "audio/wav", "contentUrl": url}) == b"RIFF-audio" * 10
+        assert seen == ["Bearer bot-token"]
+        with pytest.raises(InputError, match="larger"):
+            AttachmentFetcher(lambda: "t", max_bytes=10)({"contentUrl": url})
+        with pytest.raises(InputError, match="https only"):
+            fetch({"contentUrl": "http://example.com/a.wav"})
+        with pytest.raises(InputError, match="no contentUrl"):
+            fetch({"contentType": "audio/wav"})
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -46,6 +46,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from aiohttp.web_exceptions import NotAppKeyWarning
@@ -66,7 +67,7 @@ from microsoft_agents.hosting.core.authorization import (
 )
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from migrationbox.errors import ConfigurationError
+from migrationbox.errors import ConfigurationError, InputError, MigrationBoxError
 from migrationbox.teams.auth import (
     BOTFRAMEWORK_ISSUER,
     BOTFRAMEWORK_OPENID_METADATA_URL,
@@ -555,34 +556,78 @@ def build_app(config: BotConfig, dispatcher: Dispatcher, *, store_url: str | Non
     return app
 
 
-def _platform_dispatcher() -> Dispatcher:
+class AttachmentFetcher:
+    """Downloads an attachment of an authenticated activity for the dispatcher (voice
+    messages): ``content.downloadUrl`` when Teams gives one (pre-authenticated), else
+    ``contentUrl``. The bot's bearer token goes only to the Bot Framework / Teams hosts
+    that need it (and loopback, for tests), never to another host an attachment names;
+    https only (http on loopback); at most ``max_bytes``."""
+
+    TOKEN_HOSTS = (".trafficmanager.net", ".botframework.com", ".teams.microsoft.com",
+                   ".skype.com")
+
+    def __init__(self, token: Callable[[], str], *, max_bytes: int = 25 * 2**20,
+                 timeout_s: float = 20.0) -> None:
+        self._token = token
+        self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+
+    def __call__(self, attachment: dict[str, Any]) -> bytes:
+        import requests
+
+        content = attachment.get("content")
+        url = content.get("downloadUrl") if isinstance(content, dict) else None
+        url = url if isinstance(url, str) and url else attachment.get("contentUrl")
+        if not isinstance(url, str) or not url:
+            raise InputError("the attachment has no contentUrl to download")
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        loopback = host in ("127.0.0.1", "localhost", "::1")
+        if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+            raise InputError(f"attachment URL scheme {parts.scheme!r}: https only")
+        headers = {}
+        if loopback or host.endswith(self.TOKEN_HOSTS):
+            headers["Authorization"] = f"Bearer {self._token()}"
+        with requests.get(url, headers=headers, timeout=self.timeout_s, stream=True,
+                          allow_redirects=False) as answer:
+            if answer.status_code != 200:
+                raise InputError(f"attachment download answered HTTP {answer.status_code}")
+            data = bytearray()
+            for chunk in answer.iter_content(64 * 1024):
+                data += chunk
+                if len(data) > self.max_bytes:
+                    raise InputError(f"attachment larger than {self.max_bytes} bytes")
+        return bytes(data)
+
+
+def _platform_dispatcher(config: BotConfig, conn_id: str) -> Dispatcher:
     """The platform's command handler; fails loudly when it is not there (a bot that
     silently answered nothing would look healthy)."""
     try:
-        from migrationbox.teams.dispatch import CommandDispatcher
+        from migrationbox.teams.dispatch import MAX_AUDIO_BYTES, CommandDispatcher
     except ImportError as exc:
         raise ConfigurationError(
             "the Teams bot cannot start: migrationbox.teams.dispatch.CommandDispatcher is "
             f"not importable ({exc})") from exc
     from migrationbox.platform.supervisor import airflow_client
     from migrationbox.store.db import resolve_url
+    from migrationbox.teams.connector import (
+        ClientCredentialsTokenProvider,
+        connector_from_connection,
+    )
 
     home = os.environ.get("MIGRATIONBOX_HOME")
 
     def client_factory() -> Any:
         return airflow_client(home)
 
-    sender = None
-    try:
-        from migrationbox.teams.connector import connector_from_connection
-    except ImportError:
-        log.warning("migrationbox.teams.connector is not importable: the dispatcher gets "
-                    "no proactive sender")
-    else:
-        from migrationbox import settings
-
-        sender = connector_from_connection(str(settings.get("teams_conn_id")))
-    return CommandDispatcher(resolve_url(None), client_factory, sender=sender)
+    tokens = ClientCredentialsTokenProvider(config.token_url, config.app_id,
+                                            config.app_secret.get_secret_value(),
+                                            config.connector_scope)
+    return CommandDispatcher(resolve_url(None), client_factory,
+                             sender=connector_from_connection(conn_id),
+                             fetch_attachment=AttachmentFetcher(tokens.token,
+                                                                max_bytes=MAX_AUDIO_BYTES))
 
 
 async def serve(app: web.Application, port: int, stop: asyncio.Event,
@@ -680,9 +725,9 @@ def main(argv: list[str] | None = None) -> int:
     conn_id = args.conn_id or str(settings.get("teams_conn_id"))
     try:
         config = BotConfig.from_connection(conn_id)
-        dispatcher = _platform_dispatcher()
+        dispatcher = _platform_dispatcher(config, conn_id)
         store_url = resolve_url(None)
-    except ConfigurationError as exc:
+    except MigrationBoxError as exc:  # a missing connection, dispatcher or bad URL
         print(f"error: {exc}", file=sys.stderr)
         return 2
     app = build_app(config, dispatcher, store_url=store_url)
