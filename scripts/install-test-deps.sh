@@ -4,7 +4,9 @@
 # Why a script and not the Makefile alone: the replication tests talk to a real OpenSSH
 # server (Debian's openssh-server, run unprivileged by the tests on loopback, never as
 # the system service) and the replication benchmark compares against rsync over that same
-# server. Both are Debian packages, so a fresh machine gets them from apt.
+# server. Both are Debian packages, so a fresh machine gets them from apt. The Teams voice
+# tests and benchmark speak their commands with espeak-ng (every language the bot knows,
+# Hungarian included), also a Debian package.
 #
 # Idempotent: nothing is done when the programs are already there. As root, a missing
 # program is installed (one `apt-get update` first). When not root, the script prints what
@@ -17,6 +19,7 @@ declare -A NEEDED=(
   [/usr/bin/ssh-keygen]=openssh-client
   [/usr/bin/ssh]=openssh-client
   [/usr/bin/rsync]=rsync
+  [/usr/bin/espeak-ng]=espeak-ng
 )
 
 missing=()
@@ -24,7 +27,7 @@ for program in "${!NEEDED[@]}"; do
   [ -x "$program" ] || missing+=("${NEEDED[$program]}")
 done
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-test-deps: sshd, ssh, ssh-keygen and rsync are present"
+  echo "install-test-deps: sshd, ssh, ssh-keygen, rsync and espeak-ng are present"
   exit 0
 fi
 # one package name once, in a stable order
