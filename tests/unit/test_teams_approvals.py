@@ -377,6 +377,11 @@ def test_reschedule_keeps_the_gate_waiting_and_restarts_the_clock(url: str):
     approvals.post_waiting_gates(store_url=url, client=air, sender=sender)
     past = _answer(url, air, sender, SARAH, "reschedule", when=T0 - timedelta(days=1))
     assert not past.ok and "not in the future" in past.message
+    far = _answer(url, air, sender, SARAH, "reschedule",
+                  when=datetime.now(UTC) + timedelta(days=400))
+    assert not far.ok and "more than 30 days ahead" in far.message
+    naive = _answer(url, air, sender, SARAH, "reschedule", when=datetime(2027, 1, 1))
+    assert not naive.ok and "time zone" in naive.message
     later = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
     answer = _answer(url, air, sender, SARAH, "reschedule", when=later)
     assert answer.ok and "keeps waiting" in answer.message
@@ -611,3 +616,37 @@ def test_any_approver_argument_parses_or_is_refused_clearly(text: str):
         return
     assert role in ("primary", "backup")
     assert user and ":" not in user and not any(c.isspace() for c in user)
+
+
+# -- what people type: any gate reference and reason ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def bare_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    u = f"sqlite:///{tmp_path_factory.mktemp('bare') / 'store.db'}"
+    with db.session_scope(u) as s:
+        state.set_approvers(s, "acme", [("aad-sarah", "Sarah DevOps", "primary")])
+    return u
+
+
+@settings(max_examples=80, deadline=None)
+@given(reference=st.text(max_size=60) | st.sampled_from(
+           ["cutover@wave-1", " CUTOVER@wave-2 ", "cutover", "phase-6", "risk",
+            "cutover@wave-3", "@wave-1", "cutover@wave-", "phase-", "live-cutover"]),
+       reason=st.none() | st.text(max_size=200),
+       decision=st.sampled_from(["approve", "reject", "reschedule", "maybe"]))
+def test_any_reference_or_reason_gets_an_answer_never_an_exception(
+        bare_store: str, reference: str, reason: str | None, decision: str):
+    air, sender = FakeAirflow(), FakeSender()
+    air.add_gate("acme", 1, CUTOVER)
+    air.add_gate("acme", 2, CUTOVER, run_id="manual__2")
+    matches = approvals.match_gates(approvals.waiting_gates(air, "acme"), reference)
+    answer = approvals.answer_gate(store_url=bare_store, client=air, estate="acme",
+                                   gate=reference, decision=decision,  # type: ignore[arg-type]
+                                   user=SARAH, reason=reason, when=None, sender=sender)
+    assert answer.message
+    # only a reference naming exactly one waiting gate answers; a reject needs a reason
+    if answer.ok:
+        assert len(matches) == 1 and decision in ("approve", "reject")
+        assert decision == "approve" or (reason or "").strip()
+    assert len(air.responses) == (1 if answer.ok else 0)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -37,6 +37,7 @@ from migrationbox.platform.rest import AirflowApiError
 from migrationbox.store import repository
 from migrationbox.store.db import session_scope
 from migrationbox.store.models import TeamsApprovalCardRow
+from migrationbox.store.repository import StoreError
 from migrationbox.teams import state
 from migrationbox.teams.cards import (
     ApprovalDecision,
@@ -85,6 +86,9 @@ _REF = re.compile(r"^(?P<gate>[a-z0-9_-]+)@wave-(?P<wave>\d+)$")
 _RESCHEDULED = re.compile(r"^rescheduled to (?P<at>\S+) by ")
 
 Decision = Literal["approve", "reject", "reschedule"]
+#: How far ahead a gate may be rescheduled: a wave run parked longer is better rejected
+#: and asked again than held open (its run's state and credentials age).
+MAX_RESCHEDULE = timedelta(days=30)
 
 
 class GateAnswer(BaseModel):
@@ -465,17 +469,27 @@ def _respond(client: Any, gate: WaitingGate, approve: bool, who: str, user_key: 
                         params_input=params_input)
 
 
+def _add_event(store_url: str | None, gate: WaitingGate, kind: str, message: str,
+               data: dict[str, Any]) -> None:
+    """An event in the store's log; after Airflow took an answer, a store that cannot
+    take the event (an estate the store no longer has) must not turn it into an error."""
+    try:
+        with session_scope(store_url) as session:
+            repository.add_event(session, estate=gate.estate, wave=gate.wave,
+                                 run_id=gate.dag_run_id, phase=gate.gate, kind=kind,
+                                 message=message, data=data)
+    except StoreError as exc:
+        log.warning("event %s for %s %s not recorded: %s", kind, gate.estate, gate.ref, exc)
+
+
 def _record_event(store_url: str | None, gate: WaitingGate, decision: str, who: str,
                   reason: str | None) -> None:
     """The store's event log names the Teams user; the approvals row names the bot's
     Airflow user until the operator reads ``params_input`` (see docs/teams-approvals.md)."""
-    with session_scope(store_url) as session:
-        repository.add_event(
-            session, estate=gate.estate, wave=gate.wave, run_id=gate.dag_run_id,
-            phase=gate.gate, kind="approval_teams",
-            message=f"gate '{gate.gate}' {decision} in Teams by {who}"
-                    + (f": {reason}" if reason else ""),
-            data={"decision": decision, "by": who, "reason": reason})
+    _add_event(store_url, gate, "approval_teams",
+               f"gate '{gate.gate}' {decision} in Teams by {who}"
+               + (f": {reason}" if reason else ""),
+               {"decision": decision, "by": who, "reason": reason})
 
 
 def _already_answered(store_url: str | None, client: Any, estate: str,
@@ -563,7 +577,8 @@ def _find(client: Any, estate: str, reference: str) -> tuple[WaitingGate | None,
 
 def answer_gate(*, store_url: str | None, client: Any, estate: str, gate: str,
                 decision: Decision, user: Inbound, reason: str | None,
-                when: datetime | None, sender: Sender) -> GateAnswer:
+                when: datetime | None, sender: Sender,
+                sla: SlaConfig | None = None) -> GateAnswer:
     """Approve, reject (a reason is required) or reschedule (``when``: the new time) a
     waiting gate, for the estate's approvers only."""
     if decision not in ("approve", "reject", "reschedule"):
@@ -591,13 +606,18 @@ def answer_gate(*, store_url: str | None, client: Any, estate: str, gate: str,
         if when <= datetime.now(UTC):
             return GateAnswer(ok=False, message=f"the new time {when.isoformat()} is "
                                                 "not in the future")
+        if when > datetime.now(UTC) + MAX_RESCHEDULE:
+            return GateAnswer(ok=False, message=(
+                f"the new time {when.isoformat()} is more than {MAX_RESCHEDULE.days} days "
+                "ahead; reject the gate instead and clear it when the time comes"))
     waiting, why = _find(client, estate, gate)
     if waiting is None:
         answered = _already_answered(store_url, client, estate, gate)
         return GateAnswer(ok=False, message=answered or why)
     now = datetime.now(UTC)
     if decision == "reschedule":
-        return _reschedule(store_url, client, sender, waiting, who, when, reason)
+        return _reschedule(store_url, sender, waiting, who, when, reason,
+                           sla or default_sla())
     try:
         _respond(client, waiting, decision == "approve", who,
                  approver.user_key, reason)
@@ -632,17 +652,17 @@ def _close_gate(store_url: str | None, sender: Sender, gate: WaitingGate,
     return card
 
 
-def _reschedule(store_url: str | None, client: Any, sender: Sender, gate: WaitingGate,
-                who: str, when: datetime | None, reason: str | None) -> GateAnswer:
+def _reschedule(store_url: str | None, sender: Sender, gate: WaitingGate, who: str,
+                when: datetime | None, reason: str | None, sla: SlaConfig) -> GateAnswer:
     """Keep the gate waiting and restart its SLA clock at ``when``: the respond-by moves
     to ``when`` + the urgency's window, reminders and escalation start over. Nothing in
     Airflow changes (a HITL gate has no "ask again at" time)."""
     assert when is not None
-    sla = default_sla()
     with session_scope(store_url) as session:
         urgency, _ = _clock(session, gate, sla)
         respond_by = sla.respond_by(urgency, when)
-        rows = _rows_of_gate(session, gate.estate, gate.wave, gate.dag_run_id, gate.gate)
+        rows = [r for r in _rows_of_gate(session, gate.estate, gate.wave, gate.dag_run_id,
+                                         gate.gate) if r.decided_at is None]
         for row in rows:
             row.urgency = urgency
             row.respond_by = respond_by
@@ -652,13 +672,11 @@ def _reschedule(store_url: str | None, client: Any, sender: Sender, gate: Waitin
     decision = ApprovalDecision(decision="rescheduled", by=who, at=datetime.now(UTC),
                                 new_time=when, reason=reason)
     _update_cards(store_url, sender, ids, decision, mark=False)
-    with session_scope(store_url) as session:
-        repository.add_event(
-            session, estate=gate.estate, wave=gate.wave, run_id=gate.dag_run_id,
-            phase=gate.gate, kind="approval_rescheduled",
-            message=f"gate '{gate.gate}' rescheduled in Teams by {who} to "
-                    f"{when.isoformat()}; respond by {respond_by.isoformat()}",
-            data={"by": who, "to": when.isoformat(), "respond_by": respond_by.isoformat()})
+    _add_event(store_url, gate, "approval_rescheduled",
+               f"gate '{gate.gate}' rescheduled in Teams by {who} to {when.isoformat()}; "
+               f"respond by {respond_by.isoformat()}",
+               {"by": who, "to": when.isoformat(), "respond_by": respond_by.isoformat()})
+    with session_scope(store_url, read_only=True) as session:
         req = _request(session, estate=gate.estate, wave=gate.wave,
                        dag_run_id=gate.dag_run_id, task_id=gate.task_id, gate=gate.gate,
                        urgency=urgency, respond_by=respond_by, requested_at=gate.created_at,
