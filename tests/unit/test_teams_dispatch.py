@@ -609,3 +609,75 @@ def test_any_text_gets_replies_without_exceptions(dispatcher, text):
         if reply.text:
             assert "Traceback" not in reply.text
     _cards(replies)
+
+
+def test_status_in_a_migrations_channel_shows_that_migration(dispatcher, store_url):
+    dispatcher.handle_message(inbound("status"))  # the bot learns the conversation
+    with session_scope(store_url) as s:
+        state.bind_estate(s, "conv-1", ESTATE)
+    (card,) = _cards(dispatcher.handle_message(inbound("status")))
+    assert f"Migration Status: {ESTATE}" in str(card)
+
+
+# ---------------------------------------------------------------------------- the docs
+
+DOC = __import__("pathlib").Path(__file__).resolve().parents[2] / "docs" / "teams-commands.md"
+
+
+def _doc_examples() -> list[tuple[str, str, str]]:
+    """(command, language, example) for every example cell of the commands table."""
+    import re
+
+    rows = []
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 6 or not cells[0].startswith("`"):
+            continue
+        command = re.match(r"`([a-z-]+)", cells[0]).group(1)  # type: ignore[union-attr]
+        for lang, cell in zip(("en", "de", "es", "hu"), cells[2:], strict=True):
+            rows.append((command, lang, cell.strip("`")))
+    return rows
+
+
+def test_the_docs_table_covers_every_command_in_four_languages():
+    examples = _doc_examples()
+    assert {c for c, _, _ in examples} == {c.value for c in Command}
+    assert len(examples) == 4 * 20  # status with/without id, report weekly/monthly
+
+
+@pytest.mark.parametrize(("command", "language", "text"), _doc_examples())
+def test_every_doc_example_runs_its_command(dispatcher, store_url, airflow, fake_approvals,
+                                            command, language, text):
+    from migrationbox.teams.models import ParseContext
+    from migrationbox.teams.parser import parse
+
+    parsed = parse(text, ParseContext(known_migration_ids=("prod-7",)))
+    assert parsed.kind == "intent", parsed
+    assert (parsed.command.value, parsed.language.value) == (command, language)
+    if command in ("rollback", "cancel"):  # something to roll back or stop
+        airflow.runs[DAG1] = [{"dag_run_id": "r1", "state": "running",
+                               "start_date": "2026-12-07T09:00:00Z"}]
+        airflow.tis[(DAG1, "r1")] = [{"task_id": "cutover.canary_shift", "state": "running"}]
+    replies = dispatcher.handle_message(inbound(text.replace("prod-7", ESTATE)))
+    _cards(replies)
+    logged = _log(store_url)[-1]
+    assert logged[0] == command and logged[1] in ("ok", "asked"), (logged, replies)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(verb=st.sampled_from(["approve", "reject", "reschedule", "confirm", "decline",
+                             "pause", "request-approval", "status"]),
+       migration=st.one_of(st.none(), st.just(ESTATE), st.text(max_size=40)),
+       gate=st.one_of(st.none(), st.sampled_from(["cutover", "phase-2"]), st.text(max_size=20)),
+       cid=st.one_of(st.none(), st.text(max_size=70)),
+       extra=st.dictionaries(st.sampled_from(["reason", "date", "time"]),
+                             st.one_of(st.text(max_size=30), st.integers(), st.none())))
+def test_any_card_action_gets_a_reply(dispatcher, fake_approvals, verb, migration, gate,
+                                      cid, extra):
+    data = CardActionData(verb=verb, migration_id=migration, gate=gate,
+                          confirmation_id=cid, **extra)
+    reply = dispatcher.handle_card_action(inbound(), data)
+    assert reply.text or reply.card
+    assert "Traceback" not in (reply.text or "")
+    _cards(reply)

@@ -342,8 +342,15 @@ def _matches_filters(intent: Intent, migration: Migration) -> bool:
 
 
 def status(intent: Intent, ctx: ActionContext) -> Reply:
-    if intent.slots.migration_id:
-        migration = load_migration(ctx.store_url, intent.slots.migration_id)
+    """One migration's card (the named one, or the conversation's when it belongs to
+    one and no filter is given), else the list of migrations with a wave under way."""
+    slots = intent.slots
+    estate = slots.migration_id
+    if estate is None and ctx.conversation is not None and ctx.conversation.estate \
+            and slots.cloud is None and slots.environment is None:
+        estate = ctx.conversation.estate
+    if estate:
+        migration = load_migration(ctx.store_url, estate)
         return Reply(card=_validated(cards.status_card(status_view(ctx, migration))))
     views = []
     for estate in known_migrations(ctx.store_url):
