@@ -1,4 +1,4 @@
-"""Start, watch and stop the local platform: AWS emulator, lab, Airflow.
+"""Start, watch and stop the local platform: AWS emulator, lab, Airflow, Teams bot.
 
 ``Platform(runtime_dir).up()`` starts each server in its own session (process group)
 and records it in ``<runtime>/pids/<name>.pid``; ``down()`` stops the recorded Airflow
@@ -12,7 +12,8 @@ stopped one does nothing.
 Runtime layout (``migrationbox.config.runtime_dir()`` unless told otherwise)::
 
     airflow/           AIRFLOW_HOME: airflow.cfg, airflow.db, task logs, passwords file
-    logs/              emulator.log, airflow-<component>.log, airflow-migrate.log
+    logs/              emulator.log, airflow-<component>.log, airflow-migrate.log,
+                       teams-bot.log
     pids/              one JSON pid file per process group we started
     plans/             wave specs (``<estate>.json``), read at parse time
     plans/dags/        one loader DAG file per estate: the ``migrationbox-plans`` DAG
@@ -30,6 +31,12 @@ Its auth manager is FAB instead of SimpleAuthManager, with the platform's admin 
 on a generated password kept in ``airflow/fab_admin_password.json`` (0600) and roles for
 a migration team (:mod:`migrationbox.platform.auth`, docs/access-control.md).
 
+The Teams bot endpoint (:mod:`migrationbox.teams.server`, component ``teams-bot``) is
+started after Airflow in both profiles on 127.0.0.1:``teams_port``, with the credentials
+of the Airflow connection ``teams_conn_id``; ``up`` creates that connection when it is
+missing, with a development app id and a generated secret (see ``_ensure_teams_connection``
+and docs/teams-endpoint.md: a real tenant's values go in the connection).
+
 Other commands (the CLI, the demo, tests) get the same connections, store URL and
 Airflow configuration from :func:`platform_env`, and an authenticated REST client from
 :meth:`Platform.client`.
@@ -41,15 +48,19 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 from pydantic import BaseModel, Field
 
@@ -60,12 +71,19 @@ from migrationbox.platform import airflow_runtime as afr
 from migrationbox.platform import auth
 from migrationbox.platform import production as prod
 from migrationbox.platform.production import ProductionConfig
-from migrationbox.platform.rest import AirflowClient
+from migrationbox.platform.rest import AirflowApiError, AirflowClient
 
 DEFAULT_API_PORT = afr.DEFAULT_API_PORT
 DEFAULT_EMULATOR_PORT = 4566
 OWNER_MARKER = "MIGRATIONBOX_PLATFORM_OWNER"
 STATE_FILE = "platform.json"
+TEAMS_COMPONENT = "teams-bot"
+#: The embedded default's bot checks tokens against keys at an address where nothing
+#: listens (port 9, discard): no public key set is trusted until a tenant's values are put
+#: in the connection, and inbound calls are answered 503 until then.
+DEV_TEAMS_OPENID_URL = "http://127.0.0.1:9/migrationbox-dev/openid-configuration"
+DEV_TEAMS_TOKEN_URL = "http://127.0.0.1:9/migrationbox-dev/oauth2/v2.0/token"
+TEAMS_START_TIMEOUT = 90.0
 LOOPBACK = afr.LOOPBACK
 
 log = logging.getLogger(__name__)
@@ -102,6 +120,9 @@ class PlatformState(BaseModel):
     #: ``embedded`` (SQLite, LocalExecutor) or ``production`` (see platform.production)
     profile: str = "embedded"
     production: ProductionConfig | None = None
+    #: the Teams bot endpoint (``POST <teams_url>/api/messages``)
+    teams_port: int | None = None
+    teams_url: str | None = None
 
 
 class ComponentStatus(BaseModel):
@@ -208,6 +229,7 @@ class Platform:
         *,
         api_port: int | None = None,
         emulator_port: int | None = None,
+        teams_port: int | None = None,
         dags_folder: Path | str | None = None,
         plugins_folder: Path | str | None = None,
         settings_file: Path | str | None = None,
@@ -230,6 +252,11 @@ class Platform:
             emulator_port
             if emulator_port is not None
             else _env_port("MIGRATIONBOX_EMULATOR_PORT", DEFAULT_EMULATOR_PORT)
+        )
+        #: the ``teams_port`` setting (MIGRATIONBOX_TEAMS_PORT); 0 picks a free port
+        self.teams_port_setting = (
+            teams_port if teams_port is not None
+            else int(mb_settings.get("teams_port", variables=False))
         )
         self.dags_folder = Path(dags_folder or afr.default_dags_folder()).resolve()
         self.plugins_folder = Path(plugins_folder or afr.default_plugins_folder()).resolve()
@@ -561,6 +588,9 @@ class Platform:
             "AWS emulator",
             "--emulator-port or MIGRATIONBOX_EMULATOR_PORT",
         )
+        teams_port = self._choose_port(
+            self.teams_port_setting, "Teams bot endpoint",
+            "MIGRATIONBOX_TEAMS_PORT (the teams_port setting)")
         state = PlatformState(
             runtime_dir=str(self.runtime_dir),
             api_url=f"http://{LOOPBACK}:{api_port}",
@@ -575,6 +605,8 @@ class Platform:
             started_at=datetime.now(UTC).isoformat(timespec="seconds"),
             profile=profile,
             production=production,
+            teams_port=teams_port,
+            teams_url=f"http://{LOOPBACK}:{teams_port}",
         )
         self._write_state(state)
         try:
@@ -586,6 +618,7 @@ class Platform:
                 state.labs.append(self._start_lab(with_lab_estate))
                 self._write_state(state)
             self._start_airflow(state)
+            state.processes[TEAMS_COMPONENT] = self._start_teams_bot(state)
             state.ready = True
             self._write_state(state)
         except BaseException:
@@ -746,6 +779,85 @@ class Platform:
         raise PlatformError(f"the production profile was not ready within {timeout:.0f}s: "
                             f"{problem}")
 
+    # -- the Teams bot ----------------------------------------------------------------
+
+    def _ensure_teams_connection(self, client: AirflowClient,
+                                 production: ProductionConfig | None) -> str:
+        """Create the bot's Airflow connection (``teams_conn_id``) when it is missing:
+        a development app id (a fresh GUID) and a generated secret, so the bot can start
+        on a fresh platform. The embedded default also points the token checks and the
+        outbound token endpoint at loopback addresses where nothing listens; the
+        production profile keeps the Bot Framework defaults. An existing connection (a
+        tenant's, or one given as ``AIRFLOW_CONN_<ID>``) is never touched."""
+        conn_id = str(mb_settings.get("teams_conn_id", variables=False))
+        if os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}"):
+            return conn_id
+        try:
+            client.get_connection(conn_id)
+            return conn_id
+        except AirflowApiError as exc:
+            if exc.status != 404:
+                raise PlatformError(f"could not read the Teams bot's connection "
+                                    f"{conn_id!r}: {exc}") from exc
+        extra: dict[str, str] = {} if production is not None else {
+            "openid_metadata_url": DEV_TEAMS_OPENID_URL,
+            "connector_token_url": DEV_TEAMS_TOKEN_URL,
+        }
+        client.bulk_upsert("connections", [{
+            "connection_id": conn_id, "conn_type": "generic",
+            "description": ("MigrationBox Teams bot: login = Entra app (client) id, "
+                            "password = client secret, extra = tenant_id, "
+                            "openid_metadata_url, issuers, connector_token_url. Created "
+                            "with development values; see docs/teams-endpoint.md"),
+            "login": str(uuid.uuid4()), "password": secrets.token_urlsafe(32),
+            "extra": json.dumps(extra) if extra else None,
+        }])
+        log.info("created the Teams bot connection %r with development values", conn_id)
+        return conn_id
+
+    def _teams_env(self, state: PlatformState) -> dict[str, str]:
+        extra = {
+            **self.migrationbox_env(state.api_port, state.emulator_port, state.production),
+            OWNER_MARKER: str(self.runtime_dir),
+            # read the bot's connection from Airflow's metadata database too (a process
+            # outside Airflow otherwise sees only environment and external backends)
+            "_AIRFLOW_PROCESS_CONTEXT": "server",
+        }
+        return self._airflow_env(state.api_port, extra, state.production)
+
+    def _start_teams_bot(self, state: PlatformState) -> ProcessRecord:
+        """Start ``python -m migrationbox.teams.server`` in its own session and wait until
+        ``/healthz`` answers; a bot that exits (no connection, no dispatcher, port taken)
+        fails ``up`` with the tail of its log."""
+        assert state.teams_port is not None
+        with self.client() as client:
+            self._ensure_teams_connection(client, state.production)
+        log_path = self.logs_dir / "teams-bot.log"
+        command = [sys.executable, "-m", "migrationbox.teams.server",
+                   "--port", str(state.teams_port)]
+        with log_path.open("ab") as out:
+            proc = subprocess.Popen(command, env=self._teams_env(state), stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, cwd=str(self.runtime_dir))
+        self._children[TEAMS_COMPONENT] = proc
+        record = self._record(TEAMS_COMPONENT, proc.pid, command[1:])
+        state.processes[TEAMS_COMPONENT] = record
+        self._write_state(state)
+        deadline = time.monotonic() + TEAMS_START_TIMEOUT
+        url = f"http://{LOOPBACK}:{state.teams_port}/healthz"
+        while time.monotonic() < deadline:
+            code = proc.poll()
+            if code is not None:
+                raise PlatformError(f"the Teams bot endpoint exited with code {code} "
+                                    f"during start-up; log {log_path}:\n{afr.tail(log_path)}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return record
+            time.sleep(0.3)
+        raise PlatformError(f"the Teams bot endpoint did not answer {url} within "
+                            f"{TEAMS_START_TIMEOUT:.0f}s; log {log_path}:\n"
+                            f"{afr.tail(log_path)}")
+
     def restart_component(self, name: str, kill: bool = False) -> ProcessRecord:
         """Stop one Airflow component (``scheduler``, ``triggerer``, ...) and start it again.
 
@@ -756,9 +868,25 @@ class Platform:
         state = self.read_state()
         if state is None or not state.ready:
             raise PlatformError("the platform is not running (make up)")
+        if name == TEAMS_COMPONENT:  # e.g. after a tenant's values went in its connection
+            record = state.processes.get(name)
+            if record is not None and _alive(record.pid, record.create_time):
+                if kill:
+                    self._signal_group(record.pid, signal.SIGKILL)
+                    self._wait_gone({record.pid}, self.stop_timeout)
+                else:
+                    self._stop_records([record], set(), [])
+            old = self._children.pop(name, None)
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    old.wait(timeout=5)
+            state.processes[name] = self._start_teams_bot(state)
+            self._write_state(state)
+            return state.processes[name]
         commands = self._component_commands(state.production)
         if name not in commands:
-            raise PlatformError(f"unknown component {name!r}; one of {sorted(commands)}")
+            raise PlatformError(f"unknown component {name!r}; one of "
+                                f"{sorted([*commands, TEAMS_COMPONENT])}")
         key = f"airflow-{name}"
         record = state.processes.get(key)
         if record is not None and _alive(record.pid, record.create_time):
@@ -852,6 +980,14 @@ class Platform:
                     extra_problem = f"{extra_problem}; {short}" if extra_problem else short
             if extra_problem:
                 problem = f"{problem}; {extra_problem}" if problem else extra_problem
+        if state.teams_url and TEAMS_COMPONENT in state.processes:
+            try:
+                teams_ok = httpx.get(f"{state.teams_url}/healthz", timeout=3).status_code == 200
+            except httpx.HTTPError:
+                teams_ok = False
+            if not teams_ok:
+                short = f"Teams bot endpoint not answering at {state.teams_url}"
+                problem = f"{problem}; {short}" if problem else short
         dead = [c.name for c in components if not c.running]
         if dead:
             problem = f"stopped: {', '.join(dead)}" + (f"; {problem}" if problem else "")
@@ -890,7 +1026,7 @@ class Platform:
     # -- down -------------------------------------------------------------------------
 
     def down(self) -> DownReport:
-        """Stop Airflow, then the labs, then the rest (the emulator), then hunt
+        """Stop the Teams bot, Airflow, then the labs, then the rest (the emulator), then hunt
         leftovers; idempotent. Airflow goes first so no task acts on a lab or an
         emulator that is already gone."""
         records = self._recorded()
@@ -901,8 +1037,12 @@ class Platform:
         sessions: set[int] = set()
         stopped: list[str] = []
         orphans: list[int] = []
+        bot = [r for r in records if r.name == TEAMS_COMPONENT]
         airflow = [r for r in records if r.name.startswith("airflow-")]
-        others = [r for r in records if not r.name.startswith("airflow-")]
+        others = [r for r in records
+                  if not r.name.startswith("airflow-") and r.name != TEAMS_COMPONENT]
+        # the bot first: no command reaches an Airflow that is going away
+        stopped += self._stop_records(bot, sessions, orphans)
         stopped += self._stop_records(airflow, sessions, orphans)
         labs = self._stop_labs()
         stopped += self._stop_records(others, sessions, orphans)

@@ -224,9 +224,12 @@ class ClientCredentialsProvider(AccessTokenProviderBase):
         if status != 200 or not isinstance(body, dict) or not body.get("access_token"):
             error = body.get("error") if isinstance(body, dict) else text[:200]
             raise OutboundTokenError(f"token endpoint {url} answered {status}: {error}")
-        lifetime = body.get("expires_in")
-        seconds = float(lifetime) if isinstance(lifetime, int | float | str) and str(
-            lifetime).replace(".", "", 1).isdigit() else 300.0
+        try:  # a number, or a numeric string as some endpoints send it
+            seconds = float(body.get("expires_in"))
+        except (TypeError, ValueError):
+            seconds = 300.0
+        if not 0 < seconds < 7 * 24 * 3600:
+            seconds = 300.0
         return str(body["access_token"]), time.time() + seconds
 
     def get_token_credential(self) -> AsyncTokenCredential:
