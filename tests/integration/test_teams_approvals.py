@@ -153,10 +153,9 @@ def test_an_approver_moves_the_wave_past_its_gate_and_others_are_refused(
                 rows = repository.approvals(s, ESTATE, 1, dag_run_id=run_id)
             return [r for r in rows if r.gate == "plan_risks" and r.decision == "approved"]
         approval = _wait("the operator's approval record", recorded, timeout=60)[0]
-        # the operator names HITL's responder, the bot's Airflow user; with the change to
-        # orchestration/approvals.py proposed in docs/teams-approvals.md, the Teams user
-        assert approval.approved_by in (platform.username,
-                                        f"Sarah DevOps (Teams, via {platform.username})")
+        # the operator names the Teams user who clicked, and the bot's Airflow user the
+        # answer came through
+        assert approval.approved_by == f"Sarah DevOps (Teams, via {platform.username})"
 
         updates = connector.activities("update_activity")
         assert len(updates) == 1 and not updates[0].errors

@@ -72,14 +72,24 @@ class MigrationApprovalOperator(ApprovalOperator):
         chosen = (event.get("chosen_options") or [""])[0]
         user = event.get("responded_by_user") or {}
         who = user.get("name") or user.get("id") or "unknown"
+        # An answer from the Teams bot comes through the bot's Airflow user; the person
+        # who clicked is in params_input. "via <airflow user>" stays in the record because
+        # any Airflow user answering by REST could write a teams_user value there.
+        given = event.get("params_input") or {}
+        teams_user = given.get("teams_user") if isinstance(given, dict) else None
+        if isinstance(teams_user, str) and teams_user.strip():
+            who = f"{teams_user.strip()} (Teams, via {who})"[:255]
+        reason = given.get("reason") if isinstance(given, dict) else None
         at = event.get("responded_at")
         if isinstance(at, str):
             at = datetime.fromisoformat(at)
         decision = "approved" if chosen == self.APPROVE else "rejected"
-        self._record(context, decision, who, at or datetime.now(UTC))
+        self._record(context, decision, who, at or datetime.now(UTC),
+                     comment=reason if isinstance(reason, str) and reason else None)
         return result
 
-    def _record(self, context: Any, decision: str, who: str, at: datetime) -> None:
+    def _record(self, context: Any, decision: str, who: str, at: datetime,
+                comment: str | None = None) -> None:
         from migrationbox.store import repository
         from migrationbox.store.db import session_scope
 
@@ -94,6 +104,7 @@ class MigrationApprovalOperator(ApprovalOperator):
                 decision=decision,
                 approved_by=who,
                 responded_at=at,
+                comment=comment,
             )
             repository.add_event(
                 session,
