@@ -284,10 +284,10 @@ def _conversation_ref(activity: Activity) -> ConversationRef:
     conv = activity.conversation
     assert conv is not None and activity.recipient is not None  # checked by the middleware
     tenant = conv.tenant_id
-    channel_data = activity.channel_data
-    if tenant is None and isinstance(channel_data, dict):
-        tenant = ((channel_data.get("tenant") or {}) if isinstance(
-            channel_data.get("tenant"), dict) else {}).get("id")
+    channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    if tenant is None and isinstance(channel_data.get("tenant"), dict):
+        found = channel_data["tenant"].get("id")  # Teams puts it here too
+        tenant = found if isinstance(found, str) else None
     return ConversationRef(
         conversation_id=conv.id, service_url=str(activity.service_url),
         channel_id=str(activity.channel_id or "msteams"), tenant_id=tenant,
