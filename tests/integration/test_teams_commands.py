@@ -46,7 +46,15 @@ def platform(tmp_path_factory):
     from migrationbox.platform.testing import running_platform
 
     with running_platform(tmp_path_factory.mktemp("teams-platform")) as plat:
-        yield plat
+        try:
+            yield plat
+        finally:  # the labs' source and target databases too, not only their processes
+            while _LABS:
+                _LABS.pop().down(purge=True)
+
+
+#: labs the module's tests started: purged when the module's platform stops
+_LABS: list = []
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +180,87 @@ def test_airflow_down_is_one_line(planned, tmp_path: Path):
                                                 timeout=2))
     (reply,) = d.handle_message(_inbound(f"status {ESTATE}"))
     assert reply.text and "not answering" in reply.text and "\n" not in reply.text
+
+
+# -- a rollback asked from Teams after a completed cutover --------------------------
+
+RB = "teamsrb"
+RB_DAG = f"migrate__{RB}__wave_01"
+FAST_CONF = {"cutover": {"steps": [5, 25, 50, 100], "dwell_seconds": 0.5},
+             "health": {"probe_requests": 10}}
+
+
+def _service(sid: str, role: str, ip: str, port: int, kind: str, data_gb: float = 1.0
+             ) -> dict:
+    record = _record(sid, role, ip, port)
+    record["hardware"]["ram_gb"] = 16
+    record["applications"] = [{"name": role, "ports": [port], "kind": kind,
+                               "data_size_gb": data_gb}]
+    return record
+
+
+def _rb_weights() -> dict[str, dict[str, int]]:
+    from migrationbox.cloud.aws import AwsAdapter
+    from migrationbox.cloud.aws_session import aws_client
+
+    zone = f"{RB}.migrationbox.internal."
+    zones = aws_client("route53").list_hosted_zones_by_name(DNSName=zone)["HostedZones"]
+    zone_id = next(z["Id"].split("/")[-1] for z in zones if z["Name"] == zone)
+    adapter = AwsAdapter()
+    return {host: {w.set_identifier: w.weight
+                   for w in adapter.get_weighted_records(zone_id, f"{host}.{zone}")}
+            for host in ("web-01", "api-01")}
+
+
+def test_rollback_from_teams_after_a_completed_cutover_passes_the_rollback_gate(
+        dispatcher, platform, tmp_path):
+    """A wave migrated to 100 % target (lab, emulator, approvals by REST); then
+    `rollback` from Teams: confirmed, the run's rollback group runs again and waits at
+    the rollback approval gate; approved by REST, traffic is back on the source."""
+    from migrationbox.lab.lab import Lab
+    from migrationbox.orchestration.demo import register_lab_endpoints
+    from migrationbox.orchestration.follow import Approver, follow_run
+    from migrationbox.platform.testing import wait_until
+    from migrationbox.service import plan_estate
+    from migrationbox.store import repository
+    from migrationbox.store.db import session_scope
+
+    folder = tmp_path / RB
+    folder.mkdir()
+    for record in (_service("web-01", "web", "10.42.0.11", 80, "web"),
+                   _service("api-01", "api", "10.42.0.12", 8080, "api"),
+                   _service("db-01", "postgresql-primary", "10.42.0.13", 5432, "database",
+                            2.0)):
+        (folder / f"{record['server_id']}.json").write_text(json.dumps(record))
+    plan = plan_estate(folder, estate=RB).plan
+    assert len(plan.waves) == 1
+    with session_scope() as s:
+        servers = repository.get_estate(s, RB).servers
+    lab = Lab(RB, servers, root=Path(platform.runtime_dir) / "lab", data_scale_mb=2)
+    _LABS.append(lab)
+    register_lab_endpoints(RB, lab.up())
+    client = platform.client()
+    client.wait_for_dag(RB_DAG, timeout=240)
+    run_id = client.trigger(RB_DAG, conf=FAST_CONF)["dag_run_id"]
+    outcome = follow_run(client, RB_DAG, run_id, approver=Approver(name="admin"),
+                         timeout=900, say=print)
+    assert outcome.state == "success", outcome.task_states
+    assert _rb_weights()["web-01"] == {"source": 0, "target": 100}
+
+    (ask,) = dispatcher.handle_message(_inbound(f"rollback {RB}"))
+    assert ask.card, ask
+    (done,) = dispatcher.handle_message(_inbound("yes"))
+    assert "approval gate" in (done.text or ""), done
+
+    def gate_waiting() -> bool:
+        states = {t["task_id"]: t.get("state") for t in client.task_instances(RB_DAG, run_id)}
+        return states.get("rollback.approve_rollback") == "awaiting_input"
+
+    wait_until("the rollback gate to wait for approval", gate_waiting, timeout=300, poll=2)
+    final = follow_run(client, RB_DAG, run_id, approver=Approver(name="admin"),
+                       timeout=600, say=print)
+    assert final.task_states["rollback.restore_dns_after_approval"] == "success", \
+        final.task_states
+    assert _rb_weights()["web-01"] == {"source": 100, "target": 0}
+    with session_scope() as s:
+        assert repository.wave_statuses(s, RB)[1] == "rolled_back"
