@@ -707,7 +707,7 @@ def profile_platform(profile: str, runtime: Path) -> Iterator[Any]:
                 "mbx_bench", schedulers=2, celery_workers=2, worker_concurrency=2))
             _say(f"production: databases {cfg.airflow_db}, {cfg.store_db}, {cfg.mlflow_db}; "
                  f"broker {cfg.broker_url}")
-        plat = Platform(runtime, api_port=0, emulator_port=0, profile=profile,
+        plat = Platform(runtime, api_port=0, emulator_port=0, teams_port=0, profile=profile,
                         production=cfg, startup_timeout=420)
         stack.callback(plat.down)  # before the databases are dropped (LIFO)
         t0 = time.monotonic()

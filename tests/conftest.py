@@ -14,6 +14,9 @@ os.environ.setdefault("AIRFLOW_HOME", str(_ROOT / "airflow"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("MIGRATIONBOX_HOME", str(_ROOT / "runtime"))
 os.environ.setdefault("MIGRATIONBOX_STORE_URL", f"sqlite:///{_ROOT / 'runtime' / 'store.db'}")
+# Platforms the tests start put the Teams bot on a free port, never the default 3978 a
+# developer's own platform (or another test module's) may hold.
+os.environ.setdefault("MIGRATIONBOX_TEAMS_PORT", "0")
 (_ROOT / "runtime").mkdir(parents=True, exist_ok=True)
 
 
@@ -30,6 +33,12 @@ def _service_skip(reason: str) -> bool:
 
 
 import pytest  # noqa: E402
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+# Tests assert no timings, and Hypothesis's per-example deadline (200 ms) is one: on a
+# loaded 2-core machine a first example that imports a module fails it. Off for the suite.
+_hypothesis_settings.register_profile("migrationbox", deadline=None)
+_hypothesis_settings.load_profile("migrationbox")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -84,6 +84,7 @@ def test_every_component_is_healthy(platform: Platform) -> None:
         "airflow-scheduler",
         "airflow-dag-processor",
         "airflow-triggerer",
+        "teams-bot",
     }
     assert status.health is not None
     for key in ("metadatabase", "scheduler", "dag_processor", "triggerer"):

@@ -83,6 +83,9 @@ def _up(args: argparse.Namespace) -> int:
     # generated password stays in its 0600 file (docs/access-control.md)
     print(f"  Airflow UI and REST API  {state.api_url}   ({platform.login_hint()})")
     print(f"  AWS emulator             {state.emulator_url}")
+    if state.teams_url:
+        print(f"  Teams bot endpoint       {state.teams_url}/api/messages  "
+              "(docs/teams-endpoint.md: register it in a tenant)")
     if state.labs:
         print(f"  lab estates              {', '.join(state.labs)}")
     print(f"  runtime folder           {state.runtime_dir}")

@@ -33,7 +33,7 @@ def running_platform(runtime: Path, **env: str) -> Iterator[Platform]:
 
     saved = dict(os.environ)
     os.environ.update(env)
-    plat = Platform(runtime_dir=runtime, api_port=0, emulator_port=0)
+    plat = Platform(runtime_dir=runtime, api_port=0, emulator_port=0, teams_port=0)
     try:
         plat.up()
         os.environ.update(plat.env())

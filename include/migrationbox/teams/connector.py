@@ -474,9 +474,8 @@ def connector_from_connection(conn_id: str | None = None, **client_options: Any
                               ) -> BotConnectorClient:
     """The client for the bot's Airflow connection (``teams_conn_id`` by default):
     login = the bot's app id, password = its client secret, extra
-    ``connector_token_url`` (Microsoft's endpoint for multi-tenant bots by default;
-    a single-tenant bot sets ``https://login.microsoftonline.com/<tenant>/oauth2/v2.0/
-    token``) and optional ``connector_scope``."""
+    ``connector_token_url`` (default: the tenant's Entra token endpoint when ``tenant_id``
+    is set, Microsoft's multi-tenant one otherwise) and optional ``connector_scope``."""
     from migrationbox import settings
 
     name = conn_id or str(settings.get("teams_conn_id"))
@@ -492,9 +491,14 @@ def connector_from_connection(conn_id: str | None = None, **client_options: Any
     if not isinstance(extra, dict):
         raise ConfigurationError(f"Teams bot: connection {name!r}: extra must be a JSON "
                                  f"object")
+    # the same default as the endpoint's BotConfig.token_url, so replies and proactive
+    # messages get their tokens from one place: the tenant's for a single-tenant bot
+    tenant = extra.get("tenant_id")
+    default_url = (f"https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
+                   if isinstance(tenant, str) and tenant.strip() else DEFAULT_TOKEN_URL)
     try:
         tokens = ClientCredentialsTokenProvider(
-            str(extra.get("connector_token_url") or DEFAULT_TOKEN_URL),
+            str(extra.get("connector_token_url") or default_url),
             conn.login or "", conn.password or "",
             str(extra.get("connector_scope") or CONNECTOR_SCOPE))
     except InputError as exc:  # a bad URL in the connection is a configuration error

@@ -45,6 +45,7 @@ import threading
 import time
 import warnings
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -633,6 +634,32 @@ def _platform_dispatcher(config: BotConfig, conn_id: str) -> Dispatcher:
                                                                 max_bytes=MAX_AUDIO_BYTES))
 
 
+def start_background(conn_id: str, store_url: str,
+                     interval_s: float) -> tuple[threading.Thread, threading.Event]:
+    """The bot's proactive side, beside the endpoint in the same process: the notifier
+    (migration events and incidents to the conversations that follow an estate) and, on
+    each of its scans, the approval workflow (cards for gates that started waiting, then
+    one tick of the SLA clock: reminders, escalation, emergency auto-approve)."""
+    from migrationbox.platform.supervisor import airflow_client
+    from migrationbox.teams.approvals import post_waiting_gates, sla_tick
+    from migrationbox.teams.connector import connector_from_connection
+    from migrationbox.teams.notifier import start_notifier_thread
+
+    sender = connector_from_connection(conn_id)
+    home = os.environ.get("MIGRATIONBOX_HOME")
+
+    def approvals_hook() -> int:
+        with airflow_client(home) as client:
+            posted = post_waiting_gates(store_url=store_url, client=client, sender=sender)
+            for line in sla_tick(store_url=store_url, client=client, sender=sender,
+                                 now=datetime.now(UTC)):
+                log.info("approval SLA: %s", line)
+        return posted
+
+    return start_notifier_thread(store_url, sender, interval_s,
+                                 approvals_hook=approvals_hook)
+
+
 async def serve(app: web.Application, port: int, stop: asyncio.Event,
                 host: str = "127.0.0.1") -> None:
     runner = web.AppRunner(app, access_log=log)
@@ -734,6 +761,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     app = build_app(config, dispatcher, store_url=store_url)
+    interval = float(settings.get("teams_notify_interval_s"))
+    background = start_background(conn_id, store_url, interval) if interval > 0 else None
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -747,6 +776,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot listen on 127.0.0.1:{port}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if background is not None:
+            thread, stop_notifier = background
+            stop_notifier.set()
+            thread.join(timeout=30)
     return 0
 
 
