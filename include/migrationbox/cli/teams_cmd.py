@@ -16,7 +16,7 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "teams", help="Microsoft Teams: the bot's app package",
+        "teams", help="Microsoft Teams: the bot's app package and approvers",
         description="Build what Microsoft Teams needs to install the MigrationBox bot.")
     action = parser.add_subparsers(dest="teams_action", metavar="ACTION", required=True)
     manifest = action.add_parser(
@@ -37,6 +37,9 @@ def register(subparsers: Any) -> None:
     manifest.add_argument("--name", default="MigrationBox",
                           help="short name shown in Teams, up to 30 characters")
     manifest.set_defaults(handler=_manifest)
+    from migrationbox.cli.teams_approvers_cmd import add_approvers_action
+
+    add_approvers_action(action)
 
 
 def _manifest(args: argparse.Namespace) -> int:
