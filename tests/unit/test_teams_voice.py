@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from migrationbox.errors import ConfigurationError, InputError
-from migrationbox.teams import Intent, ParseContext, parse, voice
+from migrationbox.teams import Intent, Language, ParseContext, parse, voice
 from migrationbox.teams.voice import (
     BASE_MODEL_SHA256,
     MAX_AUDIO_BYTES,
@@ -126,6 +126,26 @@ def test_an_attachment_that_is_not_a_dict_is_not_audio() -> None:
 
 def test_voice_error_is_an_input_error() -> None:
     assert issubclass(VoiceError, InputError)
+
+
+def test_every_refusal_is_worded_in_the_four_languages() -> None:
+    for problem, texts in voice.PROBLEMS.items():
+        assert set(texts) == {"en", "de", "es", "hu"}, problem
+        error = VoiceError(problem, size=20.5, limit=16)
+        assert str(error) == error.message_in("en") == error.message_in(None)
+        assert len({error.message_in(code) for code in texts}) == 4
+    error = VoiceError("too_long", limit=60.0)
+    assert error.message_in("de-DE") == ("Die Sprachnachricht ist zu lang (mehr als 60 s); "
+                                         "bitte halte Befehle kurz.")
+    assert error.message_in(Language.HU).startswith("A hangüzenet túl hosszú")
+    assert VoiceError("something else").problem == "unreadable"
+
+
+def test_a_refusal_names_its_problem() -> None:
+    with pytest.raises(VoiceError) as caught:
+        transcribe(b"")
+    assert caught.value.problem == "empty"
+    assert caught.value.message_in("es") == "El mensaje de voz está vacío."
 
 
 @pytest.mark.parametrize(("data", "words"), [
@@ -352,6 +372,20 @@ def test_a_sure_language_is_taken_as_it_is() -> None:
     assert (choice.language, fake.asked) == ("de", ["de"])
 
 
+def test_a_probable_language_whose_transcript_is_a_command_is_taken_alone() -> None:
+    fake = FakeModel({"es": 0.6, "en": 0.3}, {"es": "Genera el informe mensual"})
+    choice = voice._choose(fake, np.zeros(10), "en")  # type: ignore[arg-type]
+    assert (choice.language, fake.asked) == ("es", ["es"])
+
+
+def test_a_probable_language_whose_transcript_is_no_command_tries_the_runner_up() -> None:
+    fake = FakeModel({"en": 0.6, "es": 0.3},
+                     {"en": "and I'll inform him as well", "es": "el informe mensual"})
+    choice = voice._choose(fake, np.zeros(10), None)  # type: ignore[arg-type]
+    assert (choice.language, fake.asked) == ("es", ["en", "es"])
+    assert math.isclose(choice.probability, 0.3)
+
+
 def test_a_language_the_bot_does_not_speak_is_replaced_by_the_best_of_four() -> None:
     fake = FakeModel({"fi": 0.8, "hu": 0.12, "en": 0.05},
                      {"hu": "Mutasd a metrikákat", "en": "mutters the metric cut"})
@@ -397,6 +431,21 @@ SPOKEN = [
     ("es", "¿Cuál es el estado de la migración?", "status"),
     ("hu", "Mutasd a metrikákat.", "metrics"),
 ]
+
+
+def test_every_benchmark_phrasing_typed_gives_its_intent() -> None:
+    """The set measures hearing, not the grammar: typed, every phrasing must parse."""
+    context = ParseContext(known_migration_ids=tuple(PHRASINGS.known_migration_ids))
+    assert set(PHRASINGS.languages) == {"en", "de", "es", "hu"}
+    for language, items in PHRASINGS.languages.items():
+        assert len(items) >= 5, language
+        for phrasing in items:
+            result = parse(phrasing.text, context)
+            assert isinstance(result, Intent), (phrasing.text, result)
+            assert (result.language.value, result.command.value) == (language,
+                                                                     phrasing.command)
+            assert {k: str(v) for k, v in result.slots.model_dump(
+                mode="json", exclude_none=True).items()} == phrasing.slots, phrasing.text
 
 
 def test_the_spoken_set_is_part_of_the_benchmark_set() -> None:

@@ -19,11 +19,12 @@ at a folder holding a larger CTranslate2 Whisper model (``model.bin``, ``config.
 present, is checked the same way.
 
 Language: the bot understands English, German, Spanish and Hungarian only, so the
-model's language probabilities are restricted to those four. When the model is sure
-(the best of the four at ``SURE_PROBABILITY`` or more) that language is used; otherwise
-the clip is transcribed in the two most likely of the four (and the caller's hint, such
-as the Teams locale) and the transcript the command grammar understands wins, the more
-probable one on a tie. The result goes through the same grammar and the same
+model's language probabilities are restricted to those four and the clip is transcribed
+in the most probable of them. Whisper base is often unsure on a short clip, so unless
+it is sure (``SURE_PROBABILITY``) or the transcript is a complete command, the clip is
+also transcribed in the runner-up language (and the caller's hint, such as the Teams
+locale) and the transcript the command grammar understands best wins, then the hint,
+then the model's ranking. The result goes through the same grammar and the same
 confirmation as typed text: nothing here decides an action.
 
 Bad input (empty, not audio, an unsupported container, too long, too big, silence) is
@@ -75,8 +76,10 @@ MAX_AUDIO_BYTES = 16 * 1024 * 1024
 MIN_AUDIO_SECONDS = 0.2
 SAMPLE_RATE = 16_000
 
-#: A best-of-four language probability from which the model's choice is taken as it is.
-SURE_PROBABILITY = 0.5
+#: A best-of-four language probability from which the model's choice is taken as it is;
+#: below it, a transcript the grammar does not understand as a complete command makes the
+#: runner-up language (and the hint) worth a second transcription.
+SURE_PROBABILITY = 0.9
 
 #: Containers accepted (FFmpeg demuxer names). Anything else is refused before decoding:
 #: a voice message is one of these, and fewer demuxers means less of FFmpeg exposed to
@@ -98,8 +101,105 @@ AUDIO_SUFFIXES = (".ogg", ".oga", ".opus", ".webm", ".wav", ".mp3", ".m4a", ".mp
 LANGUAGES: tuple[str, ...] = tuple(language.value for language in Language)
 
 
+#: What a refused voice message is told, per problem and language: the bot answers in
+#: the user's language (the activity's locale), and ``str(error)`` is the English text.
+PROBLEMS: dict[str, dict[str, str]] = {
+    "not_audio": {
+        "en": "The voice message is not audio data.",
+        "de": "Die Sprachnachricht enthält keine Audiodaten.",
+        "es": "El mensaje de voz no contiene audio.",
+        "hu": "A hangüzenet nem tartalmaz hangadatot.",
+    },
+    "empty": {
+        "en": "The voice message is empty.",
+        "de": "Die Sprachnachricht ist leer.",
+        "es": "El mensaje de voz está vacío.",
+        "hu": "A hangüzenet üres.",
+    },
+    "too_big": {
+        "en": "The voice message is too big ({size:.1f} MB; at most {limit} MB).",
+        "de": "Die Sprachnachricht ist zu groß ({size:.1f} MB; höchstens {limit} MB).",
+        "es": "El mensaje de voz es demasiado grande ({size:.1f} MB; como máximo "
+              "{limit} MB).",
+        "hu": "A hangüzenet túl nagy ({size:.1f} MB; legfeljebb {limit} MB).",
+    },
+    "unsupported": {
+        "en": "This kind of audio is not supported; send a Teams voice message or an OGG, "
+              "WebM, MP4, MP3, WAV or FLAC file.",
+        "de": "Dieses Audioformat wird nicht unterstützt; sende eine Teams-Sprachnachricht "
+              "oder eine OGG-, WebM-, MP4-, MP3-, WAV- oder FLAC-Datei.",
+        "es": "Este tipo de audio no es compatible; envía un mensaje de voz de Teams o un "
+              "archivo OGG, WebM, MP4, MP3, WAV o FLAC.",
+        "hu": "Ez a hangformátum nem támogatott; küldj Teams-hangüzenetet vagy OGG, WebM, "
+              "MP4, MP3, WAV vagy FLAC fájlt.",
+    },
+    "no_sound_track": {
+        "en": "The file has no sound track.",
+        "de": "Die Datei hat keine Tonspur.",
+        "es": "El archivo no tiene pista de sonido.",
+        "hu": "A fájlnak nincs hangsávja.",
+    },
+    "unreadable": {
+        "en": "The voice message could not be read as audio (the file is damaged or not "
+              "a sound recording).",
+        "de": "Die Sprachnachricht konnte nicht als Audio gelesen werden (die Datei ist "
+              "beschädigt oder keine Tonaufnahme).",
+        "es": "No se pudo leer el mensaje de voz como audio (el archivo está dañado o no "
+              "es una grabación de sonido).",
+        "hu": "A hangüzenet nem olvasható hangként (a fájl sérült, vagy nem hangfelvétel).",
+    },
+    "no_sound": {
+        "en": "The voice message contains no sound.",
+        "de": "Die Sprachnachricht enthält keinen Ton.",
+        "es": "El mensaje de voz no contiene sonido.",
+        "hu": "A hangüzenetben nincs hang.",
+    },
+    "too_short": {
+        "en": "The voice message is too short to hold a command.",
+        "de": "Die Sprachnachricht ist zu kurz für einen Befehl.",
+        "es": "El mensaje de voz es demasiado corto para contener una orden.",
+        "hu": "A hangüzenet túl rövid ahhoz, hogy parancs legyen benne.",
+    },
+    "too_long": {
+        "en": "The voice message is too long (more than {limit:.0f} s); please keep "
+              "commands short.",
+        "de": "Die Sprachnachricht ist zu lang (mehr als {limit:.0f} s); bitte halte "
+              "Befehle kurz.",
+        "es": "El mensaje de voz es demasiado largo (más de {limit:.0f} s); por favor, "
+              "da órdenes breves.",
+        "hu": "A hangüzenet túl hosszú (több mint {limit:.0f} s); kérlek, a parancsok "
+              "legyenek rövidek.",
+    },
+    "no_speech": {
+        "en": "No speech was heard in the voice message.",
+        "de": "In der Sprachnachricht war keine Sprache zu hören.",
+        "es": "No se oyó ninguna voz en el mensaje de voz.",
+        "hu": "A hangüzenetben nem hallatszott beszéd.",
+    },
+    "no_words": {
+        "en": "No words were recognised in the voice message.",
+        "de": "In der Sprachnachricht wurden keine Wörter erkannt.",
+        "es": "No se reconoció ninguna palabra en el mensaje de voz.",
+        "hu": "A hangüzenetben nem sikerült szavakat felismerni.",
+    },
+}
+
+
 class VoiceError(InputError):
-    """The audio cannot be transcribed; the message says why, for the user to read."""
+    """The audio cannot be transcribed; the message says why, for the user to read.
+
+    ``problem`` names the kind (a key of ``PROBLEMS``); ``message_in(language)`` is the
+    same message in the user's language.
+    """
+
+    def __init__(self, problem: str, **values: object) -> None:
+        self.problem = problem if problem in PROBLEMS else "unreadable"
+        self.values = values
+        super().__init__(self.message_in("en"))
+
+    def message_in(self, language: Language | str | None) -> str:
+        code = language.value if isinstance(language, Language) else _hint_language(language)
+        return PROBLEMS[self.problem][code or "en"].format(**self.values)
 
 
 class Transcript(BaseModel):
@@ -171,14 +271,13 @@ def decode(data: bytes) -> np.ndarray:
     import numpy as np
 
     if not isinstance(data, bytes | bytearray | memoryview):
-        raise VoiceError("The voice message is not audio data.")
+        raise VoiceError("not_audio")
     data = bytes(data)
     if not data:
-        raise VoiceError("The voice message is empty.")
+        raise VoiceError("empty")
     if len(data) > MAX_AUDIO_BYTES:
-        raise VoiceError(
-            f"The voice message is too big ({len(data) / 1_048_576:.1f} MB; at most "
-            f"{MAX_AUDIO_BYTES // 1_048_576} MB).")
+        raise VoiceError("too_big", size=len(data) / 1_048_576,
+                         limit=MAX_AUDIO_BYTES // 1_048_576)
     limit = int(MAX_AUDIO_SECONDS * SAMPLE_RATE)
     chunks: list[np.ndarray] = []
     count = 0
@@ -186,12 +285,10 @@ def decode(data: bytes) -> np.ndarray:
         with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
             name = container.format.name
             if name not in ACCEPTED_CONTAINERS:
-                raise VoiceError(
-                    "This kind of audio is not supported; send a Teams voice message or "
-                    "an OGG, WebM, MP4, MP3, WAV or FLAC file.")
+                raise VoiceError("unsupported")
             stream = next((s for s in container.streams if s.type == "audio"), None)
             if stream is None:
-                raise VoiceError("The file has no sound track.")
+                raise VoiceError("no_sound_track")
             resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
             for frame in container.decode(stream):
                 frame.pts = None
@@ -199,9 +296,7 @@ def decode(data: bytes) -> np.ndarray:
                     samples = out.to_ndarray().reshape(-1)
                     count += samples.size
                     if count > limit:
-                        raise VoiceError(
-                            f"The voice message is too long (more than "
-                            f"{MAX_AUDIO_SECONDS:.0f} s); please keep commands short.")
+                        raise VoiceError("too_long", limit=MAX_AUDIO_SECONDS)
                     chunks.append(samples)
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
@@ -209,16 +304,14 @@ def decode(data: bytes) -> np.ndarray:
         raise
     except Exception as exc:  # FFmpeg and its bindings fail in many ways on bad bytes
         log.info("voice message not decodable: %s: %s", type(exc).__name__, exc)
-        raise VoiceError("The voice message could not be read as audio "
-                         "(the file is damaged or not a sound recording).") from None
+        raise VoiceError("unreadable") from None
     if not chunks:
-        raise VoiceError("The voice message contains no sound.")
+        raise VoiceError("no_sound")
     audio = np.concatenate(chunks).astype(np.float32) / 32768.0
     if audio.size < MIN_AUDIO_SECONDS * SAMPLE_RATE:
-        raise VoiceError("The voice message is too short to hold a command.")
+        raise VoiceError("too_short")
     if audio.size > limit:
-        raise VoiceError(f"The voice message is too long (more than "
-                         f"{MAX_AUDIO_SECONDS:.0f} s); please keep commands short.")
+        raise VoiceError("too_long", limit=MAX_AUDIO_SECONDS)
     return audio
 
 
@@ -407,16 +500,18 @@ def _choose(model: WhisperModel, audio: np.ndarray, hint: str | None) -> _Choice
             probs[code] = float(probability)
     ranked = sorted(LANGUAGES, key=lambda code: -probs[code])
     best = ranked[0]
+    text = _transcribe_in(model, audio, best)
     if probs[best] >= SURE_PROBABILITY:
-        return _Choice(best, probs[best], _transcribe_in(model, audio, best))
-    candidates = ranked[:2]
-    if hint is not None and hint not in candidates:
-        candidates.append(hint)
-    tried = []
-    for order, code in enumerate(candidates):
-        text = _transcribe_in(model, audio, code)
+        return _Choice(best, probs[best], text)
+    first_score = _grammar_score(text, best)
+    if first_score == 2:  # a complete command in the most probable language
+        return _Choice(best, probs[best], text)
+    tried = [((first_score, best == hint, 0), best, text)]
+    others = [ranked[1]] + ([hint] if hint is not None and hint not in ranked[:2] else [])
+    for order, code in enumerate(others, start=1):
+        other = _transcribe_in(model, audio, code)
         # a grammar hit counts first, then the hint, then the model's own ranking
-        tried.append(((_grammar_score(text, code), code == hint, -order), code, text))
+        tried.append(((_grammar_score(other, code), code == hint, -order), code, other))
     _, code, text = max(tried)
     return _Choice(code, probs[code], text)
 
@@ -433,12 +528,12 @@ def transcribe(data: bytes, *, language_hint: str | None = None) -> Transcript:
     audio = decode(data)
     audio_seconds = audio.size / SAMPLE_RATE
     if not _has_speech(audio):
-        raise VoiceError("No speech was heard in the voice message.")
+        raise VoiceError("no_speech")
     loaded = load_model()
     with _run_lock:  # one transcription at a time: it uses every core it is given
         choice = _choose(loaded.model, audio, _hint_language(language_hint))
     if not choice.text:
-        raise VoiceError("No words were recognised in the voice message.")
+        raise VoiceError("no_words")
     probability = choice.probability if math.isfinite(choice.probability) else 0.0
     return Transcript(text=choice.text, language=Language(choice.language),
                       language_probability=min(1.0, max(0.0, probability)),
