@@ -483,7 +483,7 @@ def test_report_metrics_costs_cards_from_the_store(dispatcher, store_url):
     (report,) = _cards(dispatcher.handle_message(inbound("report weekly")))
     facts = {f["title"]: f["value"] for f in report["body"][1]["facts"]}
     assert facts["Waves completed"] == "1" and facts["Servers migrated"] == "1"
-    assert facts["Approvals"] == "1 approved"
+    assert facts["Approvals"] == "1 approved" and facts["Waves rolled back"] == "0"
     (metrics,) = _cards(dispatcher.handle_message(inbound(f"metrics {ESTATE}")))
     assert "1 / 3" in str(metrics)
     (costs,) = _cards(dispatcher.handle_message(inbound(f"costs {ESTATE}")))

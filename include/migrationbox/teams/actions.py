@@ -110,6 +110,12 @@ class ActionContext:
             self._client = self.client_factory()
         return self._client
 
+    def close(self) -> None:
+        """Close the Airflow client this command opened (the factory makes one each)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
     @property
     def user_label(self) -> str:
         return self.inbound.user_name or self.inbound.user_aad_id or self.inbound.user_id
@@ -707,6 +713,9 @@ def _simple_card(title: str, body: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def report(intent: Intent, ctx: ActionContext) -> Reply:
+    """The period's figures from the store: a wave counts as completed (or rolled back)
+    in the period when its status last changed in it; phases by their start, approvals
+    by their answer, incidents by their detection."""
     period = intent.slots.period
     assert period is not None
     days = 7 if period.value == "weekly" else 30
@@ -724,10 +733,10 @@ def report(intent: Intent, ctx: ActionContext) -> Reply:
             .join(EstateRow, EstateRow.id == PlanRow.estate_id)
             .where(PlanRow.estate_id.in_(ids), WaveRow.status == "completed",
                    WaveRow.updated_at >= since)).all()
-        rolled = session.scalar(
+        rolled = len(session.execute(
             select(WaveRow.id).join(PlanRow, PlanRow.id == WaveRow.plan_id)
             .where(PlanRow.estate_id.in_(ids), WaveRow.status == "rolled_back",
-                   WaveRow.updated_at >= since).limit(1))
+                   WaveRow.updated_at >= since)).all())
         failed_phases = session.execute(
             select(PhaseRunRow.phase, PhaseRunRow.summary)
             .where(PhaseRunRow.estate_id.in_(ids), PhaseRunRow.status == "failed",
@@ -745,7 +754,7 @@ def report(intent: Intent, ctx: ActionContext) -> Reply:
         ("Migrations", ", ".join(names)),
         ("Waves completed", str(len(done))),
         ("Servers migrated", str(sum(n for _, _, n in done))),
-        ("Waves rolled back", "yes" if rolled else "0"),
+        ("Waves rolled back", str(rolled)),
         ("Phases failed", str(len(failed_phases))),
         ("Incidents", f"{len(incidents)} ({healed} healed)"),
         ("Approvals", ", ".join(f"{n} {d}" for d, n in sorted(decisions.items())) or "0"),

@@ -145,13 +145,10 @@ class CommandDispatcher:
                       detail=f"{type(exc).__name__}: {exc}")
             return Reply(text=platform_error_text(exc))
         finally:
-            client = ctx._client
-            if client is not None:
-                try:
-                    client.close()
-                except Exception:
-                    log.debug("closing the Airflow client failed", exc_info=True)
-                ctx._client = None
+            try:
+                ctx.close()
+            except Exception:
+                log.debug("closing the Airflow client failed", exc_info=True)
         self._log(ctx.inbound, text=text, language=language, command=command,
                   migration_id=migration_id, outcome=outcome)
         return reply
