@@ -519,16 +519,20 @@ def test_mute_unmute_alert_config_write_conversation_state(dispatcher, store_url
     with session_scope(store_url) as s:
         assert state.conversation(s, "conv-1").muted_until is None
     (shown,) = dispatcher.handle_message(inbound("alert-config"))
-    assert "kinds: all" in shown.text
+    assert "all kinds, severity info and above" in shown.text
     (set_,) = dispatcher.handle_message(inbound(f'alert-config {ESTATE} "rollback incidents P2"'))
     with session_scope(store_url) as s:
         conv = state.conversation(s, "conv-1")
-    assert conv.alert_config == {"kinds": ["incident_opened", "rollback"],
-                                 "min_severity": "P2"}
+    assert conv.alert_config == {"kinds": ["rollback", "incident_opened"],
+                                 "min_severity": "critical"}
+    from migrationbox.teams.notifier import AlertConfig
+
+    assert AlertConfig.from_stored(conv.alert_config).allows("rollback", "critical")
     assert conv.estate == ESTATE and "set" in set_.text
     dispatcher.handle_message(inbound("alert-config wave_done"))
     with session_scope(store_url) as s:
-        assert state.conversation(s, "conv-1").alert_config["kinds"] == ["wave_done"]
+        stored = state.conversation(s, "conv-1").alert_config
+    assert stored == {"kinds": ["wave_done"], "min_severity": "critical"}
 
 
 @pytest.mark.parametrize(("text", "minutes"), [
@@ -681,3 +685,20 @@ def test_any_card_action_gets_a_reply(dispatcher, fake_approvals, verb, migratio
     assert reply.text or reply.card
     assert "Traceback" not in (reply.text or "")
     _cards(reply)
+
+
+def test_bad_voice_message_is_answered_in_the_users_language(store_url, airflow,
+                                                              monkeypatch):
+    """With the real voice module: not audio -> its message in the locale's language."""
+    from migrationbox.teams import voice
+
+    def refuse(data: bytes, *, language_hint=None):
+        raise voice.VoiceError("not_audio")
+
+    monkeypatch.setattr(voice, "transcribe", refuse)
+    d = CommandDispatcher(store_url, lambda: airflow,  # type: ignore[arg-type,return-value]
+                          fetch_attachment=lambda a: b"\x00" * 64)
+    att = [{"contentType": "audio/wav", "contentUrl": "https://x/1"}]
+    (reply,) = d.handle_message(inbound("", attachments=att, locale="de-DE"))
+    assert reply.text == voice.PROBLEMS["not_audio"]["de"]
+    assert _log(store_url)[-1] == (None, "refused")

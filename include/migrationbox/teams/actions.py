@@ -76,7 +76,6 @@ MAX_MUTE = timedelta(days=30)
 #: Notification kinds a conversation can choose (the notifier's kinds).
 ALERT_KINDS = ("wave_started", "phase_failed", "rollback", "wave_done", "incident_opened",
                "incident_healed", "approval_waiting")
-SEVERITIES = ("P1", "P2", "P3", "P4")
 NEXT_ISSUE_NOTE = ("Knowledge search (runbooks, documents, past migrations) comes with the "
                    "next release; this answer is built from what MigrationBox records today.")
 CANCELLABLE_NOTE_MAX = 1000
@@ -967,14 +966,23 @@ _KIND_WORDS = {kind: kind for kind in ALERT_KINDS} | {
 }
 
 
+#: Severity words of ``alert-config``: the notifier's levels, and an incident's P1-P4 as
+#: the notifier ranks them (P1/P2 critical, P3 warning, P4 info).
+_SEVERITY_WORDS = {"info": "info", "warning": "warning", "critical": "critical",
+                   "p1": "critical", "p2": "critical", "p3": "warning", "p4": "info"}
+
+
 def alert_config(intent: Intent, ctx: ActionContext) -> Reply:
-    """``alert-config [id] [kinds ...] [P1-P4]``: without kinds or a severity, shows what
-    this conversation gets; with them, sets it (``{"kinds": [...], "min_severity": ...}``)."""
+    """``alert-config [id] ["kinds ... severity"]``: without kinds or a severity, shows
+    what this conversation gets; with them, sets it in the notifier's stored shape
+    (``teams.notifier.AlertConfig``: ``{"kinds": [...], "min_severity": ...}``)."""
+    from migrationbox.teams.notifier import AlertConfig
+
     words = re.findall(r"[\w-]+", intent.text.casefold())
     kinds = sorted({_KIND_WORDS[w] for w in words if w in _KIND_WORDS})
-    severity = next((w.upper() for w in words if w.upper() in SEVERITIES), None)
+    severity = next((_SEVERITY_WORDS[w] for w in words if w in _SEVERITY_WORDS), None)
     estate = intent.slots.migration_id
-    if estate and (estate in _KIND_WORDS or estate.upper() in SEVERITIES):
+    if estate and (estate in _KIND_WORDS or estate.casefold() in _SEVERITY_WORDS):
         estate = None  # the grammar reads "wave_done" or "p2" as an id
     if estate:
         load_migration(ctx.store_url, estate)
@@ -984,7 +992,10 @@ def alert_config(intent: Intent, ctx: ActionContext) -> Reply:
             state.remember_conversation(session, ctx.inbound.conversation)
             current = state.conversation(session, _conversation_id(ctx))
         assert current is not None
-        config = dict(current.alert_config)
+        try:
+            config = AlertConfig.from_stored(current.alert_config)
+        except ValueError:  # a config this version cannot read: start from "everything"
+            config = AlertConfig()
         note = ""
         if estate and current.estate is None:
             state.bind_estate(session, _conversation_id(ctx), estate)
@@ -993,18 +1004,15 @@ def alert_config(intent: Intent, ctx: ActionContext) -> Reply:
             note = (f" This conversation belongs to {current.estate}; its alerts stay "
                     f"about {current.estate}.")
         if kinds or severity:
-            if kinds:
-                config["kinds"] = kinds
-            if severity:
-                config["min_severity"] = severity
-            state.set_alert_config(session, _conversation_id(ctx), config)
-    shown = (f"kinds: {', '.join(config.get('kinds') or ['all'])}; minimum incident "
-             f"severity: {config.get('min_severity') or 'all'}")
+            config = AlertConfig(kinds=tuple(kinds) if kinds else config.kinds,
+                                 min_severity=severity or config.min_severity)
+            state.set_alert_config(session, _conversation_id(ctx), config.to_stored())
     if kinds or severity:
-        return Reply(text=f"Alerts for this conversation set: {shown}.{note}")
-    return Reply(text=(f"Alerts for this conversation: {shown}.{note} To change: "
-                       f'`alert-config "<kinds> <P1-P4>"` with kinds from '
-                       f"{', '.join(ALERT_KINDS)}."))
+        return Reply(text=f"Alerts for this conversation set: {config.describe()}.{note}")
+    return Reply(text=(f"Alerts for this conversation: {config.describe()}.{note} To "
+                       f'change: `alert-config "<kinds> <severity>"` with kinds from '
+                       f"{', '.join(ALERT_KINDS)} and a severity info, warning or "
+                       "critical (or an incident's P1-P4)."))
 
 
 _DURATION = re.compile(

@@ -205,7 +205,9 @@ class CommandDispatcher:
             if voice_error is not None and isinstance(exc, voice_error):
                 self._log(inbound, text="(voice message)", language=hint, command=None,
                           migration_id=None, outcome="refused", detail=str(exc))
-                return None, Reply(text=str(exc).splitlines()[0][:300])
+                in_language = getattr(exc, "message_in", None)
+                text = in_language(inbound.locale) if callable(in_language) else str(exc)
+                return None, Reply(text=str(text).splitlines()[0][:300])
             log.exception("voice message could not be transcribed")
             self._log(inbound, text="(voice message)", language=hint, command=None,
                       migration_id=None, outcome="error", detail=f"{type(exc).__name__}: {exc}")
