@@ -46,7 +46,11 @@ def _record(sid: str, role: str, ip: str, ports: list[int], kind: str) -> dict:
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from migrationbox.platform.testing import running_platform
 
-    with running_platform(tmp_path_factory.mktemp("teams-approvals")) as plat:
+    # the platform's own bot would post the same cards from its background scan (to a
+    # connector it cannot reach, claiming and dropping them): this test drives the
+    # approval workflow itself, so the bot's scan is off (interval 0)
+    with running_platform(tmp_path_factory.mktemp("teams-approvals"),
+                          MIGRATIONBOX_TEAMS_NOTIFY_INTERVAL_S="0") as plat:
         yield plat
 
 
