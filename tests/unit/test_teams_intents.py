@@ -311,3 +311,172 @@ def test_destructive_commands_need_confirmation_in_the_users_language() -> None:
 ])
 def test_confirmation_answers(answer: str, expected: bool | None) -> None:
     assert parse_confirmation(answer) is expected
+
+
+# ---------------------------------------------------------------------------- durations
+
+
+@pytest.mark.parametrize(("text", "seconds", "migration"), [
+    ("mute prod-7 30m", 1800, "prod-7"),
+    ("mute 2h", 7200, None),
+    ("mute 1d", 86_400, None),
+    ("mute 90 min", 5400, None),
+    ("mute 1h30m", 5400, None),
+    ("mute 1 hour 30 minutes", 5400, None),
+    ("mute for an hour", 3600, None),
+    ("mute prod-7 for 2 hours", 7200, "prod-7"),
+    ("mute 2 Stunden", 7200, None),
+    ("schalte prod-7 für 2 Stunden stumm", 7200, "prod-7"),
+    ("silencia prod-7 durante 2 horas", 7200, "prod-7"),
+    ("némítsd a prod-7 migrációt 2 órára", 7200, "prod-7"),
+    ("némítsd 2 óra", 7200, None),
+    ("mute 99999999d", 366 * 86_400, None),  # read as the longest duration, not an id
+])
+def test_a_duration_is_a_slot_never_a_migration_id(text: str, seconds: int,
+                                                   migration: str | None) -> None:
+    got = intent(text)
+    assert got.command == Command.MUTE
+    assert (got.slots.duration, got.slots.migration_id) == (seconds, migration)
+
+
+def test_a_duration_is_not_an_id_for_other_commands_either() -> None:
+    assert intent("status 30m").slots.migration_id is None
+    # a known migration that looks like a duration stays that migration
+    assert intent("status 2h", ParseContext(known_migration_ids=("2h",))).slots.migration_id \
+        == "2h"
+
+
+# ---------------------------------------------------------------------------- alert-config
+
+
+@pytest.mark.parametrize(("text", "severity", "kinds", "migration"), [
+    ("alert-config P2", "P2", None, None),
+    ("alert-config p4", "P4", None, None),
+    ("alert-config critical", "critical", None, None),
+    ("alert-config wave_done", None, ("wave_done",), None),
+    ("alert-config wave-done incident_healed", None, ("wave_done", "incident_healed"),
+     None),
+    ('alert-config prod-7 "rollback incidents P2"', "P2", ("rollback", "incident_opened"),
+     "prod-7"),
+    ("alert-config prod-7 rollback incidents P2", "P2", ("rollback", "incident_opened"),
+     "prod-7"),
+    ('Alarme konfigurieren "Vorfälle kritisch"', "critical", ("incident_opened",), None),
+    ("configura alertas incidentes P1", "P1", ("incident_opened",), None),
+    ('riasztások beállítása "rollback P2"', "P2", ("rollback",), None),
+])
+def test_alert_config_takes_severity_and_kinds_as_slots(text: str, severity: str | None,
+                                                        kinds: tuple | None,
+                                                        migration: str | None) -> None:
+    got = intent(text)
+    assert got.command == Command.ALERT_CONFIG
+    assert (got.slots.severity, got.slots.kinds, got.slots.migration_id) == (
+        severity, kinds, migration)
+
+
+def test_the_grammar_knows_the_notifiers_kinds() -> None:
+    from migrationbox.teams.grammar import NOTIFICATION_KINDS
+    from migrationbox.teams.notifier import NOTIFICATION_KINDS as NOTIFIER_KINDS
+
+    assert NOTIFICATION_KINDS == NOTIFIER_KINDS
+
+
+@pytest.mark.parametrize("kind", ["wave_started", "phase_failed", "wave_done",
+                                  "incident_opened", "incident_healed", "approval_waiting"])
+def test_a_notification_kind_is_never_a_migration_id(kind: str) -> None:
+    assert intent(f"alert-config {kind}").slots == intent(f'alert-config "{kind}"').slots
+    assert intent(f"alert-config {kind}").slots.kinds == (kind,)
+    assert intent(f"status {kind}").slots.migration_id is None
+    assert intent(f"mute {kind} 2h").slots.kinds == (kind,)
+
+
+def test_two_severities_are_asked_back() -> None:
+    got = question("alert-config P1 info")
+    assert got.reason == ClarificationReason.CONFLICTING_SLOT and "P1" in got.question
+
+
+# ---------------------------------------------------------------------------- languages
+
+
+@pytest.mark.parametrize("text", ["szakítsd meg a prod-7 migrációt", "szakitsd meg prod-7",
+                                  "Szakítsd meg prod-7", "szakítsd félbe a prod-7 migrációt"])
+def test_hungarian_szakitsd_meg_is_cancel(text: str) -> None:
+    got = intent(text)
+    assert (got.command, got.language, got.slots.migration_id) == (
+        Command.CANCEL, HU, "prod-7")
+    assert got.needs_confirmation
+
+
+def test_hungarian_cancel_is_not_mistaken_for_pause() -> None:
+    # "állítsd meg" (pause) shares "meg"; each stays its own command
+    assert intent("állítsd meg a prod-7 migrációt").command == Command.PAUSE
+    assert question("ne szakítsd meg a prod-7 migrációt").reason == "negated"
+
+
+@pytest.mark.parametrize(("text", "command"), [
+    ("cancela prod-7", Command.CANCEL), ("cancelar prod-7", Command.CANCEL),
+    ("pausa prod-7", Command.PAUSE), ("reanuda prod-7", Command.RESUME),
+    ("inicia prod aws us-east-1", Command.START),
+    ("iniciar prod aws us-east-1", Command.START),
+    ("aprueba cutover prod-7", Command.APPROVE),
+    ('rechaza cutover prod-7 "faltan pruebas"', Command.REJECT),
+    ("aborta prod-7", Command.CANCEL),
+])
+def test_spanish_imperatives_are_spanish(text: str, command: Command) -> None:
+    got = intent(text)
+    assert (got.language, got.command) == (ES, command)
+
+
+def test_a_longer_stem_wins_language_detection_but_not_shared_words() -> None:
+    assert detect_language("cancel prod-7") == EN
+    assert detect_language("starten") == DE
+    assert detect_language("status") == EN  # shared by en, de, es: the first
+    assert detect_language("status", "es-ES") == ES
+
+
+# ---------------------------------------------------------------------------- voice ids
+
+VOICE = ParseContext(known_migration_ids=("acme", "atlas-2", "prod-7"), known_ids_only=True)
+
+
+def test_without_the_flag_an_unknown_hyphenated_word_is_an_id() -> None:
+    assert intent("pausiere Saiga-Mir-Behörter").slots.migration_id == "Saiga-Mir-Behörter"
+
+
+def test_known_ids_only_asks_back_for_a_misheard_word() -> None:
+    got = question("pausiere Saiga-Mir-Behörter", VOICE)
+    assert got.reason == ClarificationReason.UNKNOWN_MIGRATION
+    assert got.command == Command.PAUSE and got.language == DE
+    assert "Saiga-Mir-Behörter" in got.question and "acme, atlas-2, prod-7" in got.question
+    # not even the channel's migration is taken instead of what was said
+    ctx = VOICE.model_copy(update={"migration_id": "acme"})
+    assert question("pause Saiga-Mir-Behörter", ctx).reason == "unknown_migration"
+
+
+@pytest.mark.parametrize(("text", "migration"), [
+    ("pause the Acne migration", "acme"),
+    ("pause ACME", "acme"),
+    ("status atlas 2", "atlas-2"),
+    ("status Atlas2", "atlas-2"),
+    ("pause prod 7", "prod-7"),
+    ("status atlas two", "atlas-2"),
+    ("pausiere atlas zwei", "atlas-2"),
+    ("pause prod-7", "prod-7"),
+])
+def test_known_ids_only_takes_known_ids_and_unambiguous_close_matches(
+        text: str, migration: str) -> None:
+    assert intent(text, VOICE).slots.migration_id == migration
+
+
+def test_a_close_match_must_keep_the_digits_and_be_unambiguous() -> None:
+    assert question("pause prod-8", VOICE).reason == "unknown_migration"
+    near = ParseContext(known_migration_ids=("acme", "acne"), known_ids_only=True)
+    assert intent("pause acme", near).slots.migration_id == "acme"  # exact wins
+    both = ParseContext(known_migration_ids=("acma", "acmo"), known_ids_only=True)
+    assert question("pause acme", both).missing == ["migration_id"]
+
+
+def test_known_ids_only_without_known_ids_takes_none() -> None:
+    ctx = ParseContext(known_ids_only=True)
+    assert question("pause prod-7", ctx).reason == "unknown_migration"
+    assert intent("status", ctx).slots.migration_id is None
+    assert intent("mute 2h", ctx).slots.duration == 7200

@@ -126,3 +126,58 @@ def test_any_token_string_is_refused_with_a_reason(validator, header, activity_i
     assert not result.ok
     assert isinstance(result.refusal, Refusal) and result.detail
     assert result.status_code in (401, 503)
+
+
+# ---------------------------------------------------------------------------- values
+
+UNITS = {"m": 60, "min": 60, "minutes": 60, "h": 3600, "hours": 3600, "Stunden": 3600,
+         "horas": 3600, "óra": 3600, "d": 86_400, "days": 86_400, "nap": 86_400}
+
+
+@SETTINGS
+@given(amount=st.integers(min_value=0, max_value=10**9), unit=st.sampled_from(sorted(UNITS)),
+       joined=st.booleans(), migration=st.sampled_from(["", "prod-7 "]))
+def test_any_duration_is_read_as_seconds_never_as_an_id(amount: int, unit: str,
+                                                        joined: bool, migration: str) -> None:
+    from migrationbox.teams.models import MAX_DURATION_S
+
+    text = f"mute {migration}{amount}{'' if joined else ' '}{unit}"
+    got = parse(text)
+    assert isinstance(got, Intent), text
+    assert got.slots.duration == min(amount * UNITS[unit], MAX_DURATION_S)
+    assert got.slots.migration_id == (migration.strip() or None)
+
+
+@SETTINGS
+@given(words=st.lists(st.sampled_from(["P1", "p2", "P3", "P4", "info", "warning",
+                                       "critical", "wave_done", "phase_failed",
+                                       "incident_opened", "approval_waiting", "wave-started",
+                                       "incident_healed", "rollback"]),
+                      min_size=1, max_size=4),
+       quoted=st.booleans())
+def test_severities_and_kinds_are_never_migration_ids(words: list[str], quoted: bool) -> None:
+    said = " ".join(words)
+    got = parse(f'alert-config "{said}"' if quoted else f"alert-config {said}")
+    assert got.slots.migration_id is None
+    severities = {w for w in words if w.upper() in ("P1", "P2", "P3", "P4")
+                  or w in ("info", "warning", "critical")}
+    kinds = {w.replace("-", "_") for w in words} - severities
+    if len({s.upper() if s[0] in "pP" else s for s in severities}) > 1:
+        assert isinstance(got, Clarification) and got.reason == "conflicting_slot"
+    else:
+        assert isinstance(got, Intent) and got.command == "alert-config"
+        assert set(got.slots.kinds or ()) == kinds
+
+
+voice_ids = st.lists(st.from_regex(r"[a-z]{2,8}(-[a-z0-9]{1,4}){0,2}", fullmatch=True),
+                     max_size=4).map(tuple)
+
+
+@SETTINGS
+@given(text=texts, known=voice_ids, channel=st.one_of(st.none(), st.just("prod-7")))
+def test_known_ids_only_never_names_a_migration_outside_the_known_ones(
+        text: str, known: tuple[str, ...], channel: str | None) -> None:
+    ctx = ParseContext(known_migration_ids=known, known_ids_only=True, migration_id=channel)
+    result = parse(text, ctx)
+    if result.slots.migration_id is not None:
+        assert result.slots.migration_id in (*known, channel)

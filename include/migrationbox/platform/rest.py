@@ -11,6 +11,10 @@ SimpleAuthManager login route of apache-airflow 3.3.2:
 * ``GET|PATCH /api/v2/dags/{dag_id}``, ``GET /api/v2/dags?dag_id_prefix_pattern=``;
 * ``POST /api/v2/dags/{dag_id}/dagRuns`` (``logical_date`` is required, may be null);
 * ``GET /api/v2/dags/{dag_id}/dagRuns/{run_id}[/taskInstances|/hitlDetails]``;
+* ``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}`` (``DAGRunPatchBody``: ``state``
+  queued|success|failed, ``note``);
+* ``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}``
+  (``PatchTaskInstanceBody``: ``new_state``, ``note``);
 * ``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails``;
 * ``POST /api/v2/dags/{dag_id}/clearTaskInstances`` (``dry_run`` defaults to true
   server-side, so it is always sent);
@@ -30,6 +34,11 @@ from migrationbox.errors import ExternalServiceError
 
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 PAGE_LIMIT = 100  # the API's default [api] maximum_page_limit
+#: States ``DAGRunPatchBody`` and ``PatchTaskInstanceBody`` accept (Airflow 3.3:
+#: ``DAGRunPatchStates``; ``new_state`` is restricted to success, failed, skipped).
+DAG_RUN_PATCH_STATES = frozenset({"queued", "success", "failed"})
+TASK_PATCH_STATES = frozenset({"success", "failed", "skipped"})
+NOTE_MAX_CHARS = 1000  # both bodies' ``note`` max_length
 
 
 class AirflowApiError(ExternalServiceError):
@@ -252,6 +261,40 @@ class AirflowClient:
             f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances", "task_instances"
         )
 
+    def mark_run(
+        self, dag_id: str, run_id: str, state: str, note: str | None = None
+    ) -> dict[str, Any]:
+        """Set a run's state (``DAGRunPatchBody``): ``failed`` stops its running tasks
+        and schedules nothing more, ``success`` ends it, ``queued`` runs it again. With
+        ``note`` the run's note says why (Airflow keeps the last one)."""
+        if state not in DAG_RUN_PATCH_STATES:
+            raise ValueError(f"mark_run: state must be one of "
+                             f"{', '.join(sorted(DAG_RUN_PATCH_STATES))}, not {state!r}")
+        _check_note("mark_run", note)
+        body: dict[str, Any] = {"state": state}
+        if note is not None:
+            body["note"] = note
+        path = f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}"
+        return dict(self.request("PATCH", path, json=body))
+
+    def set_task_state(
+        self, dag_id: str, run_id: str, task_id: str, new_state: str,
+        note: str | None = None,
+    ) -> dict[str, Any]:
+        """Set one task instance's state (``PatchTaskInstanceBody``), e.g. ``failed`` so
+        that tasks with trigger rule ``one_failed`` (a rollback group) run. Airflow
+        answers with the task instances it changed."""
+        if new_state not in TASK_PATCH_STATES:
+            raise ValueError(f"set_task_state: new_state must be one of "
+                             f"{', '.join(sorted(TASK_PATCH_STATES))}, not {new_state!r}")
+        _check_note("set_task_state", note)
+        body: dict[str, Any] = {"new_state": new_state}
+        if note is not None:
+            body["note"] = note
+        path = (f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/"
+                f"{_q(task_id)}")
+        return dict(self.request("PATCH", path, json=body))
+
     def wait_for_run(
         self,
         dag_id: str,
@@ -358,6 +401,13 @@ class AirflowClient:
 
     def get_connection(self, conn_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/api/v2/connections/{_q(conn_id)}"))
+
+
+def _check_note(call: str, note: str | None) -> None:
+    """Airflow refuses a longer note with a 422; say so before the request is sent."""
+    if note is not None and len(note) > NOTE_MAX_CHARS:
+        raise ValueError(f"{call}: note is {len(note)} characters; Airflow takes at most "
+                         f"{NOTE_MAX_CHARS}")
 
 
 def _last_line(text: object) -> str:

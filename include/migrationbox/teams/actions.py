@@ -210,26 +210,21 @@ def active_run(client: AirflowClient, migration: Migration) -> WaveRun | None:
 
 
 def mark_run_failed(client: AirflowClient, dag_id: str, run_id: str, note: str) -> dict[str, Any]:
-    """``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}`` with state=failed (Airflow 3.3's
-    ``DAGRunPatchBody``: ``state``, ``note``); running tasks are stopped, nothing else is
-    scheduled. Kept here until ``platform.rest.AirflowClient`` has it."""
-    from urllib.parse import quote
-
-    path = f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}"
-    return dict(client.request("PATCH", path, json={"state": "failed",
-                                                    "note": note[:CANCELLABLE_NOTE_MAX]}))
+    """Mark the run failed (``AirflowClient.mark_run``: ``PATCH dagRuns/{run}``); running
+    tasks are stopped, nothing else is scheduled. Called through the class so that any
+    client with ``AirflowClient.request`` (the command tests' recording one) sends the
+    same request."""
+    return AirflowClient.mark_run(client, dag_id, run_id, "failed",
+                                  note=note[:CANCELLABLE_NOTE_MAX])
 
 
 def set_task_state(client: AirflowClient, dag_id: str, run_id: str, task_id: str,
                    new_state: str, note: str) -> Any:
-    """``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}``
-    (``PatchTaskInstanceBody``: new_state success|failed|skipped, note)."""
-    from urllib.parse import quote
-
-    path = (f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}"
-            f"/taskInstances/{quote(task_id, safe='')}")
-    return client.request("PATCH", path, json={"new_state": new_state,
-                                               "note": note[:CANCELLABLE_NOTE_MAX]})
+    """Set one task instance's state (``AirflowClient.set_task_state``: ``PATCH
+    taskInstances/{task_id}``, new_state success|failed|skipped), called through the
+    class like ``mark_run_failed``."""
+    return AirflowClient.set_task_state(client, dag_id, run_id, task_id, new_state,
+                                        note=note[:CANCELLABLE_NOTE_MAX])
 
 
 def _record_event(store_url: str, estate: str, message: str, *, wave: int | None = None,
@@ -978,12 +973,15 @@ def alert_config(intent: Intent, ctx: ActionContext) -> Reply:
     (``teams.notifier.AlertConfig``: ``{"kinds": [...], "min_severity": ...}``)."""
     from migrationbox.teams.notifier import AlertConfig
 
+    # the grammar's slots (kinds and severity, quoted or not, in any language); the
+    # words of the text only for an intent stored before the grammar had these slots
     words = re.findall(r"[\w-]+", intent.text.casefold())
-    kinds = sorted({_KIND_WORDS[w] for w in words if w in _KIND_WORDS})
-    severity = next((_SEVERITY_WORDS[w] for w in words if w in _SEVERITY_WORDS), None)
+    kinds = sorted(intent.slots.kinds if intent.slots.kinds is not None
+                   else {_KIND_WORDS[w] for w in words if w in _KIND_WORDS})
+    said = (intent.slots.severity if intent.slots.severity is not None
+            else next((w for w in words if w in _SEVERITY_WORDS), None))
+    severity = _SEVERITY_WORDS[said.casefold()] if said is not None else None
     estate = intent.slots.migration_id
-    if estate and (estate in _KIND_WORDS or estate.casefold() in _SEVERITY_WORDS):
-        estate = None  # the grammar reads "wave_done" or "p2" as an id
     if estate:
         load_migration(ctx.store_url, estate)
     with session_scope(ctx.store_url) as session:
@@ -1034,25 +1032,35 @@ def mute_duration(text: str) -> timedelta:
         value = timedelta(days=amount)
     else:
         value = timedelta(hours=amount)
+    return _clamped_mute(value)
+
+
+def _clamped_mute(value: timedelta) -> timedelta:
     if value <= timedelta(0):
         return DEFAULT_MUTE
     return min(value, MAX_MUTE)
 
 
 def mute(intent: Intent, ctx: ActionContext) -> Reply:
-    until = ctx.now() + mute_duration(intent.text)
+    """Mute for the grammar's ``duration`` slot (seconds; "30m", "2 Stunden"), else the
+    default hour; only the ``kinds`` named, when the text names some."""
+    if intent.slots.duration is not None:
+        duration = _clamped_mute(timedelta(seconds=intent.slots.duration))
+    else:  # an intent stored before the grammar had the slot
+        duration = mute_duration(intent.text)
+    until = ctx.now() + duration
+    kinds = list(intent.slots.kinds or ())
     estate = intent.slots.migration_id
-    if estate and _DURATION.fullmatch(estate):
-        estate = None  # "mute 2h": the grammar reads "2h" as an id (letter and digit)
     if estate:
         load_migration(ctx.store_url, estate)
     with session_scope(ctx.store_url) as session:
         if state.conversation(session, _conversation_id(ctx)) is None:
             state.remember_conversation(session, ctx.inbound.conversation)
-        state.set_mute(session, _conversation_id(ctx), until)
+        state.set_mute(session, _conversation_id(ctx), until, kinds)
     scope = (f" (every migration this conversation hears about, not only {estate})"
              if estate else "")
-    return Reply(text=f"Notifications muted in this conversation until "
+    what = f"{', '.join(kinds)} notifications" if kinds else "Notifications"
+    return Reply(text=f"{what} muted in this conversation until "
                       f"{until:%Y-%m-%d %H:%M} UTC{scope}. `unmute` ends it sooner.")
 
 

@@ -171,7 +171,8 @@ class CommandDispatcher:
             if heard is None:
                 return replies
             text = heard
-        replies.extend(self._handle_text(inbound, conversation, text))
+        replies.extend(self._handle_text(inbound, conversation, text,
+                                         spoken=audio is not None))
         return replies
 
     def _audio(self, inbound: Inbound) -> dict[str, Any] | None:
@@ -220,7 +221,7 @@ class CommandDispatcher:
         return heard, Reply(text=f'Heard ({transcript.language}): "{heard}"')
 
     def _handle_text(self, inbound: Inbound, conversation: state.ConversationState,
-                     text: str) -> list[Reply]:
+                     text: str, *, spoken: bool = False) -> list[Reply]:
         answer = parse_confirmation(text)
         if answer is not None:
             with state_session(self.store_url) as session:
@@ -235,7 +236,7 @@ class CommandDispatcher:
             log.exception("could not read the migrations from the store")
             return [Reply(text=platform_error_text(exc))]
         context = ParseContext(locale=inbound.locale, migration_id=conversation.estate,
-                               known_migration_ids=tuple(known))
+                               known_migration_ids=tuple(known), known_ids_only=spoken)
         result = parse(text, context)
         if isinstance(result, Clarification):
             self._log(inbound, text=text, language=result.language.value,

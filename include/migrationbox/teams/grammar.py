@@ -46,11 +46,21 @@ class LanguageGrammar:
     #: letters that (almost) only this language uses: strong hints for detection
     letters: str = ""
     extra: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: duration words by unit (``minute``, ``hour``, ``day``, ``week``), as written
+    #: after a number: "30 Minuten", "2 órára" (a duration is never a migration id)
+    duration_units: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: number words a duration may start with ("an hour", "eine Stunde", "egy nap")
+    numbers: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    #: everyday words for notification kinds (``alert-config``, ``mute``)
+    kinds: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: severity words beyond the universal ones (P1-P4, info, warning, critical)
+    severities: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def vocabulary(self) -> tuple[str, ...]:
         """Every word of the grammar (for language detection)."""
         words: list[str] = []
-        for group in (self.triggers, self.environments, self.periods, self.gates):
+        for group in (self.triggers, self.environments, self.periods, self.gates,
+                      self.duration_units, self.kinds, self.severities):
             for phrases in group.values():
                 for phrase in phrases:
                     words.extend(phrase.split())
@@ -78,6 +88,28 @@ UNIVERSAL_ENVIRONMENTS: dict[Environment, tuple[str, ...]] = {
     Environment.TEST: ("test", "qa", "uat"),
     Environment.DEVELOPMENT: ("dev", "development"),
 }
+
+#: The notifier's notification kinds (``teams.notifier.NOTIFICATION_KINDS``; a test keeps
+#: the two equal). Written as is (``wave_done``, also ``wave-done``) they are a kind in any
+#: language, never a migration id.
+NOTIFICATION_KINDS: tuple[str, ...] = (
+    "wave_started", "phase_failed", "rollback", "wave_done", "incident_opened",
+    "incident_healed", "approval_waiting",
+)
+
+#: Severity words every language uses: an incident's P1-P4 and the notifier's levels.
+UNIVERSAL_SEVERITIES: dict[str, tuple[str, ...]] = {
+    "P1": ("p1",), "P2": ("p2",), "P3": ("p3",), "P4": ("p4",),
+    "info": ("info",), "warning": ("warning", "warn"), "critical": ("critical", "crit"),
+}
+
+#: Unit abbreviations every language writes ("30m", "2h", "1d", "90 min").
+UNIVERSAL_DURATION_UNITS: dict[str, tuple[str, ...]] = {
+    "minute": ("m", "min", "mins"), "hour": ("h", "hr", "hrs"), "day": ("d",),
+    "week": ("w", "wk"),
+}
+UNIT_SECONDS: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86_400,
+                                "week": 7 * 86_400}
 
 UNIVERSAL_GATES: dict[str, tuple[str, ...]] = {
     "cutover": ("cutover", "cut-over"),
@@ -119,6 +151,13 @@ EN = LanguageGrammar(
     negations=("not", "don't", "dont", "never", "do not"),
     conditionals=("if", "unless"),
     reason_markers=("because", "reason", "since"),
+    duration_units={"minute": ("minute", "minutes"), "hour": ("hour", "hours"),
+                    "day": ("day", "days"), "week": ("week", "weeks")},
+    numbers={1: ("a", "an", "one"), 2: ("two",), 3: ("three",)},
+    kinds={"wave_started": ("started",), "phase_failed": ("failed", "failure*"),
+           "rollback": ("rollback*",), "wave_done": ("done", "completed", "finished"),
+           "incident_opened": ("incident*",), "incident_healed": ("healed",),
+           "approval_waiting": ("approval*",)},
     yes=("yes", "y", "yep", "confirm", "confirmed", "ok", "okay", "proceed", "go"),
     no=("no", "n", "nope", "cancel", "abort"),
     command_labels={
@@ -156,6 +195,8 @@ EN = LanguageGrammar(
         "conditional": "I cannot {command} on a condition. Say it without 'if' to do it "
                        "now, or use alert-config to be told when it happens.",
         "negated": "You asked me not to {command}. Nothing was done. What should I do?",
+        "unknown_migration": "I do not know a migration called {value}. Which one? "
+                             "Known: {known}.",
         "confirm": "Please confirm: {summary}. Reply yes to proceed or no to cancel.",
         "or": "or",
     },
@@ -205,6 +246,15 @@ DE = LanguageGrammar(
     negations=("nicht", "kein", "keine", "niemals", "nie"),
     conditionals=("wenn", "falls", "sofern", "sobald"),
     reason_markers=("weil", "grund", "da", "denn"),
+    duration_units={"minute": ("minute", "minuten"), "hour": ("stunde", "stunden", "std"),
+                    "day": ("tag", "tage", "tagen"), "week": ("woche", "wochen")},
+    numbers={1: ("ein", "eine", "einen", "einer", "eins"), 2: ("zwei",), 3: ("drei",)},
+    kinds={"wave_started": ("gestartet",), "phase_failed": ("fehlgeschlag*",),
+           "rollback": ("rollback*", "zurückgerollt"),
+           "wave_done": ("fertig", "abgeschlossen"),
+           "incident_opened": ("vorfall", "vorfälle*"), "incident_healed": ("behoben",),
+           "approval_waiting": ("genehmigung*", "freigabe*")},
+    severities={"critical": ("kritisch*",)},
     yes=("ja", "jawohl", "bestätigen", "bestätigt", "ok", "okay", "los"),
     no=("nein", "abbrechen", "nö"),
     command_labels={
@@ -244,6 +294,8 @@ DE = LanguageGrammar(
         "conditional": "Ich kann nicht unter einer Bedingung {command}. Ohne 'wenn' "
                        "geschieht es sofort; mit alert-config werden Sie benachrichtigt.",
         "negated": "Sie wollten nicht {command}. Es wurde nichts getan. Was soll ich tun?",
+        "unknown_migration": "Eine Migration namens {value} kenne ich nicht. Welche? "
+                             "Bekannt: {known}.",
         "confirm": "Bitte bestätigen: {summary}. Antworten Sie ja zum Ausführen oder "
                    "nein zum Abbrechen.",
         "or": "oder",
@@ -292,6 +344,15 @@ ES = LanguageGrammar(
     negations=("no", "nunca", "jamás"),
     conditionals=("si", "cuando"),
     reason_markers=("porque", "motivo", "razón"),
+    duration_units={"minute": ("minuto", "minutos"), "hour": ("hora", "horas"),
+                    "day": ("día", "días"), "week": ("semana", "semanas")},
+    numbers={1: ("un", "una", "uno"), 2: ("dos",), 3: ("tres",)},
+    kinds={"wave_started": ("iniciada*",), "phase_failed": ("fallid*", "fallo*"),
+           "rollback": ("rollback*", "reversion*"),
+           "wave_done": ("completad*", "terminad*"),
+           "incident_opened": ("incidente*", "incidencia*"),
+           "incident_healed": ("resuelt*",), "approval_waiting": ("aprobaci*",)},
+    severities={"critical": ("crític*",), "warning": ("advertencia*",)},
     yes=("sí", "si", "confirmo", "confirmar", "vale", "ok", "adelante"),
     no=("no", "cancelar", "nada"),
     command_labels={
@@ -330,6 +391,8 @@ ES = LanguageGrammar(
         "conditional": "No puedo {command} bajo una condición. Dígalo sin 'si' para "
                        "hacerlo ahora, o use alert-config para recibir un aviso.",
         "negated": "Ha pedido no {command}. No se ha hecho nada. ¿Qué debo hacer?",
+        "unknown_migration": "No conozco ninguna migración llamada {value}. ¿Cuál? "
+                             "Conocidas: {known}.",
         "confirm": "Confirme, por favor: {summary}. Responda sí para continuar o no "
                    "para cancelar.",
         "or": "o",
@@ -345,7 +408,8 @@ HU = LanguageGrammar(
         C.PAUSE: ("szünetel*", "szüneteld", "állítsd le", "állítsd meg", "leállít*"),
         C.RESUME: ("folytat*", "folytasd"),
         C.ROLLBACK: ("rollback", "visszaállít*", "visszagörget*", "vissza"),
-        C.CANCEL: ("megszakít*", "állítsd le", "leállít*", "töröld"),
+        C.CANCEL: ("megszakít*", "szakíts* meg", "szakíts* félbe", "állítsd le",
+                   "leállít*", "töröld"),
         C.APPROVE: ("jóváhagy*", "hagyd jóvá", "engedélyez*"),
         C.REJECT: ("elutasít*", "utasítsd el"),
         C.REQUEST_APPROVAL: ("kér* jóváhagyás*", "jóváhagyás* kér*"),
@@ -375,6 +439,17 @@ HU = LanguageGrammar(
     negations=("ne", "nem", "soha"),
     conditionals=("ha", "amennyiben"),
     reason_markers=("mert", "indok*"),
+    duration_units={"minute": ("perc", "percre", "percig", "percet"),
+                    "hour": ("óra", "órára", "óráig", "órát"),
+                    "day": ("nap", "napra", "napig", "napot"),
+                    "week": ("hét", "hétre", "hétig", "hetet", "hetre", "hetig")},
+    numbers={1: ("egy",), 2: ("két", "kettő"), 3: ("három",)},
+    kinds={"wave_started": ("elindult*",), "phase_failed": ("sikertelen*",),
+           "rollback": ("rollback*", "visszaállítás*"),
+           "wave_done": ("kész", "befejez*"),
+           "incident_opened": ("incidens*",), "incident_healed": ("megoldott*",),
+           "approval_waiting": ("jóváhagyás*",)},
+    severities={"critical": ("kritikus*",), "warning": ("figyelmeztet*",)},
     yes=("igen", "mehet", "rendben", "ok", "oké", "jóváhagyom"),
     no=("nem", "mégse", "ne"),
     command_labels={
@@ -414,6 +489,8 @@ HU = LanguageGrammar(
         "conditional": "Feltételhez kötve nem tudom ezt végrehajtani ({command}). "
                        "Mondd 'ha' nélkül, vagy állíts be riasztást (alert-config).",
         "negated": "Azt kérted, hogy ne: {command}. Nem történt semmi. Mit tegyek?",
+        "unknown_migration": "Nem ismerek {value} nevű migrációt. Melyikre gondoltál? "
+                             "Ismertek: {known}.",
         "confirm": "Kérlek, erősítsd meg: {summary}. Válaszolj igennel a folytatáshoz "
                    "vagy nemmel a megszakításhoz.",
         "or": "vagy",

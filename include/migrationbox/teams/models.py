@@ -85,7 +85,16 @@ class Period(StrEnum):
 
 SlotName = Literal[
     "migration_id", "environment", "cloud", "region", "gate", "reason", "period", "query",
+    "duration", "severity", "kinds",
 ]
+
+#: Severities ``alert-config`` takes: the notifier's levels and an incident's P1-P4 (kept
+#: as said; the action maps P1/P2 to critical, P3 to warning, P4 to info).
+Severity = Literal["P1", "P2", "P3", "P4", "info", "warning", "critical"]
+
+#: The longest duration the grammar reads; longer ones are read as this (``mute`` itself
+#: stops at 30 days). Keeps the seconds far from ``timedelta``'s limits.
+MAX_DURATION_S = 366 * 86_400
 
 
 class CommandSpec(BaseModel):
@@ -115,8 +124,8 @@ COMMAND_SPECS: dict[Command, CommandSpec] = {
     Command.SEARCH: CommandSpec(required=("query",)),
     Command.RUNBOOK: CommandSpec(optional=("query",)),
     Command.LESSONS_LEARNED: CommandSpec(optional=("migration_id",)),
-    Command.ALERT_CONFIG: CommandSpec(optional=("migration_id",)),
-    Command.MUTE: CommandSpec(optional=("migration_id",)),
+    Command.ALERT_CONFIG: CommandSpec(optional=("migration_id", "severity", "kinds")),
+    Command.MUTE: CommandSpec(optional=("migration_id", "duration", "kinds")),
     Command.UNMUTE: CommandSpec(optional=("migration_id",)),
 }
 
@@ -135,6 +144,11 @@ class Slots(BaseModel):
     reason: str | None = None
     period: Period | None = None
     query: str | None = Field(default=None, description="search text or runbook topic")
+    duration: int | None = Field(default=None, ge=0, le=MAX_DURATION_S,
+                                 description="seconds (mute: 30m, 2 hours, 2 Stunden)")
+    severity: Severity | None = None
+    kinds: tuple[str, ...] | None = Field(
+        default=None, description="notification kinds (teams.grammar.NOTIFICATION_KINDS)")
 
 
 class ParseContext(BaseModel):
@@ -149,6 +163,12 @@ class ParseContext(BaseModel):
     known_migration_ids: tuple[str, ...] = ()
     default_regions: dict[Cloud, str] = Field(default_factory=dict)
     bot_names: tuple[str, ...] = ("MigrationBox",)
+    known_ids_only: bool = Field(
+        default=False,
+        description="take migration ids only from known_migration_ids (exactly, or a "
+                    "close match that names one of them alone) and ask back for any other "
+                    "id-like word: set for transcribed speech, where a misheard word looks "
+                    "like an id")
 
 
 class Intent(BaseModel):
@@ -174,6 +194,7 @@ class ClarificationReason(StrEnum):
     CONFLICTING_SLOT = "conflicting_slot"
     REGION_NOT_IN_CLOUD = "region_not_in_cloud"
     UNKNOWN_REGION = "unknown_region"
+    UNKNOWN_MIGRATION = "unknown_migration"
     CONDITIONAL = "conditional"
     NEGATED = "negated"
 

@@ -14,6 +14,7 @@ same confirmation for destructive commands.
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -24,8 +25,12 @@ from migrationbox.teams.grammar import (
     CANONICAL,
     CLOUD_WORDS,
     GRAMMARS,
+    NOTIFICATION_KINDS,
+    UNIT_SECONDS,
+    UNIVERSAL_DURATION_UNITS,
     UNIVERSAL_ENVIRONMENTS,
     UNIVERSAL_GATES,
+    UNIVERSAL_SEVERITIES,
     LanguageGrammar,
     fold,
 )
@@ -34,6 +39,7 @@ from migrationbox.teams.models import (
     APPROVAL_FAMILY,
     COMMAND_SPECS,
     DESTRUCTIVE,
+    MAX_DURATION_S,
     Clarification,
     ClarificationReason,
     Cloud,
@@ -64,6 +70,14 @@ _DIGITS = re.compile(r"^\d{1,3}$")
 _ID = re.compile(r"^[a-z0-9][a-z0-9._\-]*$")
 _AWS_SHAPE = re.compile(r"^[a-z]{2}(?:-gov)?-[a-z]+-\d{1,2}$")
 _GCP_SHAPE = re.compile(r"^[a-z]+-[a-z]+\d{1,2}$")
+_NUMBER = re.compile(r"^\d{1,12}(?:\.\d{1,3})?$")
+_DURATION_PART = re.compile(r"(\d{1,12}(?:\.\d{1,3})?)-?([a-z]+)")
+_ALNUM = re.compile(r"[^a-z0-9]")
+#: How alike a heard word and a known migration id must be (difflib ratio of their
+#: letters and digits) to be taken for it under ``known_ids_only``: "acne" ~ "acme" is 0.75.
+CLOSE_ID_RATIO = 0.75
+#: Shorter words are not close-matched: two letters in common are no evidence.
+CLOSE_ID_MIN_CHARS = 4
 
 REGION_EXAMPLES: dict[Cloud, str] = {
     Cloud.AWS: "us-east-1", Cloud.AZURE: "eastus", Cloud.GCP: "us-central1",
@@ -173,7 +187,8 @@ def _in_vocabulary(norm: str, vocab: tuple[frozenset[str], tuple[str, ...]]) -> 
 def detect_language(text: str, locale: str | None = None) -> Language:
     """The language whose grammar words the text uses most; the locale breaks ties.
 
-    Each token shared by k languages counts 1/k for each; letters only one of them
+    Each token counts for the languages it matches best (an exact word before a stem, a
+    longer stem before a shorter one), 1/k for each of k; letters only one of them
     writes (ő, ű; ß, ä; ñ, ¿, ¡) count extra. No words known: the locale, else English.
     """
     return _detect(tokenize(text[:MAX_CHARS]), text[:MAX_CHARS], locale)
@@ -186,9 +201,26 @@ def _locale_language(locale: str | None) -> Language | None:
     return next((lang for lang in Language if lang.value == prefix), None)
 
 
+def _match_quality(norm: str, language: Language) -> tuple[int, int] | None:
+    """How well a word matches the language's vocabulary: an exact word beats any stem,
+    a longer stem beats a shorter one ("cancela" is Spanish ``cancela*`` more than
+    English ``cancel*``); None when it does not match at all."""
+    exact, stems = _vocabulary(language)
+    if norm in exact:
+        return (1, len(norm))
+    best = max((len(s) for s in stems if norm.startswith(s)), default=0)
+    return (0, best) if best else None
+
+
 @lru_cache(maxsize=50_000)
 def _languages_of(norm: str) -> tuple[Language, ...]:
-    return tuple(lang for lang in Language if _in_vocabulary(norm, _vocabulary(lang)))
+    """The languages that match the word best (see ``_match_quality``)."""
+    qualities = {lang: q for lang in Language
+                 if (q := _match_quality(norm, lang)) is not None}
+    if not qualities:
+        return ()
+    top = max(qualities.values())
+    return tuple(lang for lang, q in qualities.items() if q == top)
 
 
 def _detect(tokens: list[Token], text: str, locale: str | None) -> Language:
@@ -240,6 +272,17 @@ class _Scan:
     environments: dict[int, Environment]
     periods: dict[int, Period]
     ids: dict[int, str]
+    #: a duration's first token -> seconds; every token of it is in ``duration_tokens``
+    durations: dict[int, int]
+    duration_tokens: set[int]
+    severities: dict[int, str]
+    kinds: dict[int, str]
+    #: id-like words that are no known migration (only under ``known_ids_only``)
+    unknown_ids: dict[int, str]
+
+    @classmethod
+    def empty(cls) -> _Scan:
+        return cls({}, {}, {}, {}, {}, {}, {}, set(), {}, {}, {})
 
 
 def _word_value(norm: str, table: dict, grammar_tables: list[dict]) -> object | None:
@@ -265,10 +308,96 @@ def _cloud_of(norm: str) -> Cloud | None:
     return None
 
 
+@cache
+def _unit_seconds() -> dict[str, int]:
+    """Every duration unit word of every language (folded) -> seconds. People mix
+    languages in chat ("mute 2 Stunden"), so all of them count whatever the language."""
+    table: dict[str, int] = {}
+    for units in [UNIVERSAL_DURATION_UNITS, *(g.duration_units for g in GRAMMARS.values())]:
+        for unit, words in units.items():
+            for word in words:
+                table[fold(word)] = UNIT_SECONDS[unit]
+    return table
+
+
+@cache
+def _number_words() -> dict[str, int]:
+    return {fold(w): n for g in GRAMMARS.values() for n, ws in g.numbers.items() for w in ws}
+
+
+def _seconds(amount: str, unit_seconds: int) -> int:
+    return min(int(float(amount) * unit_seconds), MAX_DURATION_S)
+
+
+def _duration_at(tokens: list[Token], i: int) -> tuple[int, int] | None:
+    """A duration starting at token ``i``: (seconds, tokens it takes). One token
+    ("30m", "1h30m", "2óra") or a number and a unit ("90 min", "2 Stunden", "egy nap")."""
+    units = _unit_seconds()
+    norm = tokens[i].norm
+    parts = list(_DURATION_PART.finditer(norm))
+    if parts and "".join(p.group(0) for p in parts) == norm and all(
+            p.group(2) in units for p in parts):
+        total = sum(_seconds(p.group(1), units[p.group(2)]) for p in parts)
+        return min(total, MAX_DURATION_S), 1
+    if i + 1 < len(tokens) and tokens[i + 1].norm in units:
+        unit = units[tokens[i + 1].norm]
+        if _NUMBER.match(norm):
+            return _seconds(norm, unit), 2
+        if norm in _number_words():
+            return _seconds(str(_number_words()[norm]), unit), 2
+    return None
+
+
+def _severity_of(norm: str) -> str | None:
+    value = _word_value(norm, UNIVERSAL_SEVERITIES, [g.severities for g in GRAMMARS.values()])
+    return None if value is None else str(value)
+
+
+def _kind_of(norm: str) -> str | None:
+    """A notification kind: its own name (``wave_done``, ``wave-done``) or an everyday
+    word of any language ("incidents", "Vorfälle", "fallidas")."""
+    if norm.replace("-", "_") in NOTIFICATION_KINDS:
+        return norm.replace("-", "_")
+    value = _word_value(norm, {}, [g.kinds for g in GRAMMARS.values()])
+    return None if value is None else str(value)
+
+
+def _id_key(value: str) -> str:
+    """The letters and digits of an id: how a spoken id is compared ("prod 7", "Prod7")."""
+    return _ALNUM.sub("", fold(value))
+
+
+def _close_id(norm: str, known: dict[str, str]) -> str | None:
+    """The one known id the word is close to (``CLOSE_ID_RATIO``) with the same digits,
+    or None when none or more than one is: a guess between two migrations is asked back,
+    never taken, and "prod-8" is another migration than "prod-7", not a mishearing."""
+    key = _id_key(norm)
+    if len(key) < CLOSE_ID_MIN_CHARS:
+        return None
+    digits = re.sub(r"\D", "", key)
+    close = {original for k, original in known.items()
+             if len(k) >= CLOSE_ID_MIN_CHARS and re.sub(r"\D", "", k) == digits
+             and difflib.SequenceMatcher(None, key, k).ratio() >= CLOSE_ID_RATIO}
+    return next(iter(close)) if len(close) == 1 else None
+
+
+def _spoken_digit(norm: str) -> str:
+    """A number word as its digits ("one", "zwei", "egy" -> "1", "2", "1"); articles
+    ("a", "an", "un") stay words. Anything else is returned as is."""
+    number = _number_words().get(norm) if len(norm) > 2 else None
+    return str(number) if number is not None else norm
+
+
+def _id_like(norm: str) -> bool:
+    return (len(norm) <= MAX_ID_CHARS and bool(_ID.match(norm))
+            and any(c.isalpha() for c in norm) and any(c.isdigit() or c in "-_" for c in norm))
+
+
 def _scan(tokens: list[Token], grammar: LanguageGrammar, ctx: ParseContext) -> _Scan:
-    scan = _Scan({}, {}, {}, {}, {}, {})
+    scan = _Scan.empty()
     regions = known_regions()
     known_ids = {fold(i): i for i in ctx.known_migration_ids}
+    known_keys = {_id_key(i): i for i in ctx.known_migration_ids if _id_key(i)}
     phase_words = {fold(w) for w in grammar.phase_words} | {"phase", "fase", "fazis"}
     vocab = _all_vocabulary()
     i = 0
@@ -276,6 +405,7 @@ def _scan(tokens: list[Token], grammar: LanguageGrammar, ctx: ParseContext) -> _
         norm = tokens[i].norm
         nxt = tokens[i + 1].norm if i + 1 < len(tokens) else ""
         inline = _PHASE_INLINE.match(norm)
+        duration = None if norm in known_ids else _duration_at(tokens, i)
         if inline:
             scan.gates[i] = f"phase-{int(inline.group(1))}"
         elif norm in phase_words and _DIGITS.match(nxt):
@@ -284,6 +414,16 @@ def _scan(tokens: list[Token], grammar: LanguageGrammar, ctx: ParseContext) -> _
         elif _DIGITS.match(norm) and nxt in phase_words:
             scan.gates[i] = scan.gates[i + 1] = f"phase-{int(norm)}"
             i += 1
+        elif ctx.known_ids_only and nxt and (_id_key(norm + _spoken_digit(nxt))
+                                             in known_keys):
+            # speech splits an id: "prod 7", "acme one" for "acme-1"
+            scan.ids[i] = scan.ids[i + 1] = known_keys[_id_key(norm + _spoken_digit(nxt))]
+            i += 1
+        elif duration is not None:
+            seconds, width = duration
+            scan.durations[i] = seconds
+            scan.duration_tokens.update(range(i, i + width))
+            i += width - 1
         elif norm in regions:
             scan.regions[i] = (norm, regions[norm])
         elif _region_shape(norm):
@@ -295,7 +435,14 @@ def _scan(tokens: list[Token], grammar: LanguageGrammar, ctx: ParseContext) -> _
         elif (known := next((v for k, v in known_ids.items()
                              if norm.startswith(k + "-")), None)) is not None:
             scan.ids[i] = known
+        elif ctx.known_ids_only and _id_key(norm) in known_keys:
+            scan.ids[i] = known_keys[_id_key(norm)]
+        elif (severity := _severity_of(norm)) is not None:
+            scan.severities[i] = severity
         else:
+            kind = _kind_of(norm)
+            if kind is not None:
+                scan.kinds[i] = kind
             gate = _word_value(norm, UNIVERSAL_GATES, [grammar.gates])
             if gate is not None:
                 scan.gates[i] = str(gate)
@@ -305,13 +452,27 @@ def _scan(tokens: list[Token], grammar: LanguageGrammar, ctx: ParseContext) -> _
             period = _word_value(norm, {}, [grammar.periods])
             if period is not None:
                 scan.periods[i] = Period(period)
-            if (gate is None and env is None and period is None and len(norm) <= MAX_ID_CHARS
-                    and _ID.match(norm) and any(c.isalpha() for c in norm)
-                    and any(c.isdigit() or c in "-_" for c in norm)
+            if (kind is None and gate is None and env is None and period is None
                     and not _in_vocabulary(norm, vocab)):
-                scan.ids[i] = tokens[i].text
+                _take_id(scan, i, tokens[i], ctx, known_keys)
         i += 1
     return scan
+
+
+def _take_id(scan: _Scan, i: int, token: Token, ctx: ParseContext,
+             known_keys: dict[str, str]) -> None:
+    """A word no grammar word or value claimed: an id when it looks like one. Under
+    ``known_ids_only`` only a known id is taken (a close match naming one alone); any
+    other id-like word is kept to be asked back."""
+    if not ctx.known_ids_only:
+        if _id_like(token.norm):
+            scan.ids[i] = token.text
+        return
+    close = _close_id(token.norm, known_keys) if known_keys else None
+    if close is not None:
+        scan.ids[i] = close
+    elif _id_like(token.norm):
+        scan.unknown_ids[i] = token.text
 
 
 def _trigger_matches(tokens: list[Token], grammar: LanguageGrammar,
@@ -334,12 +495,20 @@ def _trigger_matches(tokens: list[Token], grammar: LanguageGrammar,
     return found
 
 
-def _resolve(found: dict[Command, frozenset[int]],
-             gate_tokens: set[int]) -> dict[Command, frozenset[int]]:
+#: Commands whose notification kinds are slots: "alert-config rollback", "mute approvals".
+KIND_COMMANDS = frozenset({Command.ALERT_CONFIG, Command.MUTE})
+
+
+def _resolve(found: dict[Command, frozenset[int]], gate_tokens: set[int],
+             kind_tokens: set[int]) -> dict[Command, frozenset[int]]:
     if any(c in APPROVAL_FAMILY for c in found):
         # "approve rollback", "jóváhagyom a költségkeretet": the gate word is a slot
         found = {c: s for c, s in found.items()
                  if c in APPROVAL_FAMILY or not s <= gate_tokens}
+    if any(c in KIND_COMMANDS for c in found):
+        # "alert-config rollback", "mute Genehmigungen": the kind word is a slot
+        found = {c: s for c, s in found.items()
+                 if c in KIND_COMMANDS or not s <= kind_tokens}
     return {c: s for c, s in found.items()
             if not any(s < other for o, other in found.items() if o != c)}
 
@@ -425,8 +594,10 @@ def parse(text: object, context: ParseContext | None = None) -> Intent | Clarifi
         return _ask(language, ClarificationReason.EMPTY)
 
     scan = _scan(tokens, grammar, ctx)
-    blocked = set(scan.regions) | set(scan.clouds) | set(scan.ids)
-    found = _resolve(_trigger_matches(tokens, grammar, blocked), set(scan.gates))
+    blocked = (set(scan.regions) | set(scan.clouds) | set(scan.ids) | set(scan.unknown_ids)
+               | scan.duration_tokens | set(scan.severities))
+    found = _resolve(_trigger_matches(tokens, grammar, blocked), set(scan.gates),
+                     set(scan.kinds))
     if not found:
         return _ask(language, ClarificationReason.UNKNOWN_COMMAND)
     if len(found) > 1:
@@ -456,7 +627,23 @@ def _fill(command: Command, trigger: frozenset[int], cleaned: str, unquoted: str
         "region": _distinct(r for r, _ in scan.regions.values()),
         "gate": _distinct(scan.gates.values()),
         "period": _distinct(scan.periods.values()),
+        "severity": _distinct(scan.severities.values()),
     }
+    kinds = list(scan.kinds.values())
+    durations = list(scan.durations.values())
+    if command in KIND_COMMANDS:
+        # alert-config "rollback incidents P2": a quoted list is values, not a search
+        for quote in quotes:
+            quoted = _scan(tokenize(quote), grammar, ctx.model_copy(
+                update={"known_migration_ids": (), "known_ids_only": False}))
+            kinds.extend(quoted.kinds.values())
+            durations.extend(quoted.durations.values())
+            values["severity"] = _distinct([*values["severity"],
+                                            *quoted.severities.values()])
+    if "migration_id" in wanted and scan.unknown_ids:
+        return _ask(language, ClarificationReason.UNKNOWN_MIGRATION, command=command,
+                    value=", ".join(_distinct(scan.unknown_ids.values())),
+                    known=list(ctx.known_migration_ids))
     slots: dict[str, object] = {}
     inferred: list[SlotName] = []
     for name, found in values.items():
@@ -466,6 +653,11 @@ def _fill(command: Command, trigger: frozenset[int], cleaned: str, unquoted: str
             return _ask(language, ClarificationReason.CONFLICTING_SLOT, command=command,
                         slot=name, values=[str(v) for v in found])
         slots[name] = found[0]
+    if "kinds" in wanted and kinds:
+        slots["kinds"] = tuple(k for k in NOTIFICATION_KINDS if k in set(kinds))
+    if "duration" in wanted and durations:
+        # "1 hour 30 minutes": the parts add up
+        slots["duration"] = min(sum(durations), MAX_DURATION_S)
 
     if "region" in slots:
         region = str(slots["region"])
@@ -480,7 +672,7 @@ def _fill(command: Command, trigger: frozenset[int], cleaned: str, unquoted: str
             return _ask(language, ClarificationReason.REGION_NOT_IN_CLOUD, command=command,
                         slots=slots, region=region, cloud=slots["cloud"])
 
-    consumed = [*scan.gates, *scan.ids]
+    consumed = [*scan.gates, *scan.ids, *scan.unknown_ids]
     if command == Command.REJECT:
         reason = quotes[0] if quotes else _free_text(
             unquoted, tokens, trigger, grammar, grammar.reason_markers, consumed,
@@ -523,7 +715,8 @@ def _or_list(language: Language, items: list[str]) -> str:
 def _ask(language: Language, reason: ClarificationReason, *, command: Command | None = None,
          options: list[Command] | None = None, missing: list[SlotName] | None = None,
          slots: dict | None = None, slot: str | None = None, values: list[str] | None = None,
-         region: str | None = None, cloud: object = None) -> Clarification:
+         region: str | None = None, cloud: object = None, value: str = "",
+         known: list[str] | None = None) -> Clarification:
     grammar = GRAMMARS[language]
     labels = grammar.command_labels
     options = options or []
@@ -547,6 +740,11 @@ def _ask(language: Language, reason: ClarificationReason, *, command: Command | 
                     ClarificationReason.UNKNOWN_REGION):
         question = grammar.messages[reason.value].format(
             region=region, cloud=cloud_name, example=example)
+    elif reason == ClarificationReason.UNKNOWN_MIGRATION:
+        names = (known or [])[:10]
+        question = grammar.messages["unknown_migration"].format(
+            value=value, known=", ".join(names) + (", …" if len(known or []) > 10 else "")
+            if names else "-")
     elif reason in (ClarificationReason.CONDITIONAL, ClarificationReason.NEGATED):
         question = grammar.messages[reason.value].format(
             command=labels[command] if command else "")
