@@ -27,7 +27,9 @@ SETTINGS = settings(max_examples=150, deadline=None,
 VOCAB = sorted({w.rstrip("*") for g in GRAMMARS.values() for ws in g.triggers.values()
                 for phrase in ws for w in phrase.split()}
                | {"prod", "azure", "aws", "gcp", "eastus", "us-east-1", "phase-2",
-                  "prod-migration-001", "weekly", '"why"', "if", "not", "cutover"})
+                  "prod-migration-001", "weekly", '"why"', "if", "not", "cutover",
+                  "30m", "2", "Stunden", "P2", "critical", "wave_done", "incidents",
+                  "mute", "alert-config"})
 
 texts = st.one_of(
     st.text(max_size=300),
@@ -45,6 +47,7 @@ contexts = st.builds(
                      st.text(max_size=8)),
     migration_id=st.one_of(st.none(), st.just("prod-7")),
     known_migration_ids=st.lists(st.text(min_size=1, max_size=10), max_size=3).map(tuple),
+    known_ids_only=st.booleans(),
     default_regions=st.one_of(st.just({}), st.just({Cloud.AZURE: "westeurope"})),
 )
 
