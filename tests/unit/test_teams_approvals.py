@@ -650,3 +650,34 @@ def test_any_reference_or_reason_gets_an_answer_never_an_exception(
         assert len(matches) == 1 and decision in ("approve", "reject")
         assert decision == "approve" or (reason or "").strip()
     assert len(air.responses) == (1 if answer.ok else 0)
+
+
+def test_an_answer_waits_until_the_gate_has_settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A click seconds after the card was posted is held until the gate has waited
+    SETTLE_SECONDS: an earlier answer races Airflow 3.3's executor and fails the gate
+    (seen end to end: the wave rolled back after an approval)."""
+    from datetime import UTC, datetime, timedelta
+
+    from migrationbox.teams import approvals as mod
+
+    slept: list[float] = []
+    monkeypatch.setattr(mod, "_sleep", slept.append)
+    sent: list[tuple[Any, ...]] = []
+
+    class Client:
+        def respond_hitl(self, *args: Any, **kwargs: Any) -> None:
+            sent.append((args, kwargs))
+
+    def gate(age_s: float) -> Any:
+        return mod.WaitingGate(estate="e", wave=1, dag_id="migrate__e__wave_01",
+                               dag_run_id="r", task_id="risk.approve_plan_risks",
+                               map_index=-1, gate="plan_risks", subject="s",
+                               created_at=datetime.now(UTC) - timedelta(seconds=age_s),
+                               params={})
+
+    mod._respond(Client(), gate(1.0), True, "Sarah", "aad-sarah", None)
+    assert len(slept) == 1 and mod.SETTLE_SECONDS - 1.5 < slept[0] <= mod.SETTLE_SECONDS - 1.0
+    mod._respond(Client(), gate(60.0), False, "Sarah", "aad-sarah", "not now")
+    assert len(slept) == 1  # a gate that has waited a minute is answered at once
+    assert [kw["chosen_options"] for _, kw in sent] == [["Approve"], ["Reject"]]
+    assert sent[1][1]["params_input"]["reason"] == "not now"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -98,6 +99,11 @@ class GateAnswer(BaseModel):
     ok: bool
     message: str
     card: dict[str, Any] | None = None
+
+
+#: How long a gate must have waited before an answer is sent (see ``_respond``).
+SETTLE_SECONDS = 5.0
+_sleep = time.sleep
 
 
 @dataclass(frozen=True)
@@ -459,6 +465,13 @@ def _respond(client: Any, gate: WaitingGate, approve: bool, who: str, user_key: 
     """Answer the gate in Airflow. The Teams user rides along in ``params_input`` when
     the gate defines no form (the ApprovalOperator then accepts any keys), since the
     HITL ``responded_by`` is the bot's Airflow user, not the person."""
+    # An answer that lands within seconds of the park races the executor in Airflow 3.3
+    # and fails the gate (the wave then rolls back): seen from Teams when a card was
+    # clicked two seconds after it was posted. Hold the answer until the gate has waited
+    # SETTLE_SECONDS, as orchestration.follow does for REST answers.
+    waited = (datetime.now(UTC) - gate.created_at).total_seconds()
+    if waited < SETTLE_SECONDS:
+        _sleep(SETTLE_SECONDS - max(waited, 0.0))
     params_input: dict[str, Any] = {}
     if not gate.params:
         params_input = {"teams_user": who, "teams_user_key": user_key}

@@ -185,7 +185,8 @@ class TeamsUser:
     locale: str = "en-US"
     timeout_s: float = 120.0
 
-    def _activity(self, kind: str, **extra: Any) -> dict[str, Any]:
+    def activity(self, kind: str, **extra: Any) -> dict[str, Any]:
+        """An activity as the Bot Connector sends it, from this user in this conversation."""
         body: dict[str, Any] = {
             "type": kind, "id": f"dev-{uuid.uuid4()}",
             "serviceUrl": self.tenant.connector.url, "channelId": "msteams",
@@ -216,7 +217,7 @@ class TeamsUser:
     def say(self, text: str) -> list[RecordedRequest]:
         """Send ``text`` as a message; returns the bot's replies to it (the SDK sends them
         before the call returns)."""
-        body = self._activity("message", text=text, textFormat="plain")
+        body = self.activity("message", text=text, textFormat="plain")
         answer = self._post(body)
         if answer.status_code not in (200, 201, 202):
             raise DevTenantError(f"the bot answered HTTP {answer.status_code} to "
@@ -229,7 +230,7 @@ class TeamsUser:
         """Press an ``Action.Execute`` button (Universal Actions): the ``invoke`` activity
         Teams sends; returns the card the bot answered with (it replaces the one clicked)
         or, when the bot answered with a line of text, that text."""
-        body = self._activity(
+        body = self.activity(
             "invoke", name="adaptiveCard/action",
             value={"action": {"type": "Action.Execute", "verb": verb,
                               "data": {**data, **(inputs or {})}},
