@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--no-heal", action="store_true",
                    help="skip the last act (a fault injected and healed by migrationbox_heal)")
+    p.add_argument("--no-teams", action="store_true",
+                   help="skip the Teams act (a command and the first gate's approval "
+                        "through the bot endpoint, with a loopback tenant)")
     p.set_defaults(handler=_handle)
 
 
@@ -65,4 +68,5 @@ def _handle(args: argparse.Namespace) -> int:
         conf=conf,
         timeout=args.timeout,
         heal=not args.no_heal,
+        teams=not args.no_teams,
     )

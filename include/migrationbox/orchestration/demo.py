@@ -28,6 +28,7 @@ class DemoOptions:
     conf: dict[str, Any] | None = None
     timeout: float = 1800
     heal: bool = True  # after the wave: inject a fault and let migrationbox_heal fix it
+    teams: bool = True  # one command and the first gate's approval through the Teams bot
 
 
 def _say(text: str = "") -> None:
@@ -189,20 +190,38 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = _say) -> int:
         f"({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}) registered in the store")
 
     dag_id = dag_id_for(plan.estate, wave.number)
-    _heading(f"5/7 Trigger {dag_id} by REST and follow it")
+    _heading(f"5/7 Trigger {dag_id} by REST and follow it; one gate approved in Teams")
     say("  waiting for Airflow to parse the wave DAGs ...")
     client.wait_for_dag(dag_id, timeout=300)
+    teams = None
+    if opts.approve and opts.teams:
+        from migrationbox.orchestration.teams_demo import TeamsDemo
+
+        teams = TeamsDemo(plan.estate, say)
+        try:
+            teams.start(platform)
+            teams.command(f"status {plan.estate}")
+            teams.approve_first_card_in_background()
+        except Exception as exc:  # shown; the wave still runs with the REST approver
+            teams.failed = f"{type(exc).__name__}: {exc}"
+            say(f"  Teams step FAILED ({teams.failed})")
     client.unpause(dag_id)
     conf = {"ignore_previous_wave": opts.wave != 1, **(opts.conf or {})}
     run = client.trigger(dag_id, conf=conf)
     run_id = run["dag_run_id"]
     say(f"  triggered run {run_id} with conf {conf}")
     say(f"  watch it: {state.api_url}/dags/{dag_id}/runs/{run_id}")
-    approver = Approver(name="admin") if opts.approve else None
+    approver = Approver(name="admin", leave=teams.leave if teams else None) \
+        if opts.approve else None
     if approver:
-        say("  the demo acts as the approver 'admin' and answers each gate by REST")
+        say("  the demo acts as the approver 'admin' and answers each gate by REST"
+            + (f" (the first gate: {teams.user.name if teams.user else 'Teams'} in Teams)"
+               if teams else ""))
     outcome = follow_run(client, dag_id, run_id, approver=approver, timeout=opts.timeout,
                          say=say)
+    teams_ok = teams.finish() if teams else True
+    if teams and not teams_ok:
+        say(f"  Teams: the card approval did not happen ({teams.failed or 'no card'})")
 
     _heading("6/7 Summary")
     _print_summary(plan, wave, run_id, outcome, say)
@@ -218,7 +237,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = _say) -> int:
         say("  Stop everything with: make down")
     else:
         platform.down()
-    if outcome.state != "success":
+    if outcome.state != "success" or not teams_ok:
         return 1
     return 0 if healed is None or healed.status in ("resolved", "skipped") else 1
 

@@ -35,6 +35,9 @@ class Approver:
     decision: str | Callable[[dict[str, Any]], str] = "Approve"
     name: str = "admin"
     answered: list[dict[str, Any]] = field(default_factory=list)
+    #: Gates (HITL details) this approver leaves to someone else, e.g. the demo's gate
+    #: answered from a Teams card.
+    leave: Callable[[dict[str, Any]], bool] | None = None
 
     def choose(self, detail: dict[str, Any]) -> str:
         return self.decision(detail) if callable(self.decision) else self.decision
@@ -89,6 +92,8 @@ def follow_run(
             for detail in client.hitl_details(dag_id, run_id):
                 tid = _hitl_task_id(detail)
                 if not tid or tid in answered or detail.get("response_received"):
+                    continue
+                if approver.leave is not None and approver.leave(detail):
                     continue
                 # Answer only once the gate has sat in awaiting_input for a moment: an
                 # answer that lands before the worker that parked the task has reported
