@@ -17,10 +17,12 @@ import json
 import sys
 from typing import Any
 
+from migrationbox.errors import InputError
+
 ROLES = ("primary", "backup")
 
 
-class ApproverSpecError(ValueError):
+class ApproverSpecError(InputError):
     """A ``USER[:ROLE]`` or ``USER=NAME`` argument that cannot be used."""
 
 

@@ -47,6 +47,7 @@ from typing import Any
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 
+from migrationbox.errors import MigrationBoxError
 from migrationbox.orchestration.graph import PHASE_GROUPS
 from migrationbox.orchestration.spec import dag_id_for
 from migrationbox.planning.models import PlanDocument
@@ -81,7 +82,7 @@ NEXT_ISSUE_NOTE = ("Knowledge search (runbooks, documents, past migrations) come
 CANCELLABLE_NOTE_MAX = 1000
 
 
-class Refusal(Exception):
+class Refusal(MigrationBoxError):
     """The command cannot be done as asked; ``message`` says why and what to do instead."""
 
     def __init__(self, message: str, card: dict[str, Any] | None = None) -> None:

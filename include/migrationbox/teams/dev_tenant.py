@@ -159,9 +159,11 @@ def card_text(card: dict[str, Any]) -> str:
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            for key in ("text", "title"):
-                if isinstance(node.get(key), str) and node.get("type") != "Action.Execute":
-                    parts.append(node[key])
+            if isinstance(node.get("title"), str) and "value" in node:  # a FactSet fact
+                parts.append(f"{node['title']}: {node['value']}")
+                return
+            if isinstance(node.get("text"), str) and node.get("type") != "Action.Execute":
+                parts.append(node["text"])
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):

@@ -175,7 +175,7 @@ _CONFIG_KEY = web.AppKey("teams_config", BotConfig)
 # -- outbound tokens ------------------------------------------------------------------------
 
 
-class OutboundTokenError(RuntimeError):
+class OutboundTokenError(MigrationBoxError, RuntimeError):
     """The token endpoint did not give the bot a token (the reply cannot be sent)."""
 
 
