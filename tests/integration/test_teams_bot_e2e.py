@@ -188,7 +188,17 @@ def test_a_command_starts_a_wave_and_a_card_approval_moves_it_past_its_gate(
             rows = [a for a in repository.approvals(s, ESTATE, 1, dag_run_id=run_id)
                     if a.gate == "plan_risks"]
         assert [r.decision for r in rows] == ["approved"]
-        assert rows[0].approved_by.startswith("Sarah DevOps (Teams, via ")
+        assert rows[0].approved_by == f"Sarah DevOps (Teams, via {platform.username})"
+
+        # the posted card was updated in place, and a second click is told who decided
+        updates = [r for r in dev.connector.activities("update_activity")
+                   if r.activity_id == posted.answer_id]
+        assert updates and not updates[-1].errors
+        assert "Approval granted by Sarah DevOps" in json.dumps(cards_of(updates[-1]),
+                                                                ensure_ascii=False)
+        again = sarah.click("approve", approve, reply_to=posted.answer_id)
+        assert "already decided (approved) by Sarah DevOps" in json.dumps(
+            again, ensure_ascii=False), again
     finally:
         # cancel (asks first), as a user would; the run ends failed
         (ask_cancel,) = sarah.say(f"cancel {ESTATE}")
