@@ -166,7 +166,8 @@ def test_demo_conf_is_checked_before_the_platform_starts(
     started: list[Any] = []
     monkeypatch.setattr(demo, "main_demo", lambda *a, **k: started.append(k["conf"]) or 0)
     args = argparse.Namespace(conf=text, estate_path=None, estate="sample", wave=1,
-                              no_approve=False, stop=True, timeout=1.0, no_heal=True)
+                              no_approve=False, stop=True, timeout=1.0, no_heal=True,
+                              no_teams=True)
     code = demo_cmd._handle(args)
     err = capsys.readouterr().err
     if code == 2:

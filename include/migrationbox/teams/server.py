@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -620,10 +619,9 @@ def _platform_dispatcher(config: BotConfig, conn_id: str) -> Dispatcher:
         connector_from_connection,
     )
 
-    home = os.environ.get("MIGRATIONBOX_HOME")
 
     def client_factory() -> Any:
-        return airflow_client(home)
+        return airflow_client(None)  # the platform of the home setting
 
     tokens = ClientCredentialsTokenProvider(config.token_url, config.app_id,
                                             config.app_secret.get_secret_value(),
@@ -646,10 +644,9 @@ def start_background(conn_id: str, store_url: str,
     from migrationbox.teams.notifier import start_notifier_thread
 
     sender = connector_from_connection(conn_id)
-    home = os.environ.get("MIGRATIONBOX_HOME")
 
     def approvals_hook() -> int:
-        with airflow_client(home) as client:
+        with airflow_client(None) as client:  # the platform of the home setting
             posted = post_waiting_gates(store_url=store_url, client=client, sender=sender)
             for line in sla_tick(store_url=store_url, client=client, sender=sender,
                                  now=datetime.now(UTC)):
