@@ -17,6 +17,10 @@ os.environ.setdefault("MIGRATIONBOX_STORE_URL", f"sqlite:///{_ROOT / 'runtime' /
 # Platforms the tests start put the Teams bot on a free port, never the default 3978 a
 # developer's own platform (or another test module's) may hold.
 os.environ.setdefault("MIGRATIONBOX_TEAMS_PORT", "0")
+# ... and without its background scan (notifications, approval cards, SLA clock): every
+# platform test would otherwise pay for a login and HITL queries every 5 s. The Teams
+# end-to-end module turns it on for its own platform.
+os.environ.setdefault("MIGRATIONBOX_TEAMS_NOTIFY_INTERVAL_S", "0")
 (_ROOT / "runtime").mkdir(parents=True, exist_ok=True)
 
 

@@ -152,8 +152,8 @@ def test_every_component_runs_and_reports_healthy(platform: Platform) -> None:
     state = platform.read_state()
     assert state is not None and state.production is not None
     names = {c.name for c in status.components}
-    assert names == {"emulator"} | {f"airflow-{n}"
-                                    for n in state.production.component_commands()}
+    assert names == {"emulator", "teams-bot"} | {
+        f"airflow-{n}" for n in state.production.component_commands()}
     assert {"airflow-api-server", "airflow-scheduler-1", "airflow-scheduler-2",
             "airflow-dag-processor", "airflow-triggerer-1", "airflow-triggerer-2",
             "airflow-celery-worker-1",

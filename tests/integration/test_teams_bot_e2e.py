@@ -212,3 +212,57 @@ def test_a_command_starts_a_wave_and_a_card_approval_moves_it_past_its_gate(
     with session_scope() as s:
         commands = {c.command for c in state.recent_commands(s, limit=50)}
     assert {"status", "start", "cancel"} <= commands
+
+
+#: The plan's twenty commands as a person types them (the estate is the module's).
+TWENTY = [
+    ("status", f"status {ESTATE}"), ("status", "status"),
+    ("start", "start production aws us-east-1"),
+    ("pause", f"pause {ESTATE}"), ("resume", f"resume {ESTATE}"),
+    ("rollback", f"rollback {ESTATE}"), ("cancel", f"cancel {ESTATE}"),
+    ("approve", f"approve {ESTATE} risk"),
+    ("reject", f'reject {ESTATE} risk "not during the freeze"'),
+    ("request-approval", f"request-approval {ESTATE} risk"),
+    ("report", "report weekly"), ("report", "report monthly"),
+    ("metrics", f"metrics {ESTATE}"), ("costs", f"costs {ESTATE}"),
+    ("search", 'search "database"'), ("runbook", "runbook"),
+    ("lessons-learned", "lessons-learned"),
+    ("alert-config", f"alert-config {ESTATE} incidents P2"),
+    ("mute", f"mute {ESTATE} 30m"), ("unmute", f"unmute {ESTATE}"),
+]
+
+
+def test_each_command_answers_through_the_endpoint(platform: Any,
+                                                   tenant: tuple[Any, str]) -> None:
+    """Every command, typed to the platform's bot over HTTP, gets an answer the connector
+    accepts (cards valid) and none ends in an error; destructive ones only ask (and are
+    declined here), so nothing runs. Runs after the wave test: the estate exists."""
+    from migrationbox.store.db import session_scope
+    from migrationbox.teams import state
+    from migrationbox.teams.cards import validate_card
+    from migrationbox.teams.dev_tenant import card_verbs, cards_of
+
+    dev, url = tenant
+    ada = dev.user(url, name="Ada", aad_id="aad-ada", conversation_id="a:ada-personal",
+                   conversation_type="personal")
+    client = platform.client()
+    runs_before = len(client.dag_runs(DAG_ID))
+    with session_scope() as s:
+        first_id = max((c.id for c in state.recent_commands(s, limit=1)), default=0)
+    for _command, text in TWENTY:
+        replies = ada.say(text)
+        assert replies, f"{text!r}: no answer"
+        assert all(not r.errors for r in replies), (text, [r.errors for r in replies])
+        for card in (c for r in replies for c in cards_of(r)):
+            validate_card(card)
+            if "decline" in card_verbs(card):  # a destructive command asks first: say no
+                ada.click("decline", card_verbs(card)["decline"])
+    assert len(client.dag_runs(DAG_ID)) == runs_before  # nothing destructive ran
+    with session_scope() as s:
+        logged = [c for c in state.recent_commands(s, limit=200) if c.id > first_id]
+    by_text = {c.text: c for c in logged}
+    for command, text in TWENTY:
+        row = by_text.get(text)
+        assert row is not None, f"{text!r} was not logged"
+        assert row.command == command, (text, row.command, row.outcome, row.detail)
+        assert row.outcome != "error", (text, row.detail)

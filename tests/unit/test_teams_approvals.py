@@ -164,6 +164,15 @@ BOB = _user("aad-bob", "Bob Backup")
 MALLORY = _user("aad-mallory", "Mallory")
 
 
+@pytest.fixture(autouse=True)
+def _no_settle_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 5 s an answer waits for a freshly parked gate (approvals.SETTLE_SECONDS) is a
+    real sleep; these tests' gates are fakes, so it is skipped (and checked on its own)."""
+    from migrationbox.teams import approvals as mod
+
+    monkeypatch.setattr(mod, "_sleep", lambda seconds: None)
+
+
 @pytest.fixture
 def url(tmp_path: Path) -> str:
     u = f"sqlite:///{tmp_path / 'store.db'}"

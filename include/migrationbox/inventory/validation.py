@@ -254,6 +254,10 @@ def _short(value: Any) -> str | None:
     return type(value).__name__ if isinstance(value, (list, dict)) else None
 
 
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _self_dependency_fields(data: Mapping[str, Any]) -> list[str]:
     """Which dependencies point at the record itself (the model reports it record-wide)."""
     names: set[str] = set()
@@ -354,9 +358,14 @@ def _mark_shared(
         if len(group) < 2:
             continue
         for entry in group:
-            others = ", ".join(f"{o.where} ({o.label})" for o in group if o is not entry)
+            # long keys and labels are cut and many sharers counted, so one line stays
+            # readable whatever a file holds (a 5000-digit hostname, 1000 copies)
+            rest = [o for o in group if o is not entry]
+            others = ", ".join(f"{o.where} ({_clip(o.label)})" for o in rest[:3])
+            if len(rest) > 3:
+                others += f" and {len(rest) - 3} more"
             entry.issues.append(
-                Issue(what, f"{what} {key!r} is also used by {others}", reason)
+                Issue(what, f"{what} {_short(key)} is also used by {others}", reason)
             )
 
 
